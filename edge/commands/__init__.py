@@ -1,0 +1,1 @@
+"""Command groups of the ``edge`` CLI; each module has ``register(subparsers)``."""

@@ -1,0 +1,5 @@
+"""`edge` commands of the card group (filled in by the issue that builds it)."""
+
+
+def register(sub) -> None:
+    return None

@@ -1,0 +1,224 @@
+"""The settlement engine: pure, deterministic, shared by the counter and the centre.
+
+Rules (DOMAIN.md section 4), all amounts integer fen, every rounding ROUND_HALF_UP to the fen:
+
+  per line   amount = round(cnt × pric)
+             not in catalogue / not valid on the visit date / class C -> all fulamt_ownpay_amt
+             over the price cap -> overlmt_amt = round(cnt × (pric − cap))
+             preselfpay = round((amount − overlmt) × selfpay_prop)      (class B only)
+             inscp_scp = amount − overlmt − preselfpay
+  per visit  act_pay_dedc = min(inscp, max(0, deductible − used))       (0 when suspended)
+             hifp_pay = round((inscp − dedc) × ratio) capped by the annual and per-visit caps
+             psn_part = medfee − fund
+             acct_pay = min(balc, psn_part, acct_limit) when allowed and agreed, else 0
+             cash = psn_part − acct_pay
+
+Nothing here reads a clock, a file or a random source: ``visit.date`` and ``acct_limit`` (the offline
+account allowance left, decided by ``edge.offline``) are arguments. The centre replays an edge decision
+by calling :func:`settle` with the same inputs and compares :meth:`Settlement.to_json` byte for byte.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from .errors import CannotCancel, NoChronicFiling, NoPolicyRule
+from .inputs import (
+    INSUTYPES, PSN_TYPES, CatalogueItem, Item, PersonState, Policy, Visit, check_total,
+    parse_catalogue, parse_items, parse_person, parse_policy, parse_visit,
+)
+from .money import mul, round_fen, yuan
+from .result import Cancellation, Line, Reason, Settlement
+
+ENGINE_VERSION = "1"
+
+
+def _line(item: Item, cat: CatalogueItem | None, visit: Visit) -> Line:
+    amount = round_fen(mul(item.cnt, item.pric))
+    name = cat.name if cat is not None else (item.name or item.code)
+    cls = cat.cls if cat is not None else None
+    reasons: list[Reason] = [Reason(
+        "amount", f"{item.cnt} × ¥{yuan(item.pric)} = ¥{yuan(amount)} (rounded half up to the fen)",
+        f"数量 {item.cnt} × 单价 ¥{yuan(item.pric)} = ¥{yuan(amount)}（四舍五入到分）", amount)]
+
+    def line(ownpay: int, overlmt: int, preself: int, inscp: int) -> Line:
+        return Line(item.code, name, cls, item.cnt, item.pric, amount, ownpay, overlmt, preself, inscp, tuple(reasons))
+
+    if cat is None:
+        reasons.append(Reason("not_in_catalogue", "not in the insurance catalogue: paid in full by the patient",
+                              "不在医保目录内：全部自费", amount))
+        return line(amount, 0, 0, 0)
+    if not cat.valid_on(visit.date):
+        reasons.append(Reason("not_valid_on_date", f"catalogue entry not valid on {visit.date.isoformat()}: paid in full by the patient",
+                              f"目录项目在 {visit.date.isoformat()} 不在有效期内：全部自费", amount))
+        return line(amount, 0, 0, 0)
+    if cat.cls == "C":
+        reasons.append(Reason("class_c", "class C (丙类), not covered: paid in full by the patient",
+                              "丙类项目，医保不予支付：全部自费", amount))
+        return line(amount, 0, 0, 0)
+
+    overlmt = 0
+    cap = cat.pric_uplmt_amt
+    if cap is not None and item.pric > cap:
+        overlmt = round_fen(mul(item.cnt, item.pric - cap))
+        reasons.append(Reason("over_price_cap",
+                              f"price ¥{yuan(item.pric)} above the cap ¥{yuan(cap)}: {item.cnt} × ¥{yuan(item.pric - cap)} = ¥{yuan(overlmt)} paid by the patient",
+                              f"单价 ¥{yuan(item.pric)} 超过限价 ¥{yuan(cap)}：超限 ¥{yuan(overlmt)} 由个人负担", overlmt))
+    base = amount - overlmt
+    preself = 0
+    if cat.cls == "B":
+        preself = round_fen(mul(base, cat.selfpay_prop))
+        reasons.append(Reason("class_b_selfpay",
+                              f"class B (乙类): {cat.selfpay_prop} × ¥{yuan(base)} = ¥{yuan(preself)} advance self-pay",
+                              f"乙类项目：先行自付 {cat.selfpay_prop} × ¥{yuan(base)} = ¥{yuan(preself)}", preself))
+    inscp = base - preself
+    reasons.append(Reason("in_scope", f"class {cat.cls}: ¥{yuan(inscp)} within the policy scope",
+                          f"{'甲' if cat.cls == 'A' else '乙'}类：¥{yuan(inscp)} 进入政策范围", inscp))
+    return line(0, overlmt, preself, inscp)
+
+
+def _check_chronic(person: PersonState, visit: Visit) -> Reason | None:
+    if visit.med_type != "14":
+        return None
+    code = visit.chronic_code
+    if code is None or not any(f.covers(code, visit.date) for f in person.chronic):
+        what = f"disease {code}" if code else "this visit (no disease code given)"
+        raise NoChronicFiling(
+            f"no chronic-disease filing (门诊慢特病备案) for {what} valid on {visit.date.isoformat()}: "
+            "settle as ordinary outpatient (med_type 11) or have the patient file the disease first")
+    return Reason("chronic_filing", f"chronic-disease filing {code} on record", f"门诊慢特病备案 {code} 有效")
+
+
+def settle(policy: Policy, catalogue: Mapping[str, CatalogueItem], person: PersonState, visit: Visit,
+           items: list[Item], *, acct_limit: int | None = None) -> Settlement:
+    """Split one visit into fund / personal account / cash.
+
+    ``acct_limit`` caps the account payment (the offline allowance left for this card); ``None``
+    means no cap beyond the balance.
+    """
+    rule = policy.rule_for(person.insutype, person.psn_type, visit.med_type, visit.level)
+    if rule is None:
+        raise NoPolicyRule(
+            f"the policy (version {policy.version or '?'}) has no rule for insutype {person.insutype}, "
+            f"person type {person.psn_type}, med_type {visit.med_type} at level {visit.level}: "
+            "check the visit type and the institution level, or refresh the policy bundle")
+    reasons: list[Reason] = []
+    chronic = _check_chronic(person, visit)
+    if chronic is not None:
+        reasons.append(chronic)
+
+    lines = [_line(it, catalogue.get(it.code), visit) for it in items]
+    medfee = sum(l.det_item_fee_sumamt for l in lines)
+    check_total(medfee, "medfee_sumamt")
+    ownpay = sum(l.fulamt_ownpay_amt for l in lines)
+    overlmt = sum(l.overlmt_amt for l in lines)
+    preself = sum(l.preselfpay_amt for l in lines)
+    inscp = sum(l.inscp_scp_amt for l in lines)
+    reasons.append(Reason("scope", f"bill ¥{yuan(medfee)}: own-pay ¥{yuan(ownpay)}, over cap ¥{yuan(overlmt)}, "
+                                   f"advance self-pay ¥{yuan(preself)}, in scope ¥{yuan(inscp)}",
+                          f"费用总额 ¥{yuan(medfee)}：全自费 ¥{yuan(ownpay)}，超限价 ¥{yuan(overlmt)}，"
+                          f"先行自付 ¥{yuan(preself)}，政策范围内 ¥{yuan(inscp)}", inscp))
+
+    if person.status != "active":
+        dedc = 0
+        hifp = 0
+        reasons.append(Reason("suspended", "insured status suspended (employer arrears): the fund pays nothing "
+                                           "and no deductible progress; a full-payment claim can recover it later",
+                              "参保状态暂停（单位欠费）：统筹基金不予支付，起付线不累计", 0))
+    else:
+        left = max(0, rule.deductible - person.deductible_used)
+        dedc = min(inscp, left)
+        reasons.append(Reason("deductible", f"deductible ¥{yuan(rule.deductible)}, ¥{yuan(person.deductible_used)} used "
+                                            f"this year: ¥{yuan(dedc)} of this visit counts towards it",
+                              f"起付线 ¥{yuan(rule.deductible)}，本年已累计 ¥{yuan(person.deductible_used)}："
+                              f"本次 ¥{yuan(dedc)} 计入起付线", dedc))
+        hifp = round_fen(mul(inscp - dedc, rule.ratio))
+        reasons.append(Reason("ratio", f"fund pays {rule.ratio} × ¥{yuan(inscp - dedc)} = ¥{yuan(hifp)} (rounded half up)",
+                              f"统筹支付 {rule.ratio} × ¥{yuan(inscp - dedc)} = ¥{yuan(hifp)}（四舍五入）", hifp))
+        cap_left = max(0, rule.annual_cap - person.fund_paid)
+        if hifp > cap_left:
+            hifp = cap_left
+            reasons.append(Reason("annual_cap", f"annual fund cap ¥{yuan(rule.annual_cap)}, ¥{yuan(person.fund_paid)} "
+                                                f"already paid: fund pays ¥{yuan(hifp)}",
+                                  f"年度统筹支付限额 ¥{yuan(rule.annual_cap)}，已支付 ¥{yuan(person.fund_paid)}："
+                                  f"本次统筹支付 ¥{yuan(hifp)}", hifp))
+        if rule.visit_cap is not None and hifp > rule.visit_cap:
+            hifp = rule.visit_cap
+            reasons.append(Reason("visit_cap", f"per-visit fund cap: fund pays ¥{yuan(hifp)}",
+                                  f"单次统筹支付限额：本次统筹支付 ¥{yuan(hifp)}", hifp))
+    psn_part = medfee - hifp
+
+    acct = 0
+    if not rule.acct_allowed:
+        if visit.acct_used_flag:
+            reasons.append(Reason("acct_not_allowed", "the personal account may not pay for this kind of visit",
+                                  "该类就诊不允许使用个人账户支付", 0))
+    elif not visit.acct_used_flag:
+        reasons.append(Reason("acct_not_used", "patient chose not to use the personal account", "患者选择不使用个人账户", 0))
+    else:
+        acct = max(0, min(person.balc, psn_part))
+        why_en = f"personal account pays ¥{yuan(acct)} (balance ¥{yuan(person.balc)})"
+        why_zh = f"个人账户支付 ¥{yuan(acct)}（余额 ¥{yuan(person.balc)}）"
+        if acct_limit is not None and acct > acct_limit:
+            acct = max(0, acct_limit)
+            why_en = f"personal account pays ¥{yuan(acct)}: offline account allowance left ¥{yuan(acct_limit)}"
+            why_zh = f"个人账户支付 ¥{yuan(acct)}：脱机个人账户额度剩余 ¥{yuan(acct_limit)}"
+        reasons.append(Reason("account", why_en, why_zh, acct))
+    cash = psn_part - acct
+    reasons.append(Reason("cash", f"patient pays ¥{yuan(cash)} in cash", f"现金支付 ¥{yuan(cash)}", cash))
+
+    after = person.with_state(balc=person.balc - acct, deductible_used=person.deductible_used + dedc,
+                              fund_paid=person.fund_paid + hifp)
+    return Settlement(
+        engine=ENGINE_VERSION, policy_version=policy.version, psn_no=person.psn_no,
+        insutype=person.insutype, psn_type=person.psn_type, med_type=visit.med_type, level=visit.level,
+        date=visit.date.isoformat(), rule=rule,
+        medfee_sumamt=medfee, fulamt_ownpay_amt=ownpay, overlmt_selfpay=overlmt, preselfpay_amt=preself,
+        inscp_scp_amt=inscp, act_pay_dedc=dedc, hifp_pay=hifp, fund_pay_sumamt=hifp, psn_part_amt=psn_part,
+        acct_pay=acct, psn_cash_pay=cash, state_before=person.state(), state_after=after.state(),
+        lines=tuple(lines), reasons=tuple(reasons),
+    )
+
+
+def cancel(settlement: Settlement | Mapping[str, Any], person: PersonState) -> Cancellation:
+    """Reverse a settlement (撤销): give back the account payment and undo deductible and fund progress.
+
+    ``person`` is the state now (possibly after later visits); the result is that state with this
+    settlement's effects removed. The original entry is never edited: the caller journals this.
+    """
+    s = settlement.to_dict() if isinstance(settlement, Settlement) else settlement
+    try:
+        dedc, hifp, acct = int(s["act_pay_dedc"]), int(s["hifp_pay"]), int(s["acct_pay"])
+    except (KeyError, TypeError, ValueError):
+        raise CannotCancel("this is not a settlement result: act_pay_dedc, hifp_pay and acct_pay are needed") from None
+    if dedc > person.deductible_used or hifp > person.fund_paid:
+        raise CannotCancel(
+            "the person's year-to-date totals are lower than this settlement added (new year or already "
+            "cancelled?): cancel at the centre instead")
+    after = person.with_state(balc=person.balc + acct, deductible_used=person.deductible_used - dedc,
+                              fund_paid=person.fund_paid - hifp)
+    return Cancellation(psn_no=person.psn_no, medfee_sumamt=int(s.get("medfee_sumamt", 0)),
+                        act_pay_dedc=dedc, hifp_pay=hifp, acct_pay=acct,
+                        psn_cash_pay=int(s.get("psn_cash_pay", 0)),
+                        state_before=person.state(), state_after=after.state())
+
+
+def settle_case(case: Mapping[str, Any], *, acct_limit: int | None = None) -> Settlement:
+    """Parse a case (keys policy, catalogue, person, visit, items) and settle it."""
+    from .errors import InvalidInput
+
+    if not isinstance(case, Mapping):
+        raise InvalidInput("the case must be a JSON object with policy, catalogue, person, visit and items")
+    for key in ("policy", "catalogue", "person", "visit", "items"):
+        if key not in case:
+            raise InvalidInput(f"the case has no {key!r}: a case needs policy, catalogue, person, visit and items",
+                               field=key)
+    policy = parse_policy(case["policy"])
+    catalogue = parse_catalogue(case["catalogue"])
+    person = parse_person(case["person"])
+    visit = parse_visit(case["visit"], policy)
+    items = parse_items(case["items"])
+    return settle(policy, catalogue, person, visit, items, acct_limit=acct_limit)
+
+
+__all__ = ["settle", "cancel", "settle_case", "ENGINE_VERSION", "INSUTYPES", "PSN_TYPES"]
