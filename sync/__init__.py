@@ -1,0 +1,1 @@
+"""Store-and-forward sync: the wire protocol, signed bundles and the city centre service."""
