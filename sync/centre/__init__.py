@@ -1,0 +1,1 @@
+"""The city centre: ingest, store, publish, reconcile, review."""
