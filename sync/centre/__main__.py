@@ -1,0 +1,5 @@
+import sys
+
+from sync.centre.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Command groups of the ``centre`` CLI; each module has ``register(subparsers)``."""
