@@ -27,7 +27,7 @@ from .inputs import (
     INSUTYPES, PSN_TYPES, CatalogueItem, Item, PersonState, Policy, Visit, check_total,
     parse_catalogue, parse_items, parse_person, parse_policy, parse_visit,
 )
-from .money import mul, round_fen, yuan
+from .money import mul, round_fen
 from .result import Cancellation, Line, Reason, Settlement
 
 ENGINE_VERSION = "1"
@@ -37,43 +37,33 @@ def _line(item: Item, cat: CatalogueItem | None, visit: Visit) -> Line:
     amount = round_fen(mul(item.cnt, item.pric))
     name = cat.name if cat is not None else (item.name or item.code)
     cls = cat.cls if cat is not None else None
-    reasons: list[Reason] = [Reason(
-        "amount", f"{item.cnt} × ¥{yuan(item.pric)} = ¥{yuan(amount)} (rounded half up to the fen)",
-        f"数量 {item.cnt} × 单价 ¥{yuan(item.pric)} = ¥{yuan(amount)}（四舍五入到分）", amount)]
+    reasons: list[Reason] = [Reason("amount", amount, {"cnt": item.cnt, "pric": item.pric})]
 
     def line(ownpay: int, overlmt: int, preself: int, inscp: int) -> Line:
         return Line(item.code, name, cls, item.cnt, item.pric, amount, ownpay, overlmt, preself, inscp, tuple(reasons))
 
     if cat is None:
-        reasons.append(Reason("not_in_catalogue", "not in the insurance catalogue: paid in full by the patient",
-                              "不在医保目录内：全部自费", amount))
+        reasons.append(Reason("not_in_catalogue", amount))
         return line(amount, 0, 0, 0)
     if not cat.valid_on(visit.date):
-        reasons.append(Reason("not_valid_on_date", f"catalogue entry not valid on {visit.date.isoformat()}: paid in full by the patient",
-                              f"目录项目在 {visit.date.isoformat()} 不在有效期内：全部自费", amount))
+        reasons.append(Reason("not_valid_on_date", amount, {"date": visit.date.isoformat()}))
         return line(amount, 0, 0, 0)
     if cat.cls == "C":
-        reasons.append(Reason("class_c", "class C (丙类), not covered: paid in full by the patient",
-                              "丙类项目，医保不予支付：全部自费", amount))
+        reasons.append(Reason("class_c", amount))
         return line(amount, 0, 0, 0)
 
     overlmt = 0
     cap = cat.pric_uplmt_amt
     if cap is not None and item.pric > cap:
         overlmt = round_fen(mul(item.cnt, item.pric - cap))
-        reasons.append(Reason("over_price_cap",
-                              f"price ¥{yuan(item.pric)} above the cap ¥{yuan(cap)}: {item.cnt} × ¥{yuan(item.pric - cap)} = ¥{yuan(overlmt)} paid by the patient",
-                              f"单价 ¥{yuan(item.pric)} 超过限价 ¥{yuan(cap)}：超限 ¥{yuan(overlmt)} 由个人负担", overlmt))
+        reasons.append(Reason("over_price_cap", overlmt, {"cnt": item.cnt, "pric": item.pric, "cap": cap}))
     base = amount - overlmt
     preself = 0
     if cat.cls == "B":
         preself = round_fen(mul(base, cat.selfpay_prop))
-        reasons.append(Reason("class_b_selfpay",
-                              f"class B (乙类): {cat.selfpay_prop} × ¥{yuan(base)} = ¥{yuan(preself)} advance self-pay",
-                              f"乙类项目：先行自付 {cat.selfpay_prop} × ¥{yuan(base)} = ¥{yuan(preself)}", preself))
+        reasons.append(Reason("class_b_selfpay", preself, {"prop": cat.selfpay_prop, "base": base}))
     inscp = base - preself
-    reasons.append(Reason("in_scope", f"class {cat.cls}: ¥{yuan(inscp)} within the policy scope",
-                          f"{'甲' if cat.cls == 'A' else '乙'}类：¥{yuan(inscp)} 进入政策范围", inscp))
+    reasons.append(Reason("in_scope", inscp, {"cls": cat.cls}))
     return line(0, overlmt, preself, inscp)
 
 
@@ -86,7 +76,7 @@ def _check_chronic(person: PersonState, visit: Visit) -> Reason | None:
         raise NoChronicFiling(
             f"no chronic-disease filing (门诊慢特病备案) for {what} valid on {visit.date.isoformat()}: "
             "settle as ordinary outpatient (med_type 11) or have the patient file the disease first")
-    return Reason("chronic_filing", f"chronic-disease filing {code} on record", f"门诊慢特病备案 {code} 有效")
+    return Reason("chronic_filing", None, {"code": code})
 
 
 def settle(policy: Policy, catalogue: Mapping[str, CatalogueItem], person: PersonState, visit: Visit,
@@ -108,64 +98,49 @@ def settle(policy: Policy, catalogue: Mapping[str, CatalogueItem], person: Perso
         reasons.append(chronic)
 
     lines = [_line(it, catalogue.get(it.code), visit) for it in items]
-    medfee = sum(l.det_item_fee_sumamt for l in lines)
+    medfee = ownpay = overlmt = preself = inscp = 0
+    for l in lines:
+        medfee += l.det_item_fee_sumamt
+        ownpay += l.fulamt_ownpay_amt
+        overlmt += l.overlmt_amt
+        preself += l.preselfpay_amt
+        inscp += l.inscp_scp_amt
     check_total(medfee, "medfee_sumamt")
-    ownpay = sum(l.fulamt_ownpay_amt for l in lines)
-    overlmt = sum(l.overlmt_amt for l in lines)
-    preself = sum(l.preselfpay_amt for l in lines)
-    inscp = sum(l.inscp_scp_amt for l in lines)
-    reasons.append(Reason("scope", f"bill ¥{yuan(medfee)}: own-pay ¥{yuan(ownpay)}, over cap ¥{yuan(overlmt)}, "
-                                   f"advance self-pay ¥{yuan(preself)}, in scope ¥{yuan(inscp)}",
-                          f"费用总额 ¥{yuan(medfee)}：全自费 ¥{yuan(ownpay)}，超限价 ¥{yuan(overlmt)}，"
-                          f"先行自付 ¥{yuan(preself)}，政策范围内 ¥{yuan(inscp)}", inscp))
+    reasons.append(Reason("scope", inscp, {"medfee": medfee, "ownpay": ownpay, "overlmt": overlmt, "preself": preself}))
 
     if person.status != "active":
         dedc = 0
         hifp = 0
-        reasons.append(Reason("suspended", "insured status suspended (employer arrears): the fund pays nothing "
-                                           "and no deductible progress; a full-payment claim can recover it later",
-                              "参保状态暂停（单位欠费）：统筹基金不予支付，起付线不累计", 0))
+        reasons.append(Reason("suspended", 0))
     else:
-        left = max(0, rule.deductible - person.deductible_used)
-        dedc = min(inscp, left)
-        reasons.append(Reason("deductible", f"deductible ¥{yuan(rule.deductible)}, ¥{yuan(person.deductible_used)} used "
-                                            f"this year: ¥{yuan(dedc)} of this visit counts towards it",
-                              f"起付线 ¥{yuan(rule.deductible)}，本年已累计 ¥{yuan(person.deductible_used)}："
-                              f"本次 ¥{yuan(dedc)} 计入起付线", dedc))
+        dedc = min(inscp, max(0, rule.deductible - person.deductible_used))
+        reasons.append(Reason("deductible", dedc, {"deductible": rule.deductible, "used": person.deductible_used}))
         hifp = round_fen(mul(inscp - dedc, rule.ratio))
-        reasons.append(Reason("ratio", f"fund pays {rule.ratio} × ¥{yuan(inscp - dedc)} = ¥{yuan(hifp)} (rounded half up)",
-                              f"统筹支付 {rule.ratio} × ¥{yuan(inscp - dedc)} = ¥{yuan(hifp)}（四舍五入）", hifp))
+        reasons.append(Reason("ratio", hifp, {"ratio": rule.ratio, "base": inscp - dedc}))
         cap_left = max(0, rule.annual_cap - person.fund_paid)
         if hifp > cap_left:
             hifp = cap_left
-            reasons.append(Reason("annual_cap", f"annual fund cap ¥{yuan(rule.annual_cap)}, ¥{yuan(person.fund_paid)} "
-                                                f"already paid: fund pays ¥{yuan(hifp)}",
-                                  f"年度统筹支付限额 ¥{yuan(rule.annual_cap)}，已支付 ¥{yuan(person.fund_paid)}："
-                                  f"本次统筹支付 ¥{yuan(hifp)}", hifp))
+            reasons.append(Reason("annual_cap", hifp, {"cap": rule.annual_cap, "paid": person.fund_paid}))
         if rule.visit_cap is not None and hifp > rule.visit_cap:
             hifp = rule.visit_cap
-            reasons.append(Reason("visit_cap", f"per-visit fund cap: fund pays ¥{yuan(hifp)}",
-                                  f"单次统筹支付限额：本次统筹支付 ¥{yuan(hifp)}", hifp))
+            reasons.append(Reason("visit_cap", hifp, {"cap": rule.visit_cap}))
     psn_part = medfee - hifp
 
     acct = 0
     if not rule.acct_allowed:
         if visit.acct_used_flag:
-            reasons.append(Reason("acct_not_allowed", "the personal account may not pay for this kind of visit",
-                                  "该类就诊不允许使用个人账户支付", 0))
+            reasons.append(Reason("acct_not_allowed", 0))
     elif not visit.acct_used_flag:
-        reasons.append(Reason("acct_not_used", "patient chose not to use the personal account", "患者选择不使用个人账户", 0))
+        reasons.append(Reason("acct_not_used", 0))
     else:
         acct = max(0, min(person.balc, psn_part))
-        why_en = f"personal account pays ¥{yuan(acct)} (balance ¥{yuan(person.balc)})"
-        why_zh = f"个人账户支付 ¥{yuan(acct)}（余额 ¥{yuan(person.balc)}）"
         if acct_limit is not None and acct > acct_limit:
             acct = max(0, acct_limit)
-            why_en = f"personal account pays ¥{yuan(acct)}: offline account allowance left ¥{yuan(acct_limit)}"
-            why_zh = f"个人账户支付 ¥{yuan(acct)}：脱机个人账户额度剩余 ¥{yuan(acct_limit)}"
-        reasons.append(Reason("account", why_en, why_zh, acct))
+            reasons.append(Reason("account_offline_limit", acct, {"limit": acct_limit, "balc": person.balc}))
+        else:
+            reasons.append(Reason("account", acct, {"balc": person.balc}))
     cash = psn_part - acct
-    reasons.append(Reason("cash", f"patient pays ¥{yuan(cash)} in cash", f"现金支付 ¥{yuan(cash)}", cash))
+    reasons.append(Reason("cash", cash))
 
     after = person.with_state(balc=person.balc - acct, deductible_used=person.deductible_used + dedc,
                               fund_paid=person.fund_paid + hifp)

@@ -12,17 +12,31 @@ from decimal import Decimal
 from typing import Any
 
 from .inputs import Rule
+from .reasons import render
 
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    code: str          # stable key (e.g. "over_price_cap"), for programs
-    text: str          # English, for auditors and logs
-    zh: str            # Chinese, for the clerk and the patient's receipt
+    """One step of the explanation: a stable ``code`` (see reasons.TEMPLATES) and its numbers."""
+
+    code: str
     amount: int | None = None
+    params: dict | None = None
+
+    @property
+    def text(self) -> str:
+        return render(self.code, self._all_params())[0]
+
+    @property
+    def zh(self) -> str:
+        return render(self.code, self._all_params())[1]
+
+    def _all_params(self) -> dict:
+        return {**(self.params or {}), "amount": self.amount}
 
     def to_dict(self) -> dict:
-        out = {"code": self.code, "text": self.text, "zh": self.zh}
+        en, zh = render(self.code, self._all_params())
+        out = {"code": self.code, "text": en, "zh": zh}
         if self.amount is not None:
             out["amount"] = self.amount
         return out
