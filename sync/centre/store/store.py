@@ -1,0 +1,348 @@
+"""The centre's store API over :mod:`.db` (same code on SQLite and PostgreSQL).
+
+All methods are blocking; trio code calls them through ``trio.to_thread.run_sync``. Time is an
+argument (``now_ms``) wherever it matters, so tests can steer it.
+
+Durability rule: :meth:`Store.put_checked` commits entries, rejections and the device's new
+``high_water`` in ONE transaction and only then returns the ack; the HTTP handler answers after
+that, so nothing acknowledged can be lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Protocol
+
+import cbor2
+from nacl.signing import VerifyKey
+
+from edge.journal.entry import GENESIS
+from sync import bundles as _bundles
+from sync.centre import ingest
+from sync.errors import BadEnrolmentToken, DeviceRevoked, ReplayedRequest, StoreConflict, UnknownDevice
+
+from . import schema
+from .db import Database, open_db
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    device: str
+    site: str
+    pubkey: bytes
+    status: str
+    high_water: int
+    enrolled_ms: int
+
+    @property
+    def verify_key(self) -> VerifyKey:
+        return VerifyKey(self.pubkey)
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    device: str
+    ack: int                       # highest contiguous seq settled (durably) at the centre
+    results: list[ingest.Result]
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+
+class StoreAPI(Protocol):
+    """What the centre's handlers and the reconciliation engineer rely on."""
+
+    def register_device(self, device: str, site: str, pubkey: bytes, *, now: int | None = None) -> DeviceInfo: ...
+    def device(self, device: str) -> DeviceInfo | None: ...
+    def put_entries(self, device: str, items: Iterable[tuple[int, bytes]], *, now: int | None = None) -> BatchOutcome: ...
+    def high_water(self, device: str) -> int: ...
+    def accepted_entries(self, after_id: int = 0, limit: int = 1000) -> list[dict]: ...
+    def post_downlink(self, device: str | None, kind: str, payload: Any) -> int: ...
+    def downlink_since(self, device: str, cursor: int, limit: int = 100, max_bytes: int = 4_000_000) -> list[dict]: ...
+
+
+def _device_row(row: dict | None) -> DeviceInfo | None:
+    if row is None:
+        return None
+    return DeviceInfo(row["device"], row["site"], bytes(row["pubkey"]), row["status"], row["high_water"],
+                      row["enrolled_ms"])
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class Store:
+    """The centre's durable state. ``Store.open(url)`` applies migrations."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        schema.apply(db)
+
+    @classmethod
+    def open(cls, url_or_path) -> "Store":
+        return cls(open_db(url_or_path))
+
+    @property
+    def backend(self) -> str:
+        return self.db.backend
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- devices and enrolment ---------------------------------------------------------------------
+    def create_enrol_token(self, site: str, *, ttl_ms: int = 7 * 86_400_000, now: int | None = None) -> str:
+        now = now_ms() if now is None else now
+        token = "ET-" + secrets.token_urlsafe(18)
+        self.db.execute("INSERT INTO enrol_tokens (token_hash, site, created_ms, expires_ms) VALUES (?, ?, ?, ?)",
+                        (_token_hash(token), site, now, now + ttl_ms))
+        return token
+
+    def enrol(self, token: str, pubkey: bytes, *, now: int | None = None) -> DeviceInfo:
+        """Spend a one-time token: register ``pubkey`` as a new device of the token's site."""
+        now = now_ms() if now is None else now
+        with self.db.transaction():
+            row = self.db.query_one("SELECT * FROM enrol_tokens WHERE token_hash = ?", (_token_hash(token),))
+            if row is None:
+                raise BadEnrolmentToken("unknown enrolment token: check it was typed exactly, or ask the centre "
+                                        "for a new one (`centre enroll-token --site ...`)")
+            if row["used_by"] is not None:
+                existing = self.device(row["used_by"])
+                if existing is not None and existing.pubkey == bytes(pubkey):
+                    return existing  # the same device retrying after a lost answer: idempotent
+                raise BadEnrolmentToken(f"this enrolment token was already used by {row['used_by']}: tokens are "
+                                        "one-time; ask the centre for a new one")
+            if row["expires_ms"] < now:
+                raise BadEnrolmentToken("this enrolment token has expired: ask the centre for a new one")
+            site = row["site"]
+            n = self.db.scalar("SELECT count(*) FROM devices WHERE site = ?", (site,)) + 1
+            device = f"D-{site}-{n}"
+            while self.db.query_one("SELECT device FROM devices WHERE device = ?", (device,)):
+                n += 1
+                device = f"D-{site}-{n}"
+            info = self.register_device(device, site, pubkey, now=now)
+            self.db.execute("UPDATE enrol_tokens SET used_by = ?, used_ms = ? WHERE token_hash = ?",
+                            (device, now, _token_hash(token)))
+            return info
+
+    def register_device(self, device: str, site: str, pubkey: bytes, *, now: int | None = None) -> DeviceInfo:
+        now = now_ms() if now is None else now
+        if len(pubkey) != 32:
+            raise StoreConflict("a device public key is 32 bytes (Ed25519)")
+        self.db.execute("INSERT INTO devices (device, site, pubkey, status, enrolled_ms, high_water, last_hash) "
+                        "VALUES (?, ?, ?, 'active', ?, 0, ?)", (device, site, bytes(pubkey), now, GENESIS))
+        return self.device(device)
+
+    def device(self, device: str) -> DeviceInfo | None:
+        return _device_row(self.db.query_one("SELECT * FROM devices WHERE device = ?", (device,)))
+
+    def devices(self) -> list[DeviceInfo]:
+        return [_device_row(r) for r in self.db.query("SELECT * FROM devices ORDER BY device")]
+
+    def require_device(self, device: str) -> DeviceInfo:
+        info = self.device(device)
+        if info is None:
+            raise UnknownDevice(f"device {device!r} is not enrolled at this centre: enrol it with "
+                                "`edge enroll URL TOKEN`")
+        if not info.active:
+            raise DeviceRevoked(f"device {device} was revoked at the centre: its uploads are refused; "
+                                "contact the centre to re-enrol it")
+        return info
+
+    def revoke_device(self, device: str) -> None:
+        self.db.execute("UPDATE devices SET status = 'revoked' WHERE device = ?", (device,))
+
+    def use_nonce(self, device: str, nonce: str, ts_ms: int, *, keep_ms: int) -> None:
+        """Record a request nonce; a nonce seen before is a replay. Old nonces are pruned (their
+        timestamps are outside the accepted skew, so a replay of them fails the time check)."""
+        n = self.db.execute("INSERT INTO nonces (device, nonce, ts_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                            (device, nonce, ts_ms))
+        if n == 0:
+            raise ReplayedRequest("this request was already received (same nonce): replays are refused; "
+                                  "if the device is retrying, it must sign a fresh request")
+        if secrets.randbelow(200) == 0:
+            self.db.execute("DELETE FROM nonces WHERE ts_ms < ?", (ts_ms - keep_ms,))
+
+    # -- entries -------------------------------------------------------------------------------------
+    def put_entries(self, device: str, items: Iterable[tuple[int, bytes]], *, now: int | None = None) -> BatchOutcome:
+        info = self.require_device(device)
+        checked = ingest.check_entries(items, device, info.verify_key)
+        return self.put_checked(device, checked, now=now)
+
+    def put_checked(self, device: str, checked: list[ingest.Checked], *, now: int | None = None) -> BatchOutcome:
+        """Plan and commit a verified batch in one transaction; returns the ack after the commit."""
+        now = now_ms() if now is None else now
+        with self.db.transaction():
+            row = self.db.query_one({
+                "sqlite": "SELECT high_water, last_hash, status FROM devices WHERE device = ?",
+                "postgres": "SELECT high_water, last_hash, status FROM devices WHERE device = ? FOR UPDATE",
+            }, (device,))
+            if row is None:
+                raise UnknownDevice(f"device {device!r} is not enrolled at this centre")
+            if row["status"] != "active":
+                raise DeviceRevoked(f"device {device} was revoked at the centre")
+            hw = row["high_water"]
+            last = bytes(row["last_hash"]) if row["last_hash"] is not None else None
+            seqs = [c.seq for c in checked if c.seq <= hw]
+            stored: dict[int, tuple[str, Any]] = {}
+            if seqs:
+                lo, hi = min(seqs), max(seqs)
+                for r in self.db.query("SELECT seq, hash FROM entries WHERE device = ? AND seq BETWEEN ? AND ?",
+                                       (device, lo, hi)):
+                    stored[r["seq"]] = ("entry", bytes(r["hash"]))
+                for r in self.db.query("SELECT seq, code FROM rejections WHERE device = ? AND slot = 1 AND "
+                                       "seq BETWEEN ? AND ?", (device, lo, hi)):
+                    stored.setdefault(r["seq"], ("rejected", r["code"]))
+            p = ingest.plan(checked, high_water=hw, last_hash=last, stored=stored)
+            if p.accept:
+                self.db.executemany(
+                    "INSERT INTO entries (device, seq, kind, time, psn_no, req, hash, raw, chain_checked, received_ms) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(device, e.seq, e.kind, e.time, _text(e.body.get("psn_no")), _text(e.body.get("req")),
+                      e.hash, e.raw, 1 if ok else 0, now) for e, ok in p.accept])
+            if p.reject:
+                self.db.executemany(
+                    "INSERT INTO rejections (device, seq, code, message, slot, raw, received_ms) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(device, seq, code, msg, 1 if slot else 0, raw, now) for seq, code, msg, slot, raw in p.reject])
+            self.db.execute("UPDATE devices SET high_water = ?, last_hash = ?, last_seen_ms = ? WHERE device = ?",
+                            (p.high_water, p.last_hash, now, device))
+        return BatchOutcome(device, p.high_water, p.results)
+
+    def high_water(self, device: str) -> int:
+        v = self.db.scalar("SELECT high_water FROM devices WHERE device = ?", (device,))
+        if v is None:
+            raise UnknownDevice(f"device {device!r} is not enrolled at this centre")
+        return v
+
+    def accepted_entries(self, after_id: int = 0, limit: int = 1000, *, device: str | None = None) -> list[dict]:
+        """Stored entries in arrival order (id), with ``body`` decoded from the signed bytes."""
+        if device is None:
+            rows = self.db.query("SELECT id, device, seq, kind, time, psn_no, req, raw, chain_checked FROM entries "
+                                 "WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
+        else:
+            rows = self.db.query("SELECT id, device, seq, kind, time, psn_no, req, raw, chain_checked FROM entries "
+                                 "WHERE id > ? AND device = ? ORDER BY id LIMIT ?", (after_id, device, limit))
+        for r in rows:
+            r["raw"] = bytes(r["raw"])
+            r["body"] = cbor2.loads(r["raw"])["body"]
+        return rows
+
+    def entry_count(self, device: str | None = None) -> int:
+        if device is None:
+            return self.db.scalar("SELECT count(*) FROM entries")
+        return self.db.scalar("SELECT count(*) FROM entries WHERE device = ?", (device,))
+
+    def rejections(self, device: str | None = None) -> list[dict]:
+        if device is None:
+            return self.db.query("SELECT id, device, seq, code, message, slot, received_ms FROM rejections ORDER BY id")
+        return self.db.query("SELECT id, device, seq, code, message, slot, received_ms FROM rejections "
+                             "WHERE device = ? ORDER BY id", (device,))
+
+    # -- bundles ---------------------------------------------------------------------------------
+    def put_bundle(self, raw: bytes, *, now: int | None = None) -> dict:
+        """Store a signed bundle (as built by :mod:`sync.bundles`) and offer it to every device."""
+        now = now_ms() if now is None else now
+        outer = cbor2.loads(raw)
+        env = cbor2.loads(outer["signed"])
+        digest = hashlib.sha256(raw).hexdigest()
+        info = {"kind": env["kind"], "version": env["version"], "base": env["base"], "hash": digest}
+        with self.db.transaction():
+            if self.db.query_one("SELECT id FROM bundles WHERE hash = ?", (digest,)):
+                return info
+            self.db.execute("INSERT INTO bundles (kind, version, base, hash, raw, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                            (env["kind"], env["version"], env["base"], digest, bytes(raw), now))
+            self._post(None, "bundle", bytes(raw), topic=env["kind"], full=env["base"] is None, now=now)
+        return info
+
+    def bundle(self, kind: str, version: int, *, base: int | None = None) -> bytes | None:
+        if base is None:
+            row = self.db.query_one("SELECT raw FROM bundles WHERE kind = ? AND version = ? AND base IS NULL",
+                                    (kind, version))
+        else:
+            row = self.db.query_one("SELECT raw FROM bundles WHERE kind = ? AND version = ? AND base = ?",
+                                    (kind, version, base))
+        return None if row is None else bytes(row["raw"])
+
+    def bundle_by_hash(self, digest: str) -> bytes | None:
+        row = self.db.query_one("SELECT raw FROM bundles WHERE hash = ?", (digest,))
+        return None if row is None else bytes(row["raw"])
+
+    def latest_bundle(self, kind: str, *, full: bool = True) -> dict | None:
+        """Newest bundle of ``kind`` (full only by default): kind, version, base, hash, raw."""
+        cond = "AND base IS NULL" if full else ""
+        row = self.db.query_one(f"SELECT kind, version, base, hash, raw FROM bundles WHERE kind = ? {cond} "
+                                "ORDER BY version DESC, id DESC LIMIT 1", (kind,))
+        if row is not None:
+            row["raw"] = bytes(row["raw"])
+        return row
+
+    def bundle_versions(self) -> dict[str, int]:
+        return {r["kind"]: r["v"] for r in self.db.query("SELECT kind, max(version) AS v FROM bundles GROUP BY kind")}
+
+    # -- downlink feed -----------------------------------------------------------------------------
+    def post_downlink(self, device: str | None, kind: str, payload: Any, *, now: int | None = None) -> int:
+        """Queue a message for ``device`` (None = every device). ``payload`` is any CBOR value."""
+        if kind not in ("bundle", "outcome", "reimbursement"):
+            raise StoreConflict(f"unknown downlink kind {kind!r}: use bundle, outcome or reimbursement")
+        return self._post(device, kind, payload, now=now)
+
+    def _post(self, device, kind, payload, *, topic: str | None = None, full: bool = False,
+              now: int | None = None) -> int:
+        now = now_ms() if now is None else now
+        row = self.db.query_one("INSERT INTO feed (device, kind, topic, full_bundle, payload, created_ms) "
+                                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                                (device, kind, topic, 1 if full else 0, cbor2.dumps(payload), now))
+        return row["id"]
+
+    def downlink_since(self, device: str, cursor: int, limit: int = 100, max_bytes: int = 4_000_000) -> list[dict]:
+        """Messages for ``device`` after ``cursor``: [{"kind", "id", "payload"}], oldest first."""
+        return self.downlink_page(device, cursor, limit, max_bytes)[0]
+
+    def downlink_page(self, device: str, cursor: int, limit: int = 100,
+                      max_bytes: int = 4_000_000) -> tuple[list[dict], int]:
+        """Like :meth:`downlink_since`, plus the cursor to ask from next time.
+
+        A device starting from cursor 0 gets, per bundle kind, only the newest full bundle and what
+        follows it (older bundles are superseded), so the next cursor may skip rows."""
+        floor: dict[str, int] = {}
+        if cursor == 0:
+            for r in self.db.query("SELECT topic, max(id) AS id FROM feed WHERE kind = 'bundle' AND full_bundle = 1 "
+                                   "GROUP BY topic"):
+                floor[r["topic"]] = r["id"]
+        rows = self.db.query("SELECT id, kind, topic, payload FROM feed WHERE id > ? AND (device = ? OR device IS NULL) "
+                             "ORDER BY id LIMIT ?", (cursor, device, limit))
+        out, size, next_cursor = [], 0, cursor
+        for r in rows:
+            if r["kind"] == "bundle" and r["id"] < floor.get(r["topic"], 0):
+                next_cursor = r["id"]
+                continue
+            payload = bytes(r["payload"])
+            if out and size + len(payload) > max_bytes:
+                break
+            size += len(payload)
+            out.append({"kind": r["kind"], "id": r["id"], "payload": cbor2.loads(payload)})
+            next_cursor = r["id"]
+        return out, next_cursor
+
+    def feed_head(self) -> int:
+        return self.db.scalar("SELECT coalesce(max(id), 0) FROM feed")
+
+
+def _text(v) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def open_store(url_or_path) -> Store:
+    return Store.open(url_or_path)
