@@ -1,0 +1,387 @@
+"""The edge cache: signed bundles from the centre, materialised in SQLite, plus per-card offline counters.
+
+One connection, guarded by a lock; every method is blocking and short, so async callers use
+``trio.to_thread.run_sync``. WAL and ``synchronous=FULL`` like the journal: a counter that went
+backwards after a power cut would let a card settle offline more often than the policy allows.
+
+Bundles are verified with the pinned centre key (:func:`sync.bundles.open_bundle`) before anything is
+written; a delta applies on the cached version only (upserts then deletes, the rules of
+:func:`sync.bundles.apply_delta`), in one transaction with the new version.
+
+Local effects of journaled visits (person state after a settlement, per-card offline counters) are
+applied from journal entries by :meth:`Cache.apply_entry`, idempotently by ``seq``; at start-up
+:meth:`Cache.catch_up` replays whatever the journal holds beyond the last applied ``seq``. If that
+fails the counters are marked untrustworthy and offline settlement fails closed until it succeeds.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import cbor2
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+from edge.settle import CatalogueItem, PersonState, Policy, SettlementError, parse_catalogue, parse_person, parse_policy
+from sync.bundles import KINDS, BundleError, BundleMalformed, open_bundle
+
+from .errors import CacheError, CacheUnavailable
+from .search import initials, normalise, terms, upper_bound
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bundles (kind TEXT PRIMARY KEY, version INTEGER NOT NULL, hash TEXT NOT NULL,
+    created INTEGER NOT NULL, applied_ms INTEGER NOT NULL, payload TEXT);
+CREATE TABLE IF NOT EXISTS items (code TEXT PRIMARY KEY, name TEXT NOT NULL, py TEXT NOT NULL,
+    data TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS item_terms (term TEXT NOT NULL, code TEXT NOT NULL, PRIMARY KEY (term, code))
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS persons (psn_no TEXT PRIMARY KEY, certno TEXT, data TEXT NOT NULL,
+    balc INTEGER NOT NULL, deductible_used INTEGER NOT NULL, fund_paid INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS persons_certno ON persons (certno);
+CREATE TABLE IF NOT EXISTS person_cards (card_id TEXT PRIMARY KEY, psn_no TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS hotlist (card_id TEXT PRIMARY KEY, reason TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS offline_use (card_id TEXT PRIMARY KEY, visits INTEGER NOT NULL,
+    acct_used INTEGER NOT NULL, fund_used INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS notices (id TEXT PRIMARY KEY, psn_no TEXT, kind TEXT NOT NULL, payload TEXT NOT NULL,
+    received_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS notices_psn ON notices (psn_no);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A person snapshot with the local state (after this device's own journaled visits)."""
+
+    psn_no: str
+    certno: str | None
+    state: PersonState
+    snapshot: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    wall_ms: int
+    mono_ns: int
+    boot_id: str
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class Cache:
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self._conn = conn
+        self._lock = threading.RLock()
+        self.path = path
+        self._policy: tuple[int, Policy | None] | None = None
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Cache":
+        where = str(path)
+        try:
+            if where != ":memory:":
+                Path(where).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(where, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA cache_size=-8000")   # 8 MB page cache: RSS stays small with 100k items
+            conn.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise CacheUnavailable(f"the cache {where} cannot be opened: {exc}") from exc
+        return cls(conn, where)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise CacheUnavailable(f"the cache {self.path} cannot be written: {exc}") from exc
+
+    def _q(self, sql: str, args: Iterable = ()) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, tuple(args)).fetchall()
+            except sqlite3.Error as exc:
+                raise CacheUnavailable(f"the cache {self.path} cannot be read: {exc}") from exc
+
+    # -- meta -----------------------------------------------------------------------------------
+    def _meta(self, key: str) -> str | None:
+        rows = self._q("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    @staticmethod
+    def _set_meta(conn: sqlite3.Connection, key: str, value: Any) -> None:
+        conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                     (key, str(value)))
+
+    # -- bundles --------------------------------------------------------------------------------
+    def apply_bundle(self, raw: bytes, verify_key, *, now_ms: int) -> dict:
+        """Verify and apply one bundle; returns {"kind", "version", "base"}. Raises BundleError."""
+        # The envelope names the kind; open_bundle then checks signature, kind and version chain.
+        try:
+            kind = cbor2.loads(cbor2.loads(raw)["signed"])["kind"]
+        except Exception:
+            raise BundleMalformed("not a bundle: the download is corrupt; fetch it again") from None
+        if kind not in KINDS:
+            raise BundleMalformed(f"unknown bundle kind {kind!r}: this agent may be too old; report it")
+        cur = self.versions().get(kind, {}).get("version")
+        bundle = open_bundle(raw, verify_key, current_version=cur)
+        payload = bundle.payload
+        try:
+            with self._tx() as c:
+                if bundle.kind == "catalogue":
+                    self._apply_catalogue(c, payload, bundle.is_delta)
+                    stored = None
+                elif bundle.kind == "policy":
+                    parse_policy(payload)  # refuse a policy the engine cannot read, before storing it
+                    stored = _json(payload)
+                elif bundle.kind == "persons":
+                    self._apply_persons(c, payload, bundle.is_delta)
+                    stored = None
+                else:
+                    self._apply_hotlist(c, payload, bundle.is_delta)
+                    stored = None
+                c.execute("INSERT INTO bundles (kind, version, hash, created, applied_ms, payload) VALUES (?,?,?,?,?,?) "
+                          "ON CONFLICT(kind) DO UPDATE SET version=excluded.version, hash=excluded.hash, "
+                          "created=excluded.created, applied_ms=excluded.applied_ms, "
+                          "payload=COALESCE(excluded.payload, bundles.payload)",
+                          (bundle.kind, bundle.version, bundle.hash, bundle.created, now_ms, stored))
+        except SettlementError as exc:
+            raise BundleMalformed(f"{bundle.kind} bundle {bundle.version} has invalid content: {exc.message}") from exc
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise BundleMalformed(f"{bundle.kind} bundle {bundle.version} has invalid content ({exc!r})") from exc
+        if bundle.kind == "policy":
+            self._policy = None
+        return {"kind": bundle.kind, "version": bundle.version, "base": bundle.base}
+
+    def _apply_catalogue(self, c: sqlite3.Connection, payload: Mapping, delta: bool) -> None:
+        if not delta:
+            c.execute("DELETE FROM items")
+            c.execute("DELETE FROM item_terms")
+        upserts = payload.get("upsert" if delta else "items", [])
+        parse_catalogue(list(upserts))  # the engine must be able to read every item we store
+        for code in payload.get("delete", []) if delta else []:
+            c.execute("DELETE FROM items WHERE code = ?", (code,))
+            c.execute("DELETE FROM item_terms WHERE code = ?", (code,))
+        rows, term_rows = [], []
+        for it in upserts:
+            code, name = it["code"], it.get("name") or it["code"]
+            py = normalise(it.get("py") or it.get("pinyin") or "") or initials(name)
+            ts = terms(code, name, py)
+            if delta:
+                c.execute("DELETE FROM item_terms WHERE code = ?", (code,))
+            rows.append((code, name, py, _json(it)))
+            term_rows.extend((t, code) for t in ts)
+        c.executemany("INSERT OR REPLACE INTO items (code, name, py, data) VALUES (?,?,?,?)", rows)
+        c.executemany("INSERT OR IGNORE INTO item_terms (term, code) VALUES (?,?)", term_rows)
+
+    def _apply_persons(self, c: sqlite3.Connection, payload: Mapping, delta: bool) -> None:
+        if not delta:
+            c.execute("DELETE FROM persons")
+            c.execute("DELETE FROM person_cards")
+        for psn in payload.get("delete", []) if delta else []:
+            c.execute("DELETE FROM persons WHERE psn_no = ?", (psn,))
+            c.execute("DELETE FROM person_cards WHERE psn_no = ?", (psn,))
+        for p in payload.get("upsert" if delta else "persons", []):
+            st = parse_person(p)
+            c.execute("INSERT OR REPLACE INTO persons (psn_no, certno, data, balc, deductible_used, fund_paid) "
+                      "VALUES (?,?,?,?,?,?)", (p["psn_no"], p.get("certno"), _json(p), st.balc, st.deductible_used,
+                                               st.fund_paid))
+            c.execute("DELETE FROM person_cards WHERE psn_no = ?", (p["psn_no"],))
+            c.executemany("INSERT OR REPLACE INTO person_cards (card_id, psn_no) VALUES (?, ?)",
+                          [(cid, p["psn_no"]) for cid in p.get("card_ids", []) or []])
+
+    def _apply_hotlist(self, c: sqlite3.Connection, payload: Mapping, delta: bool) -> None:
+        if not delta:
+            c.execute("DELETE FROM hotlist")
+        for cid in payload.get("delete", []) if delta else []:
+            c.execute("DELETE FROM hotlist WHERE card_id = ?", (cid,))
+        c.executemany("INSERT OR REPLACE INTO hotlist (card_id, reason) VALUES (?, ?)",
+                      [(r["card_id"], str(r.get("reason", "blocked"))) for r in
+                       payload.get("upsert" if delta else "cards", [])])
+
+    def versions(self) -> dict[str, dict]:
+        return {k: {"version": v, "hash": h, "created": cr, "applied_ms": ap}
+                for k, v, h, cr, ap in self._q("SELECT kind, version, hash, created, applied_ms FROM bundles")}
+
+    def policy(self) -> Policy | None:
+        rows = self._q("SELECT version, payload FROM bundles WHERE kind = 'policy'")
+        if not rows:
+            return None
+        version, payload = rows[0]
+        if self._policy is None or self._policy[0] != version:
+            self._policy = (version, parse_policy(json.loads(payload)))
+        return self._policy[1]
+
+    # -- catalogue ------------------------------------------------------------------------------
+    def catalogue_for(self, codes: Iterable[str]) -> dict[str, CatalogueItem]:
+        """The catalogue entries the engine needs for these codes (missing codes are simply absent)."""
+        codes = sorted(set(codes))
+        if not codes:
+            return {}
+        marks = ",".join("?" * len(codes))
+        rows = self._q(f"SELECT data FROM items WHERE code IN ({marks})", codes)
+        return parse_catalogue([json.loads(r[0]) for r in rows])
+
+    def item(self, code: str) -> dict | None:
+        rows = self._q("SELECT data, py FROM items WHERE code = ?", (code,))
+        return {**json.loads(rows[0][0]), "py": rows[0][1]} if rows else None
+
+    def search(self, query: str, limit: int = 20) -> list[dict]:
+        """Items whose code or pinyin initials start with the query, or whose name contains it."""
+        q = normalise(query)
+        if not q:
+            return []
+        rows = self._q(
+            "SELECT i.data, i.py FROM (SELECT DISTINCT code FROM item_terms WHERE term >= ? AND term < ? LIMIT ?) t "
+            "JOIN items i ON i.code = t.code", (q, upper_bound(q), limit * 4))
+        found = [{**json.loads(d), "py": py} for d, py in rows]
+        # Exact code, then code prefix, then shorter names (the plain product before its variants).
+        found.sort(key=lambda it: (normalise(it["code"]) != q, not normalise(it["code"]).startswith(q),
+                                   len(it.get("name", "")), it["code"]))
+        return found[:limit]
+
+    def item_count(self) -> int:
+        return self._q("SELECT count(*) FROM items")[0][0]
+
+    # -- persons and hotlist --------------------------------------------------------------------
+    def _person(self, row: tuple | None) -> Person | None:
+        if row is None:
+            return None
+        psn_no, certno, data, balc, dedc, fund = row
+        snap = json.loads(data)
+        st = parse_person({**snap, "balc": balc, "deductible_used": dedc, "fund_paid": fund})
+        return Person(psn_no, certno, st, snap)
+
+    def person(self, psn_no: str) -> Person | None:
+        rows = self._q("SELECT psn_no, certno, data, balc, deductible_used, fund_paid FROM persons WHERE psn_no = ?",
+                       (psn_no,))
+        return self._person(rows[0] if rows else None)
+
+    def person_for_card(self, card_id: str | None, certno: str | None) -> Person | None:
+        """The snapshot for a card (by card identification code, then by social security number)."""
+        if card_id:
+            rows = self._q("SELECT psn_no FROM person_cards WHERE card_id = ?", (card_id,))
+            if rows:
+                return self.person(rows[0][0])
+        if certno:
+            rows = self._q("SELECT psn_no, certno, data, balc, deductible_used, fund_paid FROM persons "
+                           "WHERE certno = ? LIMIT 1", (certno,))
+            return self._person(rows[0] if rows else None)
+        return None
+
+    def hotlisted(self, card_id: str | None) -> str | None:
+        if not card_id:
+            return None
+        rows = self._q("SELECT reason FROM hotlist WHERE card_id = ?", (card_id,))
+        return rows[0][0] if rows else None
+
+    def person_count(self) -> int:
+        return self._q("SELECT count(*) FROM persons")[0][0]
+
+    # -- refresh time (cache age) ---------------------------------------------------------------
+    def mark_refreshed(self, *, wall_ms: int, mono_ns: int, boot_id: str) -> None:
+        with self._tx() as c:
+            self._set_meta(c, "refreshed", _json({"wall_ms": wall_ms, "mono_ns": mono_ns, "boot_id": boot_id}))
+
+    def refreshed(self) -> Refresh | None:
+        raw = self._meta("refreshed")
+        if raw is None:
+            return None
+        d = json.loads(raw)
+        return Refresh(int(d["wall_ms"]), int(d["mono_ns"]), str(d["boot_id"]))
+
+    # -- journal-derived local state ------------------------------------------------------------
+    def applied_seq(self) -> int:
+        v = self._meta("applied_seq")
+        return int(v) if v is not None else 0
+
+    def counters_trusted(self) -> bool:
+        return self._meta("counters_dirty") in (None, "0")
+
+    def mark_counters_dirty(self) -> None:
+        with self._tx() as c:
+            self._set_meta(c, "counters_dirty", 1)
+
+    def offline_use(self, card_id: str) -> tuple[int, int] | None:
+        """(visits, account fen) used offline by this card since its last online settlement; None = unknown."""
+        if not self.counters_trusted():
+            return None
+        rows = self._q("SELECT visits, acct_used FROM offline_use WHERE card_id = ?", (card_id,))
+        return (rows[0][0], rows[0][1]) if rows else (0, 0)
+
+    def apply_entry(self, entry) -> bool:
+        """Apply a journaled visit's local effects once (by seq). Returns False if already applied."""
+        with self._tx() as c:
+            row = c.execute("SELECT value FROM meta WHERE key = 'applied_seq'").fetchone()
+            done = int(row[0]) if row else 0
+            if entry.seq <= done:
+                return False
+            body = entry.body
+            if entry.kind == "settlement":
+                self._apply_settlement(c, body)
+            elif entry.kind == "cancel":
+                after, psn = body.get("state_after"), body.get("psn_no")
+                if after and psn:
+                    c.execute("UPDATE persons SET balc = ?, deductible_used = ?, fund_paid = ? WHERE psn_no = ?",
+                              (after["balc"], after["deductible_used"], after["fund_paid"], psn))
+            self._set_meta(c, "applied_seq", entry.seq)
+        return True
+
+    @staticmethod
+    def _apply_settlement(c: sqlite3.Connection, body: Mapping) -> None:
+        a, p = body["amounts"], body.get("person") or {}
+        psn = body.get("psn_no")
+        if psn and p:
+            c.execute("UPDATE persons SET balc = ?, deductible_used = ?, fund_paid = ? WHERE psn_no = ?",
+                      (p["balc"] - a["acct_pay"], p["deductible_used"] + a["act_pay_dedc"],
+                       p["fund_paid"] + a["hifp_pay"], psn))
+        card_id = (body.get("card") or {}).get("card_id")
+        if not card_id:
+            return
+        if body.get("mode") == "online":
+            c.execute("DELETE FROM offline_use WHERE card_id = ?", (card_id,))
+        else:
+            c.execute("INSERT INTO offline_use (card_id, visits, acct_used, fund_used) VALUES (?, 1, ?, ?) "
+                      "ON CONFLICT(card_id) DO UPDATE SET visits = visits + 1, acct_used = acct_used + excluded.acct_used, "
+                      "fund_used = fund_used + excluded.fund_used", (card_id, a["acct_pay"], a["hifp_pay"]))
+
+    def catch_up(self, entries: Iterable) -> int:
+        """Apply journal entries beyond ``applied_seq`` (given in seq order); clears the dirty mark."""
+        n = 0
+        for e in entries:
+            n += self.apply_entry(e)
+        with self._tx() as c:
+            self._set_meta(c, "counters_dirty", 0)
+        return n
+
+    # -- notices from the centre (outcomes, reimbursements) -------------------------------------
+    def add_notice(self, notice_id: str, kind: str, payload: Mapping, *, psn_no: str | None, now_ms: int) -> None:
+        with self._tx() as c:
+            c.execute("INSERT OR IGNORE INTO notices (id, psn_no, kind, payload, received_ms) VALUES (?,?,?,?,?)",
+                      (notice_id, psn_no, kind, _json(payload), now_ms))
+
+    def notices_for(self, psn_no: str) -> list[dict]:
+        return [{"id": i, "kind": k, "payload": json.loads(p), "received_ms": r}
+                for i, k, p, r in self._q("SELECT id, kind, payload, received_ms FROM notices WHERE psn_no = ? "
+                                          "ORDER BY received_ms", (psn_no,))]
+
+
+__all__ = ["Cache", "Person", "Refresh", "CacheError", "CacheUnavailable", "BundleError"]
