@@ -1,0 +1,667 @@
+"""Pure reconciliation core: replay one person's journal entries against the centre's state.
+
+No I/O, no clock. :mod:`sync.centre.reconcile` loads the inputs, calls :func:`replay_person` and
+stores what comes back; tests drive this module directly.
+
+Theory of operation
+-------------------
+The centre's :class:`Ledger` is the authoritative state of one person (balance, year-to-date
+deductible and fund, arrears periods, open reviews). Entries are replayed in time order across all
+sites (DOMAIN.md section 8). For each settlement the engine (:func:`edge.settle.settle`) runs twice
+with the bundles named in the entry's ``basis``:
+
+* with the state the edge settled on (``body.person``): must give the journaled amounts and
+  ``result_sha256`` byte for byte, else the agent erred (bug or tampering);
+* with the centre's state: what the visit should have cost. Comparing the two tells "the data
+  changed" (stale snapshot) apart from "the agent erred".
+
+The outcome is the first row of :data:`RULES` whose test holds (h11-style: the table is the spec)::
+
+    rejected  invalid_entry        body lacks fields the contract (docs/entries.md) requires
+    rejected  unknown_person       psn_no is not a person the centre knows
+    review    provenance           catalogue/policy version+hash is not a published bundle
+    rejected  invalid_visit        the engine refuses the entry's own inputs
+    rejected  amounts_do_not_add   medfee != fund + account + cash
+    review    agent_miscomputed    the engine on the edge's own inputs gives other amounts/sha
+    review    card_hotlisted       card on the hotlist before the visit, used offline
+    review    keyed_in_offline     a keyed-in card settled offline (never allowed)
+    review    online_mismatch      online entry differs from what the centre settled for that req
+    confirmed online_confirmed     online entry equal to what the centre settled (applied once)
+    review    centre_refuses       the engine refuses the visit with the centre's state
+    review    fund_over_limits     fund paid more than the centre computes, beyond the offline limits
+    adjusted  (fund_variance | patient_credit | account_debt, any combination)
+    confirmed same                 same amounts (sha equal, or only the state snapshot differed)
+
+Accepted amounts (what the centre settles with the site and the person) follow the outcome:
+confirmed = journaled; patient_credit = the centre's fund, the account kept up to the patient's
+share, the rest of the overpayment credited back; fund_variance = journaled (the fund honours an
+offline decision within its limits; the difference is recorded per site); review / rejected =
+nothing accepted until a reviewer decides. The ledger moves by exactly the accepted amounts, so the
+balance may go negative (account used at two sites while offline): that is a debt, cleared by the
+next contribution.
+
+Claims (full payment) are accepted as paid (fund 0) and queued; :func:`claim_decision` says when
+one may be approved automatically and :func:`reimburse` computes the fund's share with the engine.
+Cancels reverse the accepted amounts of the settlement they name.
+
+Idempotency: an entry whose key is in ``done`` is skipped, so replaying the same entries again
+returns the ledger unchanged and no outcomes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterable, Mapping, Protocol
+
+from edge.settle import (
+    CatalogueItem, PersonState, Policy, SettlementError, parse_items, parse_person, parse_visit, settle, yuan,
+)
+from edge.settle.inputs import parse_chronic
+
+OUTCOMES = ("confirmed", "adjusted", "review", "rejected")
+CAUSES = ("offline_limit", "pending_review", "arrears", "card_unreadable", "emergency_observation")
+AMOUNT_KEYS = ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt", "inscp_scp_amt",
+               "act_pay_dedc", "hifp_pay", "acct_pay", "psn_cash_pay")
+ZERO = {"medfee": 0, "fund": 0, "acct": 0, "cash": 0, "dedc": 0}
+
+
+# --------------------------------------------------------------------------------------- state ---
+@dataclass(frozen=True, slots=True)
+class Arrears:
+    """Months an employer did not pay for: ``begin``..``end`` (inclusive, None = still open)."""
+
+    begin: _dt.date
+    end: _dt.date | None
+    cleared: bool = False
+
+    def covers(self, day: _dt.date) -> bool:
+        return self.begin <= day and (self.end is None or day <= self.end)
+
+
+@dataclass(frozen=True, slots=True)
+class Ledger:
+    """Authoritative state of one person at the centre."""
+
+    psn_no: str
+    insutype: str
+    psn_type: str
+    balc: int
+    deductible_used: int = 0
+    fund_paid: int = 0
+    chronic: tuple = ()                 # raw filings (codes or {code, begndate, enddate})
+    arrears: tuple[Arrears, ...] = ()
+    open_reviews: int = 0
+
+    def suspended_on(self, day: _dt.date) -> bool:
+        return any(a.covers(day) and not a.cleared for a in self.arrears)
+
+    def status_on(self, day: _dt.date) -> str:
+        return "suspended" if self.suspended_on(day) else "active"
+
+    def person(self, day: _dt.date, *, treat_active: bool = False) -> PersonState:
+        return PersonState(
+            psn_no=self.psn_no, insutype=self.insutype, psn_type=self.psn_type,
+            status="active" if treat_active else self.status_on(day),
+            chronic=parse_chronic(list(self.chronic), "ledger.chronic"),
+            balc=self.balc, deductible_used=self.deductible_used, fund_paid=self.fund_paid,
+            pending_review=self.open_reviews > 0)
+
+    def state(self) -> dict:
+        return {"balc": self.balc, "deductible_used": self.deductible_used, "fund_paid": self.fund_paid}
+
+    @property
+    def debt(self) -> int:
+        return max(0, -self.balc)
+
+
+@dataclass(frozen=True, slots=True)
+class Hot:
+    """A card on the centre's hotlist since bundle ``version`` (published at ``since_ms``)."""
+
+    version: int
+    since_ms: int
+    reason: str
+
+
+class World(Protocol):
+    """What the replay looks up: published bundles, the hotlist, earlier outcomes, online records."""
+
+    def policy(self, version: int, hash: str) -> Policy | None: ...
+    def catalogue(self, version: int, hash: str) -> Mapping[str, CatalogueItem] | None: ...
+    def hot(self, card_id: str) -> Hot | None: ...
+    def outcome_of(self, device: str, seq: int) -> "Outcome | None": ...
+    def online(self, device: str, req: str) -> Mapping[str, Any] | None: ...
+
+
+@dataclass
+class StaticWorld:
+    """A :class:`World` from plain dicts (tests, the benchmark, and the storage driver's cache)."""
+
+    policies: dict = field(default_factory=dict)       # (version, hash) -> Policy
+    catalogues: dict = field(default_factory=dict)     # (version, hash) -> {code: CatalogueItem}
+    hotlist: dict = field(default_factory=dict)        # card_id -> Hot
+    outcomes: dict = field(default_factory=dict)       # (device, seq) -> Outcome
+    onlines: dict = field(default_factory=dict)        # (device, req) -> {"accepted": {...}}
+    outcome_lookup: Callable[[str, int], "Outcome | None"] | None = None
+
+    def policy(self, version, hash):
+        return self.policies.get((version, hash))
+
+    def catalogue(self, version, hash):
+        return self.catalogues.get((version, hash))
+
+    def hot(self, card_id):
+        return self.hotlist.get(card_id)
+
+    def outcome_of(self, device, seq):
+        got = self.outcomes.get((device, seq))
+        if got is None and self.outcome_lookup is not None:
+            got = self.outcome_lookup(device, seq)
+        return got
+
+    def online(self, device, req):
+        return self.onlines.get((device, req))
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One accepted journal entry (only what replay needs)."""
+
+    device: str
+    seq: int
+    kind: str
+    time: int
+    body: Mapping[str, Any]
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.device, self.seq)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    device: str
+    seq: int
+    kind: str                      # settlement | cancel | claim
+    psn_no: str | None
+    date: str                      # visit date (the business day the site reports under)
+    time: int
+    outcome: str                   # confirmed | adjusted | review | rejected
+    codes: tuple[str, ...]
+    reason: str                    # for a reviewer: what happened and which data differed
+    differs: Mapping[str, Any]     # field -> [edge, centre]
+    journaled: Mapping[str, int]   # medfee, fund, acct, cash, dedc as the edge journaled them
+    accepted: Mapping[str, int]    # the same keys as the centre accepts them
+    mode: str | None = None        # online | offline (settlements)
+    credit: int = 0                # owed back to the patient
+    variance: int = 0              # fund paid beyond the centre's figure (within offline limits)
+    debt: int = 0                  # new account debt this entry caused
+    opens_review: bool = False     # the person becomes pending_review
+    claim: Mapping[str, Any] | None = None   # claim record to queue (claims only)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.device, self.seq)
+
+    def downlink(self) -> dict:
+        """The ``outcome`` message sent down to the device (docs/entries.md, ``outcome``)."""
+        return {"ref_seq": self.seq, "outcome": self.outcome, "credit": self.credit, "reason": self.reason}
+
+
+class _Refuse(Exception):
+    """Internal: a rule of the table matched before the engine could run."""
+
+    def __init__(self, outcome: str, code: str, reason: str, differs: Mapping | None = None):
+        super().__init__(reason)
+        self.outcome, self.code, self.reason, self.differs = outcome, code, reason, dict(differs or {})
+
+
+# The table in the module docstring, as data: code -> (outcome, does it open a review on the person).
+RULES: dict[str, tuple[str, bool]] = {
+    "invalid_entry": ("rejected", False),
+    "unknown_person": ("rejected", False),
+    "provenance": ("review", True),
+    "invalid_visit": ("rejected", False),
+    "amounts_do_not_add": ("rejected", False),
+    "agent_miscomputed": ("review", True),
+    "card_hotlisted": ("review", True),
+    "keyed_in_offline": ("review", True),
+    "online_mismatch": ("review", True),
+    "online_confirmed": ("confirmed", False),
+    "centre_refuses": ("review", True),
+    "fund_over_limits": ("review", True),
+    "fund_variance": ("adjusted", False),
+    "patient_credit": ("adjusted", False),
+    "account_debt": ("adjusted", False),
+    "same": ("confirmed", False),
+    "claim_queued": ("review", False),
+    "cancel_applied": ("confirmed", False),
+    "cancel_nothing": ("confirmed", False),
+}
+
+
+# ------------------------------------------------------------------------------------- helpers ---
+def _get(body: Mapping, key: str, kind: type | tuple, where: str = "body"):
+    v = body.get(key) if isinstance(body, Mapping) else None
+    if not isinstance(v, kind) or isinstance(v, bool) and kind is not bool:
+        raise _Refuse("rejected", "invalid_entry", f"{where}.{key} is missing or not a {getattr(kind, '__name__', kind)}: "
+                      "the entry does not follow docs/entries.md; fix the counter software")
+    return v
+
+
+def _journaled(amounts: Mapping) -> dict:
+    return {"medfee": amounts["medfee_sumamt"], "fund": amounts["hifp_pay"], "acct": amounts["acct_pay"],
+            "cash": amounts["psn_cash_pay"], "dedc": amounts["act_pay_dedc"]}
+
+
+def _split(medfee: int, fund: int, acct: int, dedc: int) -> dict:
+    acct = max(0, min(acct, medfee - fund))
+    return {"medfee": medfee, "fund": fund, "acct": acct, "cash": medfee - fund - acct, "dedc": dedc}
+
+
+def basis_of(body: Mapping) -> tuple[tuple[int, str], tuple[int, str]]:
+    basis = _get(body, "basis", Mapping)
+    cat = _get(basis, "catalogue", Mapping, "basis")
+    pol = _get(basis, "policy", Mapping, "basis")
+    return ((_get(cat, "version", int, "basis.catalogue"), _get(cat, "hash", str, "basis.catalogue")),
+            (_get(pol, "version", int, "basis.policy"), _get(pol, "hash", str, "basis.policy")))
+
+
+def _bundles(body: Mapping, world: World) -> tuple[Policy, Mapping[str, CatalogueItem]]:
+    (cv, ch), (pv, ph) = basis_of(body)
+    policy, catalogue = world.policy(pv, ph), world.catalogue(cv, ch)
+    missing = []
+    if policy is None:
+        missing.append(f"policy version {pv} hash {ph[:12]}…")
+    if catalogue is None:
+        missing.append(f"catalogue version {cv} hash {ch[:12]}…")
+    if missing:
+        raise _Refuse("review", "provenance", "the settlement names " + " and ".join(missing) +
+                      " which the centre never published: the edge's cache was altered or the entry forged",
+                      {"basis": [{"policy": [pv, ph], "catalogue": [cv, ch]}, None]})
+    return policy, catalogue
+
+
+def _person_diff(edge: PersonState, centre: PersonState) -> dict:
+    out = {}
+    for name in ("insutype", "psn_type", "status", "balc", "deductible_used", "fund_paid"):
+        a, b = getattr(edge, name), getattr(centre, name)
+        if a != b:
+            out[f"person.{name}"] = [a, b]
+    if edge.chronic != centre.chronic:
+        out["person.chronic"] = [[f.code for f in edge.chronic], [f.code for f in centre.chronic]]
+    return out
+
+
+def _describe(differs: Mapping) -> str:
+    if not differs:
+        return "no data differed"
+    parts = []
+    for k, (a, b) in differs.items():
+        money = k.split(".")[-1] in ("balc", "deductible_used", "fund_paid") and isinstance(a, int) and isinstance(b, int)
+        parts.append(f"{k} edge ¥{yuan(a)} vs centre ¥{yuan(b)}" if money else f"{k} edge {a!r} vs centre {b!r}")
+    return "; ".join(parts)
+
+
+def _within_limits(body: Mapping, policy: Policy, e_fund: int) -> tuple[bool, str]:
+    """Did the offline decision respect the policy's offline limits? (value ≤ bound for each.)"""
+    if body.get("mode") != "offline":
+        return False, "the settlement was not offline, so no offline limit covers a fund overpayment"
+    lim = policy.offline
+    if lim is None:
+        return False, "the policy in force has no offline limits"
+    if e_fund > lim.offline_visit_fund_cap:
+        return False, f"fund pay ¥{yuan(e_fund)} exceeds offline_visit_fund_cap ¥{yuan(lim.offline_visit_fund_cap)}"
+    recorded = (body.get("basis") or {}).get("limits") or {}
+    bounds = {"cache_age_hours": lim.max_offline_hours, "offline_visits": lim.offline_max_visits,
+              "visit_fund": lim.offline_visit_fund_cap}
+    for name, bound in bounds.items():
+        pair = recorded.get(name)
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, int) for x in pair)):
+            return False, f"the entry does not record the offline limit {name}"
+        if pair[1] != bound or pair[0] > bound:
+            return False, f"offline limit {name} recorded as {pair[0]} of {pair[1]}, policy bound {bound}"
+    return True, "within the offline limits"
+
+
+# ------------------------------------------------------------------------------------- replay ---
+def _settlement(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome, Ledger | None]:
+    b = ev.body
+    journaled = dict(ZERO)
+    psn_no = b.get("psn_no") if isinstance(b.get("psn_no"), str) else None
+    date = ""
+    mode = b.get("mode") if b.get("mode") in ("online", "offline") else None
+    try:
+        psn_no = _get(b, "psn_no", str)
+        amounts = _get(b, "amounts", Mapping)
+        if any(not isinstance(amounts.get(k), int) or isinstance(amounts.get(k), bool) for k in AMOUNT_KEYS):
+            raise _Refuse("rejected", "invalid_entry", "body.amounts lacks some of " + ", ".join(AMOUNT_KEYS))
+        journaled = _journaled(amounts)
+        visit_raw = _get(b, "visit", Mapping)
+        date = visit_raw.get("date") if isinstance(visit_raw.get("date"), str) else ""
+        _get(b, "items", list)
+        person_raw = _get(b, "person", Mapping)
+        card = _get(b, "card", Mapping)
+        sha = b.get("result_sha256")
+        if mode is None:
+            raise _Refuse("rejected", "invalid_entry", "body.mode must be online or offline")
+        if ledger is None:
+            raise _Refuse("rejected", "unknown_person", f"psn_no {psn_no} is not a person the centre knows: "
+                          "the settlement cannot be adjudicated; check the counter's person snapshot")
+        policy, catalogue = _bundles(b, world)
+        try:
+            visit = parse_visit(visit_raw, policy)
+            items = parse_items(list(b["items"]))
+            edge_person = parse_person({**person_raw, "psn_no": psn_no})
+        except SettlementError as exc:
+            raise _Refuse("rejected", "invalid_visit", f"the entry's own inputs are invalid ({exc.code}: {exc.message})")
+        if journaled["medfee"] != journaled["fund"] + journaled["acct"] + journaled["cash"]:
+            raise _Refuse("rejected", "amounts_do_not_add",
+                          f"medfee ¥{yuan(journaled['medfee'])} is not fund + account + cash "
+                          f"(¥{yuan(journaled['fund'])} + ¥{yuan(journaled['acct'])} + ¥{yuan(journaled['cash'])})")
+        acct_limit = b.get("acct_limit")
+        acct_limit = acct_limit if isinstance(acct_limit, int) and not isinstance(acct_limit, bool) else None
+        # 1. The edge's own decision, replayed: tells "the agent erred" from "the data changed".
+        try:
+            mine = settle(policy, catalogue, edge_person, visit, items, acct_limit=acct_limit)
+        except SettlementError as exc:
+            raise _Refuse("rejected", "invalid_visit", f"the engine refuses the entry's own inputs "
+                          f"({exc.code}: {exc.message})")
+        mine_amounts = {k: getattr(mine, k) for k in AMOUNT_KEYS}
+        if mine_amounts != {k: amounts[k] for k in AMOUNT_KEYS} or (
+                isinstance(sha, bytes) and sha != result_sha256(mine)):
+            diff = {f"amounts.{k}": [amounts[k], mine_amounts[k]] for k in AMOUNT_KEYS if amounts[k] != mine_amounts[k]}
+            if not diff:
+                diff = {"result_sha256": [sha.hex() if isinstance(sha, bytes) else sha, result_sha256(mine).hex()]}
+            raise _Refuse("review", "agent_miscomputed", "the engine, given the edge's own inputs, computes other "
+                          f"figures than the edge journaled: {_describe(diff)}", diff)
+        # 2. Card and mode rules.
+        card_id = card.get("card_id")
+        hot = world.hot(card_id) if isinstance(card_id, str) else None
+        if hot is not None and hot.since_ms <= ev.time and mode == "offline":
+            raise _Refuse("review", "card_hotlisted",
+                          f"card {card_id} was on the hotlist ({hot.reason}) since version {hot.version}, "
+                          f"before this offline visit; the edge's hotlist was version "
+                          f"{(b.get('basis') or {}).get('hotlist', {}).get('version', '?')}",
+                          {"hotlist.version": [(b.get('basis') or {}).get('hotlist', {}).get('version'), hot.version]})
+        if mode == "offline" and card.get("keyed_in"):
+            raise _Refuse("review", "keyed_in_offline", "a keyed-in card was settled offline, which the rules forbid")
+        if mode == "online":
+            rec = world.online(ev.device, b.get("req"))
+            if rec is not None:
+                acc = dict(rec["accepted"])
+                if {k: acc[k] for k in ("medfee", "fund", "acct", "cash")} != \
+                        {k: journaled[k] for k in ("medfee", "fund", "acct", "cash")}:
+                    diff = {f"amounts.{k}": [journaled[k], acc[k]] for k in ("medfee", "fund", "acct", "cash")
+                            if journaled[k] != acc[k]}
+                    raise _Refuse("review", "online_mismatch", "the edge journaled other amounts than the centre "
+                                  f"settled online for req {b.get('req')}: {_describe(diff)}", diff)
+                out = Outcome(ev.device, ev.seq, ev.kind, psn_no, date, ev.time, "confirmed", ("online_confirmed",),
+                              f"online settlement {b.get('req')} confirmed: already applied when the centre settled it",
+                              {}, journaled, acc, mode=mode)
+                return out, ledger
+        # 3. The centre's view of the same visit.
+        day = visit.date
+        centre_person = ledger.person(day)
+        differs = _person_diff(edge_person, centre_person)
+        try:
+            ours = settle(policy, catalogue, centre_person, visit, items, acct_limit=acct_limit)
+        except SettlementError as exc:
+            raise _Refuse("review", "centre_refuses", f"with the centre's data the engine refuses this visit "
+                          f"({exc.code}: {exc.message}); data that differed: {_describe(differs)}", differs)
+    except _Refuse as r:
+        rule_outcome, opens = RULES[r.code]
+        out = Outcome(ev.device, ev.seq, ev.kind, psn_no, date, ev.time, rule_outcome, (r.code,), r.reason,
+                      r.differs, journaled, dict(ZERO), mode=mode, opens_review=opens and ledger is not None)
+        if opens and ledger is not None:
+            ledger = replace(ledger, open_reviews=ledger.open_reviews + 1)
+        return out, ledger
+
+    e_fund, c_fund = journaled["fund"], ours.hifp_pay
+    codes: list[str] = []
+    notes: list[str] = []
+    credit = variance = 0
+    if e_fund > c_fund:
+        ok, why = _within_limits(b, policy, e_fund)
+        if not ok:
+            reason = (f"fund paid ¥{yuan(e_fund)} where the centre computes ¥{yuan(c_fund)}, beyond the offline "
+                      f"limits ({why}); data that differed: {_describe(differs)}")
+            out = Outcome(ev.device, ev.seq, ev.kind, psn_no, date, ev.time, "review", ("fund_over_limits",),
+                          reason, differs, journaled, dict(ZERO), mode=mode, opens_review=True)
+            return out, replace(ledger, open_reviews=ledger.open_reviews + 1)
+        variance = e_fund - c_fund
+        accepted = _split(journaled["medfee"], e_fund, journaled["acct"], journaled["dedc"])
+        codes.append("fund_variance")
+        notes.append(f"fund paid ¥{yuan(variance)} more than the centre computes (¥{yuan(e_fund)} vs "
+                     f"¥{yuan(c_fund)}), within the offline limits: recorded as this site's offline variance")
+    elif e_fund < c_fund:
+        accepted = _split(journaled["medfee"], c_fund, journaled["acct"], ours.act_pay_dedc)
+        credit = (journaled["acct"] + journaled["cash"]) - (accepted["acct"] + accepted["cash"])
+        codes.append("patient_credit")
+        notes.append(f"patient paid ¥{yuan(credit)} too much: the fund pays ¥{yuan(c_fund)}, not ¥{yuan(e_fund)}; "
+                     f"¥{yuan(credit)} is credited back")
+    else:
+        accepted = _split(journaled["medfee"], e_fund, journaled["acct"], ours.act_pay_dedc)
+    balc_after = ledger.balc - accepted["acct"]
+    debt = max(0, -balc_after) - max(0, -ledger.balc)
+    if debt > 0:
+        codes.append("account_debt")
+        notes.append(f"account paid ¥{yuan(accepted['acct'])} with ¥{yuan(ledger.balc)} left at the centre "
+                     f"(used at another site while offline): balance now ¥{yuan(balc_after)}, a debt of "
+                     f"¥{yuan(-balc_after)} that the next contribution clears")
+    after = replace(ledger, balc=balc_after, deductible_used=ledger.deductible_used + accepted["dedc"],
+                    fund_paid=ledger.fund_paid + accepted["fund"])
+    if codes:
+        reason = "; ".join(notes) + f". Data that differed: {_describe(differs)}"
+        out = Outcome(ev.device, ev.seq, ev.kind, psn_no, date, ev.time, "adjusted", tuple(codes), reason, differs,
+                      journaled, accepted, mode=mode, credit=credit, variance=variance, debt=debt)
+    else:
+        same_bytes = isinstance(b.get("result_sha256"), bytes) and b["result_sha256"] == result_sha256(ours)
+        reason = ("same result, byte for byte" if same_bytes else
+                  f"same amounts; the state the edge settled on differed: {_describe(differs)}")
+        out = Outcome(ev.device, ev.seq, ev.kind, psn_no, date, ev.time, "confirmed", ("same",), reason, differs,
+                      journaled, accepted, mode=mode)
+    return out, after
+
+
+def _cancel(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome, Ledger | None]:
+    b = ev.body
+    psn_no = b.get("psn_no") if isinstance(b.get("psn_no"), str) else None
+    try:
+        target = _get(b, "cancels", int)
+        _get(b, "psn_no", str)
+        amounts = _get(b, "amounts", Mapping)
+        journaled = {"medfee": -int(amounts.get("medfee_sumamt", 0)), "fund": -int(amounts.get("hifp_pay", 0)),
+                     "acct": -int(amounts.get("acct_pay", 0)), "cash": -int(amounts.get("psn_cash_pay", 0)),
+                     "dedc": -int(amounts.get("act_pay_dedc", 0))}
+        if ledger is None:
+            raise _Refuse("rejected", "unknown_person", f"psn_no {psn_no} is not a person the centre knows")
+    except (_Refuse, TypeError, ValueError) as r:
+        code = r.code if isinstance(r, _Refuse) else "invalid_entry"
+        return Outcome(ev.device, ev.seq, ev.kind, psn_no, "", ev.time, "rejected", (code,), str(r), {},
+                       dict(ZERO), dict(ZERO)), ledger
+    orig = world.outcome_of(ev.device, target)
+    if orig is None or orig.outcome not in ("confirmed", "adjusted"):
+        why = "no settlement with that seq" if orig is None else f"settlement {target} was {orig.outcome}, nothing accepted"
+        return Outcome(ev.device, ev.seq, ev.kind, psn_no, orig.date if orig else "", ev.time, "confirmed",
+                       ("cancel_nothing",), f"cancel of seq {target}: {why}, so nothing to reverse",
+                       {}, journaled, dict(ZERO)), ledger
+    a = orig.accepted
+    accepted = {k: -a[k] for k in ("medfee", "fund", "acct", "cash", "dedc")}
+    after = replace(ledger, balc=ledger.balc + a["acct"],
+                    deductible_used=max(0, ledger.deductible_used - a["dedc"]),
+                    fund_paid=max(0, ledger.fund_paid - a["fund"]))
+    return Outcome(ev.device, ev.seq, ev.kind, psn_no, orig.date, ev.time, "confirmed", ("cancel_applied",),
+                   f"cancel of seq {target}: reversed fund ¥{yuan(a['fund'])}, account ¥{yuan(a['acct'])}, "
+                   f"deductible ¥{yuan(a['dedc'])}", {}, journaled, accepted), after
+
+
+def _claim(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome, Ledger | None]:
+    b = ev.body
+    psn_no = ledger.psn_no if ledger is not None else None
+    try:
+        cause = _get(b, "cause", str)
+        if cause not in CAUSES:
+            raise _Refuse("rejected", "invalid_entry", f"claim cause {cause!r} is not one of {', '.join(CAUSES)}")
+        visit = _get(b, "visit", Mapping)
+        _get(b, "items", list)
+        paid = _get(b, "paid", Mapping)
+        medfee, acct, cash = (paid.get(k) for k in ("medfee_sumamt", "acct_pay", "psn_cash_pay"))
+        if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in (medfee, acct, cash)):
+            raise _Refuse("rejected", "invalid_entry", "claim paid.medfee_sumamt/acct_pay/psn_cash_pay must be fen")
+        if medfee != acct + cash:
+            raise _Refuse("rejected", "amounts_do_not_add",
+                          f"claim paid medfee ¥{yuan(medfee)} is not account + cash (¥{yuan(acct)} + ¥{yuan(cash)})")
+    except _Refuse as r:
+        return Outcome(ev.device, ev.seq, ev.kind, psn_no, "", ev.time, "rejected", (r.code,), r.reason, {},
+                       dict(ZERO), dict(ZERO)), ledger
+    date = visit.get("date") if isinstance(visit.get("date"), str) else ""
+    journaled = {"medfee": medfee, "fund": 0, "acct": acct, "cash": cash, "dedc": 0}
+    claim_no = f"{ev.device}-{ev.seq}"
+    record = {"claim_no": claim_no, "device": ev.device, "seq": ev.seq, "psn_no": psn_no, "cause": cause,
+              "detail": str(b.get("detail", "")), "certno": b.get("certno"), "card": dict(b.get("card") or {}),
+              "visit": dict(visit), "items": list(b["items"]), "paid": dict(paid),
+              "basis": dict(b.get("basis") or {}), "date": date, "time": ev.time}
+    after = ledger
+    debt = 0
+    if ledger is not None and acct:
+        after = replace(ledger, balc=ledger.balc - acct)
+        debt = max(0, -after.balc) - max(0, -ledger.balc)
+    who = psn_no or f"unidentified person (certno {b.get('certno')})"
+    out = Outcome(ev.device, ev.seq, ev.kind, psn_no, date, ev.time, "review", ("claim_queued",),
+                  f"full-payment claim {claim_no} ({cause}: {record['detail'] or 'no detail'}) for {who} queued; "
+                  f"patient paid ¥{yuan(medfee)}", {}, journaled, dict(journaled), debt=debt, claim=record)
+    return out, after
+
+
+HANDLERS = {"settlement": _settlement, "cancel": _cancel, "claim": _claim}
+
+
+def result_sha256(settlement) -> bytes:
+    import hashlib
+    return hashlib.sha256(settlement.to_json().encode("utf-8")).digest()[:16]
+
+
+def sort_key(ev: Event) -> tuple:
+    """Time order across sites; device and seq break ties so the order is total and repeatable."""
+    return (ev.time, ev.device, ev.seq)
+
+
+def replay_person(ledger: Ledger | None, events: Iterable[Event], world: World, *,
+                  done: frozenset | set = frozenset()) -> tuple[Ledger | None, list[Outcome]]:
+    """Replay one person's entries in time order; skip those in ``done``. Pure."""
+    outcomes: list[Outcome] = []
+    seen = set(done)
+    local = _Chain(world)
+    for ev in sorted(events, key=sort_key):
+        if ev.key in seen or ev.kind not in HANDLERS:
+            continue
+        seen.add(ev.key)
+        out, ledger = HANDLERS[ev.kind](ev, ledger, local)
+        local.outcomes[ev.key] = out
+        outcomes.append(out)
+    return ledger, outcomes
+
+
+class _Chain:
+    """The world, plus the outcomes decided earlier in this same replay (a cancel may follow them)."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.outcomes: dict = {}
+
+    def outcome_of(self, device, seq):
+        return self.outcomes.get((device, seq)) or self.world.outcome_of(device, seq)
+
+    def __getattr__(self, name):
+        return getattr(self.world, name)
+
+
+# ------------------------------------------------------------------------------------- claims ---
+APPROVE, WAIT, MANUAL = "approve", "wait", "manual"
+
+
+def claim_decision(claim: Mapping[str, Any], ledger: Ledger | None, world: World) -> tuple[str, str]:
+    """May this pending claim be approved without a reviewer? Returns (approve|wait|manual, reason).
+
+    Rules, first match wins:
+        person not identified                          manual  (a reviewer identifies them)
+        card on the hotlist before the visit           manual
+        engine cannot compute the visit                manual
+        arrears: an uncleared period covers the visit  wait    (approve once the employer pays)
+        pending_review: the person has open reviews    wait    (approve once they close)
+        card_unreadable, emergency_observation         manual  (a reviewer checks identity / admission)
+        anything else (offline_limit, cleared causes)  approve
+    """
+    if ledger is None:
+        return MANUAL, "the person is not identified: a reviewer must match the certificate number"
+    card_id = (claim.get("card") or {}).get("card_id")
+    hot = world.hot(card_id) if isinstance(card_id, str) else None
+    if hot is not None and hot.since_ms <= int(claim.get("time", 0)):
+        return MANUAL, f"card {card_id} was on the hotlist ({hot.reason}) at the visit"
+    try:
+        reimbursement(claim, ledger, world)
+    except ClaimError as exc:
+        return MANUAL, exc.message
+    day = _dt.date.fromisoformat(claim["visit"]["date"])
+    cause = claim["cause"]
+    if ledger.suspended_on(day):
+        return WAIT, f"arrears for {day.isoformat()} not yet paid by the employer"
+    if cause == "pending_review" and ledger.open_reviews > 0:
+        return WAIT, f"{ledger.open_reviews} earlier review(s) still open"
+    if cause in ("card_unreadable", "emergency_observation"):
+        return MANUAL, {"card_unreadable": "keyed-in card: a reviewer checks the identity",
+                        "emergency_observation": "a reviewer records whether the patient was admitted"}[cause]
+    return APPROVE, {"offline_limit": "outage claim verified: signed entry accepted, person known, card valid",
+                     "arrears": "arrears for the visit's period have been paid",
+                     "pending_review": "the earlier review has closed"}.get(cause, "cause cleared")
+
+
+class ClaimError(Exception):
+    code = "claim_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def reimbursement(claim: Mapping[str, Any], ledger: Ledger, world: World, *, med_type: str | None = None):
+    """What the fund would have paid for the claim's visit with the centre's state (status active).
+
+    Returns the engine's :class:`Settlement` (its ``hifp_pay`` is the reimbursement; the account is not
+    used again: the patient already paid). ``med_type`` lets a reviewer settle an emergency observation
+    as the visit kind decided after admission.
+    """
+    try:
+        (cv, ch), (pv, ph) = basis_of(claim)
+    except _Refuse as r:
+        raise ClaimError(f"the claim has no usable provenance: {r.reason}") from None
+    policy, catalogue = world.policy(pv, ph), world.catalogue(cv, ch)
+    if policy is None or catalogue is None:
+        raise ClaimError("the claim names bundles the centre never published: review it by hand")
+    visit_raw = {**claim["visit"], "acct_used_flag": False}
+    if med_type is not None:
+        visit_raw["med_type"] = med_type
+    try:
+        visit = parse_visit(visit_raw, policy)
+        items = parse_items(list(claim["items"]))
+        return settle(policy, catalogue, ledger.person(visit.date, treat_active=True), visit, items)
+    except SettlementError as exc:
+        raise ClaimError(f"the engine cannot compute this claim ({exc.code}: {exc.message})") from None
+
+
+def approve(claim: Mapping[str, Any], ledger: Ledger, world: World, *, med_type: str | None = None):
+    """Approve: (amount, settlement, ledger after). The fund's progress moves; the amount is paid out."""
+    s = reimbursement(claim, ledger, world, med_type=med_type)
+    after = replace(ledger, deductible_used=ledger.deductible_used + s.act_pay_dedc,
+                    fund_paid=ledger.fund_paid + s.hifp_pay)
+    return s.hifp_pay, s, after
+
+
+def contribute(ledger: Ledger, amount: int) -> tuple[Ledger, int]:
+    """Post a monthly contribution; returns the ledger and how much debt it cleared."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise ValueError(f"a contribution is a positive whole number of fen, got {amount!r}")
+    cleared = min(ledger.debt, amount)
+    return replace(ledger, balc=ledger.balc + amount), cleared
