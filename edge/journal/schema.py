@@ -55,19 +55,45 @@ def _items(kind: str, items: list) -> None:
             _fail(kind, f"items[{i}]", "is not a map")
         _need(kind, item, "code", _TEXT, prefix=f"items[{i}].")
         _need(kind, item, "cnt", _TEXT, prefix=f"items[{i}].")
-        _need(kind, item, "pric", _INT, prefix=f"items[{i}].")
+        if _need(kind, item, "pric", _INT, prefix=f"items[{i}].") < 0:
+            _fail(kind, f"items[{i}].pric", "is negative (prices are fen ≥ 0)")
+
+
+def _card(kind: str, body: Mapping) -> None:
+    card = _need(kind, body, "card", _MAP)
+    _need(kind, card, "card_id", _TEXT, _NULL, prefix="card.")
+    _need(kind, card, "keyed_in", _BOOL, prefix="card.")
+
+
+def _visit(kind: str, body: Mapping) -> None:
+    visit = _need(kind, body, "visit", _MAP)
+    _need(kind, visit, "med_type", _TEXT, prefix="visit.")
+    _need(kind, visit, "date", _TEXT, prefix="visit.")
+    if "chronic_code" in visit:
+        _need(kind, visit, "chronic_code", _TEXT, prefix="visit.")
 
 
 def _basis(kind: str, basis: Mapping) -> None:
     for part in ("catalogue", "policy"):
         ref = _need(kind, basis, part, _MAP, prefix="basis.")
-        _need(kind, ref, "version", _INT, prefix=f"basis.{part}.")
+        _version(kind, ref, f"basis.{part}.")
         _need(kind, ref, "hash", _TEXT, prefix=f"basis.{part}.")
     persons = _need(kind, basis, "persons", _MAP, _NULL, prefix="basis.")
     if persons is not None:
-        _need(kind, persons, "version", _INT, prefix="basis.persons.")
-    if "limits" in basis and not _is(basis["limits"], _MAP, _NULL):
+        _version(kind, persons, "basis.persons.")
+    if "hotlist" in basis:
+        _version(kind, _need(kind, basis, "hotlist", _MAP, prefix="basis."), "basis.hotlist.")
+    limits = basis.get("limits")
+    if not _is(limits, _MAP, _NULL):
         _fail(kind, "basis.limits", "must be a map of [value, limit] pairs or null")
+    for name, pair in (limits or {}).items():
+        if not (_is(pair, _LIST) and len(pair) == 2 and all(_is(v, _INT) for v in pair)):
+            _fail(kind, f"basis.limits.{name}", "must be a pair [value, limit] of whole numbers")
+
+
+def _version(kind: str, ref: Mapping, prefix: str) -> None:
+    if _need(kind, ref, "version", _INT, prefix=prefix) < 0:
+        _fail(kind, prefix + "version", "is negative")
 
 
 def _settlement(body: Mapping) -> None:
@@ -76,12 +102,13 @@ def _settlement(body: Mapping) -> None:
     if _need(k, body, "mode", _TEXT) not in ("online", "offline"):
         _fail(k, "mode", "must be 'online' or 'offline'")
     _need(k, body, "psn_no", _TEXT)
-    card = _need(k, body, "card", _MAP)
-    _need(k, card, "keyed_in", _BOOL, prefix="card.")
-    _need(k, body, "visit", _MAP)
+    _card(k, body)
+    _visit(k, body)
     _items(k, _need(k, body, "items", _LIST))
     _need(k, body, "person", _MAP)
-    _need(k, body, "acct_limit", _INT, _NULL)
+    limit = _need(k, body, "acct_limit", _INT, _NULL)
+    if limit is not None and limit < 0:
+        _fail(k, "acct_limit", "is negative")
     amounts = _need(k, body, "amounts", _MAP)
     _fen(k, amounts, "amounts.")
     if amounts["hifp_pay"] + amounts["acct_pay"] + amounts["psn_cash_pay"] != amounts["medfee_sumamt"]:
@@ -115,9 +142,8 @@ def _claim(body: Mapping) -> None:
     psn_no = _need(k, body, "psn_no", _TEXT, _NULL)
     if psn_no is None:
         _need(k, body, "certno", _TEXT)
-    card = _need(k, body, "card", _MAP)
-    _need(k, card, "keyed_in", _BOOL, prefix="card.")
-    _need(k, body, "visit", _MAP)
+    _card(k, body)
+    _visit(k, body)
     _items(k, _need(k, body, "items", _LIST))
     _fen(k, _need(k, body, "paid", _MAP), "paid.", ("medfee_sumamt", "acct_pay", "psn_cash_pay"))
     paid = body["paid"]

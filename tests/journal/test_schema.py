@@ -1,0 +1,118 @@
+"""Entries follow firmware-interfaces/journal.cddl (validated with pycddl), and the runtime mirror in
+edge.journal.schema gives the same verdict as the CDDL on every single-field mutation of the examples."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pycddl
+import pytest
+
+import journal_bodies as bodies
+from edge.journal import GENESIS, EntryFormatError, check_body, make_entry
+
+CDDL = Path(__file__).resolve().parents[2] / "firmware-interfaces" / "journal.cddl"
+SCHEMA = pycddl.Schema(CDDL.read_text(encoding="utf-8"))
+
+EXAMPLES = [
+    ("settlement", bodies.settlement("R-1")),
+    ("settlement", bodies.settlement("R-2", mode="online")),
+    ("cancel", bodies.cancel("R-3", 1)),
+    ("claim", bodies.claim("R-4")),
+    ("claim", {**bodies.claim("R-5", cause="arrears"), "psn_no": "P-1"}),
+    ("refusal", {"code": "card_hotlisted", "what": "card on the hotlist"}),
+    ("note", bodies.note()),
+    ("enrol", {"what": "enrolled", "site": "S330300001"}),
+    ("outcome", {"ref_seq": 4, "outcome": "confirmed", "credit": 0, "reimbursement": 0, "reason": ""}),
+]
+
+
+def cddl_ok(kind, body) -> bool:
+    raw = make_entry(_KEY, seq=1, prev=GENESIS, device="D-S330300001-1", time=1, mono=1, kind=kind, body=body).raw
+    try:
+        SCHEMA.validate_cbor(raw)
+        return True
+    except pycddl.ValidationError:
+        return False
+
+
+def mirror_ok(kind, body) -> bool:
+    try:
+        check_body(kind, body)
+        return True
+    except EntryFormatError:
+        return False
+
+
+from nacl.signing import SigningKey  # noqa: E402
+
+_KEY = SigningKey(bytes(32))
+
+
+@pytest.mark.parametrize(("kind", "body"), EXAMPLES, ids=[f"{k}-{i}" for i, (k, _) in enumerate(EXAMPLES)])
+def test_examples_follow_the_cddl(kind, body):
+    assert cddl_ok(kind, body)
+    assert mirror_ok(kind, body)
+
+
+def test_stored_entries_follow_the_cddl(store):
+    for kind, body in EXAMPLES:
+        store.append(kind, body, time_ms=1_764_000_000_000, mono_ns=1)
+    for raw in store.raw_entries():
+        SCHEMA.validate_cbor(raw)
+    assert store.count() == len(EXAMPLES)
+
+
+def _paths(value, path=()):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield path + (k,)
+            yield from _paths(v, path + (k,))
+    elif isinstance(value, list) and value:
+        yield path + (0,)
+        yield from _paths(value[0], path + (0,))
+
+
+def _mutations(body):
+    for path in _paths(body):
+        parent_path, last = path[:-1], path[-1]
+        for what in ("delete", "retype"):
+            if what == "delete" and not isinstance(last, str):
+                continue
+            mutated = copy.deepcopy(body)
+            parent = mutated
+            for p in parent_path:
+                parent = parent[p]
+            if what == "delete":
+                del parent[last]
+            else:
+                parent[last] = 7 if isinstance(parent[last], str) else "x"
+            yield f"{what} {'.'.join(map(str, path))}", mutated
+
+
+CONTRACT = [(k, b) for k, b in EXAMPLES if k in ("settlement", "cancel", "claim", "refusal")]
+
+
+@pytest.mark.parametrize(("kind", "body"), CONTRACT, ids=[f"{k}-{i}" for i, (k, _) in enumerate(CONTRACT)])
+def test_runtime_schema_agrees_with_the_cddl(kind, body):
+    disagreements = []
+    mutations = 0
+    for label, mutated in _mutations(body):
+        mutations += 1
+        if cddl_ok(kind, mutated) != mirror_ok(kind, mutated):
+            disagreements.append((label, cddl_ok(kind, mutated), mirror_ok(kind, mutated)))
+    assert mutations >= 4
+    assert disagreements == []
+
+
+def test_rules_beyond_cddl_are_enforced_by_the_mirror():
+    unbalanced = bodies.settlement("R-9")
+    unbalanced["amounts"]["psn_cash_pay"] += 1
+    assert cddl_ok("settlement", unbalanced) and not mirror_ok("settlement", unbalanced)
+    offline_unknown = bodies.settlement("R-10")
+    offline_unknown["basis"]["persons"] = None
+    assert cddl_ok("settlement", offline_unknown) and not mirror_ok("settlement", offline_unknown)
+    claim = bodies.claim("R-11")
+    claim["paid"]["acct_pay"] = 1
+    assert cddl_ok("claim", claim) and not mirror_ok("claim", claim)
