@@ -199,3 +199,32 @@ def virtual_card(card: dict | None = None, *, slot: int = 0, faults: dict | None
                 yield handle
             finally:
                 handle.pull()
+
+
+@contextlib.asynccontextmanager
+async def open_virtual_card(card: dict | None = None, *, slot: int = 0, faults: dict | None = None):
+    """:func:`virtual_card` for trio code that must keep running while the card goes in and out
+    (a watcher, a daemon): the blocking waits run in a worker thread."""
+    import trio
+
+    cm = virtual_card(card, slot=slot, faults=faults)
+    handle = await trio.to_thread.run_sync(cm.__enter__)
+    try:
+        yield handle
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(cm.__exit__, None, None, None)
+
+
+def card_model():
+    """The virtual card's pure firmware model (firmware-interfaces/vcard/model.py), for in-memory
+    pairing with edge.card.session in unit tests."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("vcard_model", VCARD.parent / "model.py")
+    module = sys.modules.get("vcard_model")
+    if module is None:
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["vcard_model"] = module
+        spec.loader.exec_module(module)
+    return module

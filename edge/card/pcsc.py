@@ -209,6 +209,10 @@ def run_session(wanted: str | None, *, pin: str | None = None,
                         err = CardRemoved()
                     raise err
                 response = bytes(response)
+                if not response and _wait_removed(ctx, reader):
+                    # vpcd reports a card that left mid-command as success with no bytes at all;
+                    # a real reader says SCARD_W_REMOVED_CARD. Either way: removed, not malformed.
+                    raise CardRemoved()
                 if exchanges is not None:
                     exchanges.append((apdu, response))
                 session.receive(response)
