@@ -48,3 +48,29 @@ def db_url(request, tmp_path):
         yield f"sqlite:///{tmp_path}/centre.db"
     else:
         yield request.getfixturevalue("pg_url")
+
+
+# -- a real centre on loopback ----------------------------------------------------------------------
+import httpx  # noqa: E402
+import trio  # noqa: E402
+from sync.centre.server import start_centre  # noqa: E402
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
+    from sync.centre.store import open_store
+
+    s = open_store(tmp_path / "centre.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+async def centre(nursery, sqlite_store):
+    return await start_centre(nursery, sqlite_store)
+
+
+@pytest.fixture
+async def http():
+    async with httpx.AsyncClient() as client:
+        yield client

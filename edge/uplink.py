@@ -1,0 +1,345 @@
+"""The uplink: a trio task that drives :class:`sync.protocol.UplinkCore` over HTTP (httpx).
+
+Theory of operation
+-------------------
+One round (:meth:`Uplink.sync_once`):
+
+1. **Downlink first.** Ask the feed for messages after the saved cursor; hand each to the daemon's
+   ``on_downlink(message)``; save the cursor (``downlink.json``, fsynced) after each page. The page also
+   carries the centre's ``high_water`` for this device: if it is below the journal's ``acked_seq``
+   the centre was restored from an older backup, and the journal is rewound to re-send from there.
+2. **Then the outbox**, in bounded batches (count and bytes), until it is empty. For each result:
+   rewind if the centre holds less than we thought, quarantine rejected entries (they never block
+   the rest), then mark acknowledged what the centre durably holds. Deferred entries (a gap) are
+   simply sent again from the ack on.
+
+:meth:`Uplink.run` repeats rounds forever: after a good round it sleeps ``idle_s`` (or until
+:meth:`Uplink.wake` is called, e.g. after a settlement); after a failure it waits an exponential
+backoff with jitter (:class:`sync.protocol.Backoff`) and tries again, never giving up while a
+backlog exists. Each HTTP request is bounded by ``fail_after(request_s)`` at the call site.
+
+Downlink bundles: a message the callback refuses with a :class:`sync.bundles.BundleError` is
+reported (``status.refused``) and skipped; on a broken version chain the uplink fetches the newest
+full bundle of that kind once and offers it. Any other exception from the callback is transient:
+the cursor stays and the round fails (backoff).
+
+httpx exceptions never escape: they become :class:`sync.errors.TransportError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import cbor2
+import httpx
+import trio
+
+from sync import auth, protocol, wire
+from sync.bundles import BundleBrokenChain, BundleError, BundleStale
+from sync.errors import CentreRefused, SyncError, TransportError
+
+log = logging.getLogger("edge.uplink")
+CURSOR_FILE = "downlink.json"
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def post_frame(url: str, message: Any, *, client: httpx.AsyncClient | None = None,
+                     headers: dict | None = None, body: bytes | None = None) -> Any:
+    """POST a sync frame and return the decoded answer; typed errors for every failure."""
+    body = wire.encode(message) if body is None else body
+    own = client is None
+    if own:
+        client = httpx.AsyncClient()
+    try:
+        try:
+            resp = await client.post(url, content=body,
+                                     headers={"content-type": wire.CONTENT_TYPE, **(headers or {})})
+        except httpx.HTTPError as exc:
+            raise TransportError(f"cannot reach the centre at {url}: {exc.__class__.__name__} {exc}; "
+                                 "entries stay queued and are sent when it answers") from exc
+        return _answer(url, resp.status_code, resp.headers.get("content-type", ""), resp.content)
+    finally:
+        if own:
+            await client.aclose()
+
+
+def _answer(url: str, status: int, ctype: str, content: bytes) -> Any:
+    if wire.CONTENT_TYPE not in ctype:
+        # a proxy's or gateway's page, not the centre: transient
+        raise TransportError(f"the centre at {url} answered HTTP {status} without a sync frame; retrying later")
+    try:
+        msg = wire.decode(content)
+    except SyncError as exc:
+        raise TransportError(f"the answer from {url} was damaged in transit ({exc.message}); retrying") from exc
+    if status != 200:
+        if isinstance(msg, dict) and msg.get("t") == "error":
+            raise protocol.error_from_message(msg, status)
+        raise TransportError(f"the centre at {url} answered HTTP {status}")
+    return msg
+
+
+class CentreClient:
+    """Signed requests from one device to its centre."""
+
+    def __init__(self, base_url: str, device: str, key, *, client: httpx.AsyncClient,
+                 clock: Callable[[], int] = wall_ms) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.device = device
+        self.key = key
+        self.client = client
+        self.clock = clock
+
+    async def call(self, path: str, message: Any) -> Any:
+        body = wire.encode(message)
+        headers = auth.sign_request(self.key, self.device, "POST", path, body, time_ms=self.clock())
+        return await post_frame(self.base_url + path, message, client=self.client, headers=headers, body=body)
+
+    async def latest_bundle(self, kind: str) -> bytes:
+        path = f"/v1/bundle/{kind}"
+        headers = auth.sign_request(self.key, self.device, "GET", path, b"", time_ms=self.clock())
+        try:
+            resp = await self.client.get(self.base_url + path, headers=headers)
+        except httpx.HTTPError as exc:
+            raise TransportError(f"cannot fetch the {kind} bundle: {exc.__class__.__name__}") from exc
+        if resp.status_code != 200:
+            _answer(self.base_url + path, resp.status_code, resp.headers.get("content-type", ""), resp.content)
+            raise TransportError(f"cannot fetch the {kind} bundle: HTTP {resp.status_code}")
+        return resp.content
+
+
+@dataclass
+class UplinkStatus:
+    """What ``edge status`` and diagnostics show about sync."""
+
+    last_success_ms: int | None = None
+    last_attempt_ms: int | None = None
+    last_error: dict | None = None
+    failures: int = 0
+    sent: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    quarantined: list = field(default_factory=list)    # [(seq, code, message)]
+    refused: list = field(default_factory=list)        # [{"id", "code", "message"}] downlink refusals
+    rewinds: list = field(default_factory=list)        # [(from_acked, to_seq)]
+    cursor: int = 0
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    downlink: int
+    uploaded: int
+    batches: int
+
+
+class Uplink:
+    """Send the journal's outbox to the centre and apply the downlink; see the module docstring.
+
+    ``journal`` is an :class:`edge.journal.store.JournalStore` (or anything with pending, mark_acked,
+    acked_seq, rewind_ack, quarantine, backlog); its blocking calls run in worker threads.
+    """
+
+    def __init__(self, journal, client: CentreClient, *, state_dir: str | os.PathLike | None = None,
+                 on_downlink: Callable[[dict], Awaitable[None]] | None = None,
+                 batch_entries: int = protocol.BATCH_MAX_ENTRIES, batch_bytes: int = protocol.BATCH_MAX_BYTES,
+                 backoff: protocol.Backoff | None = None, idle_s: float = 30.0, request_s: float = 30.0) -> None:
+        self.journal = journal
+        self.client = client
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.on_downlink = on_downlink
+        self.batch_entries = batch_entries
+        self.batch_bytes = batch_bytes
+        self.backoff = backoff or protocol.Backoff()
+        self.idle_s = idle_s
+        self.request_s = request_s
+        self.status = UplinkStatus(cursor=self._load_cursor())
+        self.core = protocol.UplinkCore(client.device, acked=0, cursor=self.status.cursor)
+        self._wake = trio.Event()
+
+    # -- cursor persistence ----------------------------------------------------------------------
+    def _load_cursor(self) -> int:
+        if self.state_dir is None:
+            return 0
+        try:
+            return int(json.loads((self.state_dir / CURSOR_FILE).read_text())["cursor"])
+        except FileNotFoundError:
+            return 0
+        except (ValueError, KeyError, TypeError):
+            log.warning("uplink: %s is damaged; reading the downlink again from the start", CURSOR_FILE)
+            return 0
+
+    def _save_cursor(self, cursor: int) -> None:
+        if self.state_dir is None:
+            return
+        tmp = self.state_dir / (CURSOR_FILE + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump({"cursor": cursor}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.state_dir / CURSOR_FILE)
+
+    # -- one request, bounded at the call site ----------------------------------------------------
+    async def _call(self, path: str, message: Any) -> Any:
+        try:
+            with trio.fail_after(self.request_s):
+                return await self.client.call(path, message)
+        except trio.TooSlowError:
+            raise TransportError(f"the centre did not answer within {self.request_s:g} s; retrying later") from None
+
+    async def _j(self, fn, *args):
+        return await trio.to_thread.run_sync(fn, *args)
+
+    # -- a round ---------------------------------------------------------------------------------
+    async def sync_once(self) -> RoundReport:
+        """Downlink, then upload until the outbox is empty. Raises SyncError on a failure."""
+        self.status.last_attempt_ms = wall_ms()
+        self.core.acked = await self._j(lambda: self.journal.acked_seq)
+        received = await self._downlink()
+        uploaded = batches = 0
+        while True:
+            pending = await self._j(lambda: self.journal.pending(self.batch_entries, self.batch_bytes))
+            batch = protocol.make_batch(pending, max_entries=self.batch_entries, max_bytes=self.batch_bytes)
+            if not batch:
+                break
+            msg = self.core.start_upload(batch)
+            try:
+                reply = await self._call("/v1/upload", msg)
+                actions = self.core.upload_result(reply)
+            except BaseException:
+                self.core.failed()
+                raise
+            await self._apply_upload(actions)
+            uploaded += len(batch)
+            batches += 1
+            self.status.sent += len(batch)
+            if actions.ack is None and not actions.quarantine and actions.rewind_to is None:
+                # the centre took nothing from this batch and did not move us back: avoid a hot loop
+                raise TransportError("the centre deferred the whole batch; retrying after a pause")
+        self.status.last_success_ms = wall_ms()
+        self.status.last_error = None
+        return RoundReport(received, uploaded, batches)
+
+    async def _apply_upload(self, a: protocol.UploadActions) -> None:
+        if a.rewind_to is not None:
+            await self._rewind(a.rewind_to)
+        for seq, code, message in a.quarantine:
+            log.warning("uplink: entry %s rejected by the centre (%s): %s", seq, code, message)
+            await self._j(self.journal.quarantine, seq, code, message)
+            self.status.quarantined.append((seq, code, message))
+        if a.ack is not None:
+            await self._j(self.journal.mark_acked, a.ack)
+        self.status.accepted += a.accepted
+        self.status.duplicates += a.duplicate
+
+    async def _rewind(self, to_seq: int) -> None:
+        before = await self._j(lambda: self.journal.acked_seq)
+        log.warning("uplink: the centre holds entries only up to %s but acknowledged %s before "
+                    "(restored from a backup?): re-sending from %s", to_seq, before, to_seq + 1)
+        await self._j(self.journal.rewind_ack, to_seq)
+        self.status.rewinds.append((before, to_seq))
+
+    async def _downlink(self) -> int:
+        count = 0
+        while True:
+            msg = self.core.start_feed()
+            try:
+                reply = await self._call("/v1/feed", msg)
+                actions = self.core.feed_page(reply)
+            except BaseException:
+                self.core.failed()
+                raise
+            if actions.rewind_to is not None:
+                await self._rewind(actions.rewind_to)
+            for m in actions.messages:
+                await self._deliver(m)
+                count += 1
+            await self._j(self._save_cursor, actions.cursor)
+            self.core.applied(actions.cursor)
+            self.status.cursor = self.core.cursor
+            if not actions.more or not actions.messages:
+                return count
+
+    async def _deliver(self, m: dict) -> None:
+        if self.on_downlink is None:
+            return
+        try:
+            await self.on_downlink(m)
+        except BundleStale:
+            return  # we already hold this version or newer: nothing to do
+        except BundleBrokenChain as exc:
+            kind = _bundle_kind(m)
+            log.warning("uplink: bundle %s refused (%s); fetching the newest full %s bundle", m.get("id"),
+                        exc.message, kind)
+            self.status.refused.append({"id": m.get("id"), "code": exc.code, "message": exc.message})
+            if kind is not None:
+                try:
+                    with trio.fail_after(self.request_s):
+                        raw = await self.client.latest_bundle(kind)
+                except trio.TooSlowError:
+                    raise TransportError("fetching a full bundle timed out") from None
+                try:
+                    await self.on_downlink({"kind": "bundle", "id": m.get("id"), "payload": raw})
+                except BundleError as exc2:
+                    if not isinstance(exc2, BundleStale):
+                        self.status.refused.append({"id": m.get("id"), "code": exc2.code, "message": exc2.message})
+        except BundleError as exc:
+            log.warning("uplink: downlink %s refused: %s", m.get("id"), exc.message)
+            self.status.refused.append({"id": m.get("id"), "code": exc.code, "message": exc.message})
+
+    # -- forever -------------------------------------------------------------------------------------
+    def wake(self) -> None:
+        """Ask for a round now (e.g. right after a settlement was journaled)."""
+        self._wake.set()
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started(self)
+        while True:
+            self._wake = trio.Event()
+            try:
+                report = await self.sync_once()
+                self.backoff.reset()
+                self.status.failures = 0
+                log.debug("uplink: round done: %s", report)
+                delay = self.idle_s
+            except SyncError as exc:
+                # Transient or not, keep trying: a refused device may be re-activated at the centre,
+                # and the backlog must never be abandoned. Non-retryable errors wait the longest.
+                self.status.failures += 1
+                self.status.last_error = exc.to_dict()
+                if not exc.retryable:
+                    log.error("uplink: the centre refused: %s (%s)", exc.message, exc.code)
+                    self.backoff.failures = max(self.backoff.failures, 30)
+                delay = self.backoff.next_delay()
+                log.info("uplink: %s; next try in %.1f s", exc.message, delay)
+            with trio.move_on_after(delay):
+                await self._wake.wait()
+
+
+def _bundle_kind(m: dict) -> str | None:
+    try:
+        return cbor2.loads(cbor2.loads(m["payload"])["signed"])["kind"]
+    except Exception:
+        return None
+
+
+async def open_uplink(state_dir: str | os.PathLike, journal, *, client: httpx.AsyncClient,
+                      on_downlink=None, **options) -> Uplink:
+    """Build the uplink for an enrolled state directory (reads device.json and device.key)."""
+    from edge.enrol import device_key, load_device
+
+    cfg = load_device(state_dir)
+    key = device_key(state_dir)
+    centre = CentreClient(cfg.centre_url, cfg.device, key, client=client)
+    return Uplink(journal, centre, state_dir=state_dir, on_downlink=on_downlink, **options)
+
+
+__all__ = ["CentreClient", "RoundReport", "Uplink", "UplinkStatus", "open_uplink", "post_frame", "wall_ms",
+           "CentreRefused"]

@@ -1,0 +1,195 @@
+"""The centre's HTTP service: a Starlette app (served by hypercorn's trio worker, see :mod:`.server`).
+
+Routes (sync frames of :mod:`sync.wire` in and out, except health):
+
+    POST /v1/enrol            one-time token -> device id, site, pinned bundle key
+    POST /v1/upload           signed; a batch of entries -> per-entry results and the ack
+    POST /v1/feed             signed; downlink messages since a cursor (+ the device's high-water)
+    GET  /v1/bundle/{kind}    signed; the newest full bundle of a kind (after a broken delta chain)
+    GET  /health              JSON: ok, store backend, devices, entries
+  + ``routes`` of sync.centre.online and sync.centre.review_web (the reconciliation engineer's).
+
+Handlers are thin: decode, authenticate, call the store in a worker thread, encode. Upload verifies
+signatures in parallel worker threads before the (short) store transaction; the response is sent
+only after the store committed, so an ack is never lost.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import trio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sync import protocol, wire
+from sync.centre import ingest
+from sync.centre.auth import authenticate_device
+from sync.centre.keys import key_id
+from sync.centre.store import now_ms
+from sync.errors import SyncError
+
+log = logging.getLogger("sync.centre")
+EXTRA_ROUTE_MODULES = ("sync.centre.online", "sync.centre.review_web")
+MAX_BODY = 16 * 1024 * 1024
+_VERIFY_CHUNK = 128
+
+
+def frame_response(message: dict, status: int = 200) -> Response:
+    return Response(wire.encode(message), status_code=status, media_type=wire.CONTENT_TYPE)
+
+
+def error_response(exc: SyncError) -> Response:
+    return frame_response(protocol.error_message(exc), getattr(exc, "status", 400))
+
+
+async def _body(request: Request) -> bytes:
+    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        raise SyncError(f"request body larger than {MAX_BODY} bytes: send smaller batches", code="too_large")
+    return await request.body()
+
+
+def _handler(fn):
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await fn(request)
+        except SyncError as exc:
+            if exc.status >= 500:
+                log.warning("centre: %s: %s", exc.code, exc.message)
+            return error_response(exc)
+    return wrapped
+
+
+@_handler
+async def enrol(request: Request) -> Response:
+    from nacl.exceptions import BadSignatureError
+    from nacl.signing import VerifyKey
+
+    from sync.errors import BadRequestSignature
+
+    msg = protocol.Enrol.from_msg(wire.decode(await _body(request)))
+    try:
+        VerifyKey(msg.pubkey).verify(protocol.Enrol.signed_bytes(msg.token, msg.pubkey), msg.sig)
+    except (BadSignatureError, ValueError):
+        raise BadRequestSignature("the enrolment request is not signed by the key it registers") from None
+    state = request.app.state
+    info = await trio.to_thread.run_sync(lambda: state.store.enrol(msg.token, msg.pubkey, now=state.clock()))
+    vk = state.bundle_key.verify_key
+    log.info("centre: enrolled %s (site %s)", info.device, info.site)
+    return frame_response(protocol.Enrolled(info.device, info.site, bytes(vk), key_id(vk)).to_msg())
+
+
+async def _check_parallel(items, device, verify_key, limiter) -> list[ingest.Checked]:
+    chunks = [items[i:i + _VERIFY_CHUNK] for i in range(0, len(items), _VERIFY_CHUNK)]
+    results: list = [None] * len(chunks)
+
+    async def one(i):
+        results[i] = await trio.to_thread.run_sync(ingest.check_entries, chunks[i], device, verify_key,
+                                                   limiter=limiter)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(len(chunks)):
+            nursery.start_soon(one, i)
+    return [c for chunk in results for c in chunk]
+
+
+@_handler
+async def upload(request: Request) -> Response:
+    body = await _body(request)
+    info = await authenticate_device(request, body)
+    msg = protocol.Upload.from_msg(wire.decode(body))
+    if msg.device != info.device:
+        from sync.errors import BadRequestSignature
+
+        raise BadRequestSignature(f"upload names device {msg.device} but was signed by {info.device}")
+    state = request.app.state
+    checked = await _check_parallel(msg.entries, info.device, info.verify_key, state.verify_limiter)
+    outcome = await trio.to_thread.run_sync(lambda: state.store.put_checked(info.device, checked, now=state.clock()))
+    bad = [r for r in outcome.results if r.status == protocol.REJECTED]
+    for r in bad:
+        log.warning("centre: %s seq %s rejected: %s", info.device, r.seq, r.code)
+    return frame_response(protocol.upload_result(outcome))
+
+
+@_handler
+async def feed(request: Request) -> Response:
+    body = await _body(request)
+    info = await authenticate_device(request, body)
+    req = protocol.FeedRequest.from_msg(wire.decode(body))
+    store = request.app.state.store
+
+    def page():
+        msgs, cursor = store.downlink_page(info.device, req.cursor, req.limit)
+        more = store.feed_head() > cursor and bool(msgs)
+        return protocol.FeedPage(msgs, cursor, more, store.high_water(info.device))
+
+    result = await trio.to_thread.run_sync(page)
+    return frame_response(result.to_msg())
+
+
+@_handler
+async def bundle(request: Request) -> Response:
+    await authenticate_device(request, b"")
+    kind = request.path_params["kind"]
+    row = await trio.to_thread.run_sync(request.app.state.store.latest_bundle, kind)
+    if row is None:
+        raise SyncError(f"the centre has published no {kind} bundle yet: run `centre publish`", code="no_bundle")
+    return Response(row["raw"], media_type="application/cbor")
+
+
+async def health(request: Request) -> Response:
+    store = request.app.state.store
+
+    def counts():
+        return {"ok": True, "backend": store.backend, "devices": len(store.devices()), "entries": store.entry_count(),
+                "bundles": store.bundle_versions()}
+
+    try:
+        return JSONResponse(await trio.to_thread.run_sync(counts))
+    except SyncError as exc:
+        return JSONResponse({"ok": False, "code": exc.code, "message": exc.message}, status_code=503)
+
+
+async def _sync_error(request: Request, exc: SyncError) -> Response:
+    # Routes of other modules (JSON bodies) raising our typed errors, e.g. from authenticate_device.
+    if wire.CONTENT_TYPE in request.headers.get("content-type", ""):
+        return error_response(exc)
+    return JSONResponse({"error": exc.to_dict()}, status_code=getattr(exc, "status", 400))
+
+
+def _extra_routes() -> list:
+    routes = []
+    for name in EXTRA_ROUTE_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ImportError as exc:  # a module not written yet must not take the centre down
+            log.error("centre: cannot import %s: %s", name, exc)
+            continue
+        routes.extend(getattr(mod, "routes", []))
+    return routes
+
+
+def create_app(store, bundle_key, *, clock=now_ms, max_skew_ms: int | None = None,
+               verify_threads: int = 2) -> Starlette:
+    """The ASGI app over ``store`` (a :class:`sync.centre.store.Store`); ``bundle_key`` signs bundles
+    and is pinned by edges; ``clock`` returns wall-clock ms (tests steer it)."""
+    from sync.auth import MAX_SKEW_MS
+
+    routes = [
+        Route("/v1/enrol", enrol, methods=["POST"]),
+        Route("/v1/upload", upload, methods=["POST"]),
+        Route("/v1/feed", feed, methods=["POST"]),
+        Route("/v1/bundle/{kind}", bundle, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        *_extra_routes(),
+    ]
+    app = Starlette(routes=routes, exception_handlers={SyncError: _sync_error})
+    app.state.store = store
+    app.state.bundle_key = bundle_key
+    app.state.clock = clock
+    app.state.max_skew_ms = MAX_SKEW_MS if max_skew_ms is None else max_skew_ms
+    app.state.verify_limiter = trio.CapacityLimiter(verify_threads)
+    return app

@@ -1,0 +1,91 @@
+"""Serving the centre: hypercorn's trio worker, the store, and background tasks, in one nursery.
+
+``await nursery.start(run_centre, store, bundle_key, host=..., port=0)`` returns the base URL
+(``http://127.0.0.1:PORT``) once the socket listens. Background tasks: every module in
+:data:`BACKGROUND` that exports ``async def background(store, *, task_status)`` is started in the
+same nursery (the reconciliation engineer's reconciler); modules lacking it are skipped.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from functools import partial
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from sync.centre.app import create_app
+
+log = logging.getLogger("sync.centre")
+BACKGROUND = ("sync.centre.reconcile",)
+
+
+async def serve_app(app, *, host: str = "127.0.0.1", port: int = 0, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Serve ``app`` until cancelled; ``task_status.started(base_url)`` once listening."""
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = log
+    config.keep_alive_timeout = 30
+    config.graceful_timeout = 1
+
+    async def started_binds(task_status=trio.TASK_STATUS_IGNORED):
+        await serve(app, config, task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(started_binds)
+        task_status.started(binds[0])
+
+
+def background_modules(names=BACKGROUND) -> list:
+    out = []
+    for name in names:
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        fn = getattr(mod, "background", None)
+        if fn is not None:
+            out.append(fn)
+    return out
+
+
+async def run_centre(store, bundle_key, *, host: str = "127.0.0.1", port: int = 0, background: bool = True,
+                     app_options: dict | None = None, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    app = create_app(store, bundle_key, **(app_options or {}))
+    async with trio.open_nursery() as nursery:
+        if background:
+            for fn in background_modules():
+                await nursery.start(fn, store)
+        url = await nursery.start(partial(serve_app, app, host=host, port=port))
+        log.info("centre: listening on %s (store: %s)", url, store.backend)
+        task_status.started(url)
+
+
+class RunningCentre:
+    """A centre started by :func:`start_centre`: ``url``, ``store``, ``key``; ``stop()`` cancels it."""
+
+    def __init__(self, store, key, url: str, scope: trio.CancelScope) -> None:
+        self.store, self.key, self.url, self._scope = store, key, url, scope
+
+    def stop(self) -> None:
+        self._scope.cancel()
+
+
+async def start_centre(nursery, store, key=None, *, host: str = "127.0.0.1", port: int = 0,
+                       background: bool = False, **app_options) -> RunningCentre:
+    """Start a centre in ``nursery`` (tests, benches, demos); returns once it listens."""
+    from nacl.signing import SigningKey
+
+    key = key or SigningKey.generate()
+    scope = trio.CancelScope()
+
+    async def runner(task_status=trio.TASK_STATUS_IGNORED):
+        with scope:
+            await run_centre(store, key, host=host, port=port, background=background, app_options=app_options,
+                             task_status=task_status)
+
+    url = await nursery.start(runner)
+    return RunningCentre(store, key, url, scope)
