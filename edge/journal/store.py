@@ -186,6 +186,17 @@ class JournalStore:
     def key_id(self) -> str:
         return key_id(self.verify_key)
 
+    def page_count(self) -> int:
+        """Pages the database file uses now (with :meth:`set_max_page_count`: how much room is left)."""
+        with self._locked() as conn:
+            return conn.execute("PRAGMA page_count").fetchone()[0]
+
+    def integrity_problems(self) -> list[str]:
+        """SQLite's own structural check (``PRAGMA quick_check``): [] when the file is sound."""
+        with self._locked() as conn:
+            rows = [r[0] for r in conn.execute("PRAGMA quick_check")]
+        return [] if rows == ["ok"] else rows
+
     def set_max_page_count(self, pages: int) -> int:
         """Cap (or raise the cap on) the file size in pages; returns the cap SQLite applied."""
         with self._locked() as conn:
