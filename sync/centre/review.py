@@ -1,0 +1,208 @@
+"""The full-payment claims queue: auto-approval, reviewer decisions, reimbursement.
+
+A claim (``recon_claims``) is ``pending`` until it is ``approved`` (reimbursement computed by the
+engine, credited and sent down to the counter that took it) or ``denied`` (with a note). Which
+claims approve themselves is the pure rule :func:`sync.centre.replay.claim_decision`; this module
+applies it to the stored queue (:func:`auto_approve`, run after every reconciliation pass and after
+the operations that clear a cause) and records every decision in ``recon_actions`` with who and when.
+
+Errors (``ReviewError`` tree, each with a ``code`` and an HTTP ``status``)::
+
+    ReviewError              review_error
+    ├── ClaimNotFound        claim_not_found      (404) no such claim number
+    ├── ClaimDecided         claim_decided        (409) already approved or denied
+    └── ClaimNotComputable   claim_not_computable (409) the engine cannot compute it; deny it or fix the person
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from edge.settle import yuan
+from sync.centre import ledger as L
+from sync.centre import replay as rp
+from sync.errors import SyncError
+
+PENDING, APPROVED, DENIED = "pending", "approved", "denied"
+
+
+class ReviewError(SyncError):
+    code = "review_error"
+
+
+class ClaimNotFound(ReviewError):
+    code = "claim_not_found"
+    status = 404
+
+
+class ClaimDecided(ReviewError):
+    code = "claim_decided"
+    status = 409
+
+
+class ClaimNotComputable(ReviewError):
+    code = "claim_not_computable"
+    status = 409
+
+
+def _claim_row(row: dict) -> dict:
+    out = dict(row)
+    out.update(json.loads(row["body"]))
+    del out["body"]
+    out["split"] = json.loads(row["split"]) if row.get("split") else None
+    return out
+
+
+def claims(store, *, status: str | None = PENDING, psn_no: str | None = None) -> list[dict]:
+    from sync.centre.reconcile import ensure
+    ensure(store)
+    where, params = [], []
+    if status is not None:
+        where.append("status = ?")
+        params.append(status)
+    if psn_no is not None:
+        where.append("psn_no = ?")
+        params.append(psn_no)
+    sql = "SELECT * FROM recon_claims" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY time, claim_no"
+    return [_claim_row(r) for r in store.db.query(sql, params)]
+
+
+def claim(store, claim_no: str) -> dict:
+    from sync.centre.reconcile import ensure
+    ensure(store)
+    row = store.db.query_one("SELECT * FROM recon_claims WHERE claim_no = ?", (claim_no,))
+    if row is None:
+        raise ClaimNotFound(f"there is no claim {claim_no}: claim numbers are <device>-<seq> as printed on the receipt")
+    return _claim_row(row)
+
+
+def preview(store, claim_no: str, *, med_type: str | None = None) -> dict:
+    """The split the engine computes for this claim now (what approval would reimburse)."""
+    from sync.centre.reconcile import StoreWorld
+    c = claim(store, claim_no)
+    led = L.load(store.db, c["psn_no"])
+    if led is None:
+        return {"error": "the person is not identified"}
+    try:
+        s = rp.reimbursement(c, led, StoreWorld(store), med_type=med_type)
+    except rp.ClaimError as exc:
+        return {"error": exc.message}
+    return _split(s)
+
+
+def _split(s) -> dict:
+    return {"medfee_sumamt": s.medfee_sumamt, "fulamt_ownpay_amt": s.fulamt_ownpay_amt,
+            "overlmt_selfpay": s.overlmt_selfpay, "preselfpay_amt": s.preselfpay_amt,
+            "inscp_scp_amt": s.inscp_scp_amt, "act_pay_dedc": s.act_pay_dedc, "hifp_pay": s.hifp_pay,
+            "psn_part_amt": s.psn_part_amt, "policy_version": s.policy_version,
+            "lines": [{"code": l.code, "name": l.name, "cls": l.cls, "cnt": str(l.cnt), "pric": l.pric,
+                       "amount": l.det_item_fee_sumamt, "inscp": l.inscp_scp_amt} for l in s.lines]}
+
+
+def _pending(store, claim_no: str) -> dict:
+    row = store.db.query_one({"sqlite": "SELECT * FROM recon_claims WHERE claim_no = ?",
+                              "postgres": "SELECT * FROM recon_claims WHERE claim_no = ? FOR UPDATE"}, (claim_no,))
+    if row is None:
+        raise ClaimNotFound(f"there is no claim {claim_no}: claim numbers are <device>-<seq> as printed on the receipt")
+    if row["status"] != PENDING:
+        raise ClaimDecided(f"claim {claim_no} was already {row['status']} by {row['decided_by']}: nothing to do")
+    return _claim_row(row)
+
+
+def approve(store, claim_no: str, *, who: str, note: str = "", med_type: str | None = None,
+            psn_no: str | None = None, now: int | None = None) -> dict:
+    """Approve a pending claim: reimbursement = the fund's share the engine computes with the centre's
+    state (status active); the fund's year-to-date progress moves; the counter is told.
+
+    ``psn_no`` identifies the person of a claim taken without one (keyed-in card, unknown person).
+    """
+    from sync.centre.reconcile import StoreWorld, ensure
+    ensure(store)
+    now = L.now_ms() if now is None else now
+    db = store.db
+    with db.transaction():
+        c = _pending(store, claim_no)
+        if psn_no is not None and c["psn_no"] is None:
+            L.require(db, psn_no)
+            c["psn_no"] = psn_no
+            db.execute("UPDATE recon_claims SET psn_no = ? WHERE claim_no = ?", (psn_no, claim_no))
+        if c["psn_no"] is None:
+            raise ClaimNotComputable(f"claim {claim_no} has no identified person (certno {c.get('certno')}): "
+                                     "give the person's psn_no when approving")
+        led = L.require(db, c["psn_no"])
+        try:
+            amount, s, after = rp.approve(c, led, StoreWorld(store), med_type=med_type)
+        except rp.ClaimError as exc:
+            raise ClaimNotComputable(f"claim {claim_no}: {exc.message}; deny it with a note, or fix the person data "
+                                     "and approve again") from None
+        L.save(db, after, now=now)
+        split = _split(s)
+        db.execute("UPDATE recon_claims SET status = ?, amount = ?, split = ?, decided_by = ?, decided_ms = ?, note = ?, "
+                   "waiting = NULL WHERE claim_no = ?",
+                   (APPROVED, amount, json.dumps(split, ensure_ascii=False), who, now, note, claim_no))
+        reason = note or f"approved by {who}"
+        store.post_downlink(c["device"], "reimbursement",
+                            {"claim_no": claim_no, "psn_no": c["psn_no"], "amount": amount, "reason": reason}, now=now)
+        L.record_action(db, who, "approve_claim", claim_no, {"amount": amount, "note": note, "psn_no": c["psn_no"],
+                                                             "med_type": med_type}, now=now)
+    return {"claim_no": claim_no, "status": APPROVED, "amount": amount, "psn_no": c["psn_no"],
+            "text": f"reimbursement of ¥{yuan(amount)} approved for claim {claim_no}"}
+
+
+def deny(store, claim_no: str, *, who: str, note: str, now: int | None = None) -> dict:
+    from sync.centre.reconcile import ensure
+    ensure(store)
+    if not note or not note.strip():
+        raise ReviewError("a denial needs a note saying why (the counter shows it to the patient)", code="note_required")
+    now = L.now_ms() if now is None else now
+    db = store.db
+    with db.transaction():
+        c = _pending(store, claim_no)
+        db.execute("UPDATE recon_claims SET status = ?, amount = 0, decided_by = ?, decided_ms = ?, note = ?, "
+                   "waiting = NULL WHERE claim_no = ?", (DENIED, who, now, note, claim_no))
+        store.post_downlink(c["device"], "reimbursement",
+                            {"claim_no": claim_no, "psn_no": c["psn_no"], "amount": 0, "reason": f"denied: {note}"},
+                            now=now)
+        L.record_action(db, who, "deny_claim", claim_no, {"note": note}, now=now)
+    return {"claim_no": claim_no, "status": DENIED, "amount": 0}
+
+
+def decide_admission(store, claim_no: str, *, admitted: bool, who: str, note: str = "",
+                     now: int | None = None) -> dict:
+    """Emergency observation: admitted -> the inpatient bill covers it (claim denied with that note);
+    not admitted -> reimbursed as the emergency visit (med_type 13) it turned out to be."""
+    c = claim(store, claim_no)
+    if c["cause"] != "emergency_observation":
+        raise ReviewError(f"claim {claim_no} is a {c['cause']} claim, not an emergency observation", code="not_observation")
+    if admitted:
+        return deny(store, claim_no, who=who, note=note or "admitted to hospital: settled with the inpatient bill",
+                    now=now)
+    return approve(store, claim_no, who=who, note=note or "not admitted: reimbursed as an emergency visit",
+                   med_type="13", now=now)
+
+
+def auto_approve(store, *, now: int | None = None, psn_no: str | None = None) -> int:
+    """Approve every pending claim whose cause has cleared; note why the others wait. Returns the count."""
+    from sync.centre.reconcile import StoreWorld
+    world = StoreWorld(store)
+    n = 0
+    for c in claims(store, status=PENDING, psn_no=psn_no):
+        led = L.load(store.db, c["psn_no"])
+        verdict, why = rp.claim_decision(c, led, world)
+        if verdict == rp.APPROVE:
+            try:
+                approve(store, c["claim_no"], who="auto", note=f"auto-approved: {why}", now=now)
+                n += 1
+            except (ClaimDecided, ClaimNotComputable):
+                continue  # decided meanwhile by a reviewer, or the data changed: stays for a person
+        elif c.get("waiting") != f"{verdict}: {why}":
+            store.db.execute("UPDATE recon_claims SET waiting = ? WHERE claim_no = ? AND status = ?",
+                             (f"{verdict}: {why}", c["claim_no"], PENDING))
+    return n
+
+
+def summary(store) -> dict[str, Any]:
+    from sync.centre.reconcile import ensure
+    ensure(store)
+    return {r["status"]: r["n"] for r in store.db.query("SELECT status, count(*) AS n FROM recon_claims GROUP BY status")}

@@ -1,0 +1,114 @@
+"""Reconciliation on the real store (SQLite and PostgreSQL): outcomes, ledger, claims, idempotency."""
+
+from __future__ import annotations
+
+from sync.centre import ledger as L
+from sync.centre import reconcile, review
+from sync.centre.store import Store
+from recon_support import (
+    CAT_RAW, DAY, HOT_RAW, PERSONS, POL_RAW, T0, Device, built, claim_body, person, settlement_body, visit,
+)
+
+
+def open_centre(url) -> Store:
+    store = Store.open(url)
+    for raw in (CAT_RAW, POL_RAW, HOT_RAW):
+        store.put_bundle(raw, now=T0 - DAY)
+    L.seed_from_persons(store.db, PERSONS)
+    return store
+
+
+def enrol(store, name: str, site: str) -> Device:
+    d = Device(name)
+    store.register_device(name, site, bytes(d.key.verify_key), now=T0 - DAY)
+    return d
+
+
+def upload(store, d: Device, start: int = 1):
+    out = store.put_entries(d.device, d.items(start), now=T0)
+    assert out.count("rejected") == 0
+    return out
+
+
+def snapshot_rows(store) -> dict:
+    db = store.db
+    return {t: db.query(f"SELECT * FROM {t} ORDER BY 1, 2") for t in (
+        "recon_persons", "recon_outcomes", "recon_claims", "recon_reviews", "recon_debts", "feed")}
+
+
+def test_two_sites_debt_then_contribution(db_url):
+    store = open_centre(db_url)
+    try:
+        a, b = enrol(store, "D-A-1", "S-A"), enrol(store, "D-B-1", "S-B")
+        snap = person("P0003", balc=30000)
+        big = [{"code": "HEALTH-SUPP-0001", "cnt": "1", "pric": 25000}]
+        for day in range(3):
+            a.append("settlement", settlement_body(snap, visit(day, acct=day == 0), big if day == 0 else
+                                                   [{"code": "XJ01CAA040E001010101445", "cnt": "1", "pric": 100}],
+                                                   req=f"A{day}"), time=T0 + day * DAY)
+        b.append("settlement", settlement_body(snap, visit(1), big, req="B1"), time=T0 + DAY - 3600_000)
+        upload(store, b)          # site B's upload arrives first, yet A's day-0 visit is replayed first
+        upload(store, a)
+        counts = reconcile.run_pending(store, now=T0 + 4 * DAY)
+        assert counts["rejected"] == 0 and counts["review"] == 0
+        outs = reconcile.outcomes(store, psn_no="P0003")
+        assert [(o.device, o.seq) for o in outs][:2] == [("D-A-1", 1), ("D-B-1", 1)]
+        debt_out = [o for o in outs if "account_debt" in o.codes]
+        assert len(debt_out) == 1 and debt_out[0].device == "D-B-1"
+        led = L.load(store.db, "P0003")
+        assert led.balc < 0 and L.debts(store.db, "P0003")[0]["amount"] == debt_out[0].debt
+        # The counter that caused it hears about it.
+        feed = store.downlink_since("D-B-1", 0)
+        assert any(m["kind"] == "outcome" and m["payload"]["ref_seq"] == 1 for m in feed)
+        res = L.contribute(store.db, "P0003", 30000, who="test")
+        assert res["debt"] == 0 and res["debt_cleared"] == -led.balc
+        assert all(d["cleared_ms"] is not None for d in L.debts(store.db, "P0003"))
+    finally:
+        store.close()
+
+
+def test_reconciling_twice_and_reuploading_changes_nothing(db_url):
+    store = open_centre(db_url)
+    try:
+        a = enrol(store, "D-A-1", "S-A")
+        stale = person("P0002", deductible_used=0)
+        store.db.execute("UPDATE recon_persons SET deductible_used = 20000 WHERE psn_no = 'P0002'")
+        a.append("settlement", settlement_body(stale, visit(0), req="R1"), time=T0)
+        a.append("claim", claim_body(person("P0001"), visit(1), "offline_limit"), time=T0 + DAY)
+        upload(store, a)
+        first = reconcile.run_pending(store, now=T0 + 2 * DAY)
+        assert first["adjusted"] == 1 and first["review"] == 1 and first["auto_approved"] == 1
+        before = snapshot_rows(store)
+        assert reconcile.run_pending(store, now=T0 + 3 * DAY) == {
+            "confirmed": 0, "adjusted": 0, "review": 0, "rejected": 0, "auto_approved": 0}
+        upload(store, a)                                         # a re-upload: duplicates
+        store.db.execute("DELETE FROM recon_cursor")              # even a lost cursor replays nothing twice
+        reconcile.run_pending(store, now=T0 + 3 * DAY)
+        assert snapshot_rows(store) == before
+        [c] = review.claims(store, status="approved")
+        assert c["amount"] > 0 and c["decided_by"] == "auto"
+        assert any(m["kind"] == "reimbursement" and m["payload"]["claim_no"] == "D-A-1-2"
+                   for m in store.downlink_since("D-A-1", 0))
+    finally:
+        store.close()
+
+
+def test_hotlisted_card_offline_goes_to_review_and_blocks_pending_review(db_url):
+    store = open_centre(db_url)
+    try:
+        a = enrol(store, "D-A-1", "S-A")
+        snap = person("P0004")
+        store.put_bundle(built("hotlist", 10, {"cards": [{"card_id": snap["card_ids"][0], "reason": "lost"}]},
+                               created=T0 - 3600_000), now=T0 - 3600_000)
+        a.append("settlement", settlement_body(snap, visit(0)), time=T0)
+        upload(store, a)
+        reconcile.run_pending(store, now=T0 + DAY)
+        [o] = reconcile.outcomes(store, psn_no="P0004")
+        assert (o.outcome, o.codes) == ("review", ("card_hotlisted",))
+        assert L.load(store.db, "P0004").open_reviews == 1
+        assert L.reviews(store.db, "P0004")[0]["code"] == "card_hotlisted"
+        L.close_review(store.db, "P0004", who="test", note="card was found")
+        assert L.load(store.db, "P0004").open_reviews == 0
+        assert [a["action"] for a in L.actions(store.db, "P0004")] == ["close_review"]
+    finally:
+        store.close()
