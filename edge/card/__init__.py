@@ -12,14 +12,14 @@ from .errors import (
     PinBlocked, ReaderProblem, SessionOrderError, WrongPin,
 )
 from .identity import Identity, keyed_in_identity
-from .reader import CARD_ANSWER_SECONDS, list_readers, read_identity, verify_pin
+from .reader import CARD_ANSWER_SECONDS, list_readers, read_identity, reader_status, verify_pin
 from .session import CardSession
 from .watch import CardEvent, watch_cards
 
 __all__ = [
     "profile", "session",
     "Identity", "keyed_in_identity", "check_card", "CardSession",
-    "list_readers", "read_identity", "verify_pin", "watch_cards", "CardEvent", "CARD_ANSWER_SECONDS",
+    "list_readers", "reader_status", "read_identity", "verify_pin", "watch_cards", "CardEvent", "CARD_ANSWER_SECONDS",
     "CardError", "ReaderProblem", "PcscUnavailable", "NoReader", "NoCard", "CardRemoved", "CardMute",
     "CardMalformed", "NotSocialSecurityCard", "CardStatusError", "WrongPin", "PinBlocked", "CardRefused",
     "CardExpired", "CardHotlisted", "HOTLIST_REASONS", "CardInputError", "SessionOrderError",

@@ -30,6 +30,15 @@ async def list_readers() -> list[str]:
     return await trio.to_thread.run_sync(_list)
 
 
+async def reader_status() -> dict[str, bool]:
+    """Reader name -> whether a card is in it (for `edge card readers` and diagnostics)."""
+    def _status() -> dict[str, bool]:
+        with pcsc.Context() as ctx:
+            names = ctx.readers()
+            return {name: pcsc.card_present(ctx, name) for name in names}
+    return await trio.to_thread.run_sync(_status)
+
+
 async def _bounded(fn, *args):
     with trio.move_on_after(CARD_ANSWER_SECONDS) as scope:
         return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
