@@ -1,0 +1,70 @@
+"""Check of the running agent: is the daemon up and does its local API answer?
+
+Diagnose must work with the daemon down (that is often why the technician came), so this is one
+bounded HTTP request to 127.0.0.1 and nothing else depends on the daemon.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from ._context import Context
+from ._finding import Finding, fail, ok
+
+DAEMON_S = 2.0     # the local API answers in milliseconds when it is up; 2 s means it is wedged
+DEFAULT_PORT = 8765
+STATUS_PATH = "/api/status"
+
+
+def daemon_url(ctx: Context) -> str:
+    if ctx.daemon_url:
+        return ctx.daemon_url.rstrip("/")
+    try:
+        counter = ctx.config().get("counter", {})
+    except ValueError:
+        counter = {}
+    if isinstance(counter, dict) and counter.get("url"):
+        return str(counter["url"]).rstrip("/")
+    host = counter.get("host", "127.0.0.1") if isinstance(counter, dict) else "127.0.0.1"
+    port = counter.get("port", DEFAULT_PORT) if isinstance(counter, dict) else DEFAULT_PORT
+    return f"http://{host}:{port}"
+
+
+async def daemon_status(ctx: Context) -> dict | Exception | None:
+    """The daemon's status document, the error that stopped us reading it, or None on timeout."""
+    import httpx
+
+    async def make():
+        url = daemon_url(ctx) + STATUS_PATH
+        with trio.move_on_after(DAEMON_S):
+            async with httpx.AsyncClient(timeout=None, trust_env=False) as client:
+                try:
+                    resp = await client.get(url)
+                    resp.raise_for_status()
+                    body = resp.json()
+                    return body if isinstance(body, dict) else ValueError("status is not a JSON object")
+                except (httpx.HTTPError, ValueError) as exc:
+                    return exc
+        return None
+    return await ctx.once("daemon_status", make)
+
+
+async def check_daemon(ctx: Context) -> Finding:
+    url = daemon_url(ctx)
+    status = await daemon_status(ctx)
+    start = ("Start the agent: `systemctl start counter-edge` (Windows: `nssm start counter-edge`), then run "
+             "diagnose again; `journalctl -u counter-edge` shows why it stopped.",
+             "启动程序：`systemctl start counter-edge`（Windows：`nssm start counter-edge`），然后重新诊断；"
+             "`journalctl -u counter-edge` 可查看停止原因。")
+    if status is None:
+        return fail("daemon", f"the agent's API at {url} did not answer within {DAEMON_S:g} s (hung?)",
+                    f"程序接口 {url} 在 {DAEMON_S:g} 秒内无响应（可能卡住）",
+                    "Restart the agent: `systemctl restart counter-edge`, then run diagnose again.",
+                    "重启程序：`systemctl restart counter-edge`，然后重新诊断。", url=url, bound_s=DAEMON_S)
+    if isinstance(status, Exception):
+        return fail("daemon", f"the agent is not running (its API at {url} does not answer: "
+                    f"{status.__class__.__name__})", f"程序未运行（{url} 无响应）", *start, url=url,
+                    error=str(status) or status.__class__.__name__)
+    keep = {k: status[k] for k in ("version", "device", "mode", "uptime_s", "pid") if k in status}
+    return ok("daemon", f"the agent is running and its API answers at {url}", f"程序正在运行，接口 {url} 正常",
+              url=url, **keep)

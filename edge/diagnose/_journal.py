@@ -1,0 +1,173 @@
+"""Checks of the journal (on a read-only snapshot): integrity, backlog and the last successful sync."""
+
+from __future__ import annotations
+
+import trio
+
+from ._context import JOURNAL_FILE, Context, SnapshotError
+from ._finding import Finding, fail, ok, warn
+
+HOUR_MS = 3_600_000
+# Entries waiting longer than this mean the uplink is not getting through (it retries every few
+# minutes while the centre answers): degraded.
+BACKLOG_WARN_MS = 1 * HOUR_MS
+# Past the offline limit (max_offline_hours, 72 h when no policy is cached) the centre has not seen
+# this counter for longer than any offline settlement may rely on: broken. Also broken: a backlog
+# this large (about a month of a busy pharmacy) - one upload batch is 500 entries.
+DEFAULT_OFFLINE_HOURS = 72
+BACKLOG_FAIL_COUNT = 20_000
+VERIFY_CHUNK = 2_000   # entries verified per worker-thread call: cancellation takes effect between chunks
+
+CALL_TECH = ("Do not delete or restore anything. Collect a support bundle (`edge support-bundle`) and send it "
+             "to the centre's help desk; keep settling only after they confirm. Acknowledged entries are "
+             "safe at the centre.",
+             "不要删除或还原任何文件。生成支持包（`edge support-bundle`）发给医保中心技术支持，确认后再继续结算。"
+             "已确认上传的日志在中心是安全的。")
+
+
+async def open_journal(ctx: Context):
+    """The journal snapshot opened read-only with edge.journal (no signing key)."""
+    from edge.journal import JournalStore
+
+    async def make():
+        path = await ctx.snapshot(JOURNAL_FILE)
+        return await trio.to_thread.run_sync(
+            lambda: JournalStore.open(path, signing_key=None, device=None))
+    return await ctx.once("journal", make)
+
+
+def _journal_problem(check: str, exc: Exception) -> Finding:
+    from edge.journal import JournalError
+
+    if isinstance(exc, SnapshotError) and "does not exist" in str(exc):
+        return fail(check, f"no journal yet: {exc}", "尚无结算日志（journal.db 不存在）",
+                    "Enrol the counter (`edge enroll`) and start the agent; if it settled before, the state "
+                    "directory is wrong or lost: check --state-dir / EDGE_STATE_DIR before anything else.",
+                    "注册并启动程序；如果本机以前结算过，说明状态目录设置错误或丢失，请先检查 --state-dir。",
+                    error=str(exc))
+    if isinstance(exc, JournalError):
+        return fail(check, f"the journal cannot be opened: {exc.message}", "结算日志无法打开", *CALL_TECH,
+                    code=exc.code, error=exc.message)
+    return fail(check, f"the journal cannot be read: {exc}", "结算日志无法读取", *CALL_TECH, error=str(exc))
+
+
+async def check_journal(ctx: Context) -> Finding:
+    """Verify every entry: hash chain, signatures, seq continuity, body schema (edge.journal.verify)."""
+    from edge.journal import GENESIS, JournalError, verify_entries
+
+    try:
+        store = await open_journal(ctx)
+    except (SnapshotError, JournalError) as exc:
+        return _journal_problem("journal", exc)
+    first, prev, verified = 1, GENESIS, 0
+    head, _ = await trio.to_thread.run_sync(store.head)
+    while True:
+        chunk = await trio.to_thread.run_sync(
+            lambda: list(store.raw_entries(first, first + VERIFY_CHUNK - 1)))
+        report = await trio.to_thread.run_sync(
+            lambda: verify_entries(chunk, store.verify_key, device=store.device, first_seq=first, first_prev=prev))
+        if not report.ok:
+            return fail("journal", f"journal damaged at seq {report.first_bad_seq}: {report.text()}",
+                        f"结算日志在第 {report.first_bad_seq} 条处损坏（{report.reason}）", *CALL_TECH,
+                        **report.to_dict(), verified=verified + report.count, device=store.device)
+        verified += report.count
+        first, prev = report.head_seq + 1, report.head_hash
+        if report.count < VERIFY_CHUNK or first > head:
+            break
+    if verified != head:
+        return fail("journal", f"the journal ends at seq {head} but only {verified} entries were found",
+                    f"结算日志应有 {head} 条，实际只有 {verified} 条", *CALL_TECH, head_seq=head, verified=verified)
+    return ok("journal", f"journal verified: {verified} entries, chain and signatures intact (device {store.device})",
+              f"结算日志校验通过：共 {verified} 条，哈希链和签名完好", verified=verified, device=store.device,
+              key_id=store.key_id)
+
+
+async def _offline_hours(ctx: Context) -> int:
+    from ._cache import open_cache
+
+    try:
+        cache = await open_cache(ctx)
+        policy = await trio.to_thread.run_sync(cache.policy)
+    except Exception:  # no cache or policy yet: the documented default limit
+        return DEFAULT_OFFLINE_HOURS
+    if policy is None or policy.offline is None:
+        return DEFAULT_OFFLINE_HOURS
+    return policy.offline.max_offline_hours
+
+
+async def check_backlog(ctx: Context) -> Finding:
+    from edge.journal import JournalError
+
+    try:
+        store = await open_journal(ctx)
+        backlog = await trio.to_thread.run_sync(store.backlog)
+        quarantined = await trio.to_thread.run_sync(store.quarantined)
+        acked = await trio.to_thread.run_sync(lambda: store.acked_seq)
+        head, _ = await trio.to_thread.run_sync(store.head)
+    except (SnapshotError, JournalError) as exc:
+        return _journal_problem("backlog", exc)
+    now = ctx.clock_ms()
+    age_ms = None if backlog.oldest_time_ms is None else max(0, now - backlog.oldest_time_ms)
+    data = {"unsent": backlog.count, "bytes": backlog.bytes, "oldest_time_ms": backlog.oldest_time_ms,
+            "oldest_age_ms": age_ms, "acked_seq": acked, "head_seq": head,
+            "quarantined": [{"seq": s, "code": c} for s, c, _ in quarantined]}
+    limit_h = await _offline_hours(ctx)
+    hours = (age_ms or 0) / HOUR_MS
+    send = ("Check the centre reachability findings; once the centre answers the agent sends the backlog by "
+            "itself (leave the PC on and the agent running). Never delete the journal.",
+            "检查与中心的连接；连通后程序会自动上传积压的日志（请保持电脑开机、程序运行）。切勿删除日志。")
+    if backlog.count >= BACKLOG_FAIL_COUNT or (age_ms is not None and age_ms > limit_h * HOUR_MS):
+        return fail("backlog", f"{backlog.count} entries unsent, the oldest for {hours:.0f} h (limit {limit_h} h)",
+                    f"{backlog.count} 条日志未上传，最早的已积压 {hours:.0f} 小时（上限 {limit_h} 小时）", *send,
+                    **data, limit_hours=limit_h)
+    if quarantined:
+        seqs = ", ".join(str(s) for s, _, _ in quarantined[:10])
+        return warn("backlog", f"the centre rejected {len(quarantined)} entries (seq {seqs}); {backlog.count} unsent",
+                    f"中心拒收 {len(quarantined)} 条日志（序号 {seqs}）；{backlog.count} 条未上传",
+                    "Send a support bundle to the centre's help desk: rejected entries need their review. Settling "
+                    "may continue.", "请把支持包发给医保中心技术支持处理被拒收的日志；可以继续结算。", **data)
+    if age_ms is not None and age_ms > BACKLOG_WARN_MS:
+        return warn("backlog", f"{backlog.count} entries unsent, the oldest for {hours:.1f} h",
+                    f"{backlog.count} 条日志未上传，最早的已积压 {hours:.1f} 小时", *send, **data)
+    return ok("backlog", f"{backlog.count} entries waiting to be sent (acknowledged up to seq {acked} of {head})",
+              f"{backlog.count} 条日志待上传（中心已确认到第 {acked} 条，共 {head} 条）", **data)
+
+
+async def check_last_sync(ctx: Context) -> Finding:
+    """When the centre last answered: the cache's last refresh (downlink) and what it acknowledged."""
+    from ._cache import open_cache
+    from ._daemon import daemon_status
+
+    last_ms = None
+    source = None
+    status = await daemon_status(ctx)
+    if isinstance(status, dict):
+        up = status.get("uplink") or {}
+        if isinstance(up, dict) and up.get("last_success_ms"):
+            last_ms, source = int(up["last_success_ms"]), "daemon"
+    if last_ms is None:
+        try:
+            cache = await open_cache(ctx)
+            refreshed = await trio.to_thread.run_sync(cache.refreshed)
+        except Exception:
+            refreshed = None
+        if refreshed is not None:
+            last_ms, source = refreshed.wall_ms, "cache"
+    if last_ms is None:
+        return warn("last_sync", "no successful sync with the centre is recorded", "没有与中心同步成功的记录",
+                    "Start the agent with the centre reachable and wait a few minutes, then run diagnose again.",
+                    "在能连上中心时启动程序，等待几分钟后重新诊断。")
+    age_h = max(0, ctx.clock_ms() - last_ms) / HOUR_MS
+    limit_h = await _offline_hours(ctx)
+    data = {"last_success_ms": last_ms, "age_hours": round(age_h, 2), "source": source, "limit_hours": limit_h}
+    if age_h > limit_h:
+        return fail("last_sync", f"last successful sync {age_h:.0f} h ago (offline limit {limit_h} h)",
+                    f"上次同步成功在 {age_h:.0f} 小时前（脱机上限 {limit_h} 小时）",
+                    "Restore the network to the centre: offline settlement stops beyond the limit (patients pay in "
+                    "full, pending review).", "请尽快恢复与中心的网络：超过上限后不能脱机结算（患者全额垫付待审核）。", **data)
+    if age_h > 1:
+        return warn("last_sync", f"last successful sync {age_h:.1f} h ago", f"上次同步成功在 {age_h:.1f} 小时前",
+                    "Check the centre reachability findings; the agent retries by itself.",
+                    "检查与中心的连接；程序会自动重试。", **data)
+    return ok("last_sync", f"last successful sync {age_h * 60:.0f} minutes ago", f"上次同步成功在 {age_h * 60:.0f} 分钟前",
+              **data)

@@ -1,0 +1,160 @@
+"""Each check against a healthy counter, then with one thing broken on purpose."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import trio
+
+import diag_helpers
+from edge.diagnose import Context, run
+
+HOUR_MS = 3_600_000
+
+
+def ctx_for(state, **kw) -> Context:
+    return Context(state_dir=state.dir, daemon_url=kw.pop("daemon_url", None), **kw)
+
+
+async def test_healthy_counter_every_local_and_centre_check_ok(healthy):
+    report = await run(ctx_for(healthy), only=["device_key", "enrolment", "journal", "backlog", "bundles", "disk",
+                                             "centre_dns", "centre_tcp", "centre_tls", "centre_signed", "clock"])
+    found = report.by_check()
+    assert {k: f.status for k, f in found.items()} == {k: "ok" for k in found}, report.to_json()
+    assert report.exit_code == 0
+    assert found["journal"].data["verified"] == 5
+    assert found["backlog"].data["unsent"] == 0 and found["backlog"].data["acked_seq"] == 5
+    assert found["centre_signed"].data["high_water"] == 5
+    assert found["enrolment"].data["device"] == healthy.device
+    assert set(found["bundles"].data["versions"]) == {"catalogue", "policy", "persons", "hotlist"}
+
+
+async def test_wrong_key_permissions(healthy):
+    os.chmod(healthy.dir / "device.key", 0o644)
+    report = await run(ctx_for(healthy), only=["device_key"])
+    f = report.by_check()["device_key"]
+    assert f.status == "fail" and "mode 644" in f.finding
+    assert "chmod 600" in f.next_step
+    assert report.exit_code == 2
+
+
+async def test_missing_key_says_enrol(healthy):
+    (healthy.dir / "device.key").unlink()
+    report = await run(ctx_for(healthy), only=["device_key", "centre_signed"])
+    found = report.by_check()
+    assert found["device_key"].status == "fail" and "edge enroll" in found["device_key"].next_step
+    assert found["centre_signed"].status == "fail"
+    assert report.exit_code == 2
+
+
+async def test_clock_ten_minutes_off(healthy):
+    ahead = lambda: time.time_ns() // 1_000_000 + 10 * 60_000  # noqa: E731 - the PC's clock, set wrong
+    report = await run(ctx_for(healthy, clock_ms=ahead), only=["clock", "centre_signed"])
+    found = report.by_check()
+    assert found["clock"].status == "fail"
+    assert 9.9 * 60_000 <= found["clock"].data["skew_ms"] <= 10.1 * 60_000
+    assert "ahead of" in found["clock"].finding
+    # The centre itself refuses the signed request: diagnose names the clock as the fix.
+    assert found["centre_signed"].status == "fail" and found["centre_signed"].data["code"] == "stale_request"
+    assert "clock" in found["centre_signed"].next_step
+    assert report.exit_code == 2
+
+
+async def test_clock_two_minutes_off_is_a_warning(healthy):
+    behind = lambda: time.time_ns() // 1_000_000 - 2 * 60_000  # noqa: E731
+    report = await run(ctx_for(healthy, clock_ms=behind), only=["clock"])
+    assert report.by_check()["clock"].status == "warn" and "behind" in report.by_check()["clock"].finding
+    assert report.exit_code == 1
+
+
+async def test_corrupted_journal_row(healthy):
+    diag_helpers.corrupt_entry(healthy.dir / "journal.db", 3)
+    before = (healthy.dir / "journal.db").read_bytes()
+    report = await run(ctx_for(healthy), only=["journal"])
+    f = report.by_check()["journal"]
+    assert f.status == "fail"
+    assert f.data["first_bad_seq"] == 3 and f.data["reason"] in ("malformed", "bad_signature")
+    assert "support-bundle" in f.next_step
+    assert report.exit_code == 2
+    # Diagnostics are read-only: the damaged journal is left exactly as found, for the technician.
+    assert (healthy.dir / "journal.db").read_bytes() == before
+
+
+async def test_full_backlog(healthy):
+    from edge.journal import JournalStore, load_device_key
+
+    old = time.time_ns() // 1_000_000 - 96 * HOUR_MS
+    with JournalStore.open(healthy.dir / "journal.db", signing_key=load_device_key(healthy.dir / "device.key"),
+                           device=healthy.device) as journal:
+        diag_helpers.fill_journal(journal, 40, time_ms=old)
+    report = await run(ctx_for(healthy), only=["backlog"])
+    f = report.by_check()["backlog"]
+    assert f.status == "fail"
+    assert f.data["unsent"] == 40 and f.data["acked_seq"] == 5 and f.data["head_seq"] == 45
+    assert f.data["limit_hours"] == 72 and "96 h" in f.finding
+    assert report.exit_code == 2
+
+
+async def test_recent_backlog_is_ok_and_an_hour_old_one_warns(healthy):
+    from edge.journal import JournalStore, load_device_key
+
+    with JournalStore.open(healthy.dir / "journal.db", signing_key=load_device_key(healthy.dir / "device.key"),
+                           device=healthy.device) as journal:
+        diag_helpers.fill_journal(journal, 2)
+        report = await run(ctx_for(healthy), only=["backlog"])
+        assert report.by_check()["backlog"].status == "ok" and report.by_check()["backlog"].data["unsent"] == 2
+        diag_helpers.fill_journal(journal, 1, time_ms=time.time_ns() // 1_000_000 - 2 * HOUR_MS)
+    report = await run(ctx_for(healthy), only=["backlog"])
+    assert report.by_check()["backlog"].status == "warn" and report.exit_code == 1
+
+
+async def test_stale_bundles(healthy):
+    now = time.time_ns() // 1_000_000
+    (healthy.dir / "cache.db").unlink()
+    diag_helpers.publish_sample_bundles(healthy.dir, healthy.centre.key, now, refreshed_ms=now - 100 * HOUR_MS)
+    report = await run(ctx_for(healthy), only=["bundles", "last_sync"])
+    found = report.by_check()
+    assert found["bundles"].status == "fail"
+    assert "100 h" in found["bundles"].finding and found["bundles"].data["max_offline_hours"] == 72
+    assert found["last_sync"].status == "fail" and found["last_sync"].data["source"] == "cache"
+    assert report.exit_code == 2
+
+
+async def test_bundles_past_half_the_limit_warn(healthy):
+    now = time.time_ns() // 1_000_000
+    (healthy.dir / "cache.db").unlink()
+    diag_helpers.publish_sample_bundles(healthy.dir, healthy.centre.key, now, refreshed_ms=now - 40 * HOUR_MS)
+    report = await run(ctx_for(healthy), only=["bundles"])
+    assert report.by_check()["bundles"].status == "warn" and report.exit_code == 1
+
+
+async def test_no_cache_and_no_journal(tmp_path):
+    report = await run(Context(state_dir=tmp_path / "empty"), only=["bundles", "journal", "backlog", "enrolment"])
+    found = report.by_check()
+    assert all(f.status == "fail" for f in found.values())
+    assert "edge enroll" in found["enrolment"].next_step
+    # Nothing was created by looking.
+    assert not (tmp_path / "empty").exists()
+
+
+async def test_centre_unreachable_names_the_layer(healthy):
+    healthy.centre.stop()
+    await trio.sleep(0.1)  # let hypercorn close its listening socket
+    report = await run(ctx_for(healthy), only=["centre_dns", "centre_tcp", "centre_tls", "centre_signed", "clock"])
+    found = report.by_check()
+    assert found["centre_dns"].status == "ok"          # 127.0.0.1: the name is fine
+    assert found["centre_tcp"].status == "fail" and "cannot connect" in found["centre_tcp"].finding
+    assert found["centre_signed"].status == "fail"
+    assert found["clock"].status == "warn"             # cannot compare, not a clock problem
+    assert report.exit_code == 2
+
+
+async def test_daemon_down(tmp_path):
+    with trio.socket.socket() as s:   # a port nothing listens on
+        await s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    report = await run(Context(state_dir=tmp_path, daemon_url=f"http://127.0.0.1:{port}"), only=["daemon"])
+    f = report.by_check()["daemon"]
+    assert f.status == "fail" and "not running" in f.finding and "systemctl start counter-edge" in f.next_step
+    assert report.exit_code == 2
