@@ -16,7 +16,8 @@ One round (:meth:`Uplink.sync_once`):
 :meth:`Uplink.run` repeats rounds forever: after a good round it sleeps ``idle_s`` (or until
 :meth:`Uplink.wake` is called, e.g. after a settlement); after a failure it waits an exponential
 backoff with jitter (:class:`sync.protocol.Backoff`) and tries again, never giving up while a
-backlog exists. Each HTTP request is bounded by ``fail_after(request_s)`` at the call site.
+backlog exists. Each HTTP request is bounded by ``fail_after(request_s)`` at the call site (an outer
+bound: the client's own ``wait_s`` network timeout normally ends a stuck request first).
 
 Downlink bundles: a message the callback refuses with a :class:`sync.bundles.BundleError` is
 reported (``status.refused``) and skipped; on a broken version chain the uplink fetches the newest
@@ -53,16 +54,23 @@ def wall_ms() -> int:
 
 
 async def post_frame(url: str, message: Any, *, client: httpx.AsyncClient | None = None,
-                     headers: dict | None = None, body: bytes | None = None) -> Any:
-    """POST a sync frame and return the decoded answer; typed errors for every failure."""
+                     headers: dict | None = None, body: bytes | None = None, wait_s: float = 30.0) -> Any:
+    """POST a sync frame and return the decoded answer; typed errors for every failure.
+
+    ``wait_s`` is handed to httpx as its own network timeout: httpx then ends a stuck request
+    cleanly (a trio cancellation in the middle of httpx's body stream leaves an async generator
+    unfinished). Callers still bound the whole call with ``fail_after``."""
     body = wire.encode(message) if body is None else body
     own = client is None
     if own:
         client = httpx.AsyncClient()
     try:
         try:
-            resp = await client.post(url, content=body,
-                                     headers={"content-type": wire.CONTENT_TYPE, **(headers or {})})
+            request = client.build_request(
+                "POST", url, timeout=httpx.Timeout(wait_s),
+                headers={"content-type": wire.CONTENT_TYPE, "content-length": str(len(body)), **(headers or {})})
+            request.stream = _OneChunk(body)
+            resp = await client.send(request)
         except httpx.HTTPError as exc:
             raise TransportError(f"cannot reach the centre at {url}: {exc.__class__.__name__} {exc}; "
                                  "entries stay queued and are sent when it answers") from exc
@@ -70,6 +78,28 @@ async def post_frame(url: str, message: Any, *, client: httpx.AsyncClient | None
     finally:
         if own:
             await client.aclose()
+
+
+class _OneChunk(httpx.AsyncByteStream):
+    """The request body as a plain async iterator. httpx's own ByteStream is an async generator, which
+    trio reports (ResourceWarning) whenever a failed connection leaves it unfinished."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def __aiter__(self):
+        return _OneChunkIter(self.body)
+
+
+class _OneChunkIter:
+    def __init__(self, body: bytes) -> None:
+        self.body: bytes | None = body
+
+    async def __anext__(self) -> bytes:
+        if self.body is None:
+            raise StopAsyncIteration
+        body, self.body = self.body, None
+        return body
 
 
 def _answer(url: str, status: int, ctype: str, content: bytes) -> Any:
@@ -91,8 +121,9 @@ class CentreClient:
     """Signed requests from one device to its centre."""
 
     def __init__(self, base_url: str, device: str, key, *, client: httpx.AsyncClient,
-                 clock: Callable[[], int] = wall_ms) -> None:
+                 clock: Callable[[], int] = wall_ms, wait_s: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
+        self.wait_s = wait_s
         self.device = device
         self.key = key
         self.client = client
@@ -101,13 +132,14 @@ class CentreClient:
     async def call(self, path: str, message: Any) -> Any:
         body = wire.encode(message)
         headers = auth.sign_request(self.key, self.device, "POST", path, body, time_ms=self.clock())
-        return await post_frame(self.base_url + path, message, client=self.client, headers=headers, body=body)
+        return await post_frame(self.base_url + path, message, client=self.client, headers=headers, body=body,
+                                wait_s=self.wait_s)
 
     async def latest_bundle(self, kind: str) -> bytes:
         path = f"/v1/bundle/{kind}"
         headers = auth.sign_request(self.key, self.device, "GET", path, b"", time_ms=self.clock())
         try:
-            resp = await self.client.get(self.base_url + path, headers=headers)
+            resp = await self.client.get(self.base_url + path, headers=headers, timeout=httpx.Timeout(self.wait_s))
         except httpx.HTTPError as exc:
             raise TransportError(f"cannot fetch the {kind} bundle: {exc.__class__.__name__}") from exc
         if resp.status_code != 200:
@@ -150,7 +182,7 @@ class Uplink:
     def __init__(self, journal, client: CentreClient, *, state_dir: str | os.PathLike | None = None,
                  on_downlink: Callable[[dict], Awaitable[None]] | None = None,
                  batch_entries: int = protocol.BATCH_MAX_ENTRIES, batch_bytes: int = protocol.BATCH_MAX_BYTES,
-                 backoff: protocol.Backoff | None = None, idle_s: float = 30.0, request_s: float = 30.0) -> None:
+                 backoff: protocol.Backoff | None = None, idle_s: float = 30.0, request_s: float = 60.0) -> None:
         self.journal = journal
         self.client = client
         self.state_dir = Path(state_dir) if state_dir is not None else None
