@@ -177,7 +177,8 @@ class VirtualCardHandle:
 
 
 @contextlib.contextmanager
-def virtual_card(card: dict | None = None, *, slot: int = 0, faults: dict | None = None, verbose: bool = False):
+def virtual_card(card: dict | None = None, *, slot: int = 0, faults: dict | None = None, verbose: bool = False,
+                 extra_args: tuple[str, ...] = ()):
     """Insert a virtual card (default :data:`SAMPLE_CARD`) into vpcd reader ``slot`` (0 or 1)."""
     card = SAMPLE_CARD if card is None else card
     reader = reader_for_slot(slot)
@@ -187,7 +188,7 @@ def virtual_card(card: dict | None = None, *, slot: int = 0, faults: dict | None
         (workdir / "card.json").write_text(json.dumps(card, ensure_ascii=False), encoding="utf-8")
         (workdir / "faults.json").write_text(json.dumps(faults or {}), encoding="utf-8")
         cmd = [sys.executable, str(VCARD), "--card", str(workdir / "card.json"), "--port", str(BASE_PORT + slot),
-               "--faults", str(workdir / "faults.json")] + (["--verbose"] if verbose else [])
+               "--faults", str(workdir / "faults.json")] + (["--verbose"] if verbose else []) + list(extra_args)
         with open(workdir / "vcard.log", "w", encoding="utf-8") as log:
             process = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
             handle = VirtualCardHandle(slot, reader, workdir, process, log)

@@ -58,6 +58,9 @@ class FaultsFile:
             return json.load(f)
 
 
+QUICK = True   # --plain-socket turns the latency options off (bench/card.py shows the difference)
+
+
 def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
     buf = b""
     while len(buf) < n:
@@ -65,7 +68,7 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
         if not chunk:
             return None
         buf += chunk
-    if hasattr(socket, "TCP_QUICKACK"):
+    if QUICK and hasattr(socket, "TCP_QUICKACK"):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
     return buf
 
@@ -85,9 +88,10 @@ def connect(host: str, port: int, wait: float) -> socket.socket:
                 raise
             time.sleep(0.05)
     sock.settimeout(None)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if hasattr(socket, "TCP_QUICKACK"):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+    if QUICK:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if hasattr(socket, "TCP_QUICKACK"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
     return sock
 
 
@@ -133,7 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--faults", help="JSON file of faults, re-read when it changes")
     ap.add_argument("--connect-wait", type=float, default=10.0, help="seconds to keep trying to reach vpcd")
     ap.add_argument("--verbose", action="store_true", help="log every exchange to stderr")
+    ap.add_argument("--plain-socket", action="store_true",
+                    help="no TCP_NODELAY/TCP_QUICKACK (only to measure what they save)")
     args = ap.parse_args(argv)
+    global QUICK
+    QUICK = not args.plain_socket
 
     with open(args.card, encoding="utf-8") as f:
         card = json.load(f)
