@@ -1,9 +1,9 @@
 """Put virtual social security cards into pcscd's vpcd readers, for any test (``import vcard_support``).
 
-    import support, vcard_support
+    import vcard_support
 
     def test_something():
-        support.require("pcscd with vsmartcard vpcd readers", vcard_support.pcsc_available())
+        vcard_support.require_pcsc()          # skips naming pcscd/vpcd; fails in CI
         with vcard_support.virtual_card(vcard_support.SAMPLE_CARD) as card:
             ...  # card.reader is the PC/SC reader name; the card is present there now
             card.set_faults({"mute": True})   # switch a fault while it runs
@@ -93,6 +93,13 @@ def pcsc_available() -> bool:
                 return True
             time.sleep(0.2)
     return len(_virtual_readers(_readers())) >= 2
+
+
+def require_pcsc() -> None:
+    """Skip (or fail in CI) a test that needs pcscd + vpcd, naming what is missing."""
+    import support
+
+    support.require("pcscd with the vsmartcard vpcd readers (Debian: pcscd vsmartcard-vpcd)", pcsc_available())
 
 
 def reader_for_slot(slot: int) -> str:

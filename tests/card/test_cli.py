@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,3 +74,44 @@ def test_readers_read_and_check_pin(pcsc, capsys, monkeypatch):
     assert main(["card", "read"]) == 3
     err = capsys.readouterr().err
     assert "No card" in err and "请插入社会保障卡" in err
+
+
+def run_edge_without_pcscd(*args: str) -> subprocess.CompletedProcess:
+    # pcsc-lite's client library finds pcscd through PCSCLITE_CSOCK_NAME: point it nowhere.
+    env = {**os.environ, "PCSCLITE_CSOCK_NAME": "/nonexistent/pcscd.comm"}
+    return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True, env=env,
+                          timeout=60, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_pcscd_not_running_is_a_clear_typed_error():
+    done = run_edge_without_pcscd("card", "readers", "--json")
+    assert done.returncode == 3, done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert error["code"] == "pcsc_unavailable" and "pcscd" in error["message"] and error["retryable"]
+    done = run_edge_without_pcscd("card", "read")
+    assert done.returncode == 3 and "pcscd" in done.stderr and "读卡服务" in done.stderr
+
+
+WATCH_WITHOUT_PCSCD = """
+import trio
+from edge.card import watch_cards
+
+async def main():
+    send, receive = trio.open_memory_channel(0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(watch_cards, send)
+        with trio.fail_after(10):
+            event = await receive.receive()
+        print(event.kind, event.reader, event.error.code)
+        nursery.cancel_scope.cancel()
+
+trio.run(main)
+"""
+
+
+def test_watcher_reports_pcscd_down_as_an_error_event():
+    env = {**os.environ, "PCSCLITE_CSOCK_NAME": "/nonexistent/pcscd.comm"}
+    done = subprocess.run([sys.executable, "-c", WATCH_WITHOUT_PCSCD], capture_output=True, text=True,
+                          env=env, timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["error", "None", "pcsc_unavailable"]
