@@ -1,3 +1,141 @@
-"""Online settlement route for counters (issue 7 fills this in); ``routes`` is mounted by sync.centre.app."""
+"""Online settlement at the centre: ``POST /v1/online/settle`` (device-signed JSON).
 
-routes: list = []
+Request  ``{"req", "psn_no", "card_id", "visit", "items", "acct_used_flag"}``
+Answer   200 ``{"person": <state settled on, engine input shape>, "result": Settlement.to_dict(),
+         "basis": {"catalogue": {"version", "hash"}, "policy": {"version", "hash", "policy_version"}}}``
+         409 ``{"error": {"code", "message"}}`` with code ``unknown_person``, ``suspended``,
+         ``pending_review``, ``card_hotlisted``, ``no_bundle`` or the engine's refusal codes
+         (``invalid_input``, ``no_policy_rule``, ``no_chronic_filing``).
+
+The centre settles with the same engine against its authoritative ledger and the newest published
+catalogue and policy, and applies the result to the ledger at once, keyed by (device, req): a
+retried request gets the stored answer and changes nothing. When the counter's journal entry
+(``mode: "online"``, same ``req``) arrives, reconciliation confirms it against that record without
+applying it twice (:mod:`sync.centre.replay`, rule ``online_confirmed``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any, Mapping
+
+import trio
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from edge.settle import SettlementError, parse_catalogue, parse_items, parse_policy, parse_visit, settle
+from sync.centre import ledger as L
+from sync.errors import SyncError
+
+
+class OnlineRefused(SyncError):
+    """The centre will not settle this visit online; ``code`` tells the counter what to do instead."""
+
+    code = "online_refused"
+    status = 409
+
+
+_PARSED: dict[str, Any] = {}   # bundle hash -> parsed policy/catalogue (bundles never change once published)
+
+
+def _bundle(store, kind: str):
+    import cbor2
+
+    row = store.latest_bundle(kind)
+    if row is None:
+        raise OnlineRefused(f"the centre has published no {kind} yet: settle offline or as full payment, and tell "
+                            "the centre to run `centre publish`", code="no_bundle")
+    if row["hash"] not in _PARSED:
+        env = cbor2.loads(cbor2.loads(row["raw"])["signed"])
+        payload = cbor2.loads(env["payload"])
+        _PARSED[row["hash"]] = parse_policy(payload) if kind == "policy" else parse_catalogue(payload)
+    return row, _PARSED[row["hash"]]
+
+
+def _refuse(code: str, message: str) -> OnlineRefused:
+    return OnlineRefused(message, code=code)
+
+
+def settle_online(store, device: str, data: Mapping[str, Any], *, now: int) -> dict:
+    """Settle one visit online for ``device``; idempotent by (device, req). Blocking (worker thread)."""
+    from sync.centre.reconcile import StoreWorld, ensure
+
+    ensure(store)
+    db = store.db
+    req, psn_no = data.get("req"), data.get("psn_no")
+    if not isinstance(req, str) or not req or not isinstance(psn_no, str) or not psn_no:
+        raise _refuse("invalid_input", "req and psn_no are required text fields")
+    if not isinstance(data.get("visit"), Mapping) or not isinstance(data.get("items"), list):
+        raise _refuse("invalid_input", "visit (an object) and items (a list) are required")
+    with db.transaction():
+        done = db.query_one("SELECT response FROM recon_online WHERE device = ? AND req = ?", (device, req))
+        if done is not None:
+            return json.loads(done["response"])
+        led = L.load(db, psn_no)
+        if led is None:
+            raise _refuse("unknown_person", f"the centre has no insured person {psn_no}: check the card, or take a "
+                                            "full payment")
+        card_id = data.get("card_id")
+        hot = StoreWorld(store).hot(card_id) if isinstance(card_id, str) else None
+        if hot is not None:
+            raise _refuse("card_hotlisted", f"card {card_id} is on the hotlist ({hot.reason}): it cannot be used")
+        pol_row, policy = _bundle(store, "policy")
+        cat_row, catalogue = _bundle(store, "catalogue")
+        try:
+            visit = parse_visit({**data["visit"], "acct_used_flag": data.get("acct_used_flag",
+                                                                             data["visit"].get("acct_used_flag", False))},
+                                policy)
+            items = parse_items(list(data["items"]))
+        except SettlementError as exc:
+            raise _refuse(exc.code, exc.message) from None
+        if led.suspended_on(visit.date):
+            raise _refuse("suspended", f"insured status suspended on {visit.date.isoformat()} (employer arrears): "
+                                       "take a full payment; it is reimbursed once the arrears are paid")
+        if led.open_reviews > 0:
+            raise _refuse("pending_review", "the person has earlier bills under review: take a full payment; it is "
+                                            "reimbursed once the review closes")
+        person = led.person(visit.date)
+        try:
+            s = settle(policy, catalogue, person, visit, items)
+        except SettlementError as exc:
+            raise _refuse(exc.code, exc.message) from None
+        L.save(db, replace(led, balc=led.balc - s.acct_pay, deductible_used=led.deductible_used + s.act_pay_dedc,
+                           fund_paid=led.fund_paid + s.hifp_pay), now=now)
+        person_out = {"psn_no": psn_no, "insutype": person.insutype, "psn_type": person.psn_type,
+                      "status": person.status, "chronic": list(led.chronic), "balc": person.balc,
+                      "deductible_used": person.deductible_used, "fund_paid": person.fund_paid,
+                      "pending_review": False}
+        response = {"person": person_out, "result": json.loads(s.to_json()),
+                    "basis": {"catalogue": {"version": cat_row["version"], "hash": cat_row["hash"]},
+                              "policy": {"version": pol_row["version"], "hash": pol_row["hash"],
+                                         "policy_version": policy.version}}}
+        db.execute("INSERT INTO recon_online (device, req, psn_no, response, a_medfee, a_fund, a_acct, a_cash, a_dedc, "
+                   "at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (device, req, psn_no, json.dumps(response, ensure_ascii=False), s.medfee_sumamt, s.hifp_pay,
+                    s.acct_pay, s.psn_cash_pay, s.act_pay_dedc, now))
+    return response
+
+
+async def online_settle(request: Request) -> JSONResponse:
+    from sync.centre.auth import authenticate_device
+
+    try:
+        body = await request.body()
+        info = await authenticate_device(request, body)
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            raise _refuse("invalid_input", "the body must be a JSON object") from None
+        if not isinstance(data, dict):
+            raise _refuse("invalid_input", "the body must be a JSON object")
+        store, now = request.app.state.store, request.app.state.clock()
+        out = await trio.to_thread.run_sync(lambda: settle_online(store, info.device, data, now=now))
+        return JSONResponse(out)
+    except SyncError as exc:
+        return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.status)
+
+
+routes = [Route("/v1/online/settle", online_settle, methods=["POST"])]
+

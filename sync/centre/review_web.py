@@ -1,3 +1,355 @@
-"""Reviewer routes (issue 8 fills this in); ``routes`` is mounted by sync.centre.app."""
+"""Reviewer page and API of the centre (mounted by sync.centre.app through ``routes``).
 
-routes: list = []
+JSON API (session token in ``Authorization: Bearer <token>`` or the ``review_session`` cookie)::
+
+    POST /v1/review/login                     {"name", "password"} -> {"token", "name", "role"}
+    POST /v1/review/logout
+    GET  /v1/review/claims?status=pending     reviewer, auditor
+    GET  /v1/review/claims/{claim_no}         reviewer, auditor: claim, items, the engine's split now
+    POST /v1/review/claims/{no}/approve       reviewer: {"note", ? "psn_no", ? "med_type"}
+    POST /v1/review/claims/{no}/deny          reviewer: {"note"}
+    POST /v1/review/claims/{no}/admission     reviewer: {"admitted": bool, "note"} (emergency observation)
+    GET  /v1/review/report?site=S&date=D[&format=json|csv|html]   reviewer, auditor
+
+The page (plain HTML forms, no script, no CDN): ``/review`` (log in, then the queue),
+``/review/claims/{no}`` (detail with approve / deny), ``/review/report?site=&date=``.
+Cookies are HttpOnly and SameSite=Strict; form posts from another origin are refused.
+Every decision is recorded in ``recon_actions`` with who and when (by :mod:`sync.centre.review`).
+Blocking store work runs in worker threads (``trio.to_thread.run_sync``).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from urllib.parse import parse_qs, quote, urlparse
+
+import trio
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from edge.settle import yuan
+from sync.centre import report as R
+from sync.centre import review as RV
+from sync.centre import reviewers as A
+from sync.errors import SyncError
+
+COOKIE = "review_session"
+READ = ("reviewer", "auditor")
+DECIDE = ("reviewer",)
+
+
+def _store(request: Request):
+    return request.app.state.store
+
+
+def _now(request: Request) -> int:
+    return request.app.state.clock()
+
+
+def _token(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.cookies.get(COOKIE)
+
+
+async def _account(request: Request, roles) -> dict:
+    db = _store(request).db
+    token, now = _token(request), _now(request)
+    account = await trio.to_thread.run_sync(lambda: A.session(db, token, now=now))
+    return A.authorize(account, *roles)
+
+
+def _error(exc: Exception, status: int | None = None) -> JSONResponse:
+    if isinstance(exc, SyncError):
+        return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=status or exc.status)
+    return JSONResponse({"error": {"code": getattr(exc, "code", "bad_request"), "message": str(exc)}},
+                        status_code=status or 400)
+
+
+def api(roles):
+    def wrap(fn):
+        async def handler(request: Request) -> Response:
+            try:
+                account = await _account(request, roles) if roles else None
+                return await fn(request, account)
+            except (SyncError, R.ReportError) as exc:
+                return _error(exc)
+        return handler
+    return wrap
+
+
+async def _json(request: Request) -> dict:
+    try:
+        data = json.loads(await request.body() or b"{}")
+    except ValueError:
+        raise SyncError("the body must be a JSON object", code="bad_json") from None
+    if not isinstance(data, dict):
+        raise SyncError("the body must be a JSON object", code="bad_json")
+    return data
+
+
+def _run(fn, *args, **kw):
+    return trio.to_thread.run_sync(lambda: fn(*args, **kw))
+
+
+# ------------------------------------------------------------------------------------ JSON API ---
+@api(None)
+async def api_login(request, _):
+    data = await _json(request)
+    name, password = data.get("name"), data.get("password")
+    if not isinstance(name, str) or not isinstance(password, str):
+        raise A.BadLogin("give name and password")
+    db, now = _store(request).db, _now(request)
+    token = await _run(A.login, db, name, password, now=now)
+    account = await _run(A.session, db, token, now=now)
+    resp = JSONResponse({"token": token, **account})
+    resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=A.SESSION_MS // 1000)
+    return resp
+
+
+@api(READ)
+async def api_logout(request, account):
+    await _run(A.logout, _store(request).db, _token(request))
+    resp = JSONResponse({"ok": True})
+    resp.delete_cookie(COOKIE)
+    return resp
+
+
+@api(READ)
+async def api_claims(request, account):
+    status = request.query_params.get("status", "pending")
+    return JSONResponse({"claims": await _run(RV.claims, _store(request), status=None if status == "all" else status)})
+
+
+@api(READ)
+async def api_claim(request, account):
+    no = request.path_params["claim_no"]
+    store = _store(request)
+    c = await _run(RV.claim, store, no)
+    c["preview"] = await _run(RV.preview, store, no) if c["status"] == RV.PENDING else None
+    return JSONResponse(c)
+
+
+@api(DECIDE)
+async def api_approve(request, account):
+    data = await _json(request)
+    out = await _run(RV.approve, _store(request), request.path_params["claim_no"], who=account["name"],
+                     note=str(data.get("note") or ""), psn_no=data.get("psn_no"), med_type=data.get("med_type"),
+                     now=_now(request))
+    return JSONResponse(out)
+
+
+@api(DECIDE)
+async def api_deny(request, account):
+    data = await _json(request)
+    out = await _run(RV.deny, _store(request), request.path_params["claim_no"], who=account["name"],
+                     note=str(data.get("note") or ""), now=_now(request))
+    return JSONResponse(out)
+
+
+@api(DECIDE)
+async def api_admission(request, account):
+    data = await _json(request)
+    if not isinstance(data.get("admitted"), bool):
+        raise SyncError("say whether the patient was admitted: {\"admitted\": true|false}", code="bad_json")
+    out = await _run(RV.decide_admission, _store(request), request.path_params["claim_no"], admitted=data["admitted"],
+                     who=account["name"], note=str(data.get("note") or ""), now=_now(request))
+    return JSONResponse(out)
+
+
+@api(READ)
+async def api_report(request, account):
+    q = request.query_params
+    fmt = q.get("format", "json")
+    if fmt not in ("json", "csv", "html"):
+        raise R.ReportError("format is json, csv or html")
+    rep = await _run(R.daily, _store(request), q.get("site", ""), q.get("date", ""))
+    if fmt == "json":
+        return JSONResponse(rep)
+    if fmt == "csv":
+        return Response(R.to_csv(rep), media_type="text/csv; charset=utf-8")
+    return HTMLResponse(R.to_html(rep))
+
+
+# ---------------------------------------------------------------------------------------- page ---
+CSS = """body{font-family:"Noto Sans CJK SC",sans-serif;margin:1.5em;max-width:70em}
+table{border-collapse:collapse;margin:.8em 0}td,th{border:1px solid #bbb;padding:.25em .6em}
+.num{text-align:right}form.inline{display:inline}.err{color:#a00;font-weight:bold}
+textarea{width:30em;height:3em}"""
+
+
+def _page(title: str, body: str, status: int = 200, account: dict | None = None) -> HTMLResponse:
+    who = (f"<p>{html.escape(account['name'])} ({html.escape(account['role'])}) "
+           f"<form class=inline method=post action=/review/logout><button>log out</button></form></p>") if account else ""
+    return HTMLResponse(f"<!doctype html><html lang=zh-CN><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+                        f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>{who}{body}</body></html>",
+                        status_code=status)
+
+
+def _login_form(message: str = "", status: int = 200) -> HTMLResponse:
+    err = f"<p class=err role=alert>{html.escape(message)}</p>" if message else ""
+    return _page("Claims review 全额垫付审核 — log in", err + """<form method=post action=/review/login>
+<label>Name <input name=name autocomplete=username></label>
+<label>Password <input name=password type=password autocomplete=current-password></label>
+<button type=submit>Log in</button></form>""", status)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    origin = request.headers.get("origin")
+    if origin and urlparse(origin).netloc != request.headers.get("host"):
+        raise A.WrongRole("form posted from another site: refused")
+    data = parse_qs((await request.body()).decode("utf-8", "replace"))
+    return {k: v[0] for k, v in data.items()}
+
+
+def page(roles):
+    def wrap(fn):
+        async def handler(request: Request) -> Response:
+            try:
+                account = await _account(request, roles)
+            except A.NotLoggedIn as exc:
+                return _login_form(exc.message, 401)
+            except A.WrongRole as exc:
+                return _page("Not allowed", f"<p class=err role=alert>{html.escape(exc.message)}</p>", 403)
+            try:
+                return await fn(request, account)
+            except (SyncError, R.ReportError) as exc:
+                return _page("Refused", f"<p class=err role=alert>{html.escape(getattr(exc, 'message', str(exc)))}</p>"
+                             "<p><a href=/review>back to the queue</a></p>", getattr(exc, "status", 400), account)
+        return handler
+    return wrap
+
+
+async def page_root(request: Request) -> Response:
+    try:
+        account = await _account(request, READ)
+    except (A.NotLoggedIn, A.WrongRole):
+        return _login_form()
+    return await _queue(request, account)
+
+
+async def _queue(request, account) -> Response:
+    store = _store(request)
+    pending = await _run(RV.claims, store, status=RV.PENDING)
+    decided = [c for c in await _run(RV.claims, store, status=None) if c["status"] != RV.PENDING][-20:]
+    e = html.escape
+
+    def rows(cs):
+        return "".join(
+            f"<tr><td><a href='/review/claims/{quote(c['claim_no'])}'>{e(c['claim_no'])}</a></td><td>{e(c['cause'])}</td>"
+            f"<td>{e(c['psn_no'] or '(unidentified ' + str(c.get('certno')) + ')')}</td><td>{e(c['date'])}</td>"
+            f"<td class=num>¥{yuan(c['medfee'])}</td><td>{e(c['status'])}</td>"
+            f"<td>{e(c.get('waiting') or c.get('note') or '')}</td>"
+            f"<td class=num>{'¥' + yuan(c['amount']) if c.get('amount') is not None else ''}</td></tr>" for c in cs)
+
+    head = ("<tr><th>claim</th><th>cause</th><th>person</th><th>visit date</th><th>paid</th><th>status</th>"
+            "<th>why / note</th><th>reimbursed</th></tr>")
+    body = (f"<h2>Pending ({len(pending)})</h2><table id=queue>{head}{rows(pending)}</table>"
+            f"<h2>Recently decided</h2><table id=decided>{head}{rows(decided)}</table>"
+            "<form method=get action=/review/report><label>Site <input name=site></label> "
+            "<label>Date <input name=date placeholder=YYYY-MM-DD></label> <button>Daily report</button></form>")
+    return _page("Claims review 全额垫付审核", body, account=account)
+
+
+@page(READ)
+async def page_claim(request, account):
+    store = _store(request)
+    no = request.path_params["claim_no"]
+    c = await _run(RV.claim, store, no)
+    e = html.escape
+    items = "".join(f"<tr><td>{e(str(it.get('code')))}</td><td class=num>{e(str(it.get('cnt')))}</td>"
+                    f"<td class=num>¥{yuan(int(it.get('pric', 0)))}</td></tr>" for it in c["items"])
+    split = c["split"] if c["status"] != RV.PENDING else await _run(RV.preview, store, no)
+    if split and "error" not in split:
+        lines = "".join(f"<tr><td>{e(l['name'])}</td><td>{e(str(l['cls']))}</td><td class=num>¥{yuan(l['amount'])}</td>"
+                        f"<td class=num>¥{yuan(l['inscp'])}</td></tr>" for l in split["lines"])
+        split_html = (f"<table id=split><tr><th>item</th><th>class</th><th>amount</th><th>in scope</th></tr>{lines}</table>"
+                      f"<p>Medical fee ¥{yuan(split['medfee_sumamt'])}; deductible ¥{yuan(split['act_pay_dedc'])}; "
+                      f"<strong id=fund>fund pays ¥{yuan(split['hifp_pay'])}</strong> (policy {e(split['policy_version'])})</p>")
+    else:
+        split_html = f"<p class=err>{e((split or {}).get('error', 'no split'))}</p>"
+    decide = ""
+    if c["status"] == RV.PENDING and account["role"] in DECIDE:
+        who = ("" if c["psn_no"] else "<label>psn_no of the patient <input name=psn_no></label><br>")
+        obs = ("<label>Admitted to hospital? <select name=admitted><option value=''>—</option><option value=no>no</option>"
+               "<option value=yes>yes</option></select></label><br>") if c["cause"] == "emergency_observation" else ""
+        decide = (f"<form method=post action='/review/claims/{quote(no)}/decide'>{who}{obs}"
+                  "<label>Note <textarea name=note></textarea></label><br>"
+                  "<button name=decision value=approve>Approve</button> <button name=decision value=deny>Deny</button></form>")
+    body = (f"<p><a href=/review>← queue</a></p><dl><dt>Cause</dt><dd>{e(c['cause'])}: {e(c['detail'])}</dd>"
+            f"<dt>Person</dt><dd>{e(c['psn_no'] or 'unidentified, certno ' + str(c.get('certno')))}</dd>"
+            f"<dt>Visit</dt><dd>{e(json.dumps(c['visit'], ensure_ascii=False))}</dd>"
+            f"<dt>Paid by the patient</dt><dd>¥{yuan(c['medfee'])}</dd>"
+            f"<dt>Status</dt><dd id=status>{e(c['status'])}{' — ' + e(c['waiting']) if c.get('waiting') else ''}"
+            f"{' by ' + e(c['decided_by']) if c.get('decided_by') else ''}"
+            f"{' — reimbursed ¥' + yuan(c['amount']) if c.get('amount') else ''}</dd></dl>"
+            f"<h2>Items</h2><table id=items><tr><th>code</th><th>count</th><th>price</th></tr>{items}</table>"
+            f"<h2>Split the engine computes</h2>{split_html}{decide}")
+    return _page(f"Claim {no}", body, account=account)
+
+
+@page(DECIDE)
+async def page_decide(request, account):
+    form = await _form(request)
+    no = request.path_params["claim_no"]
+    store, now = _store(request), _now(request)
+    note = form.get("note", "")
+    if form.get("admitted") in ("yes", "no"):
+        await _run(RV.decide_admission, store, no, admitted=form["admitted"] == "yes", who=account["name"], note=note,
+                   now=now)
+    elif form.get("decision") == "approve":
+        await _run(RV.approve, store, no, who=account["name"], note=note, psn_no=form.get("psn_no") or None, now=now)
+    elif form.get("decision") == "deny":
+        await _run(RV.deny, store, no, who=account["name"], note=note, now=now)
+    else:
+        raise SyncError("choose approve or deny", code="bad_form")
+    return RedirectResponse(f"/review/claims/{quote(no)}", status_code=303)
+
+
+async def page_login(request: Request) -> Response:
+    try:
+        form = await _form(request)
+        db, now = _store(request).db, _now(request)
+        token = await _run(A.login, db, form.get("name", ""), form.get("password", ""), now=now)
+    except SyncError as exc:
+        return _login_form(exc.message, 401)
+    resp = RedirectResponse("/review", status_code=303)
+    resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=A.SESSION_MS // 1000)
+    return resp
+
+
+async def page_logout(request: Request) -> Response:
+    token = _token(request)
+    if token:
+        await _run(A.logout, _store(request).db, token)
+    resp = RedirectResponse("/review", status_code=303)
+    resp.delete_cookie(COOKIE)
+    return resp
+
+
+@page(READ)
+async def page_report(request, account):
+    q = request.query_params
+    rep = await _run(R.daily, _store(request), q.get("site", ""), q.get("date", ""))
+    return HTMLResponse(R.to_html(rep))
+
+
+routes = [
+    Route("/v1/review/login", api_login, methods=["POST"]),
+    Route("/v1/review/logout", api_logout, methods=["POST"]),
+    Route("/v1/review/claims", api_claims, methods=["GET"]),
+    Route("/v1/review/claims/{claim_no}", api_claim, methods=["GET"]),
+    Route("/v1/review/claims/{claim_no}/approve", api_approve, methods=["POST"]),
+    Route("/v1/review/claims/{claim_no}/deny", api_deny, methods=["POST"]),
+    Route("/v1/review/claims/{claim_no}/admission", api_admission, methods=["POST"]),
+    Route("/v1/review/report", api_report, methods=["GET"]),
+    Route("/review", page_root, methods=["GET"]),
+    Route("/review/login", page_login, methods=["POST"]),
+    Route("/review/logout", page_logout, methods=["POST"]),
+    Route("/review/report", page_report, methods=["GET"]),
+    Route("/review/claims/{claim_no}", page_claim, methods=["GET"]),
+    Route("/review/claims/{claim_no}/decide", page_decide, methods=["POST"]),
+]

@@ -158,3 +158,74 @@ class Device:
 
     def items(self, start: int = 1) -> list[tuple[int, bytes]]:
         return [(e.seq, e.raw) for e in self.entries[start - 1:]]
+
+
+# ------------------------------------------------------------------ a played edge on loopback ---
+class PlayedEdge:
+    """One counter: enrolled over HTTP, the real journal store, the real uplink, a downlink inbox.
+
+    It is not the edge daemon: it journals bodies built with the real engine (``settlement_body``)
+    where the daemon would journal what its counter decided, and it collects what the uplink
+    delivers (``inbox``) where the daemon would show it on the counter page.
+    """
+
+    def __init__(self, cfg, journal, uplink, state):
+        self.cfg, self.journal, self.uplink, self.state = cfg, journal, uplink, state
+        self.inbox: list[dict] = []
+
+    @property
+    def device(self) -> str:
+        return self.cfg.device
+
+    @classmethod
+    async def enrol(cls, centre, http, tmp_path, site: str) -> "PlayedEdge":
+        import trio
+        from edge.enrol import enroll
+        from edge.journal.keys import load_device_key
+        from edge.journal.store import JournalStore
+        from edge.uplink import CentreClient, Uplink
+
+        token = await trio.to_thread.run_sync(centre.store.create_enrol_token, site)
+        state = tmp_path / f"edge-{site}"
+        cfg = await enroll(centre.url, token, state, client=http)
+        key = load_device_key(state / "device.key")
+        journal = JournalStore.open(state / "journal.db", signing_key=key, device=cfg.device)
+        client = CentreClient(centre.url, cfg.device, key, client=http)
+        edge = cls(cfg, journal, None, state)
+
+        async def on_downlink(m):
+            if m["kind"] in ("outcome", "reimbursement"):
+                edge.inbox.append(m)
+
+        edge.uplink = Uplink(journal, client, state_dir=state, on_downlink=on_downlink)
+        edge.key = key
+        edge.http = http
+        edge.url = centre.url
+        return edge
+
+    async def journal_entry(self, kind: str, body: dict, *, time: int):
+        import trio
+        return await trio.to_thread.run_sync(lambda: self.journal.append(kind, body, time_ms=time, mono_ns=time))
+
+    async def sync(self):
+        return await self.uplink.sync_once()
+
+    def messages(self, kind: str) -> list[dict]:
+        return [m["payload"] for m in self.inbox if m["kind"] == kind]
+
+    async def online_settle(self, data: dict):
+        """POST /v1/online/settle signed with the device key, as the counter does."""
+        import json
+        from sync import auth
+        from edge.uplink import wall_ms
+
+        body = json.dumps(data).encode()
+        headers = auth.sign_request(self.key, self.device, "POST", "/v1/online/settle", body, time_ms=wall_ms())
+        headers["content-type"] = "application/json"
+        return await self.http.post(self.url + "/v1/online/settle", content=body, headers=headers)
+
+
+def counter_text(payload: dict) -> str:
+    """What the counter page shows for a reimbursement message (the daemon's wording)."""
+    from edge.settle import yuan
+    return f"reimbursement of ¥{yuan(payload['amount'])} approved for claim {payload['claim_no']}"

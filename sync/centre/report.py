@@ -1,0 +1,232 @@
+"""Daily per-site reconciliation (对账, like the national interface's 3201/3202).
+
+``daily(db, site, date)`` compares, for one site and one business day (the visit date), what the
+site's counters journaled with what the centre accepted, entry by entry:
+
+* ``journaled``: counts and sums of medfee, fund, account and cash as the entries say
+  (settlements; claims as paid with fund 0; cancels negative);
+* ``accepted``: the same as the centre accepted them after reconciliation (rejected and disputed
+  settlements accept nothing; credits and variances move money between the columns);
+* ``differences``: every entry whose journaled and accepted figures differ, each with the outcome,
+  its codes and the reason that explains it. Entries not reconciled yet are listed as ``pending``
+  (their accepted figures are not known: run ``centre reconcile``), and entries refused at ingest
+  (bad signature, broken chain...) as ``rejected_at_ingest``.
+
+``explained`` is true when every journaled-vs-accepted difference is accounted for by an entry's
+outcome: then sum(journaled) − sum(differences' deltas) = sum(accepted), column by column.
+Renderers: :func:`to_csv`, :func:`to_html`, :func:`to_text` (the demo prints this one).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import html
+import io
+import json
+from typing import Any
+
+import cbor2
+
+from edge.settle import yuan
+
+COLUMNS = ("medfee", "fund", "acct", "cash")
+
+
+class ReportError(ValueError):
+    code = "bad_report_request"
+
+
+def _db(db_or_store):
+    return getattr(db_or_store, "db", db_or_store)
+
+
+def _journaled_of(kind: str, body: dict) -> dict:
+    """Journaled figures straight from an entry body (for entries not reconciled yet)."""
+    try:
+        if kind == "settlement":
+            a = body["amounts"]
+            return {"medfee": a["medfee_sumamt"], "fund": a["hifp_pay"], "acct": a["acct_pay"], "cash": a["psn_cash_pay"]}
+        if kind == "claim":
+            p = body["paid"]
+            return {"medfee": p["medfee_sumamt"], "fund": 0, "acct": p["acct_pay"], "cash": p["psn_cash_pay"]}
+        if kind == "cancel":
+            a = body["amounts"]
+            return {"medfee": -a.get("medfee_sumamt", 0), "fund": -a.get("hifp_pay", 0), "acct": -a.get("acct_pay", 0),
+                    "cash": -a.get("psn_cash_pay", 0)}
+    except (KeyError, TypeError):
+        pass
+    return {k: 0 for k in COLUMNS}
+
+
+def _date_of(kind: str, body: dict) -> str | None:
+    visit = body.get("visit") if isinstance(body, dict) else None
+    if isinstance(visit, dict) and isinstance(visit.get("date"), str):
+        return visit["date"]
+    return None
+
+
+def daily(db, site: str, date: str) -> dict[str, Any]:
+    """The day's reconciliation for ``site`` (``db`` may be the Database or the Store)."""
+    from sync.centre.reconcile import KINDS, MIGRATIONS
+    from sync.centre import ledger as L
+
+    try:
+        _dt.date.fromisoformat(date)
+    except (TypeError, ValueError):
+        raise ReportError(f"date must be YYYY-MM-DD, got {date!r}") from None
+    db = _db(db)
+    L.migrate(db)
+    for name, statements in MIGRATIONS:
+        db.migrate(name, statements)
+    devices = [r["device"] for r in db.query("SELECT device FROM devices WHERE site = ? ORDER BY device", (site,))]
+    rows = db.query("SELECT * FROM recon_outcomes WHERE site = ? AND date = ? ORDER BY device, seq", (site, date))
+    decided = {(r["device"], r["seq"]) for r in rows}
+    zero = {k: 0 for k in COLUMNS}
+    journaled = {"count": 0, **zero}
+    accepted = {"count": 0, **zero}
+    by_kind: dict[str, dict] = {}
+    outcomes: dict[str, int] = {}
+    differences, pending = [], []
+    totals = {"credit": 0, "variance": 0, "debt": 0}
+
+    def add(bucket: dict, figures: dict, counted: bool) -> None:
+        bucket["count"] += 1 if counted else 0
+        for k in COLUMNS:
+            bucket[k] += figures[k]
+
+    for r in rows:
+        j = {k: r["j_" + k] for k in COLUMNS}
+        a = {k: r["a_" + k] for k in COLUMNS}
+        codes = json.loads(r["codes"])
+        is_accepted = r["outcome"] in ("confirmed", "adjusted") or codes == ["claim_queued"]
+        kb = by_kind.setdefault(r["kind"], {"journaled": {"count": 0, **zero}, "accepted": {"count": 0, **zero}})
+        add(journaled, j, True)
+        add(kb["journaled"], j, True)
+        add(accepted, a, is_accepted)
+        add(kb["accepted"], a, is_accepted)
+        outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
+        for k in totals:
+            totals[k] += r[k]
+        if j != a:
+            differences.append({"device": r["device"], "seq": r["seq"], "kind": r["kind"], "psn_no": r["psn_no"],
+                                "outcome": r["outcome"], "codes": codes, "reason": r["reason"],
+                                "journaled": j, "accepted": a, "delta": {k: j[k] - a[k] for k in COLUMNS},
+                                "credit": r["credit"], "variance": r["variance"], "debt": r["debt"]})
+    # Entries journaled but not reconciled yet: they count as journaled and are listed as pending.
+    if devices:
+        marks = ", ".join("?" * len(devices))
+        for e in db.query(f"SELECT device, seq, kind, raw FROM entries WHERE device IN ({marks}) ORDER BY device, seq",
+                          devices):
+            if e["kind"] not in KINDS or (e["device"], e["seq"]) in decided:
+                continue
+            body = cbor2.loads(bytes(e["raw"]))["body"]
+            if _date_of(e["kind"], body) != date:
+                continue
+            j = _journaled_of(e["kind"], body)
+            add(journaled, j, True)
+            kb = by_kind.setdefault(e["kind"], {"journaled": {"count": 0, **zero}, "accepted": {"count": 0, **zero}})
+            add(kb["journaled"], j, True)
+            pending.append({"device": e["device"], "seq": e["seq"], "kind": e["kind"], "journaled": j,
+                            "reason": "not reconciled yet: run `centre reconcile`"})
+        rejected = db.query(f"SELECT device, seq, code, message FROM rejections WHERE device IN ({marks}) "
+                            "ORDER BY device, seq", devices)
+    else:
+        rejected = []
+    unexplained = {k: journaled[k] - accepted[k] - sum(d["delta"][k] for d in differences)
+                   - sum(p["journaled"][k] for p in pending) for k in COLUMNS}
+    claims = db.query("SELECT status, count(*) AS n, coalesce(sum(amount), 0) AS amount FROM recon_claims "
+                      "WHERE site = ? AND date = ? GROUP BY status", (site, date))
+    return {
+        "site": site, "date": date, "devices": devices,
+        "journaled": journaled, "accepted": accepted, "by_kind": by_kind, "outcomes": outcomes,
+        "credit": totals["credit"], "variance": totals["variance"], "debt": totals["debt"],
+        "claims": {c["status"]: {"count": c["n"], "reimbursed": c["amount"]} for c in claims},
+        "differences": differences, "pending": pending,
+        "rejected_at_ingest": [dict(r) for r in rejected],
+        "explained": all(v == 0 for v in unexplained.values()) and all(d["reason"] for d in differences),
+    }
+
+
+# ---------------------------------------------------------------------------------- renderers ---
+def to_json(report: dict) -> str:
+    return json.dumps(report, ensure_ascii=False, indent=2, sort_keys=True)
+
+
+CSV_FIELDS = ("row", "device", "seq", "kind", "psn_no", "outcome", "codes", "j_medfee", "j_fund", "j_acct", "j_cash",
+              "a_medfee", "a_fund", "a_acct", "a_cash", "reason")
+
+
+def to_csv(report: dict) -> str:
+    """One line per difference or pending entry, then the totals (fen; UTF-8)."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(CSV_FIELDS)
+    for d in report["differences"]:
+        w.writerow(["difference", d["device"], d["seq"], d["kind"], d["psn_no"] or "", d["outcome"], " ".join(d["codes"]),
+                    *(d["journaled"][k] for k in COLUMNS), *(d["accepted"][k] for k in COLUMNS), d["reason"]])
+    for p in report["pending"]:
+        w.writerow(["pending", p["device"], p["seq"], p["kind"], "", "", "", *(p["journaled"][k] for k in COLUMNS),
+                    "", "", "", "", p["reason"]])
+    j, a = report["journaled"], report["accepted"]
+    w.writerow(["total", "", j["count"], "", "", "", "", *(j[k] for k in COLUMNS), *(a[k] for k in COLUMNS),
+                f"accepted count {a['count']}; explained={report['explained']}"])
+    return out.getvalue()
+
+
+def to_text(report: dict) -> str:
+    j, a = report["journaled"], report["accepted"]
+    lines = [f"Reconciliation of site {report['site']} for {report['date']} "
+             f"({len(report['devices'])} device(s))",
+             f"{'':12}{'count':>7}{'medfee':>12}{'fund':>12}{'account':>12}{'cash':>12}",
+             f"{'journaled':12}{j['count']:>7}" + "".join(f"{yuan(j[k]):>12}" for k in COLUMNS),
+             f"{'accepted':12}{a['count']:>7}" + "".join(f"{yuan(a[k]):>12}" for k in COLUMNS),
+             "outcomes: " + (", ".join(f"{k} {v}" for k, v in sorted(report["outcomes"].items())) or "none"),
+             f"credits to patients ¥{yuan(report['credit'])}, offline variance ¥{yuan(report['variance'])}, "
+             f"account debts ¥{yuan(report['debt'])}"]
+    if report["claims"]:
+        lines.append("claims: " + ", ".join(f"{k} {v['count']} (reimbursed ¥{yuan(v['reimbursed'])})"
+                                            for k, v in sorted(report["claims"].items())))
+    for d in report["differences"]:
+        lines.append(f"  {d['device']} #{d['seq']} {d['kind']} {d['outcome']} ({', '.join(d['codes'])}): {d['reason']}")
+    for p in report["pending"]:
+        lines.append(f"  {p['device']} #{p['seq']} {p['kind']} pending: {p['reason']}")
+    for r in report["rejected_at_ingest"]:
+        lines.append(f"  {r['device']} #{r['seq']} rejected at ingest ({r['code']}): {r['message']}")
+    lines.append("every difference explained" if report["explained"] else "UNEXPLAINED differences: investigate")
+    return "\n".join(lines)
+
+
+def to_html(report: dict) -> str:
+    e = html.escape
+    j, a = report["journaled"], report["accepted"]
+
+    def row(label, b):
+        return f"<tr><th>{e(label)}</th><td>{b['count']}</td>" + "".join(f"<td>¥{yuan(b[k])}</td>" for k in COLUMNS) + "</tr>"
+
+    diffs = "".join(
+        f"<tr><td>{e(d['device'])}</td><td>{d['seq']}</td><td>{e(d['kind'])}</td><td>{e(d['outcome'])}</td>"
+        f"<td>{e(', '.join(d['codes']))}</td>" + "".join(f"<td>¥{yuan(d['delta'][k])}</td>" for k in COLUMNS) +
+        f"<td>{e(d['reason'])}</td></tr>" for d in report["differences"])
+    pend = "".join(f"<li>{e(p['device'])} #{p['seq']} {e(p['kind'])}: {e(p['reason'])}</li>" for p in report["pending"])
+    rej = "".join(f"<li>{e(r['device'])} #{r['seq']} ({e(r['code'])}): {e(r['message'])}</li>"
+                  for r in report["rejected_at_ingest"])
+    return f"""<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>对账 {e(report['site'])} {e(report['date'])}</title>
+<style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse;margin:.8em 0}}
+td,th{{border:1px solid #bbb;padding:.25em .6em;text-align:right}}td:last-child{{text-align:left}}</style></head>
+<body><h1>Daily reconciliation 对账: site {e(report['site'])}, {e(report['date'])}</h1>
+<table><tr><th></th><th>count</th><th>medfee</th><th>fund</th><th>account</th><th>cash</th></tr>
+{row('journaled 上传', j)}{row('accepted 确认', a)}</table>
+<p>Credits to patients ¥{yuan(report['credit'])} · offline variance ¥{yuan(report['variance'])} ·
+account debts ¥{yuan(report['debt'])}</p>
+<h2>Differences, each explained ({len(report['differences'])})</h2>
+<table><tr><th>device</th><th>seq</th><th>kind</th><th>outcome</th><th>codes</th><th>Δ medfee</th><th>Δ fund</th>
+<th>Δ account</th><th>Δ cash</th><th>reason</th></tr>{diffs}</table>
+<h2>Pending reconciliation ({len(report['pending'])})</h2><ul>{pend}</ul>
+<h2>Rejected at ingest ({len(report['rejected_at_ingest'])})</h2><ul>{rej}</ul>
+<p id="verdict">{'Every difference is explained.' if report['explained'] else 'Unexplained differences: investigate.'}</p>
+</body></html>"""
+
+
+RENDERERS = {"json": to_json, "csv": to_csv, "html": to_html, "text": to_text}

@@ -1,0 +1,133 @@
+"""Reviewer accounts and sessions for the centre's review page and API.
+
+Passwords are hashed with scrypt (stdlib ``hashlib.scrypt``, n=2**14, r=8, p=1, 16-byte salt) and
+compared in constant time. A login creates a random session token (32 bytes, URL-safe); only its
+SHA-256 is stored, so a copy of the database does not let anyone log in. Sessions expire after
+``SESSION_MS`` (8 hours: one working day).
+
+Roles: ``reviewer`` may read and decide claims; ``auditor`` may read the queue and the reports but
+not decide. The web layer checks the role of every request (:func:`authorize`).
+
+Errors (all :class:`sync.errors.AuthError`: HTTP 401/403 with a ``code``)::
+
+    NotLoggedIn     not_logged_in   (401) no session, or it expired: log in again
+    BadLogin        bad_login       (401) unknown name or wrong password
+    WrongRole       wrong_role      (403) the account's role may not do this
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from sync.errors import AuthError, SyncError
+
+ROLES = ("reviewer", "auditor")
+SESSION_MS = 8 * 3_600_000
+_N, _R, _P = 2 ** 14, 8, 1
+
+MIGRATIONS = [
+    ("recon-003-reviewers", [
+        """CREATE TABLE reviewers (
+            name TEXT PRIMARY KEY,
+            role TEXT NOT NULL,
+            salt BLOB NOT NULL,
+            pw_hash BLOB NOT NULL,
+            created_ms BIGINT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1)""",
+        """CREATE TABLE reviewer_sessions (
+            token_hash TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            expires_ms BIGINT NOT NULL)""",
+    ]),
+]
+
+
+class NotLoggedIn(AuthError):
+    code = "not_logged_in"
+    status = 401
+
+
+class BadLogin(AuthError):
+    code = "bad_login"
+    status = 401
+
+
+class WrongRole(AuthError):
+    code = "wrong_role"
+    status = 403
+
+
+class BadAccount(SyncError):
+    code = "bad_account"
+
+
+def migrate(db) -> None:
+    for name, statements in MIGRATIONS:
+        db.migrate(name, statements)
+
+
+def _hash(password: str, salt: bytes) -> bytes:
+    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=_N, r=_R, p=_P, dklen=32)
+
+
+def add(db, name: str, password: str, role: str = "reviewer", *, now: int) -> dict:
+    migrate(db)
+    if role not in ROLES:
+        raise BadAccount(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    if not name or not name.strip() or len(name) > 64:
+        raise BadAccount("a reviewer name is 1-64 characters")
+    if len(password) < 8:
+        raise BadAccount("a password has at least 8 characters")
+    salt = secrets.token_bytes(16)
+    with db.transaction():
+        if db.query_one("SELECT name FROM reviewers WHERE name = ?", (name,)):
+            raise BadAccount(f"reviewer {name} already exists")
+        db.execute("INSERT INTO reviewers (name, role, salt, pw_hash, created_ms) VALUES (?, ?, ?, ?, ?)",
+                   (name, role, salt, _hash(password, salt), now))
+    return {"name": name, "role": role}
+
+
+def login(db, name: str, password: str, *, now: int) -> str:
+    """Check the password; return a new session token."""
+    migrate(db)
+    row = db.query_one("SELECT * FROM reviewers WHERE name = ? AND active = 1", (name,))
+    # Hash even for an unknown name so the answer takes as long either way.
+    salt = bytes(row["salt"]) if row else b"\0" * 16
+    ok = hmac.compare_digest(_hash(password, salt), bytes(row["pw_hash"]) if row else b"\1" * 32)
+    if row is None or not ok:
+        raise BadLogin("unknown reviewer or wrong password")
+    token = secrets.token_urlsafe(32)
+    db.execute("INSERT INTO reviewer_sessions (token_hash, name, created_ms, expires_ms) VALUES (?, ?, ?, ?)",
+               (_token_hash(token), name, now, now + SESSION_MS))
+    return token
+
+
+def logout(db, token: str) -> None:
+    migrate(db)
+    db.execute("DELETE FROM reviewer_sessions WHERE token_hash = ?", (_token_hash(token),))
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def session(db, token: str | None, *, now: int) -> dict:
+    """The account behind a session token: {"name", "role"}; raises NotLoggedIn."""
+    migrate(db)
+    if not token:
+        raise NotLoggedIn("log in first (POST /v1/review/login, or the form at /review)")
+    row = db.query_one("SELECT r.name, r.role, s.expires_ms FROM reviewer_sessions s JOIN reviewers r "
+                       "ON r.name = s.name WHERE s.token_hash = ? AND r.active = 1", (_token_hash(token),))
+    if row is None or row["expires_ms"] < now:
+        raise NotLoggedIn("the session is unknown or has expired: log in again")
+    return {"name": row["name"], "role": row["role"]}
+
+
+def authorize(account: dict, *roles: str) -> dict:
+    if account["role"] not in roles:
+        raise WrongRole(f"{account['name']} is an {account['role']}; this needs the role "
+                        f"{' or '.join(roles)}")
+    return account
