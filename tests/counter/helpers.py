@@ -17,14 +17,14 @@ CASE = Path(__file__).parents[1] / "data" / "cases" / "class-b-advance-selfpay.j
 LIMITS = {"max_offline_hours": 72, "offline_visit_fund_cap": 20000, "offline_max_visits": 3,
           "offline_acct_allowance": 30000}
 CARD_ID = "330300D15600000500BF7A0D1C5E1A2B"
-CERTNO = "43000019700101123X"
+CERTNO = "430000197001011230"  # check character valid (GB 11643)
 AMOXICILLIN = "XJ01CAA040E001010101445"   # 阿莫西林胶囊, class A
 ATORVASTATIN = "XC10AAA126A001010100971"  # 阿托伐他汀钙片, class B 5 %
 
 PERSONS = [
     {"psn_no": "P0001", "certno": CERTNO, "card_ids": [CARD_ID], "insutype": "310", "psn_type": "working",
      "status": "active", "chronic": [], "balc": 50000, "deductible_used": 20000, "fund_paid": 0},
-    {"psn_no": "P0002", "certno": "330302198001011234", "card_ids": ["330300D15600000500BF7A0D1C5E0002"],
+    {"psn_no": "P0002", "certno": "330302198001011230", "card_ids": ["330300D15600000500BF7A0D1C5E0002"],
      "insutype": "310", "psn_type": "retired", "status": "suspended", "chronic": [], "balc": 1000,
      "deductible_used": 0, "fund_paid": 0},
     {"psn_no": "P0003", "certno": "330302199001011235", "card_ids": ["330300D15600000500BF7A0D1C5E0003"],

@@ -1,0 +1,202 @@
+"""The local counter API (127.0.0.1 only) and the counter page, as one Starlette app.
+
+Three guards keep it local: the daemon binds only a loopback address (config refuses anything else),
+every request from a non-loopback peer is answered 403, and a ``Host`` that is not a loopback name is
+refused (a web page elsewhere cannot reach it through DNS rebinding). POSTs must be JSON, so a foreign
+web page cannot post to it without a CORS preflight, which this API never grants.
+
+Errors always have one shape: ``{"error": {"code", "message", "zh", ...}}`` with a 4xx/5xx status.
+:func:`serve` runs it on hypercorn's trio worker inside the daemon's nursery.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+from decimal import Decimal
+from importlib import resources
+from typing import Any
+
+import trio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from .errors import BadRequest, CounterError
+from .receipts import qr_svg
+
+log = logging.getLogger("edge.counter.api")
+LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1", "[::1]"}
+MAX_BODY = 256 * 1024
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _asset(name: str) -> str:
+    return resources.files("edge.counter").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def _json(data: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(data, status_code=status)
+
+
+def _error(exc: CounterError) -> JSONResponse:
+    return _json({"error": exc.to_dict()}, exc.status)
+
+
+async def _body(request: Request) -> Any:
+    ctype = request.headers.get("content-type", "")
+    if not ctype.startswith("application/json"):
+        raise BadRequest("send the request body as JSON (Content-Type: application/json)", "请求格式不正确",
+                         code="invalid_input", status=415, field="content-type")
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise BadRequest("request body too large", "请求过大", code="invalid_input", status=413, field="body")
+    try:
+        # Exact decimals: a count 0.5 stays 0.5, never a binary float.
+        return json.loads(raw or b"null", parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}", "请求不是有效的JSON", field="body") from exc
+
+
+def _int(value: str, name: str) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{name} must be a whole number", f"{name} 应为整数", field=name) from None
+    if n < 1:
+        raise BadRequest(f"{name} must be ≥ 1", f"{name} 应大于0", field=name)
+    return n
+
+
+def build_app(counter, *, openapi: dict | None = None) -> Starlette:
+    async def page(request: Request) -> Response:
+        return HTMLResponse(_asset("index.html"))
+
+    async def receipt_page(request: Request) -> Response:
+        from .receipt_page import render
+        view = await counter.receipt(_int(request.path_params["seq"], "seq"))
+        return HTMLResponse(render(view))
+
+    async def openapi_doc(request: Request) -> Response:
+        return _json(openapi or json.loads(_asset("openapi.json")))
+
+    async def status(request: Request) -> Response:
+        return _json(await counter.status())
+
+    async def card(request: Request) -> Response:
+        return _json(counter.card_status(request.query_params.get("reader") or None))
+
+    async def simulate_card(request: Request) -> Response:
+        from .cards import simulated_identity
+        if not counter.cards.simulated:
+            raise BadRequest("card simulation is off (it is for the demo only)", "未启用模拟读卡", code="not_simulated",
+                             status=404)
+        if request.method == "DELETE":
+            counter.cards.remove()
+            return _json({"present": False})
+        data = await _body(request)
+        try:
+            ident = simulated_identity(card_id=str(data["card_id"]), ssn=str(data["certno"]),
+                                       name=str(data.get("psn_name", "")))
+        except (KeyError, TypeError) as exc:
+            raise BadRequest("simulate needs card_id and certno", "模拟读卡需要卡识别码和社会保障号码") from exc
+        counter.cards.insert(ident)
+        return _json(counter.card_status())
+
+    async def items(request: Request) -> Response:
+        q = request.query_params.get("q", "")
+        limit = request.query_params.get("limit", "20")
+        if not limit.isdigit() or not 1 <= int(limit) <= 100:
+            raise BadRequest("limit must be 1 to 100", "limit 应为1到100", field="limit")
+        if len(q) > 64:
+            raise BadRequest("q is too long (at most 64 characters)", "搜索内容过长", field="q")
+        found = await trio.to_thread.run_sync(counter.search, q, int(limit))
+        return _json({"items": found})
+
+    async def presettle(request: Request) -> Response:
+        return _json(await counter.presettle(await _body(request)))
+
+    async def settle(request: Request) -> Response:
+        return _json(await counter.settle(await _body(request)))
+
+    async def claim(request: Request) -> Response:
+        return _json(await counter.claim(await _body(request)))
+
+    async def cancel(request: Request) -> Response:
+        data = await _body(request) if request.headers.get("content-length", "0") != "0" else {}
+        return _json(await counter.cancel(_int(request.path_params["seq"], "seq"), data))
+
+    async def receipt(request: Request) -> Response:
+        return _json(await counter.receipt(_int(request.path_params["seq"], "seq")))
+
+    async def receipt_qr(request: Request) -> Response:
+        view = await counter.receipt(_int(request.path_params["seq"], "seq"))
+        return Response(qr_svg(view["qr"]), media_type="image/svg+xml")
+
+    routes = [
+        Route("/", page), Route("/receipt/{seq}", receipt_page), Route("/openapi.json", openapi_doc),
+        Route("/api/status", status), Route("/api/card", card),
+        Route("/api/card/simulate", simulate_card, methods=["POST", "DELETE"]),
+        Route("/api/items", items), Route("/api/presettle", presettle, methods=["POST"]),
+        Route("/api/settle", settle, methods=["POST"]), Route("/api/claim", claim, methods=["POST"]),
+        Route("/api/settlements/{seq}/cancel", cancel, methods=["POST"]),
+        Route("/api/receipt/{seq}", receipt), Route("/api/receipt/{seq}/qr.svg", receipt_qr),
+    ]
+
+    async def on_counter_error(request: Request, exc: Exception) -> Response:
+        return _error(exc)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error in the counter API", extra={"event": "api_error", "path": request.url.path})
+        return _json({"error": {"code": "internal_error", "message": "internal error; nothing was recorded unless a "
+                                "receipt was returned", "zh": "内部错误，请重试或联系技术人员"}}, 500)
+
+    app = Starlette(routes=routes, exception_handlers={CounterError: on_counter_error, Exception: on_unexpected})
+    return LoopbackOnly(app)
+
+
+class LoopbackOnly:
+    """ASGI middleware: refuse non-loopback peers and non-loopback Host headers with 403."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            client = scope.get("client")
+            host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+            hostname = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
+            if client is None or not is_loopback(client[0]) or not is_loopback(hostname):
+                log.warning("refused a non-local request", extra={"event": "non_loopback_refused"})
+                resp = JSONResponse({"error": {"code": "not_local", "message": "the counter API answers only on this "
+                                     "computer (127.0.0.1)", "zh": "仅允许本机访问"}}, status_code=403)
+                await resp(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def serve(app, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Run the app on hypercorn's trio worker; reports the bound URL through task_status."""
+    from hypercorn.config import Config
+    from hypercorn.trio import serve as hyper_serve
+
+    if not is_loopback(host):
+        raise ValueError(f"the counter API binds only to a loopback address, not {host!r}")
+    config = Config()
+    config.bind = [f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"]
+    config.accesslog = None
+    config.errorlog = None
+    config.graceful_timeout = 2.0
+    await hyper_serve(app, config, task_status=task_status)
