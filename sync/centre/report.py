@@ -141,7 +141,7 @@ def daily(db, site: str, date: str) -> dict[str, Any]:
         "site": site, "date": date, "devices": devices,
         "journaled": journaled, "accepted": accepted, "by_kind": by_kind, "outcomes": outcomes,
         "credit": totals["credit"], "variance": totals["variance"], "debt": totals["debt"],
-        "claims": {c["status"]: {"count": c["n"], "reimbursed": c["amount"]} for c in claims},
+        "claims": {c["status"]: {"count": int(c["n"]), "reimbursed": int(c["amount"])} for c in claims},
         "differences": differences, "pending": pending,
         "rejected_at_ingest": [dict(r) for r in rejected],
         "explained": all(v == 0 for v in unexplained.values()) and all(d["reason"] for d in differences),

@@ -205,4 +205,4 @@ def auto_approve(store, *, now: int | None = None, psn_no: str | None = None) ->
 def summary(store) -> dict[str, Any]:
     from sync.centre.reconcile import ensure
     ensure(store)
-    return {r["status"]: r["n"] for r in store.db.query("SELECT status, count(*) AS n FROM recon_claims GROUP BY status")}
+    return {r["status"]: int(r["n"]) for r in store.db.query("SELECT status, count(*) AS n FROM recon_claims GROUP BY status")}
