@@ -46,6 +46,11 @@ from sync.bundles import BundleBrokenChain, BundleError, BundleStale
 from sync.errors import CentreRefused, SyncError, TransportError
 
 log = logging.getLogger("edge.uplink")
+
+
+class DownlinkDeferred(Exception):
+    """Raised by an ``on_downlink`` callback that cannot take this message now (e.g. ``edge sync --once``
+    run without the daemon, which owns outcomes): the feed stops before it and resumes there later."""
 CURSOR_FILE = "downlink.json"
 
 
@@ -291,8 +296,14 @@ class Uplink:
             if actions.rewind_to is not None:
                 await self._rewind(actions.rewind_to)
             for m in actions.messages:
-                await self._deliver(m)
+                try:
+                    await self._deliver(m)
+                except DownlinkDeferred:
+                    self.status.cursor = self.core.cursor
+                    return count
                 count += 1
+                await self._j(self._save_cursor, m["id"])
+                self.core.applied(m["id"])
             await self._j(self._save_cursor, actions.cursor)
             self.core.applied(actions.cursor)
             self.status.cursor = self.core.cursor
@@ -365,13 +376,14 @@ def _bundle_kind(m: dict) -> str | None:
 async def open_uplink(state_dir: str | os.PathLike, journal, *, client: httpx.AsyncClient,
                       on_downlink=None, **options) -> Uplink:
     """Build the uplink for an enrolled state directory (reads device.json and device.key)."""
-    from edge.enrol import device_key, load_device
+    from edge.enrol import KEY_FILE, load_device
+    from edge.journal.keys import load_device_key
 
     cfg = load_device(state_dir)
-    key = device_key(state_dir)
+    key = load_device_key(Path(state_dir) / KEY_FILE)
     centre = CentreClient(cfg.centre_url, cfg.device, key, client=client)
     return Uplink(journal, centre, state_dir=state_dir, on_downlink=on_downlink, **options)
 
 
-__all__ = ["CentreClient", "RoundReport", "Uplink", "UplinkStatus", "open_uplink", "post_frame", "wall_ms",
+__all__ = ["CentreClient", "DownlinkDeferred", "RoundReport", "Uplink", "UplinkStatus", "open_uplink", "post_frame", "wall_ms",
            "CentreRefused"]

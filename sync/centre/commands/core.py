@@ -1,5 +1,173 @@
-"""`centre` commands: run, enroll-token, publish (issue 6 fills this in)."""
+"""`centre` commands: run, enroll-token, publish, devices, revoke.
+
+Every command takes ``--data-dir`` (default ./var/centre: holds bundle.key and, unless ``--db`` says
+otherwise, the SQLite store centre.db) and ``--db`` (a path, sqlite:///path or postgresql://...).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+DEFAULT_DATA_DIR = "./var/centre"
+DEFAULT_PORT = 8700
+
+
+def _common(p) -> None:
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, metavar="DIR",
+                   help=f"centre data directory: bundle-signing key, default store (default {DEFAULT_DATA_DIR})")
+    p.add_argument("--db", default=None, metavar="URL",
+                   help="store: a SQLite path, sqlite:///path or postgresql://user@host/db (default DIR/centre.db)")
 
 
 def register(sub) -> None:
-    return None
+    p = sub.add_parser("run", help="serve the centre (ingest, downlink, enrolment, online, review) over HTTP",
+                       description="Run the centre's HTTP service with hypercorn's trio worker until interrupted.")
+    _common(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT}; 0 = any free)")
+    p.add_argument("--no-background", action="store_true", help="do not start background tasks (reconciliation)")
+    p.set_defaults(func=run)
+
+    p = sub.add_parser("enroll-token", help="issue a one-time enrolment token for a new device of a site",
+                       description="Print a one-time token; on the counter PC run `edge enroll URL TOKEN`.")
+    _common(p)
+    p.add_argument("--site", required=True, help="site code, e.g. S330300001")
+    p.add_argument("--ttl-hours", type=float, default=168, help="hours until the token expires (default 168)")
+    p.set_defaults(func=enroll_token)
+
+    p = sub.add_parser("publish", help="sign and publish catalogue/policy/persons/hotlist bundles from source files",
+                       description="Build signed, versioned bundles (full and delta) from a directory of "
+                                   "catalogue/policy/persons/hotlist .json or .csv files and offer them to devices.")
+    _common(p)
+    p.add_argument("--source", required=True, metavar="DIR", help="directory of source files (e.g. sync/centre/sample)")
+    p.add_argument("--kind", action="append", choices=("catalogue", "policy", "persons", "hotlist"),
+                   help="publish only this kind (repeatable; default all found)")
+    p.set_defaults(func=publish)
+
+    p = sub.add_parser("devices", help="list enrolled devices with their high-water marks",
+                       description="One JSON object per enrolled device.")
+    _common(p)
+    p.set_defaults(func=devices)
+
+    p = sub.add_parser("revoke", help="revoke a device: its uploads and requests are refused from now on",
+                       description="Revoke a device (lost or stolen PC). Entries already stored stay.")
+    _common(p)
+    p.add_argument("device", help="device id, e.g. D-S330300001-1")
+    p.set_defaults(func=revoke)
+
+
+def db_url(args) -> str:
+    return args.db or str(Path(args.data_dir) / "centre.db")
+
+
+def _open(args):
+    from sync.centre.store import open_store
+
+    return open_store(db_url(args))
+
+
+def _fail(exc) -> int:
+    print(f"centre: {exc.message} [{exc.code}]", file=sys.stderr)
+    return 1
+
+
+def run(args) -> int:
+    import trio
+
+    from sync.centre.keys import load_or_create
+    from sync.centre.server import run_centre
+    from sync.errors import SyncError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        store = _open(args)
+        key = load_or_create(args.data_dir)
+    except SyncError as exc:
+        return _fail(exc)
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(lambda task_status: run_centre(
+                store, key, host=args.host, port=args.port, background=not args.no_background, task_status=task_status))
+            print(f"centre: listening on {url} (store {store.backend}: {db_url(args)})", flush=True)
+
+    try:
+        trio.run(main)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        store.close()
+    return 0
+
+
+def enroll_token(args) -> int:
+    from sync.errors import SyncError
+
+    try:
+        store = _open(args)
+        try:
+            token = store.create_enrol_token(args.site, ttl_ms=int(args.ttl_hours * 3_600_000))
+        finally:
+            store.close()
+    except SyncError as exc:
+        return _fail(exc)
+    print(token)
+    return 0
+
+
+def publish(args) -> int:
+    from sync.centre.keys import load_or_create
+    from sync.centre.publish import KINDS, publish as do_publish
+    from sync.errors import SyncError
+
+    try:
+        store = _open(args)
+        try:
+            key = load_or_create(args.data_dir)
+            rows = do_publish(store, key, args.source, kinds=tuple(args.kind or KINDS))
+        finally:
+            store.close()
+    except SyncError as exc:
+        return _fail(exc)
+    for r in rows:
+        print(json.dumps(r, ensure_ascii=False))
+    if not rows:
+        print("centre: nothing changed since the last publication", file=sys.stderr)
+    return 0
+
+
+def devices(args) -> int:
+    from sync.errors import SyncError
+
+    try:
+        store = _open(args)
+        try:
+            for d in store.devices():
+                print(json.dumps({"device": d.device, "site": d.site, "status": d.status, "high_water": d.high_water,
+                                  "enrolled_ms": d.enrolled_ms}))
+        finally:
+            store.close()
+    except SyncError as exc:
+        return _fail(exc)
+    return 0
+
+
+def revoke(args) -> int:
+    from sync.errors import SyncError
+
+    try:
+        store = _open(args)
+        try:
+            if store.device(args.device) is None:
+                print(f"centre: no device {args.device} is enrolled", file=sys.stderr)
+                return 1
+            store.revoke_device(args.device)
+        finally:
+            store.close()
+    except SyncError as exc:
+        return _fail(exc)
+    print(f"revoked {args.device}")
+    return 0

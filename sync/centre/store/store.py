@@ -251,8 +251,9 @@ class Store:
                              "WHERE device = ? ORDER BY id", (device,))
 
     # -- bundles ---------------------------------------------------------------------------------
-    def put_bundle(self, raw: bytes, *, now: int | None = None) -> dict:
-        """Store a signed bundle (as built by :mod:`sync.bundles`) and offer it to every device."""
+    def put_bundle(self, raw: bytes, *, now: int | None = None, offer: bool = True) -> dict:
+        """Store a signed bundle (as built by :mod:`sync.bundles`); ``offer`` puts it on every device's
+        downlink feed (a full bundle that follows its own delta is stored but not offered)."""
         now = now_ms() if now is None else now
         outer = cbor2.loads(raw)
         env = cbor2.loads(outer["signed"])
@@ -263,7 +264,8 @@ class Store:
                 return info
             self.db.execute("INSERT INTO bundles (kind, version, base, hash, raw, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
                             (env["kind"], env["version"], env["base"], digest, bytes(raw), now))
-            self._post(None, "bundle", bytes(raw), topic=env["kind"], full=env["base"] is None, now=now)
+            if offer:
+                self._post(None, "bundle", bytes(raw), topic=env["kind"], full=env["base"] is None, now=now)
         return info
 
     def bundle(self, kind: str, version: int, *, base: int | None = None) -> bytes | None:
