@@ -21,6 +21,7 @@ Theory of operation
 from __future__ import annotations
 
 import base64
+import json
 import os
 import sqlite3
 import threading
@@ -390,21 +391,36 @@ class JournalStore:
             raise ExportRequired(f"{action} with --force needs an export file for the {unsent} unsent entries")
         if export_to is None:
             return None
-        from .export import write_export
+        from .errors import ExportError
+        from .export import verify_export, write_export
 
-        write_export(self, export_to)
-        return Path(export_to)
+        summary = write_export(self, export_to)
+        # Check what was written before anything is destroyed: the export is all that will be left.
+        check = verify_export(summary.path, pubkey=self.verify_key)
+        if not check.ok or check.report.count != summary.count:
+            raise ExportError(f"{action} refused: the export {summary.path} does not verify "
+                              f"({check.report.text()})", hint="Nothing was removed; call the field technician.")
+        return summary.path
 
     def reset(self, *, force: bool = False, export_to: str | os.PathLike | None = None) -> ResetReport:
         """Empty the journal (before re-enrolling a device). Refuses while entries are unsent unless
-        ``force`` with ``export_to`` (the export is written and fsynced first). Closes the store."""
+        ``force`` with ``export_to`` (the export is written and fsynced first). Closes the store.
+
+        The emptied journal refuses to reopen for the same device id or key (seq 1 again under the
+        same id would be a fork at the centre): the next device must be newly enrolled."""
         unsent = self.unacknowledged()
         exported = self.guard_destructive("journal reset", force=force, export_to=export_to)
         with self._transaction() as conn:
             removed = conn.execute("SELECT count(*) FROM entries").fetchone()[0]
+            # Remember the identity: restarting seq at 1 under the same device id would look like a
+            # fork/replay at the centre, so the emptied journal only accepts a newly enrolled device.
+            row = conn.execute("SELECT value FROM meta WHERE key = 'retired'").fetchone()
+            retired = json.loads(row[0]) if row else []
+            retired.append({"device": self.device, "key_id": self.key_id, "head": removed})
             conn.execute("DELETE FROM outbox")
             conn.execute("DELETE FROM entries")
             conn.execute("DELETE FROM meta")
+            conn.execute("INSERT INTO meta (key, value) VALUES ('retired', ?)", (json.dumps(retired),))
         self.close()
         return ResetReport(removed=removed, unsent=unsent, exported_to=exported)
 
@@ -435,6 +451,13 @@ def _bind_identity(conn: sqlite3.Connection, meta: dict, where: str, signing_key
                    device: str | None) -> VerifyKey:
     """Record device and key in a new journal; refuse a journal that belongs to another device or key."""
     if "key_id" not in meta:
+        for gone in json.loads(meta.get("retired", "[]")):
+            if device == gone["device"] or (signing_key is not None
+                                            and key_id(signing_key.verify_key) == gone["key_id"]):
+                raise JournalMismatch(
+                    f"the journal {where} was reset for device {gone['device']} (key {gone['key_id']}); "
+                    "it starts again only for a newly enrolled device and key",
+                    hint="Re-enrol the device (`edge enroll`): a new device id and key start a new chain.")
         if signing_key is None:
             raise KeyMissing(f"the journal {where} is empty and no device key was given")
         if device is None:

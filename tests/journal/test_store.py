@@ -166,7 +166,12 @@ def test_reset_refuses_while_unsent_and_forced_reset_exports_first(store, tmp_pa
     assert report.removed == 3 and report.unsent == 2 and report.exported_to == out
     assert store.closed
     assert verify_export(out, pubkey=key.verify_key).report.count == 3
-    # The emptied journal can start over for a newly enrolled device and key.
+    # The emptied journal never restarts the old chain (seq 1 again would be a fork at the centre)...
+    with pytest.raises(JournalMismatch, match="reset"):
+        JournalStore.open(db_path, signing_key=key, device=DEVICE)
+    with pytest.raises(JournalMismatch, match="reset"):
+        JournalStore.open(db_path, signing_key=SigningKey.generate(), device=DEVICE)
+    # ...but starts over for a newly enrolled device and key.
     new_key = SigningKey.generate()
     with JournalStore.open(db_path, signing_key=new_key, device="D-S330300001-2") as fresh:
         assert fresh.head() == (0, GENESIS)
