@@ -8,7 +8,8 @@ site's counters journaled with what the centre accepted, entry by entry:
 * ``accepted``: the same as the centre accepted them after reconciliation (rejected and disputed
   settlements accept nothing; credits and variances move money between the columns);
 * ``differences``: every entry whose journaled and accepted figures differ, each with the outcome,
-  its codes and the reason that explains it. Entries not reconciled yet are listed as ``pending``
+  its codes and the reason that explains it; ``adjustments``: entries accepted as journaled but
+  adjusted all the same (offline fund variance, account debt). Entries not reconciled yet are listed as ``pending``
   (their accepted figures are not known: run ``centre reconcile``), and entries refused at ingest
   (bad signature, broken chain...) as ``rejected_at_ingest``.
 
@@ -87,7 +88,7 @@ def daily(db, site: str, date: str) -> dict[str, Any]:
     accepted = {"count": 0, **zero}
     by_kind: dict[str, dict] = {}
     outcomes: dict[str, int] = {}
-    differences, pending = [], []
+    differences, pending, adjustments = [], [], []
     totals = {"credit": 0, "variance": 0, "debt": 0}
 
     def add(bucket: dict, figures: dict, counted: bool) -> None:
@@ -113,6 +114,10 @@ def daily(db, site: str, date: str) -> dict[str, Any]:
                                 "outcome": r["outcome"], "codes": codes, "reason": r["reason"],
                                 "journaled": j, "accepted": a, "delta": {k: j[k] - a[k] for k in COLUMNS},
                                 "credit": r["credit"], "variance": r["variance"], "debt": r["debt"]})
+        elif r["outcome"] == "adjusted":
+            # Same figures, yet adjusted: a fund variance or an account debt (the site is paid as journaled).
+            adjustments.append({"device": r["device"], "seq": r["seq"], "kind": r["kind"], "psn_no": r["psn_no"],
+                                "codes": codes, "reason": r["reason"], "variance": r["variance"], "debt": r["debt"]})
     # Entries journaled but not reconciled yet: they count as journaled and are listed as pending.
     if devices:
         marks = ", ".join("?" * len(devices))
@@ -142,7 +147,7 @@ def daily(db, site: str, date: str) -> dict[str, Any]:
         "journaled": journaled, "accepted": accepted, "by_kind": by_kind, "outcomes": outcomes,
         "credit": totals["credit"], "variance": totals["variance"], "debt": totals["debt"],
         "claims": {c["status"]: {"count": int(c["n"]), "reimbursed": int(c["amount"])} for c in claims},
-        "differences": differences, "pending": pending,
+        "differences": differences, "adjustments": adjustments, "pending": pending,
         "rejected_at_ingest": [dict(r) for r in rejected],
         "explained": all(v == 0 for v in unexplained.values()) and all(d["reason"] for d in differences),
     }
@@ -189,6 +194,8 @@ def to_text(report: dict) -> str:
                                             for k, v in sorted(report["claims"].items())))
     for d in report["differences"]:
         lines.append(f"  {d['device']} #{d['seq']} {d['kind']} {d['outcome']} ({', '.join(d['codes'])}): {d['reason']}")
+    for d in report["adjustments"]:
+        lines.append(f"  {d['device']} #{d['seq']} {d['kind']} adjusted ({', '.join(d['codes'])}): {d['reason']}")
     for p in report["pending"]:
         lines.append(f"  {p['device']} #{p['seq']} {p['kind']} pending: {p['reason']}")
     for r in report["rejected_at_ingest"]:
@@ -208,6 +215,8 @@ def to_html(report: dict) -> str:
         f"<tr><td>{e(d['device'])}</td><td>{d['seq']}</td><td>{e(d['kind'])}</td><td>{e(d['outcome'])}</td>"
         f"<td>{e(', '.join(d['codes']))}</td>" + "".join(f"<td>¥{yuan(d['delta'][k])}</td>" for k in COLUMNS) +
         f"<td>{e(d['reason'])}</td></tr>" for d in report["differences"])
+    adj = "".join(f"<li>{e(d['device'])} #{d['seq']} {e(', '.join(d['codes']))}: {e(d['reason'])}</li>"
+                  for d in report["adjustments"])
     pend = "".join(f"<li>{e(p['device'])} #{p['seq']} {e(p['kind'])}: {e(p['reason'])}</li>" for p in report["pending"])
     rej = "".join(f"<li>{e(r['device'])} #{r['seq']} ({e(r['code'])}): {e(r['message'])}</li>"
                   for r in report["rejected_at_ingest"])
@@ -223,6 +232,7 @@ account debts ¥{yuan(report['debt'])}</p>
 <h2>Differences, each explained ({len(report['differences'])})</h2>
 <table><tr><th>device</th><th>seq</th><th>kind</th><th>outcome</th><th>codes</th><th>Δ medfee</th><th>Δ fund</th>
 <th>Δ account</th><th>Δ cash</th><th>reason</th></tr>{diffs}</table>
+<h2>Adjusted, accepted as journaled ({len(report['adjustments'])})</h2><ul>{adj}</ul>
 <h2>Pending reconciliation ({len(report['pending'])})</h2><ul>{pend}</ul>
 <h2>Rejected at ingest ({len(report['rejected_at_ingest'])})</h2><ul>{rej}</ul>
 <p id="verdict">{'Every difference is explained.' if report['explained'] else 'Unexplained differences: investigate.'}</p>

@@ -191,3 +191,18 @@ async def test_g_emergency_observation_resolved_after_admission(centre, http, tm
     got = {r["claim_no"]: r for r in a.messages("reimbursement")}
     assert got[f"{a.device}-1"]["amount"] == not_admitted.json()["amount"]
     assert got[f"{a.device}-2"]["amount"] == 0 and "inpatient" in got[f"{a.device}-2"]["reason"]
+
+
+async def test_background_task_reconciles_what_arrives(centre, http, tmp_path, nursery):
+    """`centre run` starts reconcile.background; uploads get outcomes without anyone asking."""
+    a = await PlayedEdge.enrol(centre, http, tmp_path, "S-A")
+    await nursery.start(lambda task_status: reconcile.background(centre.store, interval=0.05, task_status=task_status))
+    await a.journal_entry("settlement", settlement_body(person("P0002", deductible_used=0), visit(0)), time=T0)
+    await trio.to_thread.run_sync(lambda: centre.store.db.execute(
+        "UPDATE recon_persons SET deductible_used = 20000 WHERE psn_no = 'P0002'"))
+    await a.sync()
+    with trio.fail_after(30):
+        while not a.messages("outcome"):
+            await trio.sleep(0.05)
+            await a.sync()
+    assert a.messages("outcome")[0]["outcome"] == "adjusted"
