@@ -24,9 +24,12 @@ def _fail(kind: str, path: str, why: str) -> None:
 
 
 def _is(value: Any, *types: type) -> bool:
-    if isinstance(value, bool):
+    t = type(value)  # exact types first (decoded CBOR is only these); bool is never an int here
+    if t is bool:
         return _BOOL in types
-    if isinstance(value, Mapping):
+    if t in (int, dict, list, str, bytes, _NULL):
+        return t in types
+    if isinstance(value, Mapping):  # bodies handed in by callers before encoding
         return _MAP in types
     if isinstance(value, (list, tuple)):
         return _LIST in types
