@@ -1,5 +1,121 @@
-"""`edge` commands of the daemon group (filled in by the issue that builds it)."""
+"""``edge run``, ``edge status`` and ``edge demo``: the counter daemon and its demo.
+
+Exit status: 0 ok; 2 bad configuration or not enrolled (message on stderr says what to do);
+``edge status``: 0 online, 1 offline (the daemon answers, the centre does not), 3 the daemon does not answer.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
 
 
 def register(sub) -> None:
-    return None
+    p = sub.add_parser("run", help="run the counter daemon (card watcher, local API and page, uplink)",
+                       description="Run the counter daemon until SIGTERM or Ctrl-C. The counter page and API are "
+                                   "served on 127.0.0.1 only (see docs/counter.md).")
+    p.add_argument("--config", metavar="edge.toml", help="TOML configuration (every key optional; see docs/counter.md)")
+    p.add_argument("--state-dir", help="state directory (overrides state_dir in the config)")
+    p.add_argument("--port", type=int, help="API port on 127.0.0.1 (overrides counter.port; 0 = any free port)")
+    p.add_argument("--simulated-card", action="store_true",
+                   help="demo only: no card reader; identities are put in through the API (labelled 模拟读卡)")
+    p.set_defaults(func=run)
+
+    p = sub.add_parser("status", help="ask the running daemon: online/offline, backlog, cache versions and ages",
+                       description="Print the running daemon's status (GET /api/status on 127.0.0.1).")
+    p.add_argument("--config", metavar="edge.toml", help="configuration, to find the port")
+    p.add_argument("--url", help="the daemon's URL (default http://127.0.0.1:<counter.port>)")
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.set_defaults(func=status)
+
+    p = sub.add_parser("demo", help="start a local centre and a counter with sample data (what scripts/demo runs)",
+                       description="Start a centre (SQLite, temporary directory), publish the sample bundles, enrol "
+                                   "a counter, start pcscd + the virtual card when possible, run the daemon and print "
+                                   "the counter URL. --scripted plays a whole day without a person and exits.")
+    p.add_argument("--scripted", action="store_true", help="run a scripted day (online, outage, claim, reconnection) and exit")
+    p.add_argument("--port", type=int, default=8765, help="counter port on 127.0.0.1 (default 8765; 0 = any free port)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory (its path is printed)")
+    p.set_defaults(func=demo)
+
+
+def _config(args):
+    import dataclasses
+    from pathlib import Path
+
+    from edge import config
+
+    cfg = config.load(getattr(args, "config", None))
+    if getattr(args, "state_dir", None):
+        cfg = dataclasses.replace(cfg, state_dir=Path(args.state_dir))
+    if getattr(args, "port", None) is not None:
+        cfg = dataclasses.replace(cfg, counter=dataclasses.replace(cfg.counter, port=args.port))
+    if getattr(args, "simulated_card", False):
+        cfg = dataclasses.replace(cfg, card=dataclasses.replace(cfg.card, simulated=True))
+    return cfg
+
+
+def run(args) -> int:
+    import trio
+
+    from edge import daemon, logs
+    from edge.config import ConfigError
+
+    try:
+        cfg = _config(args)
+    except ConfigError as exc:
+        print(f"edge run: {exc.message}", file=sys.stderr)
+        return 2
+    logs.setup(cfg.log.level, json_lines=cfg.log.json)
+
+    def ready(running) -> None:
+        print(f"counter page: {running.url}/", flush=True)
+
+    try:
+        trio.run(partial_run(daemon.run_until_signal, cfg, ready))
+    except daemon.DaemonError as exc:
+        print(f"edge run: {exc.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def partial_run(fn, cfg, ready):
+    async def main():
+        await fn(cfg, on_ready=ready)
+    return main
+
+
+def status(args) -> int:
+    import httpx
+
+    from edge.config import ConfigError
+
+    try:
+        cfg = _config(args)
+    except ConfigError as exc:
+        print(f"edge status: {exc.message}", file=sys.stderr)
+        return 2
+    url = (args.url or f"http://127.0.0.1:{cfg.counter.port}").rstrip("/")
+    try:
+        s = httpx.get(url + "/api/status", timeout=5, trust_env=False).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        print(f"edge status: the daemon does not answer at {url} ({exc.__class__.__name__}); is `edge run` running?",
+              file=sys.stderr)
+        return 3
+    if args.json:
+        print(json.dumps(s, ensure_ascii=False, indent=2))
+    else:
+        b = s["backlog"]
+        print(f"device {s['device']}: {'ONLINE' if s['online'] else 'OFFLINE'}"
+              f"{' (last error: ' + s['last_error'] + ')' if s.get('last_error') else ''}")
+        print(f"backlog: {b['count']} entries, {b['bytes']} bytes, oldest {b['oldest_age_s']} s")
+        age = s["cache"]["age_s"]
+        print(f"cache: refreshed {'never' if age is None else str(age) + ' s ago'}; " + ", ".join(
+            f"{k} v{v['version']} ({v['age_s']} s)" for k, v in sorted(s["cache"]["bundles"].items())))
+        print(f"journal: {'ok' if s['journal']['ok'] else 'NOT WRITABLE: ' + json.dumps(s['journal']['error'])}")
+    return 0 if s["online"] else 1
+
+
+def demo(args) -> int:
+    from edge.counter import demo as demo_mod
+
+    return demo_mod.main(scripted=args.scripted, port=args.port, keep=args.keep)

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import httpx
 
 PATH = "/v1/online/settle"
-HEALTH_PATH = "/v1/health"
+HEALTH_PATH = "/health"
 
 
 class CentreUnreachable(Exception):

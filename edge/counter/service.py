@@ -110,6 +110,7 @@ class Counter:
         self.journal_fault: dict | None = None
         self._lock = trio.Lock()
         self._full_payments: dict[str, offline.Decision] = {}
+        self.on_journaled = None          # the daemon sets uplink.wake: send new entries at once
 
     # -- facts ----------------------------------------------------------------------------------
     def cache_age_ms(self) -> int | None:
@@ -123,6 +124,12 @@ class Counter:
     def mark_refreshed(self) -> None:
         self.cache.mark_refreshed(wall_ms=self.clock.wall_ms(), mono_ns=self.clock.mono_ns(),
                                   boot_id=self.clock.boot_id)
+
+    def mark_refreshed_at(self, wall_ms: int) -> None:
+        """The cache was current with the centre at ``wall_ms`` (a sync round ended then)."""
+        now_wall, now_mono = self.clock.wall_ms(), self.clock.mono_ns()
+        mono = now_mono - max(0, now_wall - wall_ms) * 1_000_000
+        self.cache.mark_refreshed(wall_ms=wall_ms, mono_ns=mono, boot_id=self.clock.boot_id)
 
     def _basis(self, person_known: bool) -> dict:
         v = self.cache.versions()
@@ -510,6 +517,8 @@ class Counter:
                 pass
         log.info("journaled", extra={"event": "journaled", "kind": kind, "seq": entry.seq,
                                      "mode": body.get("mode"), "cause": body.get("cause")})
+        if self.on_journaled is not None:
+            self.on_journaled()
         return self.receipt_summary(entry)
 
     # -- receipts and status ----------------------------------------------------------------------
@@ -525,19 +534,24 @@ class Counter:
         return self.receipt_summary(entry)
 
     async def status(self) -> dict:
-        backlog = await self._read_journal(self.journal.backlog)
+        try:
+            backlog = await self._read_journal(self.journal.backlog)
+            head, _ = await self._read_journal(self.journal.head)
+        except JournalUnavailable:
+            backlog, head = None, None      # the status still answers, saying why settling stopped
         now = self.clock.wall_ms()
         versions = self.cache.versions()
         age = self.cache_age_ms()
         return {
             "device": self.journal.device,
             "online": self.link.online, "last_contact_ms": self.link.last_ok_ms, "last_error": self.link.last_error,
-            "backlog": {"count": backlog.count, "bytes": backlog.bytes,
-                        "oldest_age_s": None if backlog.oldest_time_ms is None else max(0, now - backlog.oldest_time_ms) // 1000},
+            "backlog": None if backlog is None else {
+                "count": backlog.count, "bytes": backlog.bytes,
+                "oldest_age_s": None if backlog.oldest_time_ms is None else max(0, now - backlog.oldest_time_ms) // 1000},
             "cache": {"age_s": None if age is None else age // 1000,
                       "bundles": {k: {"version": v["version"], "age_s": max(0, now - v["applied_ms"]) // 1000}
                                   for k, v in versions.items()}},
-            "journal": {"ok": self.journal_fault is None, "error": self.journal_fault},
+            "journal": {"ok": self.journal_fault is None, "error": self.journal_fault, "head": head},
             "simulated_card": self.cards.simulated,
             "level": self.settings.level,
         }

@@ -250,6 +250,8 @@ async def test_journal_that_cannot_be_written_stops_settling(api, cards, journal
     journal.close()
     r = await api.post("/api/settle", json=visit("POS-J"))
     assert r.status_code == 503 and r.json()["error"]["zh"]
+    s = (await api.get("/api/status")).json()
+    assert s["journal"]["ok"] is False and s["journal"]["error"]["hint"]
 
 
 async def test_refuses_non_loopback_peers_and_hosts(counter):

@@ -1,0 +1,330 @@
+"""The demo: a centre and a counter on this machine, with the sample data (``scripts/demo``).
+
+Everything runs in one trio process and one nursery: the centre (SQLite in a temporary directory,
+the sample bundles published), the enrolled counter daemon, and - when pcscd and vsmartcard's vpcd
+are there - the virtual card (张三) in the first virtual reader. Without them the counter uses the
+simulated card desk and every screen says so (模拟读卡).
+
+``--scripted`` plays a whole day without a person and exits: online visits, a centre outage with
+offline visits and a full-payment claim, the centre back, the backlog sent; then it prints what
+reached the centre. It is also the integration smoke test (tests/counter/test_demo.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import trio
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "sync" / "centre" / "sample"
+VCARD = ROOT / "firmware-interfaces" / "vcard" / "vcard.py"
+CARD_FILE = ROOT / "firmware-interfaces" / "vcard" / "cards" / "zhangsan.json"
+VPCD_PORT = 35963
+SITE = "S330300001"
+
+# Sample persons (sync/centre/sample/persons.json) the scripted day uses.
+ZHANGSAN = {"card_id": "330300D15600000500A1B2C3D4E5F607", "certno": "330302199001011235", "psn_name": "张三"}
+LISI = {"card_id": "330300D15600000500B7C8D9E0F1A2B3", "certno": "330303198506152625", "psn_name": "李四"}
+WANGFANG = {"card_id": "330300D15600000500000000000003E8", "certno": "33030219500101100X", "psn_name": "王芳"}
+ITEMS = [{"med_list_codg": "XJ01CAA040E001010101445", "cnt": "2", "pric": 1280},   # 阿莫西林胶囊 (A)
+         {"med_list_codg": "001102000010000", "cnt": "1", "pric": 1000}]           # 门诊诊查费 (A)
+ITEMS_B = [{"med_list_codg": "XC10AAA126A001010100971", "cnt": "3", "pric": 2345}]  # 阿托伐他汀钙片 (B)
+
+
+@dataclass
+class Stack:
+    tmp: Path
+    store: object
+    key: object
+    centre: object
+    centre_port: int
+    daemon: object            # edge.daemon.Running
+    card: str                 # "virtual card (pcscd + vpcd)" | "simulated"
+
+
+def pcsc_ready() -> bool:
+    """pcscd answers and lists a vpcd reader."""
+    try:
+        from smartcard import scard
+    except ImportError:
+        return False
+    try:
+        rc, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        if rc != scard.SCARD_S_SUCCESS:
+            return False
+        try:
+            rc, readers = scard.SCardListReaders(ctx, [])
+            return rc == scard.SCARD_S_SUCCESS and any(r.startswith("Virtual PCD") for r in readers)
+        finally:
+            scard.SCardReleaseContext(ctx)
+    except Exception:
+        return False
+
+
+def start_pcscd() -> None:
+    """Start pcscd when we may (root, not running); quietly do nothing otherwise."""
+    if os.geteuid() != 0 or shutil.which("pcscd") is None:
+        return
+    if subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True).returncode == 0:
+        return
+    os.makedirs("/run/pcscd", exist_ok=True)
+    subprocess.run(["pcscd"], capture_output=True)
+
+
+@contextlib.contextmanager
+def virtual_card_process(card_file: Path = CARD_FILE, port: int = VPCD_PORT):
+    """The virtual card as its own process connected to vpcd (that is "inserting" it)."""
+    proc = subprocess.Popen([sys.executable, str(VCARD), "--card", str(card_file), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+async def start_stack(nursery, tmp: Path, *, port: int = 0, simulated: bool = True, probe_s: float = 1.0,
+                      idle_s: float = 2.0) -> Stack:
+    """Centre + published sample + enrolled counter daemon, all in ``nursery``."""
+    from edge import config as cfgmod
+    from edge import daemon
+    from edge.enrol import enroll
+    from sync.centre.keys import load_or_create
+    from sync.centre.publish import publish
+    from sync.centre.server import start_centre
+    from sync.centre.store import open_store
+
+    centre_dir, state_dir = tmp / "centre", tmp / "edge"
+    centre_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(centre_dir / "centre.db")
+    key = load_or_create(centre_dir)
+    await trio.to_thread.run_sync(lambda: publish(store, key, SAMPLE))
+    await trio.to_thread.run_sync(seed_ledger, store)
+    centre = await start_centre(nursery, store, key, background=True)
+    centre_port = int(centre.url.rsplit(":", 1)[1])
+    token = store.create_enrol_token(SITE, ttl_ms=3_600_000)
+    async with httpx.AsyncClient(trust_env=False) as client:
+        await enroll(centre.url, token, state_dir, client=client)
+    cfg = cfgmod.from_dict({"state_dir": str(state_dir),
+                            "counter": {"port": port, "online_timeout_s": 2.0, "retry_online_after_s": 5.0},
+                            "card": {"simulated": simulated, "enabled": True},
+                            "sync": {"idle_s": idle_s, "probe_interval_s": probe_s}})
+    running = await nursery.start(daemon.run, cfg)
+    return Stack(tmp, store, key, centre, centre_port, running,
+                 "simulated" if simulated else "virtual card (pcscd + vpcd)")
+
+
+def seed_ledger(store) -> None:
+    """The centre's authoritative balances start from the same sample persons (online settlement and
+    reconciliation read them)."""
+    from sync.centre import ledger, reconcile
+
+    reconcile.ensure(store)
+    persons = json.loads((SAMPLE / "persons.json").read_text(encoding="utf-8"))["persons"]
+    ledger.seed_from_persons(store.db, persons)
+
+
+async def wait_for(predicate, *, what: str, within: float = 30.0, step: float = 0.1):
+    with trio.move_on_after(within):
+        while True:
+            value = await predicate()
+            if value:
+                return value
+            await trio.sleep(step)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+async def stop_centre(stack: Stack) -> None:
+    stack.centre.stop()
+    await trio.sleep(0.2)
+
+
+async def restart_centre(nursery, stack: Stack) -> None:
+    from sync.centre.server import start_centre
+    stack.centre = await start_centre(nursery, stack.store, stack.key, port=stack.centre_port, background=True)
+
+
+# -- the scripted day ---------------------------------------------------------------------------
+def _yuan(fen: int) -> str:
+    from edge.settle import yuan
+    return "¥" + yuan(fen)
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+async def scripted_day(nursery, stack: Stack, api: httpx.AsyncClient) -> dict:
+    """A day at the counter; returns a summary (the test checks it)."""
+    summary: dict = {"receipts": []}
+
+    async def status():
+        return (await api.get("/api/status")).json()
+
+    async def card(who: dict | None):
+        if stack.card == "simulated":
+            if who is None:
+                await api.delete("/api/card/simulate")
+            else:
+                r = await api.post("/api/card/simulate", json=who)
+                r.raise_for_status()
+
+    async def visit(label: str, body: dict, *, endpoint: str = "/api/settle") -> dict:
+        r = await api.post(endpoint, json=body)
+        data = r.json()
+        if r.status_code != 200:
+            _say(f"  {label}: {data['error']['code']} - {data['error']['zh']}")
+            return data
+        s = data["setlinfo"]
+        extra = f" 理赔号 {data['claim_no']}" if data.get("claim_no") else ""
+        _say(f"  {label}: {data['mode_zh']} seq {data['seq']} 校验码 {data['digest']} 总额 {_yuan(s['medfee_sumamt'])} = "
+             f"统筹 {_yuan(s['fund_pay_sumamt'])} + 账户 {_yuan(s['acct_pay'])} + 现金 {_yuan(s['psn_cash_pay'])}{extra}")
+        summary["receipts"].append(data)
+        return data
+
+    _say("== 1. 上午：联网结算 (online) ==")
+    await wait_for(lambda: _online(api), what="the counter to reach the centre")
+    await wait_for(lambda: _bundles(api), what="the first download of the sample bundles")
+    await card(ZHANGSAN)
+    await wait_for(lambda: _card_present(api), what="the card")
+    await visit("张三 门诊 (账户支付, PIN)", {"req": "DEMO-1", "med_type": "11", "acct_used_flag": True, "pin": "123456",
+                                          "items": ITEMS})
+    await visit("张三 再次提交同一笔 (double submit)", {"req": "DEMO-1", "med_type": "11", "acct_used_flag": True,
+                                                "pin": "123456", "items": ITEMS})
+    await card(None)
+
+    _say("== 2. 中午：医保中心断网 (outage) ==")
+    await stop_centre(stack)
+    await wait_for(lambda: _offline(api), what="the counter to notice the outage")
+    s = await status()
+    _say(f"  counter is {'online' if s['online'] else 'OFFLINE'}; banner shown on the page")
+    await card(ZHANGSAN)
+    await wait_for(lambda: _card_present(api), what="the card")
+    await visit("张三 脱机门诊", {"req": "DEMO-2", "med_type": "11", "acct_used_flag": True, "pin": "123456",
+                               "items": ITEMS_B})
+    await card(None)
+    if stack.card == "simulated":
+        await card(WANGFANG)
+        body = {"req": "DEMO-3", "med_type": "11", "items": ITEMS}
+        r = await visit("王芳 (参保暂停) 结算", body)
+        if r.get("error", {}).get("code") == "full_payment_required":
+            await visit("王芳 全额垫付", body, endpoint="/api/claim")
+        await card(None)
+    await visit("手工录入卡 (卡片损坏) 脱机", {"req": "DEMO-4", "med_type": "11", "items": ITEMS,
+                                      "keyed_in": {"card_no": "A12345678", "certno": LISI["certno"]}},
+                endpoint="/api/claim")
+    s = await status()
+    summary["backlog_during_outage"] = s["backlog"]["count"]
+    _say(f"  backlog waiting for the centre: {s['backlog']['count']} entries")
+
+    _say("== 3. 下午：恢复联网 (reconnection) ==")
+    await restart_centre(nursery, stack)
+    await wait_for(lambda: _online(api), what="the counter to reach the centre again", within=60)
+    await wait_for(lambda: _backlog_empty(api), what="the backlog to be sent", within=60)
+    s = await status()
+    summary["backlog_after"] = s["backlog"]["count"]
+    _say(f"  backlog now {s['backlog']['count']}")
+
+    _say("== 4. 医保中心收到的数据 (what reached the centre) ==")
+    device = s["device"]
+    summary["device"] = device
+    summary["centre_high_water"] = await trio.to_thread.run_sync(stack.store.high_water, device)
+    summary["journaled"] = (await status())["journal"]["head"]
+    _say(f"  device {device}: centre holds entries 1..{summary['centre_high_water']}")
+    try:
+        from sync.centre import reconcile, report
+        await trio.to_thread.run_sync(reconcile.run_pending, stack.store)
+        today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date().isoformat()
+        rep = await trio.to_thread.run_sync(lambda: report.daily(stack.store, SITE, today))
+        _say(report.to_text(rep))
+        summary["report"] = True
+    except Exception as exc:  # the report is the reconciliation engineer's: show what we can
+        _say(f"  (daily report not available: {exc.__class__.__name__}: {exc})")
+    return summary
+
+
+async def _online(api):
+    return (await api.get("/api/status")).json()["online"]
+
+
+async def _offline(api):
+    return not (await api.get("/api/status")).json()["online"]
+
+
+async def _bundles(api):
+    return {"policy", "catalogue", "persons", "hotlist"} <= set((await api.get("/api/status")).json()["cache"]["bundles"])
+
+
+async def _card_present(api):
+    return (await api.get("/api/card")).json()["present"]
+
+
+async def _backlog_empty(api):
+    return (await api.get("/api/status")).json()["backlog"]["count"] == 0
+
+
+# -- entry point ----------------------------------------------------------------------------------
+async def _main(scripted: bool, port: int, keep: bool, tmp: Path, use_card: bool) -> int:
+    from edge import logs
+
+    logs.setup("WARNING", json_lines=True)
+    async with trio.open_nursery() as nursery:
+        stack = await start_stack(nursery, tmp, port=0 if scripted else port, simulated=not use_card)
+        url = stack.daemon.url
+        _say(f"centre:  {stack.centre.url}  (SQLite in {tmp / 'centre'})")
+        _say(f"counter: {url}/   <- open this page in a browser")
+        if use_card:
+            _say("card:    virtual card 张三 (PIN 123456) in reader 'Virtual PCD 00 00' via pcscd + vpcd")
+        else:
+            _say("card:    模拟读卡 SIMULATED - pcscd/vpcd not available; use the page's 模拟插卡 button "
+                 "(sample card 330300D15600000500A1B2C3D4E5F607, 社会保障号码 330302199001011235, PIN 123456)")
+        async with httpx.AsyncClient(base_url=url, trust_env=False) as api:
+            if scripted:
+                with trio.fail_after(240):
+                    summary = await scripted_day(nursery, stack, api)
+                ok = summary.get("backlog_after") == 0
+                _say("scripted day " + ("finished: everything reached the centre" if ok else "finished WITH A BACKLOG"))
+                _say("SUMMARY " + json.dumps({k: v for k, v in summary.items() if k != "receipts"}, ensure_ascii=False))
+                nursery.cancel_scope.cancel()
+                return 0 if ok else 1
+            _say("press Ctrl-C to stop")
+            await trio.sleep_forever()
+    return 0
+
+
+def main(*, scripted: bool = False, port: int = 8765, keep: bool = False) -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="counter-demo-"))
+    start_pcscd()
+    use_card = False
+    card_cm = contextlib.nullcontext()
+    if pcsc_ready() and not scripted:
+        card_cm = virtual_card_process()
+        use_card = True
+    elif not scripted:
+        print("demo: pcscd + vsmartcard vpcd are not available here: using the SIMULATED card desk (模拟读卡)",
+              flush=True)
+    try:
+        with card_cm:
+            return trio.run(_main, scripted, port, keep, tmp, use_card)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if keep:
+            print(f"demo: kept {tmp}", flush=True)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)

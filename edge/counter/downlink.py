@@ -1,0 +1,64 @@
+"""What the counter does with downlink messages from the centre (the uplink's ``on_downlink``).
+
+    bundle          verify with the pinned centre key and apply to the cache (a BundleError goes back to
+                    the uplink, which reports it, and on a broken chain fetches a full bundle)
+    outcome         reconciliation result of one of our entries (ref_seq): kept as a notice for the
+                    person, shown the next time their card is read, and journaled (kind ``outcome``)
+    reimbursement   a reviewed full-payment claim: same, with the amount reimbursed
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from edge.settle import yuan
+
+log = logging.getLogger("edge.counter.downlink")
+
+OUTCOME_ZH = {"confirmed": "结算已核对无误", "adjusted": "结算已由医保中心调整", "review": "结算转人工审核",
+              "rejected": "结算未被医保中心接受"}
+
+
+def notice_text(kind: str, p: dict) -> str:
+    if kind == "reimbursement":
+        amount = int(p.get("amount") or 0)
+        if amount > 0:
+            return f"全额垫付（理赔号 {p.get('claim_no')}）审核通过，报销 ¥{yuan(amount)}"
+        return f"全额垫付（理赔号 {p.get('claim_no')}）审核未通过：{p.get('reason', '')}"
+    text = OUTCOME_ZH.get(p.get("outcome"), "医保中心核对结果")
+    credit = int(p.get("credit") or 0)
+    if credit > 0:
+        text += f"，多付的 ¥{yuan(credit)} 已退还"
+    return text
+
+
+async def handle(counter, verify_key, message: dict) -> None:
+    kind, payload, mid = message.get("kind"), message.get("payload"), message.get("id")
+    now = counter.clock.wall_ms()
+    if kind == "bundle":
+        info = await trio.to_thread.run_sync(
+            lambda: counter.cache.apply_bundle(bytes(payload), verify_key, now_ms=now))
+        log.info("bundle applied", extra={"event": "bundle_applied", **info})
+        return
+    if kind not in ("outcome", "reimbursement") or not isinstance(payload, dict):
+        log.warning("unknown downlink message ignored", extra={"event": "downlink_unknown", "kind": str(kind)})
+        return
+    psn_no = payload.get("psn_no")
+    if psn_no is None and isinstance(payload.get("ref_seq"), int):
+        entry = await trio.to_thread.run_sync(counter.journal.get, payload["ref_seq"])
+        psn_no = entry.body.get("psn_no") if entry is not None else None
+    zh = notice_text(kind, payload)
+    await trio.to_thread.run_sync(lambda: counter.cache.add_notice(
+        f"{kind}:{mid}", kind, {**payload, "zh": zh}, psn_no=psn_no, now_ms=now))
+    body = {"req": f"downlink:{mid}", "what": kind, "ref_seq": payload.get("ref_seq"),
+            "claim_no": payload.get("claim_no"), "outcome": payload.get("outcome", kind),
+            "credit": int(payload.get("credit") or 0), "reimbursement": int(payload.get("amount") or 0),
+            "reason": str(payload.get("reason") or "")}
+    from edge.journal import DuplicateRequest
+    try:
+        await trio.to_thread.run_sync(lambda: counter.journal.append("outcome", body))
+    except DuplicateRequest:
+        pass
+    log.info("centre notice received", extra={"event": "downlink_notice", "kind": kind})
