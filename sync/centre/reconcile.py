@@ -206,19 +206,6 @@ def outcome_from_row(row: Mapping[str, Any]) -> rp.Outcome:
         mode=row["mode"], credit=row["credit"], variance=row["variance"], debt=row["debt"])
 
 
-def _write_outcome(db, o: rp.Outcome, entry_id: int, site: str, now: int) -> None:
-    j, a = o.journaled, o.accepted
-    db.execute(
-        "INSERT INTO recon_outcomes (device, seq, entry_id, site, psn_no, kind, mode, date, time, outcome, codes, "
-        "reason, differs, j_medfee, j_fund, j_acct, j_cash, j_dedc, a_medfee, a_fund, a_acct, a_cash, a_dedc, "
-        "credit, variance, debt, decided_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-        "?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        (o.device, o.seq, entry_id, site, o.psn_no, o.kind, o.mode, o.date, o.time, o.outcome, json.dumps(list(o.codes)),
-         o.reason, json.dumps(o.differs, ensure_ascii=False, default=str), j["medfee"], j["fund"], j["acct"],
-         j["cash"], j["dedc"], a["medfee"], a["fund"], a["acct"], a["cash"], a["dedc"], o.credit, o.variance,
-         o.debt, now))
-
-
 def _write_claim(db, c: Mapping[str, Any], site: str) -> None:
     body = {k: c[k] for k in ("card", "visit", "items", "paid", "basis")}
     db.execute("INSERT INTO recon_claims (claim_no, device, seq, site, psn_no, certno, cause, detail, date, time, "
@@ -242,8 +229,13 @@ def _sites(store) -> dict[str, str]:
     return {d.device: d.site for d in store.devices()}
 
 
-def run_pending(store, *, now: int | None = None, batch: int = 5000) -> dict:
-    """Reconcile everything accepted and not yet reconciled; returns counts by outcome."""
+def run_pending(store, *, now: int | None = None, batch: int = 2000) -> dict:
+    """Reconcile everything accepted and not yet reconciled; returns counts by outcome.
+
+    Works in batches of ``batch`` entries (by arrival id), one transaction each: the batch's
+    ledgers are loaded together, every person of the batch is replayed, and the outcome rows,
+    ledgers and the cursor are written together.
+    """
     ensure(store)
     db = store.db
     now = L.now_ms() if now is None else now
@@ -254,19 +246,8 @@ def run_pending(store, *, now: int | None = None, batch: int = 5000) -> dict:
         rows = store.accepted_entries(_cursor(db), batch)
         if not rows:
             break
-        groups: dict[Any, list] = {}
-        for r in rows:
-            if r["kind"] not in KINDS or not isinstance(r["body"], dict):
-                continue
-            psn = r["body"].get("psn_no") if isinstance(r["body"].get("psn_no"), str) else None
-            if psn is None and r["kind"] == "claim":
-                psn = L.psn_by_certno(db, r["body"].get("certno"))
-            groups.setdefault(psn if psn is not None else ("unidentified", r["id"]), []).append(r)
-        for key, members in groups.items():
-            for o in _reconcile_person(store, world, key if isinstance(key, str) else None, members, sites, now):
-                counts[o.outcome] += 1
-        with db.transaction():
-            _set_cursor(db, rows[-1]["id"])
+        for o in _reconcile_batch(store, world, rows, sites, now):
+            counts[o.outcome] += 1
         if len(rows) < batch:
             break
     from sync.centre import review
@@ -274,40 +255,78 @@ def run_pending(store, *, now: int | None = None, batch: int = 5000) -> dict:
     return counts
 
 
-def _reconcile_person(store, world, psn_no, rows, sites, now) -> list[rp.Outcome]:
+def _chunks(seq: list, n: int = 500):
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
+
+
+_OUTCOME_INSERT = (
+    "INSERT INTO recon_outcomes (device, seq, entry_id, site, psn_no, kind, mode, date, time, outcome, codes, "
+    "reason, differs, j_medfee, j_fund, j_acct, j_cash, j_dedc, a_medfee, a_fund, a_acct, a_cash, a_dedc, "
+    "credit, variance, debt, decided_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+    "?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+
+
+def _outcome_row(o: rp.Outcome, entry_id: int, site: str, now: int) -> tuple:
+    j, a = o.journaled, o.accepted
+    return (o.device, o.seq, entry_id, site, o.psn_no, o.kind, o.mode, o.date, o.time, o.outcome,
+            json.dumps(list(o.codes)), o.reason, json.dumps(o.differs, ensure_ascii=False, default=str),
+            j["medfee"], j["fund"], j["acct"], j["cash"], j["dedc"], a["medfee"], a["fund"], a["acct"], a["cash"],
+            a["dedc"], o.credit, o.variance, o.debt, now)
+
+
+def _reconcile_batch(store, world, rows, sites, now) -> list[rp.Outcome]:
     db = store.db
-    ids = {(r["device"], r["seq"]): r["id"] for r in rows}
-    events = [rp.Event(r["device"], r["seq"], r["kind"], r["time"], r["body"]) for r in rows]
+    out: list[rp.Outcome] = []
     with db.transaction():
-        done = set()
+        done = {(r["device"], r["seq"]) for r in db.query(
+            "SELECT device, seq FROM recon_outcomes WHERE entry_id BETWEEN ? AND ?", (rows[0]["id"], rows[-1]["id"]))}
+        groups: dict[Any, list] = {}
         for r in rows:
-            if db.query_one("SELECT seq FROM recon_outcomes WHERE device = ? AND seq = ?", (r["device"], r["seq"])):
-                done.add((r["device"], r["seq"]))
-        if len(done) == len(rows):
-            return []
-        before = L.load(db, psn_no)
-        if psn_no is not None and before is not None:
-            late = db.scalar("SELECT max(time) FROM recon_outcomes WHERE psn_no = ?", (psn_no,))
-        else:
-            late = None
-        after, outcomes = rp.replay_person(before, events, world, done=done)
-        for o in outcomes:
-            site = sites.get(o.device, o.device)
-            if late is not None and o.time < late:
-                o = dataclasses.replace(o, reason=o.reason + " (arrived after later visits of this person were reconciled; "
-                                                    "replayed against the state as it is now)")
-            _write_outcome(db, o, ids[o.key], site, now)
-            if o.opens_review and o.psn_no is not None:
-                L.record_review(db, o.psn_no, o.device, o.seq, o.codes[0], o.reason, now)
-            if o.debt > 0 and o.psn_no is not None:
-                L.record_debt(db, o.psn_no, o.device, o.seq, o.debt, now)
-            if o.claim is not None:
-                _write_claim(db, o.claim, site)
-            if o.kind == "settlement" and o.outcome != "confirmed":
-                store.post_downlink(o.device, "outcome", o.downlink(), now=now)
-        if after is not None:
-            L.save(db, after, now=now)
-    return outcomes
+            if r["kind"] not in KINDS or not isinstance(r["body"], dict) or (r["device"], r["seq"]) in done:
+                continue
+            psn = r["body"].get("psn_no") if isinstance(r["body"].get("psn_no"), str) else None
+            if psn is None and r["kind"] == "claim":
+                psn = L.psn_by_certno(db, r["body"].get("certno"))
+            groups.setdefault(psn if psn is not None else ("unidentified", r["id"]), []).append(r)
+        psns = [k for k in groups if isinstance(k, str)]
+        ledgers = L.load_many(db, psns)
+        latest: dict[str, int] = {}
+        for chunk in _chunks(psns):
+            marks = ", ".join("?" * len(chunk))
+            for r in db.query(f"SELECT psn_no, max(time) AS t FROM recon_outcomes WHERE psn_no IN ({marks}) "
+                              "GROUP BY psn_no", chunk):
+                latest[r["psn_no"]] = r["t"]
+        outcome_rows, saves = [], []
+        for key, members in groups.items():
+            psn_no = key if isinstance(key, str) else None
+            ids = {(r["device"], r["seq"]): r["id"] for r in members}
+            events = [rp.Event(r["device"], r["seq"], r["kind"], r["time"], r["body"]) for r in members]
+            before = ledgers.get(psn_no) if psn_no is not None else None
+            after, outcomes = rp.replay_person(before, events, world, done=done)
+            late = latest.get(psn_no) if psn_no is not None else None
+            for o in outcomes:
+                site = sites.get(o.device, o.device)
+                if late is not None and o.time < late:
+                    o = dataclasses.replace(o, reason=o.reason + " (arrived after later visits of this person were "
+                                                                 "reconciled; replayed against the state as it is now)")
+                outcome_rows.append(_outcome_row(o, ids[o.key], site, now))
+                if o.opens_review and o.psn_no is not None:
+                    L.record_review(db, o.psn_no, o.device, o.seq, o.codes[0], o.reason, now)
+                if o.debt > 0 and o.psn_no is not None:
+                    L.record_debt(db, o.psn_no, o.device, o.seq, o.debt, now)
+                if o.claim is not None:
+                    _write_claim(db, o.claim, site)
+                if o.kind == "settlement" and o.outcome != "confirmed":
+                    store.post_downlink(o.device, "outcome", o.downlink(), now=now)
+                out.append(o)
+            if after is not None and after != before:
+                saves.append((after.balc, after.deductible_used, after.fund_paid, after.open_reviews, now, after.psn_no))
+        db.executemany(_OUTCOME_INSERT, outcome_rows)
+        db.executemany("UPDATE recon_persons SET balc = ?, deductible_used = ?, fund_paid = ?, open_reviews = ?, "
+                       "updated_ms = ? WHERE psn_no = ?", saves)
+        _set_cursor(db, rows[-1]["id"])
+    return out
 
 
 def outcomes(store, *, psn_no: str | None = None, device: str | None = None) -> list[rp.Outcome]:
