@@ -91,3 +91,11 @@ def test_receipt_qr_payload_round_trips(f):
 def test_floats_are_refused_anywhere_in_the_body(x):
     with pytest.raises(EntryFormatError, match="floats"):
         make_entry(KEY, seq=1, prev=GENESIS, device="D-1", time=0, mono=0, kind="note", body={"a": [{"b": x}]})
+
+
+@given(st.integers(min_value=1, max_value=2**64 - 1), free_bodies)
+def test_signed_bytes_cut_from_raw_equal_the_reencoded_message(seq, body):
+    from edge.journal.entry import unsigned_bytes
+
+    entry = make_entry(KEY, seq=seq, prev=GENESIS, device="D-1", time=0, mono=0, kind="note", body=body)
+    assert unsigned_bytes(entry.raw) == canonical(entry.unsigned())
