@@ -82,3 +82,16 @@ def test_operations_move_the_world_forward(tmp_path, capsys, monkeypatch):
     assert code == 1 and "at least 8" in err
     acts = [a["action"] for a in L.actions(Store.open(db).db)]
     assert acts == ["suspend", "clear_arrears", "approve_claim", "contribute"]
+
+
+def test_every_command_is_in_the_docs():
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "reconciliation.md").read_text(encoding="utf-8")
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name in OURS:
+        assert f"`centre {name}" in doc, name
+    for group, dest in (("reviewer", "reviewer_command"), ("ledger", "ledger_command")):
+        inner = next(a for a in sub.choices[group]._actions if a.dest == dest)
+        for action in inner.choices:
+            assert f"`centre {group} {action}" in doc, f"{group} {action}"
