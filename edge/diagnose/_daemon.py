@@ -65,6 +65,16 @@ async def check_daemon(ctx: Context) -> Finding:
         return fail("daemon", f"the agent is not running (its API at {url} does not answer: "
                     f"{status.__class__.__name__})", f"程序未运行（{url} 无响应）", *start, url=url,
                     error=str(status) or status.__class__.__name__)
-    keep = {k: status[k] for k in ("version", "device", "mode", "uptime_s", "pid") if k in status}
+    keep = {k: status[k] for k in ("device", "online", "last_contact_ms", "level", "simulated_card") if k in status}
+    journal = status.get("journal") if isinstance(status.get("journal"), dict) else {}
+    if journal.get("ok") is False:
+        err = journal.get("error")
+        message = err.get("message") if isinstance(err, dict) else str(err)
+        return fail("daemon", f"the agent is running but has stopped settling: the journal cannot be written "
+                    f"({message})", "程序在运行，但结算日志无法写入，已停止结算",
+                    "Read the journal and disk findings: free disk space or fix permissions, then restart the agent "
+                    "(`systemctl restart counter-edge`). Never delete journal.db.",
+                    "查看上面日志和磁盘的检查结果：清理磁盘或修正权限后重启程序。切勿删除 journal.db。", url=url,
+                    journal_error=err, **keep)
     return ok("daemon", f"the agent is running and its API answers at {url}", f"程序正在运行，接口 {url} 正常",
               url=url, **keep)

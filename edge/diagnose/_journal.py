@@ -138,21 +138,19 @@ async def check_last_sync(ctx: Context) -> Finding:
     from ._cache import open_cache
     from ._daemon import daemon_status
 
-    last_ms = None
-    source = None
+    seen: dict[str, int] = {}
     status = await daemon_status(ctx)
-    if isinstance(status, dict):
-        up = status.get("uplink") or {}
-        if isinstance(up, dict) and up.get("last_success_ms"):
-            last_ms, source = int(up["last_success_ms"]), "daemon"
-    if last_ms is None:
-        try:
-            cache = await open_cache(ctx)
-            refreshed = await trio.to_thread.run_sync(cache.refreshed)
-        except Exception:
-            refreshed = None
-        if refreshed is not None:
-            last_ms, source = refreshed.wall_ms, "cache"
+    if isinstance(status, dict) and isinstance(status.get("last_contact_ms"), int):
+        seen["daemon"] = status["last_contact_ms"]   # the running agent's last answer from the centre
+    try:
+        cache = await open_cache(ctx)
+        refreshed = await trio.to_thread.run_sync(cache.refreshed)
+    except Exception:  # no cache yet: the bundles check reports that
+        refreshed = None
+    if refreshed is not None:
+        seen["cache"] = refreshed.wall_ms             # the last downlink refresh that was applied
+    source = max(seen, key=seen.get) if seen else None
+    last_ms = seen.get(source) if source else None
     if last_ms is None:
         return warn("last_sync", "no successful sync with the centre is recorded", "没有与中心同步成功的记录",
                     "Start the agent with the centre reachable and wait a few minutes, then run diagnose again.",

@@ -18,6 +18,8 @@ DISK_FAIL_BYTES = 100 * 1024 * 1024
 # Below this a few weeks of settlements and a support bundle may not fit: degraded.
 DISK_WARN_BYTES = 1024 * 1024 * 1024
 
+CARD_RETRY_S = 0.5
+
 START_PCSCD = ("Start the smart-card service: `systemctl start pcscd` (or scripts/services); on Windows "
                "start the 'Smart Card' service (SCardSvr). Then run diagnose again.")
 START_PCSCD_ZH = "启动读卡服务：执行 `systemctl start pcscd`（Windows 上启动“Smart Card”服务），然后重新诊断。"
@@ -83,7 +85,15 @@ async def check_card(ctx: Context) -> Finding:
     from edge.card import CardError, read_identity
 
     try:
-        ident = await read_identity(ctx.reader)
+        try:
+            ident = await read_identity(ctx.reader)
+        except CardError as exc:
+            if exc.code != "card_removed":
+                raise
+            # Seen when the card was just inserted (a hand still on it) or the reader was still settling
+            # after the previous card: one more read tells a loose card from an empty reader.
+            await trio.sleep(CARD_RETRY_S)
+            ident = await read_identity(ctx.reader)
     except CardError as exc:
         if exc.code in ("no_card", "card_removed"):
             return warn("card", f"no card to test: {exc.message}", f"无法测试读卡：{exc.zh}",

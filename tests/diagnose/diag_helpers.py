@@ -15,6 +15,16 @@ LIMITS = {"max_offline_hours": 72, "offline_visit_fund_cap": 20000, "offline_max
 CASE = Path(__file__).parents[1] / "data" / "cases" / "class-b-advance-selfpay.json"
 
 
+def dead_url() -> str:
+    """An http URL on loopback where nothing listens (a port the kernel just handed out and freed)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
 def fill_journal(journal, n: int, *, time_ms: int | None = None) -> None:
     """Append ``n`` pharmacy sales (the sync simulator's bodies) at ``time_ms`` (default now)."""
     start = journal.head()[0]

@@ -14,7 +14,9 @@ HOUR_MS = 3_600_000
 
 
 def ctx_for(state, **kw) -> Context:
-    return Context(state_dir=state.dir, daemon_url=kw.pop("daemon_url", None), **kw)
+    # The daemon is down in these tests: point at a port nothing listens on, never at whatever
+    # another engineer's agent may be serving on the default port.
+    return Context(state_dir=state.dir, daemon_url=kw.pop("daemon_url", diag_helpers.dead_url()), **kw)
 
 
 async def test_healthy_counter_every_local_and_centre_check_ok(healthy):

@@ -1,0 +1,105 @@
+"""Prometheus metrics: text format, the edge's and the centre's numbers, the loopback-only route."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from edge.metrics import CONTENT_TYPE, CentreMetrics, EdgeMetrics, MetricError, Registry, metrics_route, serve_metrics
+
+
+def parse(text: str) -> dict[str, float]:
+    """Sample lines of the exposition format -> {'name{labels}': value}."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def test_text_format_and_escaping():
+    reg = Registry()
+    c = reg.counter("x_total", "Things\nthat happened", ("code",))
+    c.inc(code='a"b\\c')
+    c.inc(2.5, code="plain")
+    g = reg.gauge("y", "A gauge")
+    g.set(float("inf"))
+    text = reg.render()
+    assert "# HELP x_total Things\\nthat happened\n# TYPE x_total counter\n" in text
+    assert 'x_total{code="a\\"b\\\\c"} 1\n' in text and 'x_total{code="plain"} 2.5\n' in text
+    assert "# TYPE y gauge\ny +Inf\n" in text
+    with pytest.raises(MetricError):
+        c.inc(-1, code="plain")
+    with pytest.raises(MetricError):
+        c.inc(wrong="label")
+    with pytest.raises(MetricError):
+        reg.gauge("x_total", "same name, other type")
+    assert reg.counter("x_total", "again", ("code",)) is c
+
+
+def test_failing_scrape_function_does_not_break_the_page():
+    reg = Registry()
+    reg.gauge("broken", "reads a broken journal").set_function(lambda: 1 / 0)
+    reg.counter("fine_total", "still here").inc()
+    text = reg.render()
+    assert "# broken unavailable: ZeroDivisionError" in text and "fine_total 1" in text
+
+
+async def test_edge_metrics_from_a_real_journal(healthy):
+    from edge.journal import JournalStore, load_device_key
+
+    m = EdgeMetrics()
+    with JournalStore.open(healthy.dir / "journal.db", signing_key=load_device_key(healthy.dir / "device.key"),
+                           device=healthy.device) as journal:
+        m.track_backlog(journal, clock_ms=lambda: 2_000_000_000_000)
+        for entry in journal.entries():
+            m.observe_entry(entry)                  # 5 offline pharmacy sales, acknowledged
+        online = dict(next(journal.entries()).body, req="ONLINE-1", mode="online", acct_limit=None)
+        m.observe_entry(journal.append("settlement", online, time_ms=1_999_999_000_000))
+        m.card_error("card_mute")
+        m.card_error("card_mute")
+        samples = parse(m.registry.render())
+    assert samples['edge_settlements_total{mode="offline"}'] == 5
+    assert samples['edge_settlements_total{mode="online"}'] == 1
+    assert samples["edge_offline_share"] == pytest.approx(5 / 6)
+    assert samples["edge_backlog_entries"] == 1 and samples["edge_backlog_oldest_age_seconds"] == 1000
+    assert samples['edge_card_errors_total{code="card_mute"}'] == 2
+
+
+async def test_centre_metrics_over_http_on_loopback(healthy, nursery):
+    """The real centre store after a real upload, scraped through the route on a real server."""
+    from sync.protocol import EntryResult
+
+    m = CentreMetrics()
+    m.track_store(healthy.centre.store)
+    m.observe_results([EntryResult(1, "accepted"), EntryResult(2, "rejected", "bad_signature")])
+    url = await nursery.start(lambda task_status: serve_metrics(m.registry, task_status=task_status))
+    async with httpx.AsyncClient(trust_env=False) as client:
+        resp = await client.get(f"{url}/metrics")
+    assert resp.status_code == 200 and resp.headers["content-type"] == CONTENT_TYPE
+    samples = parse(resp.text)
+    assert samples["centre_entries_total"] == 5          # what the healthy fixture uploaded
+    assert samples["centre_review_queue_size"] == 0
+    assert samples['centre_upload_results_total{status="rejected"}'] == 1
+    assert samples["centre_upload_batches_total"] == 1
+    assert "# TYPE centre_rejections_total counter" in resp.text
+
+
+async def test_route_refuses_non_loopback_clients():
+    from starlette.applications import Starlette
+
+    reg = Registry()
+    reg.counter("a_total", "a").inc()
+    app = Starlette(routes=[metrics_route(reg)])
+    transport = httpx.ASGITransport(app=app, client=("192.168.1.20", 5000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://counter") as client:
+        assert (await client.get("/metrics")).status_code == 403
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://counter") as client:
+        assert parse((await client.get("/metrics")).text) == {"a_total": 1}
+
+
+async def test_serve_metrics_refuses_a_lan_address():
+    with pytest.raises(ValueError, match="loopback"):
+        await serve_metrics(Registry(), host="0.0.0.0")
