@@ -1,0 +1,149 @@
+"""Seed scenarios (c), (d), (e) through the REAL edge daemon: its local API, its offline decision,
+its journal and uplink, the centre on loopback (the demo's stack, SQLite), reconciliation and
+review, and the reimbursement shown on the counter the next time the person's card is read.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import trio
+
+from sync.centre import ledger as L
+from sync.centre import reconcile, review
+from sync.centre import reviewers as A
+
+demo = pytest.importorskip("edge.counter.demo")
+
+# Large enough to pass any remaining deductible, so the fund's share (the reimbursement) is not zero.
+ITEMS = [{"med_list_codg": "XJ01CAA040E001010101445", "cnt": "20", "pric": 1280},
+         {"med_list_codg": "001102000010000", "cnt": "1", "pric": 1000}]
+WANGFANG = demo.WANGFANG                                         # suspended (employer arrears) in the sample
+LIUWEI = {"card_id": "330300D15600000500000000000003E9", "certno": "330302195302021017", "psn_name": "刘伟"}
+LISI = demo.LISI
+
+
+async def until(check, what: str, within: float = 60.0):
+    with trio.fail_after(within):
+        while not await check():
+            await trio.sleep(0.1)
+
+
+@pytest.fixture
+async def stack(nursery, tmp_path):
+    s = await demo.start_stack(nursery, tmp_path, simulated=True, probe_s=0.5, idle_s=0.5)
+    async with httpx.AsyncClient(base_url=s.daemon.url, trust_env=False) as api:
+        s.api = api
+        await until(lambda: _status(api, "online"), "the counter to reach the centre")
+        await until(lambda: _bundles(api), "the sample bundles")
+        yield s
+    s.centre.stop()
+
+
+async def _status(api, key):
+    return (await api.get("/api/status")).json()[key]
+
+
+async def _bundles(api):
+    return {"policy", "catalogue", "persons", "hotlist"} <= set((await api.get("/api/status")).json()["cache"]["bundles"])
+
+
+async def insert(api, who):
+    (await api.post("/api/card/simulate", json=who)).raise_for_status()
+    await until(lambda: _present(api), "the card")
+
+
+async def _present(api):
+    return (await api.get("/api/card")).json()["present"]
+
+
+async def full_payment(api, body) -> dict:
+    r = await api.post("/api/settle", json=body)
+    assert r.status_code != 200 and r.json()["error"]["code"] == "full_payment_required", r.text
+    r = await api.post("/api/claim", json=body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def sent_and_reconciled(stack):
+    await until(lambda: _backlog_empty(stack.api), "the backlog to be sent")
+    await trio.to_thread.run_sync(reconcile.run_pending, stack.store)
+
+
+async def _backlog_empty(api):
+    return (await api.get("/api/status")).json()["backlog"]["count"] == 0
+
+
+async def notice_on_card(stack, who, claim_no) -> str:
+    """Read the card again; return the counter's notice for ``claim_no`` once it arrived."""
+    found = {}
+
+    async def arrived():
+        await stack.api.delete("/api/card/simulate")
+        await insert(stack.api, who)
+        card = (await stack.api.get("/api/card")).json()
+        for n in card.get("notices", []):
+            if n["payload"].get("claim_no") == claim_no:
+                found["zh"] = n["payload"]["zh"]
+                return True
+        return False
+    await until(arrived, f"the reimbursement of {claim_no} on the counter")
+    return found["zh"]
+
+
+def yuan(fen: int) -> str:
+    return f"¥{fen // 100}.{fen % 100:02d}"
+
+
+async def test_c_arrears_full_payment_cleared_reimbursement_shown_at_the_counter(stack):
+    await insert(stack.api, WANGFANG)
+    receipt = await full_payment(stack.api, {"req": "C-1", "med_type": "11", "items": ITEMS})
+    claim_no = receipt["claim_no"]
+    await sent_and_reconciled(stack)
+    [c] = review.claims(stack.store)
+    assert c["claim_no"] == claim_no and c["cause"] == "arrears" and c["waiting"].startswith("wait")
+    await trio.to_thread.run_sync(lambda: L.clear_arrears(stack.store.db, c["psn_no"], who="employer-paid"))
+    counts = await trio.to_thread.run_sync(reconcile.run_pending, stack.store)
+    assert counts["auto_approved"] == 1
+    amount = review.claim(stack.store, claim_no)["amount"]
+    assert amount > 0
+    zh = await notice_on_card(stack, WANGFANG, claim_no)
+    assert claim_no in zh and yuan(amount) in zh and "审核通过" in zh
+
+
+async def test_d_pending_review_full_payment_review_closed_reimbursement_shown(stack):
+    await insert(stack.api, LIUWEI)                     # 刘伟 has earlier bills under review
+    receipt = await full_payment(stack.api, {"req": "D-1", "med_type": "11", "items": ITEMS})
+    await sent_and_reconciled(stack)
+    c = review.claim(stack.store, receipt["claim_no"])
+    assert c["cause"] == "pending_review" and c["status"] == "pending"
+    await trio.to_thread.run_sync(lambda: L.close_review(stack.store.db, c["psn_no"], who="reviewer"))
+    assert (await trio.to_thread.run_sync(reconcile.run_pending, stack.store))["auto_approved"] == 1
+    zh = await notice_on_card(stack, LIUWEI, receipt["claim_no"])
+    assert yuan(review.claim(stack.store, receipt["claim_no"])["amount"]) in zh
+
+
+async def test_e_keyed_in_while_offline_reviewer_approves_reimbursement_shown(stack, nursery):
+    await demo.stop_centre(stack)
+    await until(lambda: _offline(stack.api), "the counter to notice the outage")
+    r = await stack.api.post("/api/claim", json={"req": "E-1", "med_type": "11", "items": ITEMS,
+                                                 "keyed_in": {"card_no": "A12345678", "certno": LISI["certno"]}})
+    assert r.status_code == 200, r.text
+    claim_no = r.json()["claim_no"]
+    await demo.restart_centre(nursery, stack)
+    await until(lambda: _status(stack.api, "online"), "the counter to reach the centre again")
+    await sent_and_reconciled(stack)
+    c = review.claim(stack.store, claim_no)
+    assert c["cause"] == "card_unreadable" and c["psn_no"] == "3303000000000002"
+    await trio.to_thread.run_sync(lambda: A.add(stack.store.db, "wang", "reviewer-pass", now=0))
+    async with httpx.AsyncClient(base_url=stack.centre.url, trust_env=False) as centre:
+        token = (await centre.post("/v1/review/login", json={"name": "wang", "password": "reviewer-pass"})).json()["token"]
+        ok = await centre.post(f"/v1/review/claims/{claim_no}/approve", headers={"authorization": f"Bearer {token}"},
+                               json={"note": "ID card checked"})
+    assert ok.status_code == 200 and ok.json()["amount"] > 0
+    zh = await notice_on_card(stack, LISI, claim_no)
+    assert yuan(ok.json()["amount"]) in zh
+
+
+async def _offline(api):
+    return not (await api.get("/api/status")).json()["online"]
