@@ -59,17 +59,24 @@ async def card_service(desk, poll_interval: float, *, task_status=trio.TASK_STAT
 
 
 async def refresher(counter, uplink, probe_interval: float, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """Keep the online/offline state and the cache's refresh time current."""
+    """Keep the online/offline state and the cache's refresh time current.
+
+    Every half second it looks at the uplink's last good round (a good round means the cache is as
+    fresh as the centre's feed); every ``probe_interval`` it asks the centre's /health, bounded by the
+    online timeout, for the banner.
+    """
     task_status.started()
     seen = None
+    next_probe = trio.current_time()
     while True:
         if uplink is not None:
             ok_ms = uplink.status.last_success_ms
             if ok_ms is not None and ok_ms != seen:
                 seen = ok_ms
-                await trio.to_thread.run_sync(counter.mark_refreshed_at, ok_ms)
+                await counter.mark_refreshed_at(ok_ms)
                 counter.link.ok(ok_ms)
-        if counter.centre is not None:
+        if counter.centre is not None and trio.current_time() >= next_probe:
+            next_probe = trio.current_time() + probe_interval
             ok = False
             with trio.move_on_after(counter.settings.online_timeout):
                 ok = await counter.centre.ping()
@@ -81,7 +88,7 @@ async def refresher(counter, uplink, probe_interval: float, *, task_status=trio.
             if was != counter.link.online:
                 log.info("centre %s", "reachable" if ok else "unreachable",
                          extra={"event": "online" if ok else "offline"})
-        await trio.sleep(probe_interval)
+        await trio.sleep(min(0.5, probe_interval))
 
 
 def _open_stores(cfg: Config):

@@ -1,7 +1,7 @@
 """Structured logs for the daemon: one JSON object per line, with the ``extra`` fields of each call.
 
 Patients are never named at INFO and above: the structured fields that could identify someone
-(``name``, ``psn_name``, ``certno``, ``ssn``, ``card_no``, ``pin``) are dropped from records at INFO
+(``psn_name``, ``certno``, ``ssn``, ``card_no``, ``pin``) are dropped from records at INFO
 and above, and the rendered message goes through :class:`edge.redact.RedactingFilter` (ID numbers,
 card ids, card numbers, names after 姓名...). DEBUG keeps the fields, for a technician at the counter.
 """
@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 
-SENSITIVE = frozenset({"name", "psn_name", "certno", "ssn", "card_no", "pin", "identity"})
+SENSITIVE = frozenset({"psn_name", "certno", "ssn", "card_no", "pin", "identity"})  # (record.name is the logger)
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 

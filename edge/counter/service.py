@@ -125,11 +125,12 @@ class Counter:
         self.cache.mark_refreshed(wall_ms=self.clock.wall_ms(), mono_ns=self.clock.mono_ns(),
                                   boot_id=self.clock.boot_id)
 
-    def mark_refreshed_at(self, wall_ms: int) -> None:
+    async def mark_refreshed_at(self, wall_ms: int) -> None:
         """The cache was current with the centre at ``wall_ms`` (a sync round ended then)."""
         now_wall, now_mono = self.clock.wall_ms(), self.clock.mono_ns()
         mono = now_mono - max(0, now_wall - wall_ms) * 1_000_000
-        self.cache.mark_refreshed(wall_ms=wall_ms, mono_ns=mono, boot_id=self.clock.boot_id)
+        await trio.to_thread.run_sync(lambda: self.cache.mark_refreshed(wall_ms=wall_ms, mono_ns=mono,
+                                                                        boot_id=self.clock.boot_id))
 
     def _basis(self, person_known: bool) -> dict:
         v = self.cache.versions()
