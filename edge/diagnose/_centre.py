@@ -167,9 +167,13 @@ async def check_signed_request(ctx: Context) -> Finding:
         return fail("centre_signed", f"cannot sign a request: {exc.message}", "无法签名请求（未注册或密钥不可用）",
                     "Fix the enrolment / device key findings first.", "请先解决注册或设备密钥的问题。", code=exc.code)
     url = await ctx.centre()
-    with trio.move_on_after(HTTP_S):
-        async with httpx.AsyncClient(timeout=None) as client:
-            centre = CentreClient(url, cfg.device, key, client=client, clock=ctx.clock_ms)
+    # httpx's own timeout (just under our bound) ends a stuck request cleanly; a trio cancellation in
+    # the middle of httpx's TLS handshake would leave the socket to the garbage collector. Our bound
+    # stays as the guarantee, and sits inside the client block so closing the client is not cancelled.
+    page = None
+    async with httpx.AsyncClient(timeout=httpx.Timeout(HTTP_S - 1)) as client:
+        with trio.move_on_after(HTTP_S):
+            centre = CentreClient(url, cfg.device, key, client=client, clock=ctx.clock_ms, wait_s=HTTP_S - 1)
             try:
                 page = protocol.FeedPage.from_msg(
                     await centre.call("/v1/feed", protocol.FeedRequest(cursor=2**53, limit=1).to_msg()))
@@ -185,11 +189,12 @@ async def check_signed_request(ctx: Context) -> Finding:
                             f"医保中心拒绝了本设备：请带上设备号 {cfg.device} 和此信息联系中心技术支持。")
                 return fail("centre_signed", f"the signed request to {url} failed: {exc.message}",
                             f"向中心发送的签名请求失败（{exc.code}）", *step, code=exc.code, url=url)
-        return ok("centre_signed", f"the centre accepts this device's signed requests (it holds entries up to "
-                  f"seq {page.high_water})", f"中心接受本设备的签名请求（已收到第 {page.high_water} 条及以前的日志）",
-                  url=url, high_water=page.high_water)
-    return fail("centre_signed", f"the centre at {url} did not answer a signed request within {HTTP_S:g} s",
-                f"{HTTP_S:g} 秒内中心未响应签名请求", *NETWORK_STEP, url=url, bound_s=HTTP_S)
+    if page is None:
+        return fail("centre_signed", f"the centre at {url} did not answer a signed request within {HTTP_S:g} s",
+                    f"{HTTP_S:g} 秒内中心未响应签名请求", *NETWORK_STEP, url=url, bound_s=HTTP_S)
+    return ok("centre_signed", f"the centre accepts this device's signed requests (it holds entries up to "
+              f"seq {page.high_water})", f"中心接受本设备的签名请求（已收到第 {page.high_water} 条及以前的日志）",
+              url=url, high_water=page.high_water)
 
 
 async def check_clock(ctx: Context) -> Finding:
@@ -200,17 +205,17 @@ async def check_clock(ctx: Context) -> Finding:
     if url is None:
         return warn("clock", "cannot compare the clock: " + NO_CENTRE[0], "无法比对时间：" + NO_CENTRE[1],
                     *ENROL_FIRST)
-    answer = None
-    with trio.move_on_after(HTTP_S):
-        async with httpx.AsyncClient(timeout=None) as client:
+    answer, local = None, 0
+    async with httpx.AsyncClient(timeout=httpx.Timeout(HTTP_S - 1)) as client:
+        with trio.move_on_after(HTTP_S):
             try:
                 answer = await client.get(url + "/health")
+                local = ctx.clock_ms()   # as close to the centre's Date as we can get
             except httpx.HTTPError as exc:
                 return warn("clock", f"cannot compare the clock: the centre did not answer ({exc.__class__.__name__})",
                             "无法比对时间：中心无响应", "Fix the centre reachability findings, then run diagnose "
                             "again. Meanwhile compare the PC's clock with a phone.",
                             "先解决与中心的连接问题后重新诊断；也可先用手机时间核对电脑时间。", url=url)
-    local = ctx.clock_ms()
     if answer is None:
         return warn("clock", f"cannot compare the clock: no answer from {url} within {HTTP_S:g} s",
                     f"无法比对时间：{HTTP_S:g} 秒内中心无响应", "Fix the centre reachability findings first; meanwhile "
