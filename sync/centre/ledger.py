@@ -189,23 +189,31 @@ def _ledger(row: dict, arrears: list[dict]) -> rp.Ledger:
         open_reviews=row["open_reviews"])
 
 
-def load(db, psn_no: str | None) -> rp.Ledger | None:
+def _for_update(sql: str) -> dict:
+    # PostgreSQL: lock the person rows for the transaction, so several centre processes never apply
+    # two changes to one balance from the same starting point. SQLite serialises writers already.
+    return {"sqlite": sql, "postgres": sql + " FOR UPDATE"}
+
+
+def load(db, psn_no: str | None, *, lock: bool = False) -> rp.Ledger | None:
     if psn_no is None:
         return None
-    row = db.query_one("SELECT * FROM recon_persons WHERE psn_no = ?", (psn_no,))
+    sql = "SELECT * FROM recon_persons WHERE psn_no = ?"
+    row = db.query_one(_for_update(sql) if lock else sql, (psn_no,))
     if row is None:
         return None
     arrears = db.query("SELECT * FROM recon_arrears WHERE psn_no = ? ORDER BY id", (psn_no,))
     return _ledger(row, arrears)
 
 
-def load_many(db, psn_nos: list[str]) -> dict[str, rp.Ledger]:
-    """Ledgers of many persons in two queries (the reconciler's batch path)."""
+def load_many(db, psn_nos: list[str], *, lock: bool = False) -> dict[str, rp.Ledger]:
+    """Ledgers of many persons in two queries per 500 (the reconciler's batch path)."""
     out: dict[str, rp.Ledger] = {}
     for i in range(0, len(psn_nos), 500):
         chunk = psn_nos[i:i + 500]
         marks = ", ".join("?" * len(chunk))
-        rows = db.query(f"SELECT * FROM recon_persons WHERE psn_no IN ({marks})", chunk)
+        sql = f"SELECT * FROM recon_persons WHERE psn_no IN ({marks}) ORDER BY psn_no"
+        rows = db.query(_for_update(sql) if lock else sql, chunk)
         arrears: dict[str, list] = {}
         for a in db.query(f"SELECT * FROM recon_arrears WHERE psn_no IN ({marks}) ORDER BY id", chunk):
             arrears.setdefault(a["psn_no"], []).append(a)
@@ -215,7 +223,7 @@ def load_many(db, psn_nos: list[str]) -> dict[str, rp.Ledger]:
 
 
 def require(db, psn_no: str) -> rp.Ledger:
-    got = load(db, psn_no)
+    got = load(db, psn_no, lock=db.in_transaction)
     if got is None:
         raise UnknownPerson(f"person {psn_no} is not in the centre's ledger: load the person source data with "
                             "`centre ledger load FILE` (or publish the persons bundle)")

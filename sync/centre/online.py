@@ -73,7 +73,7 @@ def settle_online(store, device: str, data: Mapping[str, Any], *, now: int) -> d
         done = db.query_one("SELECT response FROM recon_online WHERE device = ? AND req = ?", (device, req))
         if done is not None:
             return json.loads(done["response"])
-        led = L.load(db, psn_no)
+        led = L.load(db, psn_no, lock=True)
         if led is None:
             raise _refuse("unknown_person", f"the centre has no insured person {psn_no}: check the card, or take a "
                                             "full payment")

@@ -107,6 +107,7 @@ def ensure(store) -> None:
     L.migrate(db)
     for name, statements in MIGRATIONS:
         db.migrate(name, statements)
+    db.execute("INSERT INTO recon_cursor (name, last_id) VALUES ('entries', 0) ON CONFLICT DO NOTHING")
     db._recon_ready = True
 
 
@@ -215,11 +216,6 @@ def _write_claim(db, c: Mapping[str, Any], site: str) -> None:
 
 
 # ------------------------------------------------------------------------------------ driver ---
-def _cursor(db) -> int:
-    v = db.scalar("SELECT last_id FROM recon_cursor WHERE name = 'entries'")
-    return 0 if v is None else v
-
-
 def _set_cursor(db, last_id: int) -> None:
     if db.execute("UPDATE recon_cursor SET last_id = ? WHERE name = 'entries' AND last_id < ?", (last_id, last_id)) == 0:
         db.execute("INSERT INTO recon_cursor (name, last_id) VALUES ('entries', ?) ON CONFLICT DO NOTHING", (last_id,))
@@ -243,11 +239,15 @@ def run_pending(store, *, now: int | None = None, batch: int = 2000) -> dict:
     world = StoreWorld(store)
     sites = _sites(store)
     while True:
-        rows = store.accepted_entries(_cursor(db), batch)
-        if not rows:
-            break
-        for o in _reconcile_batch(store, world, rows, sites, now):
-            counts[o.outcome] += 1
+        with db.transaction():
+            # The cursor row is the reconciler's lock: a second centre process (PostgreSQL) waits here
+            # instead of replaying the same batch; on SQLite BEGIN IMMEDIATE serialises already.
+            cursor = db.scalar({"sqlite": "SELECT last_id FROM recon_cursor WHERE name = 'entries'",
+                                "postgres": "SELECT last_id FROM recon_cursor WHERE name = 'entries' FOR UPDATE"})
+            rows = store.accepted_entries(cursor or 0, batch)
+            if rows:
+                for o in _reconcile_batch(store, world, rows, sites, now):
+                    counts[o.outcome] += 1
         if len(rows) < batch:
             break
     from sync.centre import review
@@ -290,7 +290,7 @@ def _reconcile_batch(store, world, rows, sites, now) -> list[rp.Outcome]:
                 psn = L.psn_by_certno(db, r["body"].get("certno"))
             groups.setdefault(psn if psn is not None else ("unidentified", r["id"]), []).append(r)
         psns = [k for k in groups if isinstance(k, str)]
-        ledgers = L.load_many(db, psns)
+        ledgers = L.load_many(db, psns, lock=True)
         latest: dict[str, int] = {}
         for chunk in _chunks(psns):
             marks = ", ".join("?" * len(chunk))
