@@ -21,6 +21,7 @@ from sync.simulate import pharmacy_sale
 
 async def make_edges(centre_url, store, http, tmp_path, n, entries):
     edges = []
+    fills = []
     for d in range(n):
         site = f"S3303000{d // 4:02d}"
         token = await trio.to_thread.run_sync(store.create_enrol_token, site)
@@ -33,8 +34,13 @@ async def make_edges(centre_url, store, http, tmp_path, n, entries):
             for i in range(1, entries + 1):
                 journal.append("settlement", pharmacy_sale(i, device=journal.device), time_ms=1_764_000_000_000 + i,
                                mono_ns=i)
-        await trio.to_thread.run_sync(fill)
+        fills.append(fill)
         edges.append((cfg, journal, state))
+    # each journal is its own SQLite file: fill them side by side (each append is an fsync)
+    limiter = trio.CapacityLimiter(8)
+    async with trio.open_nursery() as nursery:
+        for fill in fills:
+            nursery.start_soon(lambda f=fill: trio.to_thread.run_sync(f, limiter=limiter))
     return edges
 
 

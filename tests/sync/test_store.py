@@ -172,3 +172,15 @@ def test_bundles_and_feed(store):
     assert store.downlink_since(dev.device, cursor) == []
     # a device that had seen bundle 1 gets everything after it
     assert len(store.downlink_since(dev.device, msgs[0]["id"] - 1)) == 3
+
+
+def test_signed_bytes_cut_from_the_entry_equal_reencoding():
+    from edge.journal.entry import canonical
+    from sync.centre.ingest import _unsigned_bytes
+
+    dev = SimDevice("D-S330300001-1")
+    dev.extend(20)
+    dev.append("note", {"what": "sig" * 30})
+    dev.append("note", {"what": "x", "sig": b"\x00" * 64})  # a body that itself holds a "sig" key
+    for e in dev.entries:
+        assert _unsigned_bytes(e) == canonical(e.unsigned())
