@@ -31,6 +31,7 @@ import trio
 from edge.settle import InvalidInput, parse_catalogue, parse_policy
 from sync.centre import ledger as L
 from sync.centre import replay as rp
+from sync.errors import StoreConflict
 
 log = logging.getLogger("sync.centre.reconcile")
 KINDS = ("settlement", "cancel", "claim")
@@ -104,9 +105,17 @@ def ensure(store) -> None:
     db = store.db
     if getattr(db, "_recon_ready", False):
         return
-    L.migrate(db)
-    for name, statements in MIGRATIONS:
-        db.migrate(name, statements)
+    for attempt in range(3):
+        try:
+            L.migrate(db)
+            for name, statements in MIGRATIONS:
+                db.migrate(name, statements)
+            break
+        except StoreConflict:
+            # Another centre process applied the same migration at the same moment (PostgreSQL);
+            # the retry finds it recorded and skips it.
+            if attempt == 2:
+                raise
     db.execute("INSERT INTO recon_cursor (name, last_id) VALUES ('entries', 0) ON CONFLICT DO NOTHING")
     db._recon_ready = True
 

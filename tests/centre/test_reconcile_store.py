@@ -112,3 +112,40 @@ def test_hotlisted_card_offline_goes_to_review_and_blocks_pending_review(db_url)
         assert [a["action"] for a in L.actions(store.db, "P0004")] == ["close_review"]
     finally:
         store.close()
+
+
+def test_two_centre_processes_reconciling_at_once_apply_everything_once(db_url):
+    """Two stores on one database (two centre processes) run the same pass concurrently."""
+    import threading
+
+    store = open_centre(db_url)
+    other = Store.open(db_url)
+    try:
+        devs = [enrol(store, f"D-{i}-1", f"S-{i}") for i in range(4)]
+        snap = person("P0003", balc=30000)
+        big = [{"code": "HEALTH-SUPP-0001", "cnt": "1", "pric": 20000}]
+        for i, d in enumerate(devs):
+            d.append("settlement", settlement_body(snap, visit(i), big, req=f"A{i}"), time=T0 + i * DAY)
+            bad = settlement_body(person("P0004"), visit(i), req=f"B{i}", tamper={"hifp_pay": 1, "acct_pay": 0})
+            bad["amounts"]["psn_cash_pay"] = bad["amounts"]["medfee_sumamt"] - 1     # adds up, but miscomputed
+            d.append("settlement", bad, time=T0 + i * DAY + 1)
+            d.append("claim", claim_body(person("P0001"), visit(i), "card_unreadable", req=f"C{i}"),
+                     time=T0 + i * DAY + 2)
+            upload(store, d)
+        results = []
+        threads = [threading.Thread(target=lambda s=s: results.append(reconcile.run_pending(s, batch=3)))
+                   for s in (store, other)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        total = {k: sum(r[k] for r in results) for k in ("confirmed", "adjusted", "review", "rejected")}
+        assert sum(total.values()) == 12                         # every entry decided exactly once
+        assert len(store.db.query("SELECT * FROM recon_outcomes")) == 12
+        assert len(L.reviews(store.db, "P0004")) == 4 == L.load(store.db, "P0004").open_reviews
+        assert len(review.claims(store, status=None)) == 4
+        led = L.load(store.db, "P0003")
+        assert led.balc == 30000 - 4 * 20000 and sum(d["amount"] for d in L.debts(store.db, "P0003")) == -led.balc
+    finally:
+        other.close()
+        store.close()
