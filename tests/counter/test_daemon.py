@@ -35,7 +35,9 @@ async def stack(tmp_path, nursery):
 
 
 async def _bundles(api):
-    return len((await _status(api))["cache"]["bundles"]) == 4
+    # All four bundles, and a completed sync round (the cache's refresh time is known).
+    s = await _status(api)
+    return len(s["cache"]["bundles"]) == 4 and s["cache"]["age_s"] is not None
 
 
 async def test_online_settlement_is_journaled_with_the_centres_answer(stack):
@@ -120,6 +122,8 @@ async def test_edge_run_stops_cleanly_on_sigterm(tmp_path, nursery):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
     assert code == 0, err
     logs = [json.loads(l) for l in err.splitlines() if l.startswith("{")]
     assert any(l.get("event") == "stopped" for l in logs), err
