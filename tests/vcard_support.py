@@ -20,11 +20,13 @@ card never left.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -75,6 +77,66 @@ def _virtual_readers(names: list[str] | None) -> list[str]:
 
 
 _started = False
+
+# Several test runs may share one pcscd (engineers working side by side in one tree). Each vpcd slot
+# is guarded by an flock on LOCK_DIR/vcard-slot-N.lock, so two runs never put cards into the same
+# reader; exclusive_readers() takes every slot for tests that look at all readers (watchers, "no
+# card anywhere"). Re-entrant within a process; released by the OS if the process dies.
+LOCK_DIR = Path(os.environ.get("VCARD_LOCK_DIR", tempfile.gettempdir()))
+SLOTS = (0, 1)
+LOCK_WAIT_SECONDS = 120
+_held: dict[int, list] = {}          # slot -> [fd, count]
+_held_guard = threading.Lock()
+
+
+def _acquire_slot(slot: int) -> None:
+    with _held_guard:
+        if slot in _held:
+            _held[slot][1] += 1
+            return
+    fd = os.open(LOCK_DIR / f"vcard-slot-{slot}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise TimeoutError(f"vpcd slot {slot} stayed in use by another test run for "
+                                   f"{LOCK_WAIT_SECONDS} s ({LOCK_DIR}/vcard-slot-{slot}.lock)") from None
+            time.sleep(0.05)
+    with _held_guard:
+        _held[slot] = [fd, 1]
+
+
+def _release_slot(slot: int) -> None:
+    with _held_guard:
+        entry = _held[slot]
+        entry[1] -= 1
+        if entry[1]:
+            return
+        del _held[slot]
+    fcntl.flock(entry[0], fcntl.LOCK_UN)
+    os.close(entry[0])
+
+
+@contextlib.contextmanager
+def slot_lock(slot: int):
+    _acquire_slot(slot)
+    try:
+        yield
+    finally:
+        _release_slot(slot)
+
+
+@contextlib.contextmanager
+def exclusive_readers():
+    """Hold every vpcd slot (in ascending order, like everyone else: no deadlock)."""
+    with contextlib.ExitStack() as stack:
+        for slot in SLOTS:
+            stack.enter_context(slot_lock(slot))
+        yield
 
 
 def pcsc_available() -> bool:
@@ -189,8 +251,8 @@ def virtual_card(card: dict | None = None, *, slot: int = 0, faults: dict | None
     """Insert a virtual card (default :data:`SAMPLE_CARD`) into vpcd reader ``slot`` (0 or 1)."""
     card = SAMPLE_CARD if card is None else card
     reader = reader_for_slot(slot)
-    wait_reader(reader, present=False)          # the previous card must have left first
-    with tempfile.TemporaryDirectory(prefix="vcard-") as tmp:
+    with slot_lock(slot), tempfile.TemporaryDirectory(prefix="vcard-") as tmp:
+        wait_reader(reader, present=False)      # the previous card must have left first
         workdir = Path(tmp)
         (workdir / "card.json").write_text(json.dumps(card, ensure_ascii=False), encoding="utf-8")
         (workdir / "faults.json").write_text(json.dumps(faults or {}), encoding="utf-8")
