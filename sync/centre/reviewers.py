@@ -81,12 +81,16 @@ def add(db, name: str, password: str, role: str = "reviewer", *, now: int) -> di
         raise BadAccount("a reviewer name is 1-64 characters")
     if len(password) < 8:
         raise BadAccount("a password has at least 8 characters")
+    from sync.centre.ledger import migrate as ledger_migrate, record_action
+
     salt = secrets.token_bytes(16)
+    ledger_migrate(db)
     with db.transaction():
         if db.query_one("SELECT name FROM reviewers WHERE name = ?", (name,)):
             raise BadAccount(f"reviewer {name} already exists")
         db.execute("INSERT INTO reviewers (name, role, salt, pw_hash, created_ms) VALUES (?, ?, ?, ?, ?)",
                    (name, role, salt, _hash(password, salt), now))
+        record_action(db, "operator", "add_reviewer", f"reviewer:{name}", {"role": role}, now=now)
     return {"name": name, "role": role}
 
 
@@ -99,9 +103,14 @@ def login(db, name: str, password: str, *, now: int) -> str:
     ok = hmac.compare_digest(_hash(password, salt), bytes(row["pw_hash"]) if row else b"\1" * 32)
     if row is None or not ok:
         raise BadLogin("unknown reviewer or wrong password")
+    from sync.centre.ledger import migrate as ledger_migrate, record_action
+
     token = secrets.token_urlsafe(32)
-    db.execute("INSERT INTO reviewer_sessions (token_hash, name, created_ms, expires_ms) VALUES (?, ?, ?, ?)",
-               (_token_hash(token), name, now, now + SESSION_MS))
+    ledger_migrate(db)
+    with db.transaction():
+        db.execute("INSERT INTO reviewer_sessions (token_hash, name, created_ms, expires_ms) VALUES (?, ?, ?, ?)",
+                   (_token_hash(token), name, now, now + SESSION_MS))
+        record_action(db, name, "login", f"reviewer:{name}", {"role": row["role"]}, now=now)
     return token
 
 

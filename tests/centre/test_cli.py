@@ -81,7 +81,7 @@ def test_operations_move_the_world_forward(tmp_path, capsys, monkeypatch):
     code, _, err = run(capsys, "reviewer", "add", "qian", "--password-stdin", "--db", db)
     assert code == 1 and "at least 8" in err
     acts = [a["action"] for a in L.actions(Store.open(db).db)]
-    assert acts == ["suspend", "clear_arrears", "approve_claim", "contribute"]
+    assert acts == ["suspend", "clear_arrears", "approve_claim", "contribute", "add_reviewer"]
 
 
 def test_every_command_is_in_the_docs():

@@ -84,6 +84,7 @@ async def test_deny_needs_a_note_and_a_decided_claim_stays_decided(centre, http,
     r = await http.get(centre.url + "/v1/review/claims/NOPE-1", headers=rev)
     assert r.status_code == 404 and r.json()["error"]["code"] == "claim_not_found"
     assert [a["action"] for a in L.actions(centre.store.db, no)] == ["deny_claim"]
+    assert [a["action"] for a in L.actions(centre.store.db, "reviewer:rev")] == ["add_reviewer", "login"]
 
 
 def _browser_flow(url: str, no: str) -> dict:
