@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - scripts/setup installs it; say so clea
 # pcscd polls a reader without interrupt support every 400 ms; a removed card is seen within one
 # poll. After a failed transmit we wait this long for the reader to say "empty" before deciding the
 # card is still in (mute) rather than gone (removed).
-REMOVAL_SETTLE_MS = 900
+REMOVAL_SETTLE_MS = 1500
 
 
 def _sc():
