@@ -52,6 +52,8 @@ def _common(p) -> None:
     p.add_argument("--centre", metavar="URL", help="centre URL to probe (default: the enrolled one)")
     p.add_argument("--reader", help="card reader name (or a unique part of it) to test")
     p.add_argument("--daemon", metavar="URL", help="the agent's local API (default from edge.toml)")
+    p.add_argument("--config", metavar="edge.toml", help="the agent's configuration (default: edge.toml in the state "
+                                                         "directory)")
 
 
 def _context(args):
@@ -59,7 +61,8 @@ def _context(args):
     from edge.diagnose._context import default_state_dir
 
     return Context(state_dir=Path(args.state_dir) if args.state_dir else default_state_dir(),
-                   centre_url=args.centre, reader=args.reader, daemon_url=args.daemon)
+                   centre_url=args.centre, reader=args.reader, daemon_url=args.daemon,
+                   config_file=Path(args.config) if args.config else None)
 
 
 def run_diagnose(args) -> int:

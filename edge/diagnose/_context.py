@@ -74,6 +74,7 @@ class Context:
     reader: str | None = None              # default: the first reader holding a card
     daemon_url: str | None = None          # default: from edge.toml, else the counter's default port
     clock_ms: Callable[[], int] = wall_ms  # the local wall clock the skew check compares
+    config_file: Path | None = None        # default: edge.toml in the state directory
     workdir: Path | None = None            # private temp dir for snapshots (set by the runner)
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
     _locks: dict[str, trio.Lock] = field(default_factory=dict, repr=False)
@@ -83,6 +84,10 @@ class Context:
 
     def path(self, name: str) -> Path:
         return self.state_dir / name
+
+    @property
+    def config_path(self) -> Path:
+        return Path(self.config_file) if self.config_file else self.path(CONFIG_FILE)
 
     async def once(self, key: str, make: Callable[[], Awaitable[Any]]) -> Any:
         """Compute ``make()`` once per run (exceptions are remembered and re-raised too)."""
@@ -127,7 +132,7 @@ class Context:
         """edge.toml as a dict ({} when absent); a damaged file raises ValueError naming the file."""
         import tomllib
 
-        path = self.path(CONFIG_FILE)
+        path = self.config_path
         try:
             with open(path, "rb") as f:
                 return tomllib.load(f)

@@ -17,17 +17,18 @@ STATUS_PATH = "/api/status"
 
 
 def daemon_url(ctx: Context) -> str:
+    """--daemon, else host and port from edge.toml (edge.config), else the documented default."""
     if ctx.daemon_url:
         return ctx.daemon_url.rstrip("/")
+    from edge.config import ConfigError, load
+
+    path = ctx.config_path
     try:
-        counter = ctx.config().get("counter", {})
-    except ValueError:
-        counter = {}
-    if isinstance(counter, dict) and counter.get("url"):
-        return str(counter["url"]).rstrip("/")
-    host = counter.get("host", "127.0.0.1") if isinstance(counter, dict) else "127.0.0.1"
-    port = counter.get("port", DEFAULT_PORT) if isinstance(counter, dict) else DEFAULT_PORT
-    return f"http://{host}:{port}"
+        counter = load(path if path.exists() else None).counter
+        host, port = counter.host, counter.port
+    except ConfigError:  # the config check reports the damaged file; probe the default meanwhile
+        host, port = "127.0.0.1", DEFAULT_PORT
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 async def daemon_status(ctx: Context) -> dict | Exception | None:
@@ -79,3 +80,24 @@ async def check_daemon(ctx: Context) -> Finding:
                     journal_error=err, **keep)
     return ok("daemon", f"the agent is running and its API answers at {url}", f"程序正在运行，接口 {url} 正常",
               url=url, **keep)
+
+
+async def check_config(ctx: Context) -> Finding:
+    """edge.toml parses and every key is known (edge.config refuses typos; the daemon would not start)."""
+    from edge.config import ConfigError, load
+
+    path = ctx.config_path
+    if not path.exists():
+        return ok("config", f"no {path.name}: the agent runs with the documented defaults",
+                  f"没有 {path.name}：程序使用默认设置", path=str(path))
+    try:
+        cfg = await trio.to_thread.run_sync(load, path)
+    except ConfigError as exc:
+        return fail("config", f"{path.name} is refused: {exc}", f"配置文件 {path.name} 有误，程序无法启动",
+                    f"Correct {path} as the message says (docs/counter.md lists every key), or move it aside to "
+                    "run with the defaults; then restart the agent.",
+                    f"按提示修改 {path}（所有配置项见 docs/counter.md），或将其移走以使用默认设置，然后重启程序。",
+                    path=str(path), error=str(exc))
+    return ok("config", f"{path.name} is valid (API on {cfg.counter.host}:{cfg.counter.port})",
+              f"配置文件 {path.name} 正确（接口 {cfg.counter.host}:{cfg.counter.port}）", path=str(path),
+              host=cfg.counter.host, port=cfg.counter.port)

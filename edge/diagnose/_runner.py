@@ -37,6 +37,7 @@ CHECKS: tuple[Check, ...] = (
     Check("disk", _local.check_disk, 3, "free disk and journal size", "磁盘空间与日志大小"),
     Check("device_key", _local.check_key, 3, "device key (owner-only)", "设备密钥"),
     Check("enrolment", _local.check_enrolment, 3, "enrolment (device.json)", "设备注册"),
+    Check("config", _daemon.check_config, 3, "configuration (edge.toml)", "配置文件"),
     Check("journal", _journal.check_journal, 8, "journal integrity (verify)", "结算日志完整性"),
     Check("backlog", _journal.check_backlog, 6, "unsent entries and the oldest one's age", "未上传日志"),
     Check("last_sync", _journal.check_last_sync, 6, "last successful sync", "上次同步"),
@@ -104,6 +105,7 @@ async def run(ctx: Context | None = None, *, only: Iterable[str] | None = None) 
     if ctx.workdir is None:
         own_dir = tempfile.TemporaryDirectory(prefix="edge-diagnose-")
         ctx.workdir = Path(own_dir.name)
+    ctx._memo.clear()   # each run looks afresh: nothing found by an earlier run is reused
     try:
         async with trio.open_nursery() as nursery:
             for check in table:
@@ -112,9 +114,10 @@ async def run(ctx: Context | None = None, *, only: Iterable[str] | None = None) 
                 nursery.start_soon(one)
     finally:
         for key in ("journal", "cache"):
-            kind_value = ctx._memo.pop(key, None)
+            kind_value = ctx._memo.get(key)
             if kind_value and kind_value[0] == "ok":
                 kind_value[1].close()
+        ctx._memo.clear()
         if own_dir is not None:
             own_dir.cleanup()
             ctx.workdir = None
