@@ -32,6 +32,11 @@ PERSONS = [
      "deductible_used": 0, "fund_paid": 0, "pending_review": True},
 ]
 HOTLISTED = "330300D15600000500BF7A0D1C5E0BAD"
+# The virtual card's 张三 (firmware-interfaces/vcard/cards/zhangsan.json, PIN 123456).
+VCARD_ID = "330300D15600000500A1B2C3D4E5F607"
+PERSONS.append({"psn_no": "P0004", "certno": "330302199001011235", "card_ids": [VCARD_ID], "insutype": "310",
+                "psn_type": "working", "status": "active", "chronic": [], "balc": 50000, "deductible_used": 20000,
+                "fund_paid": 0})
 
 
 def case() -> dict:
