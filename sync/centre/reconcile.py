@@ -97,6 +97,8 @@ MIGRATIONS = [
             at_ms BIGINT NOT NULL,
             PRIMARY KEY (device, req))""",
     ]),
+    # The batch's "already decided?" check reads outcomes by entry id.
+    ("recon-004-outcomes-entry", ["CREATE INDEX recon_outcomes_entry ON recon_outcomes (entry_id)"]),
 ]
 
 
