@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -157,3 +159,30 @@ def test_arbitrary_answers_only_raise_card_errors(answers):
             session.receive(answer)
     except CardError:
         assert session.identity is None or session.state == IDENTIFIED
+
+
+GBK_HAN = st.characters(min_codepoint=0x4E00, max_codepoint=0x9FA5).filter(
+    lambda c: len(c.encode("gbk", errors="ignore")) == 2)
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=st.text(GBK_HAN, min_size=1, max_size=15),
+       issued=st.dates(min_value=dt.date(1999, 1, 1), max_value=dt.date(2040, 12, 31)),
+       years=st.integers(0, 20),
+       card_no=st.from_regex(r"[0-9A-Z]{9}", fullmatch=True),
+       ssn17=st.from_regex(r"[0-9]{17}", fullmatch=True),
+       sex=st.sampled_from("0129"),
+       get_response=st.booleans())
+def test_any_well_formed_card_reads_back_exactly(name, issued, years, card_no, ssn17, sex, get_response):
+    expires = issued.replace(year=issued.year + years) if not (issued.month == 2 and issued.day == 29) else issued
+    ssn = ssn17 + profile.ssn_check_char(ssn17)
+    description = {**vcard_support.SAMPLE_CARD, "name": name, "issued": issued.isoformat(),
+                   "expires": expires.isoformat(), "card_no": card_no, "ssn": ssn, "sex": sex,
+                   "get_response": get_response}
+    card = model.CardModel(description)
+    session = CardSession("R")
+    session.inserted(card.atr())
+    drive(session, card)
+    ident = session.identity
+    assert (ident.name, ident.issued, ident.expires, ident.card_no, ident.ssn, ident.sex) == (
+        name, issued, expires, card_no, ssn, sex)
