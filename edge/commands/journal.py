@@ -158,7 +158,7 @@ def cmd_verify(args) -> int:
     with open_journal(args) as j:
         problems = j.integrity_problems()
         report = verify_entries(j.raw_entries(), j.verify_key, device=j.device)
-        stored = j.count()
+        stored, acked = j.count(), j.acked_seq
         data = {**report.to_dict(), "device": j.device, "key_id": j.key_id, "sqlite": problems or "ok"}
     text = report.text()
     ok = report.ok and not problems
@@ -166,6 +166,12 @@ def cmd_verify(args) -> int:
         ok = False
         data.update(ok=False, reason="malformed", detail=f"{stored} rows but {report.count} chained entries")
         text = f"FAILED: {data['detail']}"
+    elif report.ok and acked > report.head_seq:
+        # A chain cut at the end still verifies; the centre's acknowledgement shows entries are gone.
+        ok = False
+        data.update(ok=False, first_bad_seq=report.head_seq + 1, reason="missing",
+                    detail=f"the centre acknowledged up to seq {acked} but the journal ends at {report.head_seq}")
+        text = f"FAILED at seq {report.head_seq + 1}: missing — {data['detail']}"
     if problems:
         text += "\nSQLite structural check: " + "; ".join(problems[:5])
     data["ok"] = ok

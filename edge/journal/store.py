@@ -98,6 +98,7 @@ class JournalStore:
         try:
             if not path.parent.exists():
                 path.parent.mkdir(parents=True, mode=0o700)
+            created = not path.exists()
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise map_sqlite_error(exc, where) from exc
@@ -120,6 +121,8 @@ class JournalStore:
                                    hint="Enrol the device first (`edge enroll`).")
             store = cls(conn, path, signing_key, stored_device, verify_key)
             store._check_head()
+            if created:
+                _fsync_dir(path.parent)  # a new journal's directory entry must survive a power cut too
             return store
         except BaseException as exc:
             conn.close()
@@ -426,6 +429,14 @@ class JournalStore:
 
     def public_key_b64(self) -> str:
         return base64.b64encode(bytes(self.verify_key)).decode("ascii")
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _migrate(conn: sqlite3.Connection, db: sqlite_utils.Database) -> None:

@@ -78,6 +78,18 @@ def test_verify_names_a_deleted_entry(state, capsys):
     assert (code, data["first_bad_seq"], data["reason"]) == (1, 4, "missing")
 
 
+def test_verify_notices_entries_cut_from_the_end_that_the_centre_acknowledged(state, capsys):
+    # Entries 1-2 are acknowledged; remove 2 (the last one is then 1, which still verifies as a chain).
+    conn = sqlite3.connect(state / "journal.db")
+    with conn:
+        conn.execute("DELETE FROM entries WHERE seq >= 2")
+        conn.execute("DELETE FROM outbox WHERE seq >= 2")
+    conn.close()
+    code, data = run_json(capsys, "verify", "--state-dir", str(state))
+    assert (code, data["first_bad_seq"], data["reason"]) == (1, 2, "missing")
+    assert "acknowledged up to seq 2" in data["detail"]
+
+
 def test_verify_without_device_json_uses_the_journals_record(state, capsys):
     (state / "device.json").unlink()
     (state / "device.key").unlink()  # a copied journal.db: no key file either
