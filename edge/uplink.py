@@ -41,11 +41,20 @@ import cbor2
 import httpx
 import trio
 
+from edge.journal.errors import JournalError
 from sync import auth, protocol, wire
 from sync.bundles import BundleBrokenChain, BundleError, BundleStale
 from sync.errors import CentreRefused, SyncError, TransportError
 
 log = logging.getLogger("edge.uplink")
+
+
+class DownlinkFailed(SyncError):
+    """The daemon's ``on_downlink`` callback failed on a message (not a bundle refusal): transient, the
+    cursor stays on the message and the round is retried after a backoff."""
+
+    code = "downlink_apply_failed"
+    retryable = True
 
 
 class DownlinkDeferred(Exception):
@@ -336,6 +345,11 @@ class Uplink:
         except BundleError as exc:
             log.warning("uplink: downlink %s refused: %s", m.get("id"), exc.message)
             self.status.refused.append({"id": m.get("id"), "code": exc.code, "message": exc.message})
+        except (DownlinkDeferred, SyncError):
+            raise
+        except Exception as exc:
+            raise DownlinkFailed(f"applying downlink message {m.get('id')} ({m.get('kind')}) failed: "
+                                 f"{exc.__class__.__name__}: {exc}; it is retried") from exc
 
     # -- forever -------------------------------------------------------------------------------------
     def wake(self) -> None:
@@ -352,7 +366,7 @@ class Uplink:
                 self.status.failures = 0
                 log.debug("uplink: round done: %s", report)
                 delay = self.idle_s
-            except SyncError as exc:
+            except (SyncError, JournalError) as exc:
                 # Transient or not, keep trying: a refused device may be re-activated at the centre,
                 # and the backlog must never be abandoned. Non-retryable errors wait the longest.
                 self.status.failures += 1
@@ -385,5 +399,5 @@ async def open_uplink(state_dir: str | os.PathLike, journal, *, client: httpx.As
     return Uplink(journal, centre, state_dir=state_dir, on_downlink=on_downlink, **options)
 
 
-__all__ = ["CentreClient", "DownlinkDeferred", "RoundReport", "Uplink", "UplinkStatus", "open_uplink", "post_frame", "wall_ms",
+__all__ = ["CentreClient", "DownlinkDeferred", "DownlinkFailed", "RoundReport", "Uplink", "UplinkStatus", "open_uplink", "post_frame", "wall_ms",
            "CentreRefused"]

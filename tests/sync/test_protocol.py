@@ -163,3 +163,49 @@ async def test_rejected_entry_is_quarantined_and_the_rest_flows(link_setup):
     journal.append("settlement", pharmacy_sale(6, device=dev.device), time_ms=6, mono_ns=6)
     await up.sync_once()
     assert store.high_water(dev.device) == 6
+
+
+async def test_callback_failure_is_retried_and_journal_errors_do_not_kill_the_uplink(link_setup, autojump_clock):
+    from edge.journal.errors import JournalBusy
+    from edge.uplink import DownlinkFailed
+
+    store, dev, journal = link_setup
+    store.post_downlink(dev.device, "outcome", {"ref_seq": 1, "outcome": "confirmed"})
+    seen = []
+
+    async def flaky(m):
+        seen.append(m["id"])
+        if len(seen) == 1:
+            raise RuntimeError("cache locked")
+
+    up = Uplink(journal, MemoryLink(store, dev.device, dev.key), on_downlink=flaky)
+    with pytest.raises(DownlinkFailed) as exc:
+        await up.sync_once()
+    assert exc.value.retryable and "cache locked" in exc.value.message and up.status.cursor == 0
+    await up.sync_once()
+    assert seen == [1, 1] and up.status.cursor == 1
+
+    class BusyOnce:
+        """The real journal, except that the first pending() finds it locked."""
+
+        def __init__(self, j):
+            self.j, self.calls = j, 0
+
+        def pending(self, *a):
+            self.calls += 1
+            if self.calls == 1:
+                raise JournalBusy("locked by a backup program")
+            return self.j.pending(*a)
+
+        def __getattr__(self, name):
+            return getattr(self.j, name)
+
+    journal.append("settlement", pharmacy_sale(1, device=dev.device), time_ms=1, mono_ns=1)
+    link = MemoryLink(store, dev.device, dev.key)
+    link.expect = 1
+    up = Uplink(BusyOnce(journal), link, idle_s=3600, backoff=protocol.Backoff(base=1, rng=random.Random(2)))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(up.run)
+        await link.done.wait()
+        nursery.cancel_scope.cancel()
+    assert store.entry_count() == 1 and journal.acked_seq == 1
