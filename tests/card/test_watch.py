@@ -63,3 +63,19 @@ async def test_watcher_closes_its_channel_when_cancelled():
         nursery.cancel_scope.cancel()
     with pytest.raises(trio.EndOfChannel):
         await receive.receive()
+
+
+async def test_a_pin_check_resetting_the_card_is_not_a_removal():
+    from edge.card import verify_pin
+
+    send, receive = trio.open_memory_channel(0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(watch_cards, send, poll_interval=0.05)
+        async with open_virtual_card(SAMPLE_CARD) as card:
+            assert (await next_event(receive)).kind == "inserted"
+            await verify_pin(card.reader, "123456")     # disconnects with SCARD_RESET_CARD
+            with trio.move_on_after(1.0):               # > two pcscd polls: a bounce would show
+                ev = await receive.receive()
+                pytest.fail(f"unexpected {ev.kind} event after a PIN check")
+        assert (await next_event(receive)).kind == "removed"
+        nursery.cancel_scope.cancel()
