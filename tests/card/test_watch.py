@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import trio
 
@@ -70,7 +72,7 @@ async def test_a_pin_check_resetting_the_card_is_not_a_removal():
 
     send, receive = trio.open_memory_channel(0)
     async with trio.open_nursery() as nursery:
-        await nursery.start(watch_cards, send, poll_interval=0.05)
+        await nursery.start(partial(watch_cards, send, poll_interval=0.05))
         async with open_virtual_card(SAMPLE_CARD) as card:
             assert (await next_event(receive)).kind == "inserted"
             await verify_pin(card.reader, "123456")     # disconnects with SCARD_RESET_CARD
