@@ -100,3 +100,28 @@ def test_errors_carry_code_message_hint():
         err = map_sqlite_error(exc, "/x/journal.db")
         assert err.to_dict()["code"] in ("journal_full", "journal_read_only")
         assert "/x/journal.db" in err.message
+
+
+def test_another_writer_holding_the_lock_is_journal_busy(store, db_path):
+    store.append("note", bodies.note("before"), time_ms=1, mono_ns=1)
+    store._conn.execute("PRAGMA busy_timeout = 50")  # keep the test short; the store waits 5 s
+    other = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(JournalError) as info:
+            store.append("note", bodies.note("blocked"), time_ms=2, mono_ns=2)
+        assert info.value.code == "journal_busy" and info.value.retryable
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+    assert store.append("note", bodies.note("after"), time_ms=3, mono_ns=3).seq == 2
+
+
+def test_forced_reset_with_an_unwritable_export_removes_nothing(store, tmp_path):
+    from edge.journal import ExportError
+
+    for i in range(3):
+        store.append("note", bodies.note(f"n{i}"), time_ms=i, mono_ns=i)
+    with pytest.raises(ExportError):
+        store.reset(force=True, export_to=tmp_path / "no-such-dir" / "x.ssj")
+    assert store.count() == 3 and not store.closed
