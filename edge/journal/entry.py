@@ -134,10 +134,39 @@ def make_entry(signing_key: SigningKey, *, seq: int, prev: bytes, device: str, t
     _validate_fields(seq, prev, device, time, mono, kind, body)
     unsigned = {"v": FORMAT_VERSION, "seq": seq, "prev": prev, "device": device, "time": time,
                 "mono": mono, "kind": kind, "body": dict(body)}
-    sig = signing_key.sign(canonical(unsigned)).signature
-    raw = canonical({**unsigned, "sig": sig})
-    # Decode our own bytes back so body holds exactly what a verifier will see (tuples -> lists...).
-    return decode(raw)
+    message = canonical(unsigned)
+    sig = signing_key.sign(message).signature
+    raw = _insert_sig(message, sig) or canonical({**unsigned, "sig": sig})
+    # Read our own bytes back so body holds exactly what a verifier will see (tuples -> lists...).
+    data = cbor2.loads(raw)
+    return Entry(seq=seq, prev=prev, device=device, time=time, mono=mono, kind=kind, body=data["body"],
+                 sig=sig, raw=raw)
+
+
+def _seq_end(raw: bytes, header: int) -> int | None:
+    """Offset just after the ``seq`` value in canonical entry bytes starting with map ``header``.
+
+    Canonical order sorts keys by length, then bytewise: v, seq, sig, body, kind, mono, prev, time,
+    device. So the ``sig`` pair sits right after ``seq`` and can be cut out or put in without
+    re-encoding (an append then encodes once, a verify never re-encodes).
+    """
+    if len(raw) < 10 or raw[0] != header or raw[1:8] != b"\x61v\x01\x63seq":
+        return None
+    head = raw[8]
+    if head >> 5 != 0:
+        return None
+    size = 1 if head & 0x1F < 24 else {24: 2, 25: 3, 26: 5, 27: 9}.get(head & 0x1F)
+    return None if size is None else 8 + size
+
+
+_SIG_KEY = b"\x63sig\x58\x40"  # text "sig", then a 64-byte byte string header
+
+
+def _insert_sig(message: bytes, sig: bytes) -> bytes | None:
+    at = _seq_end(message, 0xA8)
+    if at is None or len(sig) != 64:
+        return None
+    return b"\xa9" + message[1:at] + _SIG_KEY + sig + message[at:]
 
 
 def decode(raw: bytes) -> Entry:
@@ -166,22 +195,11 @@ def decode(raw: bytes) -> Entry:
 def unsigned_bytes(raw: bytes) -> bytes | None:
     """The signed message of canonical entry bytes, cut out of ``raw`` without re-encoding.
 
-    Canonical order puts the keys v, seq, sig first (shorter keys first, then bytewise), so the
-    message is ``raw`` with its map header one smaller and the ``sig`` pair removed. Returns None
-    when ``raw`` does not have that shape (then re-encode with :func:`canonical`). Only for bytes
-    that :func:`decode` accepted: it relies on them being canonical.
+    Returns None when ``raw`` does not have the expected shape (then re-encode with
+    :func:`canonical`). Only for bytes that :func:`decode` accepted: it relies on them being canonical.
     """
-    if len(raw) < 80 or raw[0] != 0xA9 or raw[1:8] != b"\x61v\x01\x63seq":
-        return None
-    head = raw[8]
-    if head >> 5 != 0:
-        return None
-    info = head & 0x1F
-    size = 1 if info < 24 else {24: 2, 25: 3, 26: 5, 27: 9}.get(info)
-    if size is None:
-        return None
-    at = 8 + size
-    if raw[at:at + 6] != b"\x63sig\x58\x40":
+    at = _seq_end(raw, 0xA9)
+    if at is None or raw[at:at + 6] != _SIG_KEY or len(raw) < at + 70:
         return None
     return b"\xa8" + raw[1:at] + raw[at + 70:]
 

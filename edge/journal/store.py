@@ -29,7 +29,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple
 
 import sqlite_utils
 from nacl.signing import SigningKey, VerifyKey
@@ -40,6 +40,9 @@ from .errors import (
     KeyMissing, UnknownEntry, UnsentEntries, map_sqlite_error,
 )
 from .schema import check_body
+
+if TYPE_CHECKING:
+    from .verify import Report
 
 _PAGE = 512  # rows fetched per lock hold when iterating, so appends never wait behind a long read
 
@@ -287,6 +290,29 @@ class JournalStore:
     def entries(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[Entry]:
         for raw in self.raw_entries(from_seq, to_seq):
             yield self._decode(raw)
+
+    def verify(self) -> "Report":
+        """Verify the whole local journal (what `edge journal verify` and diagnostics report).
+
+        On top of :func:`verify_entries` it notices what a chain alone cannot: rows whose seq column
+        disagrees with their bytes, and entries cut from the end after the centre acknowledged them.
+        """
+        from dataclasses import replace
+
+        from .verify import verify_entries
+
+        report = verify_entries(self.raw_entries(), self.verify_key, device=self.device)
+        if not report.ok:
+            return report
+        stored, acked = self.count(), self.acked_seq
+        if stored != report.count:
+            return replace(report, ok=False, first_bad_seq=report.head_seq + 1, reason="malformed",
+                           detail=f"{stored} rows but {report.count} chained entries")
+        if acked > report.head_seq:
+            return replace(report, ok=False, first_bad_seq=report.head_seq + 1, reason="missing",
+                           detail=f"the centre acknowledged up to seq {acked} but the journal ends at "
+                                  f"{report.head_seq}")
+        return report
 
     # -- outbox ----------------------------------------------------------------------------------
     def _acked(self, conn: sqlite3.Connection) -> int:

@@ -99,3 +99,10 @@ def test_signed_bytes_cut_from_raw_equal_the_reencoded_message(seq, body):
 
     entry = make_entry(KEY, seq=seq, prev=GENESIS, device="D-1", time=0, mono=0, kind="note", body=body)
     assert unsigned_bytes(entry.raw) == canonical(entry.unsigned())
+
+
+@given(fields)
+def test_make_entry_bytes_equal_a_full_canonical_encoding(f):
+    entry = make_entry(KEY, **f)
+    assert entry.raw == canonical({**entry.unsigned(), "sig": entry.sig})
+    assert decode(entry.raw) == entry
