@@ -116,3 +116,33 @@ def test_rules_beyond_cddl_are_enforced_by_the_mirror():
     claim = bodies.claim("R-11")
     claim["paid"]["acct_pay"] = 1
     assert cddl_ok("claim", claim) and not mirror_ok("claim", claim)
+
+
+def _schema_for(rule: str) -> pycddl.Schema:
+    # pycddl validates against the first rule: put the wanted one first.
+    return pycddl.Schema(f"root = {rule}\n" + CDDL.read_text(encoding="utf-8"))
+
+
+def test_export_file_follows_the_cddl(store, tmp_path):
+    import cbor2
+
+    from edge.journal import write_export
+
+    for kind, body in EXAMPLES[:4]:
+        store.append(kind, body, time_ms=1_764_000_000_000, mono_ns=1)
+    path = tmp_path / "x.ssj"
+    write_export(store, path)
+    with open(path, "rb") as f:
+        dec = cbor2.CBORDecoder(f)
+        items = []
+        while f.peek(1):
+            items.append(dec.decode())
+    header, entries, trailer = items[0], items[1:-1], items[-1]
+    _schema_for("export-header").validate_cbor(cbor2.dumps(header, canonical=True))
+    _schema_for("export-manifest").validate_cbor(header["manifest"])
+    _schema_for("export-trailer").validate_cbor(cbor2.dumps(trailer, canonical=True))
+    for raw in entries:
+        SCHEMA.validate_cbor(raw)
+    forged = dict(header, manifest=cbor2.dumps({"device": "D-1"}))
+    with pytest.raises(pycddl.ValidationError):
+        _schema_for("export-header").validate_cbor(cbor2.dumps(forged, canonical=True))
