@@ -90,7 +90,8 @@ def build_app(counter, *, openapi: dict | None = None) -> Starlette:
         return HTMLResponse(render(view))
 
     async def openapi_doc(request: Request) -> Response:
-        return _json(openapi or json.loads(_asset("openapi.json")))
+        from .openapi import spec
+        return _json(openapi or spec())
 
     async def status(request: Request) -> Response:
         return _json(await counter.status())
