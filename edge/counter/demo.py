@@ -303,7 +303,12 @@ async def _main(scripted: bool, port: int, keep: bool, tmp: Path, use_card: bool
                 nursery.cancel_scope.cancel()
                 return 0 if ok else 1
             _say("press Ctrl-C to stop")
-            await trio.sleep_forever()
+            import signal
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    break
+            _say("demo: stopping")
+            nursery.cancel_scope.cancel()
     return 0
 
 
