@@ -16,6 +16,9 @@ from edge.journal import (
 )
 
 KEY = SigningKey(bytes(range(1, 33)))
+# No deadline and no too-slow check: CI shares 2 cores with everything else, and a slow example here
+# is load, not a bug (timings are never asserted; see bench/journal.py).
+RELAXED = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**63, max_value=2**64 - 1),
                     st.text(max_size=20), st.binary(max_size=20))
@@ -46,6 +49,7 @@ def _shuffled(value, rng):
     return value
 
 
+@RELAXED
 @given(fields)
 def test_encode_decode_round_trips(f):
     entry = make_entry(KEY, **f)
@@ -57,6 +61,7 @@ def test_encode_decode_round_trips(f):
     assert signature_ok(again, KEY.verify_key)
 
 
+@RELAXED
 @given(fields, st.integers(min_value=0, max_value=2**32))
 def test_canonical_bytes_do_not_depend_on_dict_order(f, seed):
     rng = random.Random(seed)
@@ -66,7 +71,7 @@ def test_canonical_bytes_do_not_depend_on_dict_order(f, seed):
     assert canonical(f["body"]) == canonical(_shuffled(f["body"], rng))
 
 
-@settings(suppress_health_check=[HealthCheck.too_slow])
+@RELAXED
 @given(fields, st.data())
 def test_any_flipped_byte_is_detected(f, data):
     entry = make_entry(KEY, **{**f, "seq": 1, "prev": GENESIS})
@@ -79,6 +84,7 @@ def test_any_flipped_byte_is_detected(f, data):
     assert report.reason in ("malformed", "bad_signature", "missing", "prev_mismatch", "wrong_device")
 
 
+@RELAXED
 @given(fields)
 def test_receipt_qr_payload_round_trips(f):
     entry = make_entry(KEY, **{**f, "device": "D-S330300001-" + str(f["seq"] % 97)})
@@ -87,12 +93,14 @@ def test_receipt_qr_payload_round_trips(f):
     assert len(digest) == 12
 
 
+@RELAXED
 @given(st.floats(allow_nan=False))
 def test_floats_are_refused_anywhere_in_the_body(x):
     with pytest.raises(EntryFormatError, match="floats"):
         make_entry(KEY, seq=1, prev=GENESIS, device="D-1", time=0, mono=0, kind="note", body={"a": [{"b": x}]})
 
 
+@RELAXED
 @given(st.integers(min_value=1, max_value=2**64 - 1), free_bodies)
 def test_signed_bytes_cut_from_raw_equal_the_reencoded_message(seq, body):
     from edge.journal.entry import unsigned_bytes
@@ -101,6 +109,7 @@ def test_signed_bytes_cut_from_raw_equal_the_reencoded_message(seq, body):
     assert unsigned_bytes(entry.raw) == canonical(entry.unsigned())
 
 
+@RELAXED
 @given(fields)
 def test_make_entry_bytes_equal_a_full_canonical_encoding(f):
     entry = make_entry(KEY, **f)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from nacl.signing import SigningKey
@@ -92,5 +92,6 @@ class OutboxMachine(RuleBasedStateMachine):
         assert self.store.head()[0] == self.head
 
 
-OutboxMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=20, deadline=None)
+OutboxMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=20, deadline=None,
+                                           suppress_health_check=[HealthCheck.too_slow])
 TestOutbox = OutboxMachine.TestCase
