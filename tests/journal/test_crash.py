@@ -16,6 +16,6 @@ def test_kill_minus_nine_never_loses_an_acknowledged_entry(tmp_path):
     assert result.kills == KILLS
     # The kills must land while appending, not only before the first append (4 rounds in 5 wait for it).
     assert result.rounds_with_appends >= KILLS * 4 // 5
-    assert result.acknowledged > KILLS
+    assert result.acknowledged >= result.rounds_with_appends  # at least one reported entry per such round
     # Entries written but not yet reported (killed between commit and report) may exist; none beyond.
     assert result.entries >= result.acknowledged
