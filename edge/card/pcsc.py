@@ -49,6 +49,12 @@ def error_for(code: int, *, reader: str | None = None, during: str = "") -> Card
     name = _code_name(code)
     if code in (sc.SCARD_E_NO_SERVICE, sc.SCARD_E_SERVICE_STOPPED):
         return PcscUnavailable(name)
+    if during in ("list", "status") and code in (
+            sc.SCARD_F_COMM_ERROR, sc.SCARD_E_INVALID_HANDLE, sc.SCARD_W_SECURITY_VIOLATION,
+            sc.SCARD_F_INTERNAL_ERROR, sc.SCARD_F_UNKNOWN_ERROR):
+        # Calls that only talk to pcscd (no card involved) fail like this when pcscd dies under
+        # them (seen in tests/card/test_pcscd_restart.py): the service is gone, not a card.
+        return PcscUnavailable(f"lost the connection to pcscd: {name}")
     if code == sc.SCARD_E_NO_READERS_AVAILABLE:
         return NoReader(None)
     if code in (sc.SCARD_E_UNKNOWN_READER, sc.SCARD_E_READER_UNAVAILABLE):
@@ -162,6 +168,8 @@ def _wait_removed(ctx: Context, reader: str) -> bool:
             if changed is not None:
                 state = changed.get(reader, (0, b""))[0]
         return True
+    except PcscUnavailable:
+        raise   # pcscd itself went away mid-read: say that, not "card mute"
     except CardError:
         return False
 

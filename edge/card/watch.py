@@ -3,7 +3,9 @@
 The task polls with SCardGetStatusChange bounded by ``poll_interval`` in a worker thread (not
 abandoned on cancel: the thread returns within one interval, and its PC/SC context is then released
 in order). The reader list is read again on every round, so readers plugged in later are watched
-too, and a pcscd restart shows up as one "error" event and then recovers.
+too. If pcscd stops or restarts, every card known present is reported "removed", one "error"
+event says why, and the watcher keeps trying (every max(poll_interval, 0.5) s) until it recovers,
+when the cards then in the readers are reported "inserted" again.
 
 When a card arrives its identity is read at once (so the counter page shows the patient without a
 click) and sent as ``CardEvent("inserted", reader, identity, None)``; a card that cannot be read
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 import trio
 
 from . import pcsc
-from .errors import CardError, PcscUnavailable
+from .errors import CardError
 from .identity import Identity
 from .reader import read_identity
 
@@ -45,7 +47,7 @@ async def watch_cards(send_channel: trio.MemorySendChannel, *, poll_interval: fl
         ctx: pcsc.Context | None = None
         known: dict[str, int] = {}      # reader -> last event state (counter bits included)
         started = False
-        pcsc_down = False
+        last_error: str | None = None   # report an outage once, not every round
         try:
             while True:
                 try:
@@ -61,18 +63,25 @@ async def watch_cards(send_channel: trio.MemorySendChannel, *, poll_interval: fl
                     else:
                         await trio.sleep(poll_interval)
                         states = {}
-                    pcsc_down = False
-                except PcscUnavailable as exc:
+                    last_error = None
+                except CardError as exc:
+                    # pcscd stopped or restarted (its handles die with it), or a reader vanished
+                    # mid-call: start again with a fresh context. While the card path is down no
+                    # card counts as present, so the counter cannot settle on a stale identity.
                     if ctx is not None:
                         await trio.to_thread.run_sync(ctx.close)
                         ctx = None
                     if not started:
                         started = True
                         task_status.started()
-                    if not pcsc_down:
-                        pcsc_down = True
+                    for name, state in sorted(known.items()):
+                        if _present(state):
+                            await send_channel.send(CardEvent("removed", name))
+                    known.clear()
+                    if exc.code != last_error:
+                        last_error = exc.code
                         await send_channel.send(CardEvent("error", None, None, exc))
-                    await trio.sleep(max(poll_interval, 1.0))
+                    await trio.sleep(max(poll_interval, 0.5))
                     continue
                 if not started:
                     started = True

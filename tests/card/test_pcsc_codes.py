@@ -32,6 +32,9 @@ def test_every_pcsc_code_becomes_a_card_error_with_both_languages():
     ("SCARD_E_TIMEOUT", "transmit", CardMute),
     ("SCARD_W_UNSUPPORTED_CARD", "connect", CardMalformed),
     ("SCARD_E_SHARING_VIOLATION", "connect", ReaderProblem),
+    ("SCARD_F_COMM_ERROR", "status", PcscUnavailable),      # pcscd died under a status call
+    ("SCARD_W_SECURITY_VIOLATION", "list", PcscUnavailable),
+    ("SCARD_F_COMM_ERROR", "transmit", CardMute),
 ])
 def test_specific_codes(name, during, expected):
     assert type(pcsc.error_for(getattr(scard, name), reader="R", during=during)) is expected
