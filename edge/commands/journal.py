@@ -83,13 +83,13 @@ def _device_id(state: Path) -> str | None:
 
 def open_journal(args, *, with_key: bool = False):
     """Open the state dir's journal; reading needs no key (a broken key must not hide the journal)."""
-    from edge.journal import JournalError, JournalStore, load_device_key
+    from edge.journal import JournalError, JournalMissing, JournalStore, load_device_key
 
     state = state_dir(args)
     db = state / "journal.db"
     if not db.exists():
-        raise JournalError(f"there is no journal at {db}",
-                           hint="Give --state-dir (or set EDGE_STATE_DIR) to the agent's state directory.")
+        raise JournalMissing(f"there is no journal at {db}",
+                             hint="Give --state-dir (or set EDGE_STATE_DIR) to the agent's state directory.")
     key = None
     if with_key:
         try:

@@ -15,7 +15,7 @@ from .entry import (
 )
 from .errors import (
     AckBeyondHead, DuplicateRequest, ExportError, ExportRequired, JournalBusy, JournalCorrupt, JournalError,
-    JournalFull, JournalMismatch, JournalReadOnly, KeyCorrupt, KeyExists, KeyMissing, KeyPermissions,
+    JournalFull, JournalMismatch, JournalMissing, JournalReadOnly, KeyCorrupt, KeyExists, KeyMissing, KeyPermissions,
     UnknownEntry, UnsentEntries,
 )
 from .export import ExportReport, ExportSummary, verify_export, write_export
@@ -28,7 +28,7 @@ __all__ = [
     "GENESIS", "KINDS", "Entry", "EntryFormatError", "canonical", "decode", "key_id", "make_entry",
     "parse_qr_payload", "qr_payload", "receipt_digest", "signature_ok",
     "AckBeyondHead", "DuplicateRequest", "ExportError", "ExportRequired", "JournalBusy", "JournalCorrupt",
-    "JournalError", "JournalFull", "JournalMismatch", "JournalReadOnly", "KeyCorrupt", "KeyExists", "KeyMissing",
+    "JournalError", "JournalFull", "JournalMismatch", "JournalMissing", "JournalReadOnly", "KeyCorrupt", "KeyExists", "KeyMissing",
     "KeyPermissions", "UnknownEntry", "UnsentEntries",
     "ExportReport", "ExportSummary", "verify_export", "write_export",
     "create_device_key", "load_device_key", "public_key_b64", "verify_key_from_text",

@@ -6,6 +6,7 @@
     ├── JournalCorrupt           journal_corrupt: the database file is damaged or not a journal
     ├── JournalBusy              journal_busy: another program holds the journal locked (retryable)
     ├── JournalMismatch          journal_mismatch: this journal belongs to another device or key
+    ├── JournalMissing           journal_missing: no journal file where one was expected (read-only open)
     ├── KeyMissing               key_missing: no device key file (enrol the device first)
     ├── KeyPermissions           key_permissions: the key file is readable by others (chmod 600)
     ├── KeyCorrupt               key_corrupt: the key file is not a 32-byte Ed25519 seed
@@ -75,6 +76,12 @@ class JournalMismatch(JournalError):
     code = "journal_mismatch"
     default_hint = ("The journal belongs to another device or key. Check the state directory; re-enrolling "
                     "needs `edge journal reset --force --export FILE` first.")
+
+
+class JournalMissing(JournalError):
+    code = "journal_missing"
+    default_hint = ("Check --state-dir / EDGE_STATE_DIR points at the agent's state directory; if this counter "
+                    "settled before, do not enrol again until the journal is found.")
 
 
 class KeyMissing(JournalError):

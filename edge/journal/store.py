@@ -37,7 +37,7 @@ from nacl.signing import SigningKey, VerifyKey
 from .entry import GENESIS, Entry, decode, key_id, make_entry, signature_ok
 from .errors import (
     AckBeyondHead, DuplicateRequest, ExportRequired, JournalCorrupt, JournalError, JournalMismatch,
-    KeyMissing, UnknownEntry, UnsentEntries, map_sqlite_error,
+    JournalMissing, KeyMissing, UnknownEntry, UnsentEntries, map_sqlite_error,
 )
 from .schema import check_body
 
@@ -98,6 +98,9 @@ class JournalStore:
         """
         path = Path(path)
         where = str(path)
+        if signing_key is None and not path.exists():
+            # Reading (verify, export, diagnostics) must never create an empty journal as a side effect.
+            raise JournalMissing(f"there is no journal at {where}")
         try:
             if not path.parent.exists():
                 path.parent.mkdir(parents=True, mode=0o700)

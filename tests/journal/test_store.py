@@ -210,3 +210,13 @@ def test_device_key_file(tmp_path):
 def test_stored_bytes_decode_to_the_returned_entry(store):
     e = store.append("claim", bodies.claim("C-1"), time_ms=5, mono_ns=5)
     assert decode(store.get(1).raw) == e
+
+
+def test_reading_never_creates_a_journal(tmp_path):
+    from edge.journal import JournalMissing
+
+    path = tmp_path / "nothing" / "journal.db"
+    with pytest.raises(JournalMissing) as info:
+        JournalStore.open(path, signing_key=None, device=None)
+    assert info.value.code == "journal_missing"
+    assert not path.exists() and not path.parent.exists()
