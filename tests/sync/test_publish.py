@@ -32,6 +32,8 @@ def test_sample_is_what_the_generator_writes_and_the_engine_reads(tmp_path):
     assert len(policy.rules) == 48 and policy.offline.offline_acct_allowance == 50000
     cat = parse_catalogue(load_source(SAMPLE, "catalogue")["items"])
     assert {"A", "B", "C"} <= {c.cls for c in cat.values()} and any("胶囊" in c.name for c in cat.values())
+    items = {it["code"]: it for it in load_source(SAMPLE, "catalogue")["items"]}
+    assert items["XJ01CAA040E001010101445"]["py"].startswith("amxljn")  # 阿莫西林胶囊: initials shipped
     persons = load_source(SAMPLE, "persons")["persons"]
     states = [parse_person(p) for p in persons]
     assert len(persons) == 20 and all(len(p["certno"]) == 18 for p in persons)
