@@ -146,3 +146,44 @@ def test_export_file_follows_the_cddl(store, tmp_path):
     forged = dict(header, manifest=cbor2.dumps({"device": "D-1"}))
     with pytest.raises(pycddl.ValidationError):
         _schema_for("export-header").validate_cbor(cbor2.dumps(forged, canonical=True))
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+fen = st.integers(min_value=0, max_value=10**11)
+texts = st.text(min_size=1, max_size=12)
+items = st.lists(st.fixed_dictionaries({"code": texts, "cnt": st.sampled_from(["1", "2", "0.5", "1.25"]),
+                                        "pric": fen}), max_size=4)
+
+
+@st.composite
+def settlements(draw):
+    medfee = draw(fen)
+    fund = draw(st.integers(min_value=0, max_value=medfee))
+    acct = draw(st.integers(min_value=0, max_value=medfee - fund))
+    mode = draw(st.sampled_from(["online", "offline"]))
+    body = bodies.settlement(draw(texts), mode=mode)
+    body["items"] = draw(items)
+    body["amounts"].update(medfee_sumamt=medfee, hifp_pay=fund, acct_pay=acct, psn_cash_pay=medfee - fund - acct,
+                           inscp_scp_amt=draw(fen))
+    body["acct_limit"] = draw(st.none() | fen)
+    if draw(st.booleans()):
+        body["extra_field_from_a_newer_agent"] = draw(texts)
+    if mode == "online" and draw(st.booleans()):
+        body["basis"]["persons"] = None
+    return body
+
+
+@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(settlements())
+def test_any_balanced_settlement_passes_both_schemas(body):
+    assert mirror_ok("settlement", body)
+    assert cddl_ok("settlement", body)
+
+
+@settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@given(settlements(), st.integers(min_value=1, max_value=1000))
+def test_an_unbalanced_settlement_is_refused(body, extra):
+    body["amounts"]["psn_cash_pay"] += extra
+    assert not mirror_ok("settlement", body)
