@@ -90,3 +90,21 @@ def test_bad_urls_say_what_to_do(tmp_path):
         open_db("sqlite://nohost")
     with pytest.raises(StoreError, match="is the server running"):
         open_db("postgresql://nobody@127.0.0.1:1/none")
+
+
+def test_postgres_reconnects_after_the_connection_dies(pg_url):
+    import psycopg
+
+    db = open_db(pg_url)
+    try:
+        db.migrate("001-t", SCHEMA)
+        pid = db.scalar("SELECT pg_backend_pid()")
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(StoreError) as exc:
+            db.execute("INSERT INTO t (name, amount) VALUES (?, ?)", ("a", 1))
+        assert exc.value.retryable
+        db.execute("INSERT INTO t (name, amount) VALUES (?, ?)", ("a", 1))  # the next call reconnects
+        assert db.scalar("SELECT count(*) FROM t") == 1 and db.scalar("SELECT pg_backend_pid()") != pid
+    finally:
+        db.close()

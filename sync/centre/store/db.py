@@ -276,13 +276,16 @@ class PostgresDatabase(Database):
 
         self._psycopg = psycopg
         self.url = url
+        self._conn = self._connect()
+        self._cache: dict[str, str] = {}
+
+    def _connect(self):
         try:
             # autocommit=True: we send BEGIN/COMMIT ourselves, exactly like the SQLite side.
-            self._conn = psycopg.connect(url, autocommit=True)
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to PostgreSQL at {_redact(url)}: {exc}; is the server running "
+            return self._psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        except self._psycopg.Error as exc:
+            raise StoreError(f"cannot connect to PostgreSQL at {_redact(self.url)}: {exc}; is the server running "
                              "and the URL right?") from exc
-        self._cache: dict[str, str] = {}
 
     def _translate(self, statement: str) -> str:
         out = self._cache.get(statement)
@@ -293,6 +296,10 @@ class PostgresDatabase(Database):
         return out
 
     def _begin(self) -> None:
+        # A server restart or a dropped connection leaves the old connection broken; the request that
+        # met it failed (retryable StoreError), the next one reconnects here.
+        if self._conn.closed or self._conn.broken:
+            self._conn = self._connect()
         self._conn.execute("BEGIN")
 
     def _commit(self) -> None:
