@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Awaitable, Callable, Iterable
+from typing import Awaitable, Callable, Iterable, Mapping
 
 import trio
 
@@ -38,7 +38,7 @@ CHECKS: tuple[Check, ...] = (
     Check("device_key", _local.check_key, 3, "device key (owner-only)", "设备密钥"),
     Check("enrolment", _local.check_enrolment, 3, "enrolment (device.json)", "设备注册"),
     Check("config", _daemon.check_config, 3, "configuration (edge.toml)", "配置文件"),
-    Check("journal", _journal.check_journal, 8, "journal integrity (verify)", "结算日志完整性"),
+    Check("journal", _journal.check_journal, 7, "journal integrity (verify)", "结算日志完整性"),
     Check("backlog", _journal.check_backlog, 6, "unsent entries and the oldest one's age", "未上传日志"),
     Check("last_sync", _journal.check_last_sync, 6, "last successful sync", "上次同步"),
     Check("bundles", _cache.check_bundles, 6, "bundle versions and ages vs offline limits", "目录与政策数据"),
@@ -57,6 +57,7 @@ class Report:
     findings: tuple[Finding, ...]
     state_dir: str
     elapsed_s: float
+    durations_s: Mapping[str, float] = field(default_factory=dict)   # per check: where the time went
 
     @property
     def exit_code(self) -> int:
@@ -71,7 +72,9 @@ class Report:
 
     def to_dict(self) -> dict:
         return {"status": self.status, "exit_code": self.exit_code, "state_dir": self.state_dir,
-                "elapsed_s": round(self.elapsed_s, 3), "findings": [f.to_dict() for f in self.findings]}
+                "elapsed_s": round(self.elapsed_s, 3),
+                "findings": [{**f.to_dict(), "duration_s": round(self.durations_s.get(f.check, 0.0), 3)}
+                             for f in self.findings]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=2, default=str)
@@ -100,6 +103,7 @@ async def run(ctx: Context | None = None, *, only: Iterable[str] | None = None) 
         raise ValueError(f"unknown checks: {', '.join(sorted(unknown))} (known: {', '.join(NAMES)})")
     table = [c for c in CHECKS if c.name in wanted]
     results: dict[str, Finding] = {}
+    durations: dict[str, float] = {}
     start = trio.current_time()
     own_dir = None
     if ctx.workdir is None:
@@ -110,7 +114,9 @@ async def run(ctx: Context | None = None, *, only: Iterable[str] | None = None) 
         async with trio.open_nursery() as nursery:
             for check in table:
                 async def one(check=check):
+                    t0 = trio.current_time()
                     results[check.name] = await _one(check, ctx)
+                    durations[check.name] = trio.current_time() - t0
                 nursery.start_soon(one)
     finally:
         for key in ("journal", "cache"):
@@ -121,7 +127,7 @@ async def run(ctx: Context | None = None, *, only: Iterable[str] | None = None) 
         if own_dir is not None:
             own_dir.cleanup()
             ctx.workdir = None
-    return Report(tuple(results[c.name] for c in table), str(ctx.state_dir), trio.current_time() - start)
+    return Report(tuple(results[c.name] for c in table), str(ctx.state_dir), trio.current_time() - start, durations)
 
 
 _MARK = {OK: "[ OK ]", WARN: "[WARN]", FAIL: "[FAIL]"}

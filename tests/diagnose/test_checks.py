@@ -160,3 +160,25 @@ async def test_daemon_down(tmp_path):
     f = report.by_check()["daemon"]
     assert f.status == "fail" and "not running" in f.finding and "systemctl start counter-edge" in f.next_step
     assert report.exit_code == 2
+
+
+async def test_journal_verification_newest_first_within_a_budget(healthy, monkeypatch):
+    from edge.diagnose import _journal
+    from edge.journal import JournalStore, load_device_key
+
+    with JournalStore.open(healthy.dir / "journal.db", signing_key=load_device_key(healthy.dir / "device.key"),
+                           device=healthy.device) as journal:
+        diag_helpers.fill_journal(journal, 3)          # seq 6..8 unsent, 1..5 acknowledged
+    monkeypatch.setattr(_journal, "VERIFY_TAIL", 2)    # recent part: 4..8, then the older 1..3
+    report = await run(ctx_for(healthy), only=["journal"])
+    f = report.by_check()["journal"]
+    assert f.status == "ok" and f.data["verified"] == 8 and f.data["complete"] is True
+
+    diag_helpers.corrupt_entry(healthy.dir / "journal.db", 2)   # damage in the older, acknowledged part
+    f = (await run(ctx_for(healthy), only=["journal"])).by_check()["journal"]
+    assert f.status == "fail" and f.data["first_bad_seq"] == 2
+
+    monkeypatch.setattr(_journal, "VERIFY_BUDGET_S", 0)          # no time at all: say so, do not fail
+    report = await run(ctx_for(healthy), only=["journal"])
+    f = report.by_check()["journal"]
+    assert f.status == "warn" and "edge journal verify" in f.next_step and report.exit_code == 1
