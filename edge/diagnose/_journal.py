@@ -49,6 +49,12 @@ def _journal_problem(check: str, exc: Exception) -> Finding:
                     "directory is wrong or lost: check --state-dir / EDGE_STATE_DIR before anything else.",
                     "注册并启动程序；如果本机以前结算过，说明状态目录设置错误或丢失，请先检查 --state-dir。",
                     error=str(exc))
+    if isinstance(exc, SnapshotError):
+        return fail(check, f"the journal cannot be read: {exc}", "无法读取结算日志（权限不足或文件损坏）",
+                    "Run diagnose with sudo (or as the counter-edge user): the state directory is private to the "
+                    "agent. If it still fails: " + CALL_TECH[0],
+                    "请用 sudo（或 counter-edge 用户）运行诊断，状态目录只允许程序本身读取。仍失败时：" + CALL_TECH[1],
+                    error=str(exc))
     if isinstance(exc, JournalError):
         return fail(check, f"the journal cannot be opened: {exc.message}", "结算日志无法打开", *CALL_TECH,
                     code=exc.code, error=exc.message)

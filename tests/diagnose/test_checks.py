@@ -182,3 +182,15 @@ async def test_journal_verification_newest_first_within_a_budget(healthy, monkey
     report = await run(ctx_for(healthy), only=["journal"])
     f = report.by_check()["journal"]
     assert f.status == "warn" and "edge journal verify" in f.next_step and report.exit_code == 1
+
+
+async def test_journal_file_that_is_not_a_database(healthy):
+    path = healthy.dir / "journal.db"
+    for extra in ("-wal", "-shm"):
+        (healthy.dir / f"journal.db{extra}").unlink(missing_ok=True)
+    path.write_bytes(b"this is not SQLite at all" * 100)
+    report = await run(ctx_for(healthy), only=["journal", "backlog"])
+    found = report.by_check()
+    assert found["journal"].status == "fail" and found["backlog"].status == "fail"
+    assert "cannot be read" in found["journal"].finding and "sudo" in found["journal"].next_step
+    assert path.read_bytes() == b"this is not SQLite at all" * 100 and report.exit_code == 2
