@@ -3,7 +3,7 @@
 The clerk types a code prefix ("8690"), pinyin initials ("amxl" for 阿莫西林) or any part of the name
 ("西林"). Each item is stored under a handful of *terms*; a query is a prefix range scan over an
 index of terms, so a search costs the same on 100 items or 100,000 (no table scan, no LIKE '%x%').
-Name substrings are covered by indexing every suffix of the name (names are short).
+Name substrings are covered by indexing every suffix of the product name (names are short).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import unicodedata
 from functools import lru_cache
 
-MAX_NAME_SUFFIXES = 24
+MAX_NAME_SUFFIXES = 16
 
 
 def normalise(text: str) -> str:
@@ -36,9 +36,12 @@ def terms(code: str, name: str, py: str | None) -> set[str]:
     py = normalise(py) if py else initials(name)
     if py:
         out.add(py)
-    n = normalise(name)
+    # Suffixes of the product name proper (before the first space: "阿莫西林胶囊 0.25g*24" -> the part
+    # before the strength), so "莫西林" finds it; the strength is not worth an index entry per character.
+    n = normalise(name.split()[0] if name.split() else name)
     for i in range(min(len(n), MAX_NAME_SUFFIXES)):
         out.add(n[i:])
+    out.add(normalise(name))
     out.discard("")
     return out
 

@@ -448,6 +448,11 @@ class Counter:
         except CentreRefusal as exc:
             self.link.ok(self.clock.wall_ms())
             mapped = offline.after_centre(exc.code, exc.message)
+            if mapped is None and p.person is None and exc.code == "invalid_input":
+                # The centre needs a psn_no and this device's snapshot does not know the person.
+                mapped = offline.Decision(offline.REFUSED, "unknown_person",
+                                          "person not in this device's snapshot and not identified by the centre",
+                                          "本机和医保中心都未能识别此参保人，请核对卡片或社会保障号码")
             if mapped is None:
                 raise BadRequest(exc.message or exc.code, "医保中心拒绝结算：" + (exc.message or exc.code),
                                  code=exc.code) from exc
