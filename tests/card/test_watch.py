@@ -81,3 +81,16 @@ async def test_a_pin_check_resetting_the_card_is_not_a_removal():
                 pytest.fail(f"unexpected {ev.kind} event after a PIN check")
         assert (await next_event(receive)).kind == "removed"
         nursery.cancel_scope.cancel()
+
+
+async def test_mute_card_is_an_error_event_not_a_hang():
+    send, receive = trio.open_memory_channel(0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(watch_cards, send)
+        async with open_virtual_card(SAMPLE_CARD, faults={"mute": True}) as card:
+            ev = await next_event(receive)
+            assert (ev.kind, ev.reader, ev.error.code) == ("error", card.reader, "card_mute")
+        assert (await next_event(receive)).kind == "removed"
+        async with open_virtual_card(SAMPLE_CARD):            # the reader works again afterwards
+            assert (await next_event(receive)).identity.name == "张三"
+        nursery.cancel_scope.cancel()
