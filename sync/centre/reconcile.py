@@ -31,7 +31,7 @@ import trio
 from edge.settle import InvalidInput, parse_catalogue, parse_policy
 from sync.centre import ledger as L
 from sync.centre import replay as rp
-from sync.errors import StoreConflict
+from sync.errors import StoreError
 
 log = logging.getLogger("sync.centre.reconcile")
 KINDS = ("settlement", "cancel", "claim")
@@ -113,9 +113,9 @@ def ensure(store) -> None:
             for name, statements in MIGRATIONS:
                 db.migrate(name, statements)
             break
-        except StoreConflict:
-            # Another centre process applied the same migration at the same moment (PostgreSQL);
-            # the retry finds it recorded and skips it.
+        except StoreError:
+            # Another centre process applied the same migration at the same moment (PostgreSQL:
+            # "already exists" or a unique violation in the catalogue); the retry finds it recorded.
             if attempt == 2:
                 raise
     db.execute("INSERT INTO recon_cursor (name, last_id) VALUES ('entries', 0) ON CONFLICT DO NOTHING")
