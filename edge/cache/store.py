@@ -1,8 +1,12 @@
 """The edge cache: signed bundles from the centre, materialised in SQLite, plus per-card offline counters.
 
 One connection, guarded by a lock; every method is blocking and short, so async callers use
-``trio.to_thread.run_sync``. WAL and ``synchronous=FULL`` like the journal: a counter that went
-backwards after a power cut would let a card settle offline more often than the policy allows.
+``trio.to_thread.run_sync``. WAL with ``synchronous=NORMAL``: a power cut may lose the last commits
+but never corrupts the file, and what it can lose is re-derivable. Bundles are fetched again (the
+version goes back with them), and the per-card offline counters are rebuilt from the journal (which
+*is* fsynced on every append) because ``applied_seq`` goes back with them too (:meth:`Cache.catch_up`
+at start-up). So a counter can never go backwards; it saves one fsync per visit. Bundles are the
+exception: the uplink's feed cursor moves past a bundle once it is applied, so that commit is fsynced.
 
 Bundles are verified with the pinned centre key (:func:`sync.bundles.open_bundle`) before anything is
 written; a delta applies on the cached version only (upserts then deletes, the rules of
@@ -90,7 +94,7 @@ class Cache:
                 Path(where).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(where, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA cache_size=-8000")   # 8 MB page cache: RSS stays small with 100k items
             conn.executescript(SCHEMA)
         except sqlite3.Error as exc:
@@ -114,6 +118,15 @@ class Cache:
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise CacheUnavailable(f"the cache {self.path} cannot be written: {exc}") from exc
+
+    @contextmanager
+    def _durable(self) -> Iterator[None]:
+        """Commit with fsync (bundles: rare, and the uplink's feed cursor moves on once they are applied)."""
+        self._conn.execute("PRAGMA synchronous=FULL")
+        try:
+            yield
+        finally:
+            self._conn.execute("PRAGMA synchronous=NORMAL")
 
     def _q(self, sql: str, args: Iterable = ()) -> list[tuple]:
         with self._lock:
@@ -146,7 +159,7 @@ class Cache:
         bundle = open_bundle(raw, verify_key, current_version=cur)
         payload = bundle.payload
         try:
-            with self._tx() as c:
+            with self._lock, self._durable(), self._tx() as c:
                 if bundle.kind == "catalogue":
                     self._apply_catalogue(c, payload, bundle.is_delta)
                     stored = None
