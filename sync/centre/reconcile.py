@@ -140,7 +140,6 @@ class StoreWorld:
         self._policies: dict = {}
         self._catalogues: dict = {}
         self._hot: dict | None = None
-        self._hot_key = None
 
     def _bundle(self, kind: str, version: int, digest: str):
         raw = self.store.bundle_by_hash(digest)
@@ -174,9 +173,9 @@ class StoreWorld:
         return self._catalogues[key]
 
     def hot(self, card_id):
-        key = self.store.bundle_versions().get("hotlist")
-        if self._hot is None or key != self._hot_key:
-            self._hot, self._hot_key = _hotlist(self.store.db), key
+        # Read once per StoreWorld: a reconciliation pass (or an online request) sees one hotlist.
+        if self._hot is None:
+            self._hot = _hotlist(self.store.db)
         return self._hot.get(card_id)
 
     def outcome_of(self, device, seq):
