@@ -427,7 +427,13 @@ class Counter:
         if pin and p.visit.acct_used_flag and not p.req.pin:
             raise CardProblem("the account pays: the patient must enter the card PIN", "使用个人账户支付，请输入卡密码",
                               code="pin_required")
-        await self.cards.confirm(p.reader, p.identity.card_id, use_pin)
+        try:
+            await self.cards.confirm(p.reader, p.identity.card_id, use_pin)
+        except CardProblem as exc:
+            if exc.code == "pin_blocked":     # refused outright, and the refusal is journaled (DOMAIN.md 6)
+                await self._refusal(p, offline.Decision(offline.REFUSED, "pin_blocked", "card PIN is blocked",
+                                                        offline.REFUSAL_ZH["pin_blocked"]))
+            raise
 
     async def _try_online(self, p: Prepared):
         """The centre's answer (dict), a Decision for its typed refusals, or None when it is silent."""

@@ -150,6 +150,15 @@ async def test_account_needs_the_pin_and_a_wrong_pin_journals_nothing(api, cards
     assert s["acct_pay"] > 0 and s["medfee_sumamt"] == s["hifp_pay"] + s["acct_pay"] + s["psn_cash_pay"]
 
 
+async def test_blocked_pin_is_refused_and_journaled(api, cards, journal):
+    insert_card(cards)
+    for i in range(3):
+        await api.post("/api/settle", json=visit(f"POS-B{i}", acct_used_flag=True, pin="000000"))
+    r = await api.post("/api/settle", json=visit("POS-B9", acct_used_flag=True, pin="123456"))
+    assert r.status_code == 409 and r.json()["error"]["code"] == "pin_blocked"
+    assert journal.count() == 1 and journal.get(1).kind == "refusal" and journal.get(1).body["code"] == "pin_blocked"
+
+
 async def test_offline_account_allowance_caps_the_account(api, cards, journal):
     insert_card(cards)
     big = {"med_list_codg": "HEALTH-SUPP-0001", "cnt": "1", "pric": 45000}   # class C: the patient's part is all of it
