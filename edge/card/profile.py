@@ -203,9 +203,11 @@ def decode_ascii(value: bytes, what: str) -> str:
 
 
 def decode_gbk(value: bytes, what: str) -> str:
+    # Decoded as GB 18030, the superset of GBK: every GBK name reads the same, and a rare character
+    # (生僻字) written with a four-byte GB 18030 sequence still reads instead of failing the card.
     raw = _strip_padding(value)
     try:
-        text = raw.decode("gbk")
+        text = raw.decode("gb18030")
     except UnicodeDecodeError as exc:
         raise CardMalformed(f"{what}: not valid GBK text") from exc
     # Trailing ideographic spaces are padding too; control characters are not a name.

@@ -60,6 +60,8 @@ def test_bcd_dates():
 def test_gbk_name_padding_and_garbage():
     assert profile.decode_gbk("张三".encode("gbk") + b" " * 26, "name") == "张三"
     assert profile.decode_gbk("欧阳建国".encode("gbk") + b"\x00" * 22, "name") == "欧阳建国"
+    rare = "王𠀀".encode("gb18030")                       # a four-byte GB 18030 character
+    assert profile.decode_gbk(rare + b" " * 4, "name") == "王𠀀"
     with pytest.raises(CardMalformed):
         profile.decode_gbk(b"\x81\x20", "name")          # a lead byte with no trail byte
     with pytest.raises(CardMalformed):
