@@ -17,6 +17,7 @@ applying it twice (:mod:`sync.centre.replay`, rule ``online_confirmed``).
 from __future__ import annotations
 
 import json
+import weakref
 from dataclasses import replace
 from typing import Any, Mapping
 
@@ -37,7 +38,8 @@ class OnlineRefused(SyncError):
     status = 409
 
 
-_PARSED: dict[str, Any] = {}   # bundle hash -> parsed policy/catalogue (bundles never change once published)
+_PARSED: dict[str, Any] = {}
+_HOT: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # database -> (hotlist version, cards)   # bundle hash -> parsed policy/catalogue (bundles never change once published)
 
 
 def _bundle(store, kind: str):
@@ -54,13 +56,24 @@ def _bundle(store, kind: str):
     return row, _PARSED[row["hash"]]
 
 
+def _hotlist(store) -> dict:
+    """The current hotlist, rebuilt only when a newer hotlist bundle was published."""
+    from sync.centre.reconcile import _hotlist as build
+
+    version = store.bundle_versions().get("hotlist")
+    got = _HOT.get(store.db)
+    if got is None or got[0] != version:
+        got = _HOT[store.db] = (version, build(store.db))
+    return got[1]
+
+
 def _refuse(code: str, message: str) -> OnlineRefused:
     return OnlineRefused(message, code=code)
 
 
 def settle_online(store, device: str, data: Mapping[str, Any], *, now: int) -> dict:
     """Settle one visit online for ``device``; idempotent by (device, req). Blocking (worker thread)."""
-    from sync.centre.reconcile import StoreWorld, ensure
+    from sync.centre.reconcile import ensure
 
     ensure(store)
     db = store.db
@@ -78,7 +91,7 @@ def settle_online(store, device: str, data: Mapping[str, Any], *, now: int) -> d
             raise _refuse("unknown_person", f"the centre has no insured person {psn_no}: check the card, or take a "
                                             "full payment")
         card_id = data.get("card_id")
-        hot = StoreWorld(store).hot(card_id) if isinstance(card_id, str) else None
+        hot = _hotlist(store).get(card_id) if isinstance(card_id, str) else None
         if hot is not None:
             raise _refuse("card_hotlisted", f"card {card_id} is on the hotlist ({hot.reason}): it cannot be used")
         pol_row, policy = _bundle(store, "policy")
