@@ -10,6 +10,7 @@ JSON API (session token in ``Authorization: Bearer <token>`` or the ``review_ses
     POST /v1/review/claims/{no}/deny          reviewer: {"note"}
     POST /v1/review/claims/{no}/admission     reviewer: {"admitted": bool, "note"} (emergency observation)
     GET  /v1/review/report?site=S&date=D[&format=json|csv|html]   reviewer, auditor
+    GET  /v1/review/actions[?target=claim_no|psn_no]              reviewer, auditor: the action journal
 
 The page (plain HTML forms, no script, no CDN): ``/review`` (log in, then the queue),
 ``/review/claims/{no}`` (detail with approve / deny), ``/review/report?site=&date=``.
@@ -158,6 +159,13 @@ async def api_admission(request, account):
     out = await _run(RV.decide_admission, _store(request), request.path_params["claim_no"], admitted=data["admitted"],
                      who=account["name"], note=str(data.get("note") or ""), now=_now(request))
     return JSONResponse(out)
+
+
+@api(READ)
+async def api_actions(request, account):
+    from sync.centre import ledger as L
+    target = request.query_params.get("target")
+    return JSONResponse({"actions": await _run(L.actions, _store(request).db, target)})
 
 
 @api(READ)
@@ -346,6 +354,7 @@ routes = [
     Route("/v1/review/claims/{claim_no}/deny", api_deny, methods=["POST"]),
     Route("/v1/review/claims/{claim_no}/admission", api_admission, methods=["POST"]),
     Route("/v1/review/report", api_report, methods=["GET"]),
+    Route("/v1/review/actions", api_actions, methods=["GET"]),
     Route("/review", page_root, methods=["GET"]),
     Route("/review/login", page_login, methods=["POST"]),
     Route("/review/logout", page_logout, methods=["POST"]),

@@ -42,7 +42,8 @@ async def test_unauthenticated_and_wrong_role_requests_are_refused(centre, http,
     url = centre.url
     endpoints = [("GET", "/v1/review/claims"), ("GET", f"/v1/review/claims/{no}"),
                  ("POST", f"/v1/review/claims/{no}/approve"), ("POST", f"/v1/review/claims/{no}/deny"),
-                 ("POST", f"/v1/review/claims/{no}/admission"), ("GET", "/v1/review/report?site=S-A&date=2026-11-19")]
+                 ("POST", f"/v1/review/claims/{no}/admission"), ("GET", "/v1/review/report?site=S-A&date=2026-11-19"),
+                 ("GET", "/v1/review/actions")]
     for method, path in endpoints:
         r = await http.request(method, url + path, json={})
         assert r.status_code == 401 and r.json()["error"]["code"] == "not_logged_in", path
@@ -85,6 +86,10 @@ async def test_deny_needs_a_note_and_a_decided_claim_stays_decided(centre, http,
     assert r.status_code == 404 and r.json()["error"]["code"] == "claim_not_found"
     assert [a["action"] for a in L.actions(centre.store.db, no)] == ["deny_claim"]
     assert [a["action"] for a in L.actions(centre.store.db, "reviewer:rev")] == ["add_reviewer", "login"]
+    journal = (await http.get(centre.url + f"/v1/review/actions?target={no}", headers=rev)).json()["actions"]
+    assert [(a["who"], a["action"], a["detail"]["note"]) for a in journal] == [("rev", "deny_claim", "not our patient")]
+    http.cookies.clear()
+    assert (await http.get(centre.url + "/v1/review/actions")).status_code == 401
 
 
 def _browser_flow(url: str, no: str) -> dict:
