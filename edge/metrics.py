@@ -128,6 +128,11 @@ class Registry:
     def __init__(self) -> None:
         self._metrics: dict[str, _Metric] = {}
         self._lock = threading.Lock()
+        self._hooks: list[Callable[[], None]] = []
+
+    def before_scrape(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` before each render (e.g. count journal entries appended since the last scrape)."""
+        self._hooks.append(fn)
 
     def _add(self, metric: _Metric) -> _Metric:
         with self._lock:
@@ -150,6 +155,11 @@ class Registry:
 
     def render(self) -> str:
         lines: list[str] = []
+        for hook in list(self._hooks):
+            try:
+                hook()
+            except Exception as exc:  # same rule as a failing gauge: say so, serve the rest
+                lines.append(f"# scrape hook unavailable: {type(exc).__name__}: {_escape_help(str(exc))}")
         for metric in list(self._metrics.values()):
             try:
                 lines.extend(metric.render())
@@ -160,8 +170,12 @@ class Registry:
 
 # -- the edge's and the centre's metrics ------------------------------------------------------------
 class EdgeMetrics:
-    """The counter's metrics. Call :meth:`observe_entry` after each journal append (one place, so
-    the numbers agree with the journal), :meth:`card_error` when the card path raises."""
+    """The counter's metrics, read from the journal (the one record of what happened, so the numbers
+    always agree with it and survive restarts) and from the card desk's events.
+
+    ``EdgeMetrics().track_counter(counter)`` is all the daemon needs: journal entries appended since
+    the last scrape are counted at scrape time (:meth:`track_journal`), the backlog is read then, and
+    card errors are counted as the card watcher reports them (:meth:`track_cards`)."""
 
     def __init__(self, registry: Registry | None = None) -> None:
         self.registry = registry or Registry()
@@ -171,19 +185,20 @@ class EdgeMetrics:
         self.cancels = r.counter("edge_cancels_total", "Settlements cancelled (撤销)")
         self.refusals = r.counter("edge_refusals_total", "Visits refused, by code", ("code",))
         self.card_errors = r.counter("edge_card_errors_total", "Card path errors, by code", ("code",))
-        self.offline_share = r.gauge("edge_offline_share",
-                                     "Share of visits settled offline since the agent started (0..1)")
+        self.offline_share = r.gauge("edge_offline_share", "Share of journaled visits settled offline (0..1)")
         self.offline_share.set_function(self._offline_share)
         self.backlog = r.gauge("edge_backlog_entries", "Journal entries not yet acknowledged by the centre")
         self.backlog_oldest = r.gauge("edge_backlog_oldest_age_seconds",
                                       "Age of the oldest unsent journal entry (0 when none)")
+        self._seen = 0
+        self._tail_lock = threading.Lock()
 
     def _offline_share(self) -> float:
         total = sum(v for _, v in self.settlements.samples())
         return self.settlements.value(mode="offline") / total if total else 0.0
 
     def observe_entry(self, entry) -> None:
-        """Count a journaled entry (an edge.journal Entry, or anything with .kind and .body)."""
+        """Count one journal entry (an edge.journal Entry, or anything with .kind and .body)."""
         body = entry.body if isinstance(entry.body, Mapping) else {}
         if entry.kind == "settlement":
             self.settlements.inc(mode=str(body.get("mode", "unknown")))
@@ -197,14 +212,52 @@ class EdgeMetrics:
     def card_error(self, code: str) -> None:
         self.card_errors.inc(code=code)
 
-    def track_backlog(self, journal, clock_ms: Callable[[], int]) -> None:
-        """Read the backlog from an edge.journal JournalStore at scrape time."""
-        self.backlog.set_function(lambda: journal.backlog().count)
+    def track_journal(self, journal, clock_ms: Callable[[], int]) -> "EdgeMetrics":
+        """Count entries of an edge.journal JournalStore at scrape time (only those appended since the
+        last scrape are read), and read its backlog then."""
+        def tail() -> None:
+            with self._tail_lock:
+                for entry in journal.entries(self._seen + 1):
+                    self.observe_entry(entry)
+                    self._seen = entry.seq
 
+        self.registry.before_scrape(tail)
+        return self.track_backlog(journal, clock_ms)
+
+    def track_backlog(self, journal, clock_ms: Callable[[], int]) -> "EdgeMetrics":
+        """Only the backlog gauges (when entries are counted with :meth:`observe_entry` instead)."""
         def oldest() -> float:
             b = journal.backlog()
             return 0 if b.oldest_time_ms is None else max(0, clock_ms() - b.oldest_time_ms) / 1000
+
+        self.backlog.set_function(lambda: journal.backlog().count)
         self.backlog_oldest.set_function(oldest)
+        return self
+
+    def track_cards(self, desk) -> "EdgeMetrics":
+        """Count the errors among the card events a desk (edge.counter.CardDesk) receives. The desk's
+        ``on_event`` is wrapped on this instance only; the card watcher calls it as before."""
+        original = getattr(desk, "on_event", None)
+        if original is None:   # simulated cards (demo): no card path, nothing to count
+            return self
+
+        def on_event(event):
+            error = getattr(event, "error", None)
+            if error is not None:
+                self.card_error(str(getattr(error, "code", "card_error")))
+            return original(event)
+
+        desk.on_event = on_event
+        return self
+
+    def track_counter(self, counter) -> "EdgeMetrics":
+        """Everything for a running edge.counter.Counter: its journal, clock and card desk."""
+        import time
+
+        clock = getattr(getattr(counter, "clock", None), "wall_ms", None)
+        self.track_journal(counter.journal, clock or (lambda: time.time_ns() // 1_000_000))
+        self.track_cards(counter.cards)
+        return self
 
 
 class CentreMetrics:
@@ -270,6 +323,29 @@ def metrics_route(registry: Registry, path: str = "/metrics"):
         import trio
 
         return Response(await trio.to_thread.run_sync(registry.render), media_type=CONTENT_TYPE)
+
+    return Route(path, endpoint, methods=["GET"])
+
+
+def centre_metrics_route(path: str = "/metrics"):
+    """``/metrics`` for the centre's app: CentreMetrics over ``request.app.state.store``, created on
+    the first scrape (the store exists only once the app is built). Loopback clients only."""
+    from starlette.responses import PlainTextResponse, Response
+    from starlette.routing import Route
+
+    async def endpoint(request):
+        import trio
+
+        client = request.client.host if request.client else None
+        if not _loopback(client):
+            return PlainTextResponse("metrics are served to 127.0.0.1 only\n", status_code=403)
+        state = request.app.state
+        metrics = getattr(state, "centre_metrics", None)
+        if metrics is None:
+            metrics = CentreMetrics()
+            metrics.track_store(state.store)
+            state.centre_metrics = metrics
+        return Response(await trio.to_thread.run_sync(metrics.registry.render), media_type=CONTENT_TYPE)
 
     return Route(path, endpoint, methods=["GET"])
 

@@ -103,3 +103,54 @@ async def test_route_refuses_non_loopback_clients():
 async def test_serve_metrics_refuses_a_lan_address():
     with pytest.raises(ValueError, match="loopback"):
         await serve_metrics(Registry(), host="0.0.0.0")
+
+
+async def test_edge_metrics_track_a_running_counter(tmp_path, nursery):
+    """The real daemon (edge.counter.demo.start_stack): an online settlement, counted from its journal."""
+    from edge.counter.demo import ITEMS, ZHANGSAN, start_stack, wait_for
+
+    stack = await start_stack(nursery, tmp_path, idle_s=0.2)
+    m = EdgeMetrics().track_counter(stack.daemon.counter)
+    url = await nursery.start(lambda task_status: serve_metrics(m.registry, task_status=task_status))
+    async with httpx.AsyncClient(base_url=stack.daemon.url, trust_env=False) as api, \
+            httpx.AsyncClient(trust_env=False) as scraper:
+        async def synced():
+            return len((await api.get("/api/status")).json()["cache"]["bundles"]) == 4
+        await wait_for(synced, what="first download")
+        before = parse((await scraper.get(f"{url}/metrics")).text)
+        await api.post("/api/card/simulate", json=ZHANGSAN)
+        r = await api.post("/api/settle", json={"req": "M-1", "med_type": "11", "acct_used_flag": True,
+                                               "pin": "123456", "items": ITEMS})
+        assert r.status_code == 200, r.text
+        after = parse((await scraper.get(f"{url}/metrics")).text)
+    mode = r.json()["mode"]
+    key = f'edge_settlements_total{{mode="{mode}"}}'
+    assert after[key] == before.get(key, 0) + 1
+    assert "edge_backlog_entries" in after and "edge_offline_share" in after
+
+
+def test_card_errors_counted_from_the_card_desk():
+    from edge.card import CardEvent, CardMute
+    from edge.counter import CardDesk
+
+    desk = CardDesk()
+    m = EdgeMetrics().track_cards(desk)
+    desk.on_event(CardEvent("error", "Virtual PCD 00 00", error=CardMute("no answer")))
+    desk.on_event(CardEvent("removed", "Virtual PCD 00 00"))
+    assert parse(m.registry.render()) == {'edge_card_errors_total{code="card_mute"}': 1, "edge_offline_share": 0.0}
+
+
+async def test_centre_metrics_route_on_the_real_centre_app(healthy, nursery):
+    """centre_metrics_route mounted in sync.centre.app's Starlette app, served on loopback."""
+    from edge.metrics import centre_metrics_route
+    from sync.centre.app import create_app
+    from sync.centre.server import serve_app
+
+    app = create_app(healthy.centre.store, healthy.centre.key)
+    app.router.routes.append(centre_metrics_route())
+    url = await nursery.start(lambda task_status: serve_app(app, task_status=task_status))
+    async with httpx.AsyncClient(trust_env=False) as client:
+        resp = await client.get(f"{url}/metrics")
+    samples = parse(resp.text)
+    assert resp.status_code == 200 and samples["centre_entries_total"] == 5
+    assert samples["centre_review_queue_size"] == 0
