@@ -4,6 +4,7 @@
     edge card read [--reader NAME] [--json] [--show-pii]
     edge card check-pin [--reader NAME]             PIN from the terminal (not echoed) or stdin
     edge card keyed-in CARD_NO SSN [--region CODE]  check what a clerk typed for a damaged card
+    edge card watch [--json] [--show-pii]           print card events until Ctrl-C
 
 Exit status: 0 done, 3 the card or reader refused (``{"error": {...}}`` with --json, else the
 clerk's message in English and Chinese on stderr).
@@ -12,7 +13,9 @@ clerk's message in English and Chinese on stderr).
 from __future__ import annotations
 
 import json
+import signal
 import sys
+from functools import partial
 
 EXIT_CARD_ERROR = 3
 
@@ -52,6 +55,15 @@ def register(sub) -> None:
     p.add_argument("ssn", help="social security number (18 characters)")
     p.add_argument("--region", help="issuing region code (6 digits), if known")
     p.set_defaults(func=run_keyed_in)
+
+    p = cmds.add_parser("watch", help="print card insert/remove events until Ctrl-C (what the daemon sees)",
+                        description="Watch every reader and print one line per event: inserted (with "
+                                    "the identity, redacted unless --show-pii), removed, error.")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--show-pii", action="store_true", help="show name, SSN and card number in clear")
+    p.add_argument("--poll", type=float, default=0.2, metavar="SECONDS",
+                   help="how often the readers are polled (default 0.2)")
+    p.set_defaults(func=run_watch)
 
 
 def _fail(args, exc) -> int:
@@ -127,4 +139,44 @@ def run_keyed_in(args) -> int:
         args.json = True
         return _fail(args, exc)
     print(json.dumps(ident.redacted(), ensure_ascii=False))
+    return 0
+
+
+def _event_line(event, *, as_json: bool, show_pii: bool) -> str:
+    ident = None
+    if event.identity is not None:
+        ident = event.identity.to_dict() if show_pii else event.identity.redacted()
+    if as_json:
+        return json.dumps({"kind": event.kind, "reader": event.reader, "identity": ident,
+                           "error": event.error.to_dict() if event.error else None}, ensure_ascii=False)
+    if event.kind == "inserted":
+        return f"inserted  {event.reader}  {ident['name']}  {ident['card_no']}  region {ident['region']}  " \
+               f"valid until {ident['expires']}"
+    if event.kind == "removed":
+        return f"removed   {event.reader}"
+    return f"error     {event.reader or '-'}  {event.error.code}: {event.error.message} / {event.error.zh}"
+
+
+def run_watch(args) -> int:
+    import trio
+    from edge.card import watch_cards
+
+    async def stop_on_signal(cancel_scope, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        # Ctrl-C / SIGTERM end the watch in order (the watcher releases its PC/SC context).
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async for _ in signals:
+                cancel_scope.cancel()
+                return
+
+    async def main() -> None:
+        send, receive = trio.open_memory_channel(0)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(stop_on_signal, nursery.cancel_scope)
+            await nursery.start(partial(watch_cards, send, poll_interval=args.poll))
+            async with receive:
+                async for event in receive:
+                    print(_event_line(event, as_json=args.json, show_pii=args.show_pii), flush=True)
+
+    trio.run(main)
     return 0

@@ -115,3 +115,33 @@ def test_watcher_reports_pcscd_down_as_an_error_event():
                           env=env, timeout=60, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["error", "None", "pcsc_unavailable"]
+
+
+@pytest.mark.pcsc
+def test_watch_prints_events_until_interrupted(pcsc):
+    import selectors
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "card", "watch", "--json", "--poll", "0.1"],
+                            cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+
+    def next_line() -> dict:
+        assert sel.select(15), "no event from `edge card watch` within 15 s"
+        return json.loads(proc.stdout.readline())
+    try:
+        with virtual_card(SAMPLE_CARD) as card:
+            ev = next_line()
+            assert (ev["kind"], ev["reader"], ev["identity"]["name"]) == ("inserted", card.reader, "张*")
+            assert SAMPLE_CARD["ssn"] not in json.dumps(ev)
+        assert next_line() == {"kind": "removed", "reader": card.reader, "identity": None, "error": None}
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        sel.close()
+        proc.stdout.close()
