@@ -16,8 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 import support
 from vcard_support import SAMPLE_CARD, VCARD
 
