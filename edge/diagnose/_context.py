@@ -27,7 +27,14 @@ JOURNAL_FILE, CACHE_FILE, DEVICE_FILE, KEY_FILE, CONFIG_FILE = (
 
 
 def default_state_dir() -> Path:
-    return Path(os.environ.get("EDGE_STATE_DIR") or DEFAULT_STATE_DIR)
+    """$EDGE_STATE_DIR, else ./var/edge, else the service's /var/lib/counter-edge when only that exists
+    (a technician on an installed counter types `edge diagnose` from any directory)."""
+    env = os.environ.get("EDGE_STATE_DIR")
+    if env:
+        return Path(env)
+    if not Path(DEFAULT_STATE_DIR).exists() and Path(SERVICE_STATE_DIR).exists():
+        return Path(SERVICE_STATE_DIR)
+    return Path(DEFAULT_STATE_DIR)
 
 
 def default_pcsc_socket() -> str:

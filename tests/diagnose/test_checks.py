@@ -194,3 +194,50 @@ async def test_journal_file_that_is_not_a_database(healthy):
     assert found["journal"].status == "fail" and found["backlog"].status == "fail"
     assert "cannot be read" in found["journal"].finding and "sudo" in found["journal"].next_step
     assert path.read_bytes() == b"this is not SQLite at all" * 100 and report.exit_code == 2
+
+
+async def test_quarantined_entries_warn(healthy):
+    from edge.journal import JournalStore, load_device_key
+
+    with JournalStore.open(healthy.dir / "journal.db", signing_key=load_device_key(healthy.dir / "device.key"),
+                           device=healthy.device) as journal:
+        diag_helpers.fill_journal(journal, 2)
+        journal.quarantine(6, "bad_signature", "rejected by the centre")
+    report = await run(ctx_for(healthy), only=["backlog"])
+    f = report.by_check()["backlog"]
+    assert f.status == "warn" and "rejected 1 entries (seq 6)" in f.finding
+    assert f.data["quarantined"] == [{"seq": 6, "code": "bad_signature"}] and f.data["unsent"] == 1
+    assert report.exit_code == 1
+
+
+async def test_untrusted_certificate_fails_tls(healthy, tmp_path, nursery):
+    """A centre (or an interception proxy) with a certificate this PC does not trust."""
+    import shutil
+    import ssl
+    import subprocess
+
+    import support
+
+    openssl = shutil.which("openssl")
+    support.require("the openssl command (Debian package openssl)", openssl is not None)
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+
+    async def handler(stream):
+        try:
+            await stream.do_handshake()
+        except trio.BrokenResourceError:
+            pass   # the client refused our certificate: that is the point
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    listeners = await nursery.start(trio.serve_ssl_over_tcp, handler, 0, server_ctx)
+    port = listeners[0].transport_listener.socket.getsockname()[1]
+    report = await run(ctx_for(healthy, centre_url=f"https://127.0.0.1:{port}"), only=["centre_tls"])
+    f = report.by_check()["centre_tls"]
+    assert f.status == "fail" and "CERTIFICATE_VERIFY_FAILED" in f.finding.upper().replace(" ", "_")
+    assert "date and time" in f.next_step
+    assert report.exit_code == 2
