@@ -29,19 +29,20 @@ import cbor2
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
+from sync.errors import SyncError
+
 KINDS = ("catalogue", "policy", "persons", "hotlist")
 KEYS = {"catalogue": "code", "persons": "psn_no", "hotlist": "card_id"}
 _COLLECTION = {"catalogue": "items", "persons": "persons", "hotlist": "cards"}
 
 
-class BundleError(Exception):
+class BundleError(SyncError):
     """A bundle was refused; ``code`` is stable, the message says what to do."""
 
     code = "bundle_error"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.message = message
 
 
 class BundleMalformed(BundleError):
@@ -58,6 +59,20 @@ class BundleBrokenChain(BundleError):
 
 class BundleStale(BundleError):
     code = "bundle_stale"
+
+
+def envelope(raw: bytes) -> dict:
+    """The envelope fields of a bundle without verifying it (for storing and routing); raises
+    BundleMalformed for anything that is not a bundle."""
+    try:
+        env = cbor2.loads(cbor2.loads(raw)["signed"])
+        fields = {k: env[k] for k in ("kind", "version", "base", "created", "key_id")}
+    except Exception:
+        raise BundleMalformed("not a bundle (the bytes do not decode): build it with `centre publish`") from None
+    if fields["kind"] not in KINDS or not isinstance(fields["version"], int) or \
+            not (fields["base"] is None or isinstance(fields["base"], int)):
+        raise BundleMalformed("bundle envelope is malformed (kind, version or base)")
+    return fields
 
 
 def _canonical(data: Any) -> bytes:

@@ -184,3 +184,14 @@ def test_signed_bytes_cut_from_the_entry_equal_reencoding():
     dev.append("note", {"what": "x", "sig": b"\x00" * 64})  # a body that itself holds a "sig" key
     for e in dev.entries:
         assert _unsigned_bytes(e) == canonical(e.unsigned())
+
+
+def test_a_corrupt_bundle_is_refused_with_its_code(store):
+    from sync.bundles import BundleMalformed
+
+    for raw in (b"", b"\xa0", cbor2.dumps({"signed": cbor2.dumps({"kind": "nonsense", "version": 1, "base": None,
+                                                                  "created": 0, "key_id": "x"}), "sig": b""})):
+        with pytest.raises(BundleMalformed) as exc:
+            store.put_bundle(raw)
+        assert exc.value.code == "bundle_malformed" and exc.value.message
+    assert store.bundle_versions() == {}

@@ -255,8 +255,7 @@ class Store:
         """Store a signed bundle (as built by :mod:`sync.bundles`); ``offer`` puts it on every device's
         downlink feed (a full bundle that follows its own delta is stored but not offered)."""
         now = now_ms() if now is None else now
-        outer = cbor2.loads(raw)
-        env = cbor2.loads(outer["signed"])
+        env = _bundles.envelope(raw)
         digest = hashlib.sha256(raw).hexdigest()
         info = {"kind": env["kind"], "version": env["version"], "base": env["base"], "hash": digest}
         with self.db.transaction():
