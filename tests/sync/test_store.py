@@ -195,3 +195,13 @@ def test_a_corrupt_bundle_is_refused_with_its_code(store):
             store.put_bundle(raw)
         assert exc.value.code == "bundle_malformed" and exc.value.message
     assert store.bundle_versions() == {}
+
+
+def test_feed_pages_are_bounded_by_bytes(store):
+    dev = enrolled(store)
+    ids = [store.post_downlink(dev.device, "outcome", {"ref_seq": i, "pad": "x" * 1000}) for i in range(5)]
+    msgs, cursor = store.downlink_page(dev.device, 0, max_bytes=2500)
+    assert [m["id"] for m in msgs] == ids[:2] and cursor == ids[1]
+    msgs, cursor = store.downlink_page(dev.device, cursor, max_bytes=10)  # one message always goes
+    assert [m["id"] for m in msgs] == ids[2:3]
+    assert [m["payload"]["ref_seq"] for m in store.downlink_since(dev.device, cursor)] == [3, 4]
