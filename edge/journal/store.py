@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple
 import sqlite_utils
 from nacl.signing import SigningKey, VerifyKey
 
-from .entry import GENESIS, Entry, decode, key_id, make_entry, signature_ok
+from .entry import GENESIS, Entry, EntryFormatError, decode, key_id, make_entry, signature_ok
 from .errors import (
     AckBeyondHead, DuplicateRequest, ExportRequired, JournalCorrupt, JournalError, JournalMismatch,
     JournalMissing, KeyMissing, UnknownEntry, UnsentEntries, map_sqlite_error,
@@ -44,6 +44,7 @@ from .schema import check_body
 if TYPE_CHECKING:
     from .verify import Report
 
+MAX_ENTRY_BYTES = 512 * 1024  # far above a 500-line settlement (~40 KB); keeps one entry sendable in one batch
 _PAGE = 512  # rows fetched per lock hold when iterating, so appends never wait behind a long read
 
 
@@ -126,7 +127,10 @@ class JournalStore:
                 raise JournalError(f"the journal {where} is empty and no device id was given",
                                    hint="Enrol the device first (`edge enroll`).")
             store = cls(conn, path, signing_key, stored_device, verify_key)
-            store._check_head()
+            if signing_key is not None:
+                # Only before appending: a reader (verify, diagnostics) must still open a journal whose
+                # last entry is damaged, to report which seq is bad and why.
+                store._check_head()
             if created:
                 _fsync_dir(path.parent)  # a new journal's directory entry must survive a power cut too
             return store
@@ -239,6 +243,9 @@ class JournalStore:
             seq, prev = self._head(conn)
             entry = make_entry(self._key, seq=seq + 1, prev=prev, device=self.device, time=time_ms,
                                mono=mono_ns, kind=kind, body=body)
+            if len(entry.raw) > MAX_ENTRY_BYTES:  # raising here rolls back: nothing is written
+                raise EntryFormatError(f"the {kind} entry is larger than {MAX_ENTRY_BYTES} bytes; an entry records "
+                                       "one counter action (keep bulky data out of the journal)")
             conn.execute("INSERT INTO entries (seq, hash, kind, time, req, raw) VALUES (?, ?, ?, ?, ?, ?)",
                          (entry.seq, entry.hash, kind, time_ms, req, entry.raw))
             conn.execute("INSERT INTO outbox (seq, size, time) VALUES (?, ?, ?)",

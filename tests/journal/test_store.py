@@ -220,3 +220,28 @@ def test_reading_never_creates_a_journal(tmp_path):
         JournalStore.open(path, signing_key=None, device=None)
     assert info.value.code == "journal_missing"
     assert not path.exists() and not path.parent.exists()
+
+
+def test_oversized_body_is_refused(store):
+    with pytest.raises(EntryFormatError, match="larger than"):
+        store.append("note", {"what": "x" * (600 * 1024)}, time_ms=1, mono_ns=1)
+    assert store.count() == 0
+
+
+def test_a_damaged_last_entry_stops_appends_but_not_verification(db_path, key):
+    import sqlite3 as _sqlite3
+
+    with JournalStore.open(db_path, signing_key=key, device=DEVICE) as s:
+        for i in range(4):
+            s.append("note", bodies.note(f"payload-{i}"), time_ms=i, mono_ns=i)
+    conn = _sqlite3.connect(db_path)
+    with conn:
+        raw = conn.execute("SELECT raw FROM entries WHERE seq = 4").fetchone()[0]
+        at = raw.index(b"payload-3") + 8
+        conn.execute("UPDATE entries SET raw = ? WHERE seq = 4", (raw[:at] + b"X" + raw[at + 1:],))
+    conn.close()
+    with pytest.raises(JournalCorrupt, match="seq 4"):
+        JournalStore.open(db_path, signing_key=key, device=DEVICE)
+    with JournalStore.open(db_path, signing_key=None, device=None) as reader:
+        report = reader.verify()
+    assert (report.ok, report.first_bad_seq, report.reason) == (False, 4, "bad_signature")
