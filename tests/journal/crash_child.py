@@ -2,7 +2,8 @@
 
 Run as ``python crash_child.py DB SEED_HEX DEVICE``. Commands on stdin, one per line:
 
-    run OUTFILE ROUND   fork a child that appends forever; after each append *returns* it writes
+    run OUTFILE ROUND   fork a child that appends forever (every 7th append also marks the outbox
+                        acknowledged up to seq - 3, as the uplink would); after each append *returns* it writes
                         "<seq> <raw hex>\\n" to OUTFILE with one os.write (so a SIGKILL cannot lose a
                         line the child believed written, nor leave half a line). Replies "<pid>".
     wait PID            reap that child (the parent has SIGKILLed it). Replies "<exit status>".
@@ -32,6 +33,8 @@ def append_forever(db: str, seed: bytes, device: str, out: str, round_no: str) -
         body = {"req": f"crash-{round_no}-{i}", "what": "crash test " + "x" * (i % 200)}
         entry = store.append("note", body)
         os.write(fd, f"{entry.seq} {entry.raw.hex()}\n".encode())
+        if entry.seq % 7 == 0:  # the uplink's bookkeeping gets killed mid-transaction too
+            store.mark_acked(entry.seq - 3)
 
 
 def warm_up(seed: bytes) -> None:

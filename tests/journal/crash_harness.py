@@ -1,8 +1,8 @@
 """Kill -9 an appending journal at random moments and check nothing acknowledged was lost.
 
 Used by test_crash.py (short) and scripts/journal-soak (long). After every kill: the journal opens,
-verifies end to end (signatures, seq continuity, prev chain), and every entry the child reported as
-appended is present with identical bytes.
+verifies end to end (signatures, seq continuity, prev chain), every entry the child reported as
+appended is present with identical bytes, and the outbox is consistent (pending = acked+1..head).
 """
 
 from __future__ import annotations
@@ -126,7 +126,10 @@ def _check(db: Path, key: SigningKey, device: str, acknowledged: dict[int, str],
                 problems.append(f"round {n}: acknowledged entry {seq} is lost")
             elif raws[seq - first_seq].hex() != raw_hex:  # verified above: in seq order from first_seq
                 problems.append(f"round {n}: acknowledged entry {seq} changed")
-        if store.backlog().count != store.count():
-            problems.append(f"round {n}: outbox has {store.backlog().count} rows for {store.count()} entries")
+        head, acked = store.head()[0], store.acked_seq
+        pending = [e.seq for e in store.pending(limit=10**9, max_bytes=10**12)]
+        if acked > head or pending != list(range(acked + 1, head + 1)):
+            problems.append(f"round {n}: outbox inconsistent: acked {acked}, head {head}, "
+                            f"{len(pending)} pending from {pending[:1]}")
         last = (first_seq - 1 + len(raws), raws[-1]) if raws else since or (0, b"")
     return problems, last
