@@ -7,6 +7,7 @@ Routes (sync frames of :mod:`sync.wire` in and out, except health):
     POST /v1/feed             signed; downlink messages since a cursor (+ the device's high-water)
     GET  /v1/bundle/{kind}    signed; the newest full bundle of a kind (after a broken delta chain)
     GET  /health              JSON: ok, store backend, devices, entries
+    GET  /metrics             Prometheus text, loopback only (edge.metrics.centre_metrics_route)
   + ``routes`` of sync.centre.online and sync.centre.review_web (the reconciliation engineer's).
 
 Handlers are thin: decode, authenticate, call the store in a worker thread, encode. Upload verifies
@@ -108,6 +109,8 @@ async def upload(request: Request) -> Response:
     state = request.app.state
     checked = await _check_parallel(msg.entries, info.device, info.verify_key, state.verify_limiter)
     outcome = await trio.to_thread.run_sync(lambda: state.store.put_checked(info.device, checked, now=state.clock()))
+    if state.centre_metrics is not None:
+        state.centre_metrics.observe_results(outcome.results)
     bad = [r for r in outcome.results if r.status == protocol.REJECTED]
     for r in bad:
         log.warning("centre: %s seq %s rejected: %s", info.device, r.seq, r.code)
@@ -186,7 +189,17 @@ def create_app(store, bundle_key, *, clock=now_ms, max_skew_ms: int | None = Non
         Route("/health", health, methods=["GET"]),
         *_extra_routes(),
     ]
+    metrics = None
+    try:  # Prometheus /metrics (loopback only), by the diagnose engineer: docs/operations.md
+        from edge.metrics import CentreMetrics, centre_metrics_route
+    except ImportError:
+        pass
+    else:
+        metrics = CentreMetrics()
+        metrics.track_store(store)
+        routes.append(centre_metrics_route())
     app = Starlette(routes=routes, exception_handlers={SyncError: _sync_error})
+    app.state.centre_metrics = metrics
     app.state.store = store
     app.state.bundle_key = bundle_key
     app.state.clock = clock

@@ -69,6 +69,9 @@ async def test_uplink_sends_everything_once(centre, http, tmp_path):
         report = await up.sync_once()
         assert report.uploaded == 50 and up.status.rewinds == [(120, 70)]
         assert centre.store.entry_count(cfg.device) == 120 and journal.acked_seq == 120
+    metrics = (await http.get(centre.url + "/metrics")).text
+    assert "centre_entries_total 120" in metrics
+    assert 'centre_upload_results_total{status="accepted"} 170' in metrics  # 120 + 50 re-sent after the rewind
 
 
 async def test_request_auth_errors(centre, http, tmp_path):
