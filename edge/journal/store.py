@@ -211,6 +211,27 @@ class JournalStore:
             rows = [r[0] for r in conn.execute("PRAGMA quick_check")]
         return [] if rows == ["ok"] else rows
 
+    def checkpoint(self) -> tuple[int, int]:
+        """Copy WAL pages into the database file now (PASSIVE: never blocks appends); returns
+        (pages in the WAL, pages checkpointed).
+
+        SQLite otherwise checkpoints inside whichever commit crosses 1000 WAL pages, which adds a
+        database fsync to that one append. The daemon may call this from a worker thread when idle
+        so that appends rarely pay for it. Uses its own short-lived connection, not the append lock.
+        """
+        if self._closed:
+            raise JournalError("the journal is closed", hint="Restart the agent.")
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None)
+            try:
+                conn.execute("PRAGMA busy_timeout = 5000")
+                _, wal_pages, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            finally:
+                conn.close()
+        except (sqlite3.Error, OSError) as exc:
+            raise map_sqlite_error(exc, str(self.path)) from exc
+        return max(0, wal_pages), max(0, done)
+
     def set_max_page_count(self, pages: int) -> int:
         """Cap (or raise the cap on) the file size in pages; returns the cap SQLite applied."""
         with self._locked() as conn:

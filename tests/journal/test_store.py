@@ -245,3 +245,13 @@ def test_a_damaged_last_entry_stops_appends_but_not_verification(db_path, key):
     with JournalStore.open(db_path, signing_key=None, device=None) as reader:
         report = reader.verify()
     assert (report.ok, report.first_bad_seq, report.reason) == (False, 4, "bad_signature")
+
+
+def test_checkpoint_moves_the_wal_into_the_database_without_blocking_appends(store, db_path):
+    for i in range(30):
+        store.append("note", bodies.note(f"n{i}"), time_ms=i, mono_ns=i)
+    wal_pages, done = store.checkpoint()
+    assert wal_pages > 0 and done == wal_pages
+    nxt = store.append("note", bodies.note("after"), time_ms=99, mono_ns=99)
+    assert nxt.seq == 31
+    assert verify_entries(store.raw_entries(), store.verify_key).ok
