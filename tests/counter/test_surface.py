@@ -80,3 +80,22 @@ def test_logs_drop_names_and_id_numbers_at_info():
     assert info["event"] == "card" and "certno" not in info and "psn_name" not in info
     assert "330302199001011235" not in info["msg"] and "张三" not in info["msg"]
     assert lines[1]["certno"] == "X"
+
+
+async def test_edge_status_reads_the_running_daemon(api):
+    import sys
+
+    import trio
+
+    url = str(api.base_url).rstrip("/")
+    done = await trio.run_process([sys.executable, "-m", "edge", "status", "--url", url, "--json"],
+                                  capture_stdout=True, check=False)
+    assert done.returncode == 1                       # the daemon answers; the centre does not (offline)
+    s = json.loads(done.stdout)
+    assert s["online"] is False and s["backlog"]["count"] == 0
+    done = await trio.run_process([sys.executable, "-m", "edge", "status", "--url", url], capture_stdout=True,
+                                  check=False)
+    assert b"OFFLINE" in done.stdout and b"catalogue v1" in done.stdout
+    gone = await trio.run_process([sys.executable, "-m", "edge", "status", "--url", "http://127.0.0.1:9"],
+                                  capture_stderr=True, check=False)
+    assert gone.returncode == 3 and b"does not answer" in gone.stderr
