@@ -159,6 +159,8 @@ def _verify_stream(f: io.BufferedReader, pubkey: VerifyKey | None) -> ExportRepo
         except (BadSignatureError, TypeError, ValueError):
             return _fail("manifest", "the manifest signature does not match the device key",
                          device=device, kid=kid, pinned=pinned)
+    if first_seq > 1:
+        warnings.append(f"partial export: it starts at seq {first_seq}; entries before it are not in this file")
     if not pinned:
         warnings.append("no --pubkey given: checked against the key inside the export (compare its key id "
                         f"{kid} with the centre's record)")

@@ -184,3 +184,4 @@ def test_partial_export_from_a_seq(raws, store, tmp_path, key):
     assert (summary.first_seq, summary.count) == (5, N - 4)
     report = verify_export(path, pubkey=key.verify_key).report
     assert report.ok and report.count == N - 4 and report.head_seq == N
+    assert any("starts at seq 5" in w for w in report.warnings)
