@@ -201,4 +201,4 @@ def _verify_stream(f: io.BufferedReader, pubkey: VerifyKey | None) -> ExportRepo
     if f.peek(1):
         return ExportReport(replace(report, ok=False, first_bad_seq=nxt, reason="manifest",
                                     detail="data follows the end marker"), device, kid, pinned)
-    return ExportReport(replace(report, warnings=tuple(warnings)), device, kid, pinned)
+    return ExportReport(replace(report, warnings=tuple(warnings) + report.warnings), device, kid, pinned)

@@ -14,6 +14,7 @@ Rules, checked entry by entry in the order given (the first failure is reported 
 ``first_bad_seq`` is the seq where the journal stops being trustworthy: for a missing or reordered
 entry it is the seq that should have come next; otherwise the offending entry's own seq.
 Export files add ``truncated`` and manifest checks on top (:mod:`edge.journal.export`).
+Warnings (not failures): the wall clock stepping back more than a minute between entries.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from nacl.signing import VerifyKey
 
 from .entry import GENESIS, Entry, EntryFormatError, decode, signature_ok, unsigned_bytes
 from .schema import check_body
+
+CLOCK_BACK_MS = 60_000   # a wall clock stepping back more than this is reported as a warning
+MAX_WARNINGS = 20
 
 REASONS = {
     "malformed": "the entry bytes are damaged or not a journal entry",
@@ -90,9 +94,11 @@ def verify_entries(items: Iterable[bytes | Entry], verify_key: VerifyKey, *, dev
     """Verify entries (raw bytes or :class:`Entry`) that should run ``first_seq``, ``first_seq+1``…"""
     expected, prev, count = first_seq, first_prev, 0
     it: Iterator = iter(items)
+    warnings: list[str] = []
+    last_time: int | None = None
 
     def bad(seq: int, reason: str, detail: str) -> Report:
-        return Report(False, count, seq, reason, detail, expected - 1, prev)
+        return Report(False, count, seq, reason, detail, expected - 1, prev, tuple(warnings))
 
     for item in it:
         raw = item.raw if isinstance(item, Entry) else item
@@ -122,7 +128,11 @@ def verify_entries(items: Iterable[bytes | Entry], verify_key: VerifyKey, *, dev
                 check_body(entry.kind, entry.body)
             except EntryFormatError as exc:
                 return bad(entry.seq, "schema", str(exc))
+        if last_time is not None and entry.time < last_time - CLOCK_BACK_MS and len(warnings) < MAX_WARNINGS:
+            # Not an error (clocks get corrected), but an auditor weighing offline cache ages wants to know.
+            warnings.append(f"wall clock went back {(last_time - entry.time) // 1000} s at seq {entry.seq}")
+        last_time = entry.time
         prev = entry.hash
         count += 1
         expected += 1
-    return Report(True, count, head_seq=expected - 1, head_hash=prev)
+    return Report(True, count, head_seq=expected - 1, head_hash=prev, warnings=tuple(warnings))

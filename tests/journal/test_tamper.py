@@ -185,3 +185,12 @@ def test_partial_export_from_a_seq(raws, store, tmp_path, key):
     report = verify_export(path, pubkey=key.verify_key).report
     assert report.ok and report.count == N - 4 and report.head_seq == N
     assert any("starts at seq 5" in w for w in report.warnings)
+
+
+def test_a_wall_clock_stepping_back_is_a_warning_not_a_failure(store, key):
+    store.append("note", bodies.note("a"), time_ms=1_764_000_000_000, mono_ns=1)
+    store.append("note", bodies.note("b"), time_ms=1_764_000_000_000 - 3_600_000, mono_ns=2)
+    store.append("note", bodies.note("c"), time_ms=1_764_000_000_000 - 3_599_000, mono_ns=3)
+    report = verify_entries(store.raw_entries(), key.verify_key)
+    assert report.ok and report.warnings == ("wall clock went back 3600 s at seq 2",)
+    assert "warning: wall clock went back" in report.text()
