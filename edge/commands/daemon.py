@@ -72,10 +72,31 @@ def run(args) -> int:
 
     try:
         trio.run(partial_run(daemon.run_until_signal, cfg, ready))
-    except daemon.DaemonError as exc:
-        print(f"edge run: {exc.message}", file=sys.stderr)
+    except BaseException as exc:      # noqa: BLE001 - start-up failures come wrapped in nursery groups
+        found = _start_failure(exc)
+        if found is None:
+            raise
+        if isinstance(found, OSError):
+            print(f"edge run: cannot listen on {cfg.counter.host}:{cfg.counter.port} ({found.strerror}): another "
+                  "program uses the port; stop it or set counter.port in the config", file=sys.stderr)
+        else:
+            print(f"edge run: {found.message}", file=sys.stderr)
         return 2
     return 0
+
+
+def _start_failure(exc: BaseException):
+    """The DaemonError (or the listening socket's OSError) inside a possibly nested exception group."""
+    from edge.daemon import DaemonError
+
+    if isinstance(exc, (DaemonError, OSError)):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            found = _start_failure(sub)
+            if found is not None:
+                return found
+    return None
 
 
 def partial_run(fn, cfg, ready):

@@ -99,3 +99,18 @@ async def test_edge_status_reads_the_running_daemon(api):
     gone = await trio.run_process([sys.executable, "-m", "edge", "status", "--url", "http://127.0.0.1:9"],
                                   capture_stderr=True, check=False)
     assert gone.returncode == 3 and b"does not answer" in gone.stderr
+
+
+async def test_edge_run_refuses_to_start_unenrolled_or_misconfigured(tmp_path):
+    import sys
+
+    import trio
+
+    done = await trio.run_process([sys.executable, "-m", "edge", "run", "--state-dir", str(tmp_path / "none"),
+                                   "--port", "0"], capture_stderr=True, capture_stdout=True, check=False)
+    assert done.returncode == 2 and b"not enrolled" in done.stderr and b"edge enroll" in done.stderr
+    bad = tmp_path / "edge.toml"
+    bad.write_text('[counter]\nhost = "0.0.0.0"\n', encoding="utf-8")
+    done = await trio.run_process([sys.executable, "-m", "edge", "run", "--config", str(bad)], capture_stderr=True,
+                                  check=False)
+    assert done.returncode == 2 and b"loopback" in done.stderr
