@@ -51,9 +51,10 @@ def cpu() -> str:
 
 
 class CentreProcess:
-    def __init__(self, data_dir: Path, db: str) -> None:
+    def __init__(self, data_dir: Path, db: str, verify_processes: int = 0) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "sync.centre", "run", "--data-dir", str(data_dir),
-                                      "--db", db, "--port", "0", "--no-background"], cwd=ROOT,
+                                      "--db", db, "--port", "0", "--no-background",
+                                      "--verify-processes", str(verify_processes)], cwd=ROOT,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.proc.stdout.readline()
         if "listening on" not in line:
@@ -111,7 +112,7 @@ async def upload_all(url: str, devices: list[SimDevice], batch: int) -> int:
     return acked
 
 
-def bench_http(db_factory, n_devices: int, n_entries: int, runs: int) -> list[float]:
+def bench_http(db_factory, n_devices: int, n_entries: int, runs: int, procs: int = 0) -> list[float]:
     rates = []
     for _ in range(runs):
         devices = [SimDevice(f"D-S330300001-{i + 1}") for i in range(n_devices)]
@@ -122,7 +123,7 @@ def bench_http(db_factory, n_devices: int, n_entries: int, runs: int) -> list[fl
             db, cleanup = db_factory(Path(td))
             try:
                 register(db, devices)
-                centre = CentreProcess(Path(td) / "data", db)
+                centre = CentreProcess(Path(td) / "data", db, procs)
                 try:
                     t = time.perf_counter()
                     acked = trio.run(upload_all, centre.url, devices, 500)
@@ -243,6 +244,10 @@ def main() -> int:
     r = bench_http(sqlite_db, args.devices, args.entries, args.runs)
     out.append(f"- ingest over HTTP, SQLite: **{med(r):,.0f} entries/s** ({args.devices} devices × "
                f"{args.entries} entries, batches of 500, centre in its own process; runs: "
+               f"{', '.join(f'{x:,.0f}' for x in r)})")
+
+    r = bench_http(sqlite_db, args.devices, args.entries, args.runs, procs=2)
+    out.append(f"- ingest over HTTP, SQLite, `centre run --verify-processes 2`: **{med(r):,.0f} entries/s** (runs: "
                f"{', '.join(f'{x:,.0f}' for x in r)})")
 
     if not args.no_pg:

@@ -30,13 +30,13 @@ from sync import protocol, wire
 from sync.centre import ingest
 from sync.centre.auth import authenticate_device
 from sync.centre.keys import key_id
+from sync.centre.verify import Verifier
 from sync.centre.store import now_ms
 from sync.errors import SyncError
 
 log = logging.getLogger("sync.centre")
 EXTRA_ROUTE_MODULES = ("sync.centre.online", "sync.centre.review_web")
 MAX_BODY = 16 * 1024 * 1024
-_VERIFY_CHUNK = 128
 
 
 def frame_response(message: dict, status: int = 200) -> Response:
@@ -83,20 +83,6 @@ async def enrol(request: Request) -> Response:
     return frame_response(protocol.Enrolled(info.device, info.site, bytes(vk), key_id(vk)).to_msg())
 
 
-async def _check_parallel(items, device, verify_key, limiter) -> list[ingest.Checked]:
-    chunks = [items[i:i + _VERIFY_CHUNK] for i in range(0, len(items), _VERIFY_CHUNK)]
-    results: list = [None] * len(chunks)
-
-    async def one(i):
-        results[i] = await trio.to_thread.run_sync(ingest.check_entries, chunks[i], device, verify_key,
-                                                   limiter=limiter)
-
-    async with trio.open_nursery() as nursery:
-        for i in range(len(chunks)):
-            nursery.start_soon(one, i)
-    return [c for chunk in results for c in chunk]
-
-
 @_handler
 async def upload(request: Request) -> Response:
     body = await _body(request)
@@ -107,7 +93,7 @@ async def upload(request: Request) -> Response:
 
         raise BadRequestSignature(f"upload names device {msg.device} but was signed by {info.device}")
     state = request.app.state
-    checked = await _check_parallel(msg.entries, info.device, info.verify_key, state.verify_limiter)
+    checked = await state.verifier.check(msg.entries, info.device, info.verify_key)
     outcome = await trio.to_thread.run_sync(lambda: state.store.put_checked(info.device, checked, now=state.clock()))
     if state.centre_metrics is not None:
         state.centre_metrics.observe_results(outcome.results)
@@ -176,9 +162,10 @@ def _extra_routes() -> list:
 
 
 def create_app(store, bundle_key, *, clock=now_ms, max_skew_ms: int | None = None,
-               verify_threads: int = 2) -> Starlette:
+               verify_threads: int = 2, verifier: Verifier | None = None) -> Starlette:
     """The ASGI app over ``store`` (a :class:`sync.centre.store.Store`); ``bundle_key`` signs bundles
-    and is pinned by edges; ``clock`` returns wall-clock ms (tests steer it)."""
+    and is pinned by edges; ``clock`` returns wall-clock ms (tests steer it); ``verifier`` checks
+    entries (default: ``verify_threads`` worker threads; the caller closes a verifier it passes)."""
     from sync.auth import MAX_SKEW_MS
 
     routes = [
@@ -204,5 +191,5 @@ def create_app(store, bundle_key, *, clock=now_ms, max_skew_ms: int | None = Non
     app.state.bundle_key = bundle_key
     app.state.clock = clock
     app.state.max_skew_ms = MAX_SKEW_MS if max_skew_ms is None else max_skew_ms
-    app.state.verify_limiter = trio.CapacityLimiter(verify_threads)
+    app.state.verifier = verifier or Verifier(threads=verify_threads)
     return app

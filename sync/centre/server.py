@@ -17,6 +17,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from sync.centre.app import create_app
+from sync.centre.verify import Verifier
 
 log = logging.getLogger("sync.centre")
 BACKGROUND = ("sync.centre.reconcile",)
@@ -53,15 +54,23 @@ def background_modules(names=BACKGROUND) -> list:
 
 
 async def run_centre(store, bundle_key, *, host: str = "127.0.0.1", port: int = 0, background: bool = True,
-                     app_options: dict | None = None, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    app = create_app(store, bundle_key, **(app_options or {}))
-    async with trio.open_nursery() as nursery:
-        if background:
-            for fn in background_modules():
-                await nursery.start(fn, store)
-        url = await nursery.start(partial(serve_app, app, host=host, port=port))
-        log.info("centre: listening on %s (store: %s)", url, store.backend)
-        task_status.started(url)
+                     verify_processes: int = 0, app_options: dict | None = None,
+                     task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Serve the centre over ``store`` until cancelled. ``verify_processes`` > 0 verifies entries in
+    that many worker processes (see :mod:`sync.centre.verify`), else in worker threads."""
+    verifier = Verifier(processes=verify_processes) if verify_processes > 0 else None
+    try:
+        app = create_app(store, bundle_key, verifier=verifier, **(app_options or {}))
+        async with trio.open_nursery() as nursery:
+            if background:
+                for fn in background_modules():
+                    await nursery.start(fn, store)
+            url = await nursery.start(partial(serve_app, app, host=host, port=port))
+            log.info("centre: listening on %s (store: %s)", url, store.backend)
+            task_status.started(url)
+    finally:
+        if verifier is not None:
+            verifier.close()
 
 
 class RunningCentre:
@@ -75,7 +84,7 @@ class RunningCentre:
 
 
 async def start_centre(nursery, store, key=None, *, host: str = "127.0.0.1", port: int = 0,
-                       background: bool = False, **app_options) -> RunningCentre:
+                       background: bool = False, verify_processes: int = 0, **app_options) -> RunningCentre:
     """Start a centre in ``nursery`` (tests, benches, demos); returns once it listens."""
     from nacl.signing import SigningKey
 
@@ -85,7 +94,7 @@ async def start_centre(nursery, store, key=None, *, host: str = "127.0.0.1", por
     async def runner(task_status=trio.TASK_STATUS_IGNORED):
         with scope:
             await run_centre(store, key, host=host, port=port, background=background, app_options=app_options,
-                             task_status=task_status)
+                             verify_processes=verify_processes, task_status=task_status)
 
     url = await nursery.start(runner)
     return RunningCentre(store, key, url, scope)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import trio
 import pytest
 from nacl.signing import SigningKey
 
@@ -96,3 +97,25 @@ async def test_bad_uploads_each_get_their_code(centre_any, http):
     rej = [(r["seq"], r["code"]) for r in centre_any.store.rejections(dev.device)]
     assert rej == [(4, "bad_signature"), (5, "bad_signature"), (2, "fork")]
     assert centre_any.store.entry_count() == 4 and centre_any.store.high_water(dev.device) == 6
+
+
+async def test_verification_in_worker_processes(nursery, http, tmp_path):
+    store = open_store(tmp_path / "centre.db")
+    centre = await start_centre(nursery, store, verify_processes=2)
+    try:
+        dev = register(centre)
+        dev.extend(300)
+        items = dev.items()
+        raw = bytearray(items[150][1])
+        raw[raw.index(b"POS-") + 4] ^= 1
+        items[150] = (151, bytes(raw))
+        status, ans, _ = await upload(http, centre, dev, items)
+        assert status == 200 and ans["ack"] == 300
+        assert [r[:3] for r in ans["results"] if r[1] != "accepted"] == [[151, "rejected", "bad_signature"]]
+        rows = {r["seq"]: r for r in store.accepted_entries(0, 1000)}
+        assert len(rows) == 299 and rows[1]["psn_no"] == dev.entries[0].body["psn_no"]
+        assert rows[152]["chain_checked"] == 0 and rows[300]["raw"] == dev.entries[299].raw
+    finally:
+        centre.stop()
+        await trio.sleep(0.1)
+        store.close()

@@ -29,6 +29,8 @@ def register(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT}; 0 = any free)")
     p.add_argument("--no-background", action="store_true", help="do not start background tasks (reconciliation)")
+    p.add_argument("--verify-processes", type=int, default=0, metavar="N",
+                   help="verify uploaded entries in N worker processes (default 0: worker threads)")
     p.set_defaults(func=run)
 
     p = sub.add_parser("enroll-token", help="issue a one-time enrolment token for a new device of a site",
@@ -91,7 +93,8 @@ def run(args) -> int:
     async def main():
         async with trio.open_nursery() as nursery:
             url = await nursery.start(lambda task_status: run_centre(
-                store, key, host=args.host, port=args.port, background=not args.no_background, task_status=task_status))
+                store, key, host=args.host, port=args.port, background=not args.no_background,
+                verify_processes=args.verify_processes, task_status=task_status))
             print(f"centre: listening on {url} (store {store.backend}: {db_url(args)})", flush=True)
 
     try:
