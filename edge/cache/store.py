@@ -266,13 +266,12 @@ class Cache:
         if not q:
             return []
         rows = self._q(
-            "SELECT i.data, i.py FROM (SELECT DISTINCT code FROM item_terms WHERE term >= ? AND term < ? LIMIT ?) t "
-            "JOIN items i ON i.code = t.code", (q, upper_bound(q), limit * 4))
-        found = [{**json.loads(d), "py": py} for d, py in rows]
-        # Exact code, then code prefix, then shorter names (the plain product before its variants).
-        found.sort(key=lambda it: (normalise(it["code"]) != q, not normalise(it["code"]).startswith(q),
-                                   len(it.get("name", "")), it["code"]))
-        return found[:limit]
+            "SELECT i.code, i.name, i.py, i.data FROM (SELECT DISTINCT code FROM item_terms WHERE term >= ? AND "
+            "term < ? LIMIT ?) t JOIN items i ON i.code = t.code", (q, upper_bound(q), limit * 2))
+        # Exact code, then code prefix, then shorter names (the plain product before its variants);
+        # only the rows shown are parsed.
+        rows.sort(key=lambda r: (normalise(r[0]) != q, not normalise(r[0]).startswith(q), len(r[1]), r[0]))
+        return [{**json.loads(data), "py": py} for _, _, py, data in rows[:limit]]
 
     def item_count(self) -> int:
         return self._q("SELECT count(*) FROM items")[0][0]
