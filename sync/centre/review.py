@@ -143,7 +143,8 @@ def approve(store, claim_no: str, *, who: str, note: str = "", med_type: str | N
                    (APPROVED, amount, json.dumps(split, ensure_ascii=False), who, now, note, claim_no))
         reason = note or f"approved by {who}"
         store.post_downlink(c["device"], "reimbursement",
-                            {"claim_no": claim_no, "psn_no": c["psn_no"], "amount": amount, "reason": reason}, now=now)
+                            {"claim_no": claim_no, "psn_no": c["psn_no"], "amount": amount, "reason": reason,
+                             "status": APPROVED}, now=now)
         L.record_action(db, who, "approve_claim", claim_no, {"amount": amount, "note": note, "psn_no": c["psn_no"],
                                                              "med_type": med_type}, now=now)
     return {"claim_no": claim_no, "status": APPROVED, "amount": amount, "psn_no": c["psn_no"],
@@ -162,8 +163,8 @@ def deny(store, claim_no: str, *, who: str, note: str, now: int | None = None) -
         db.execute("UPDATE recon_claims SET status = ?, amount = 0, decided_by = ?, decided_ms = ?, note = ?, "
                    "waiting = NULL WHERE claim_no = ?", (DENIED, who, now, note, claim_no))
         store.post_downlink(c["device"], "reimbursement",
-                            {"claim_no": claim_no, "psn_no": c["psn_no"], "amount": 0, "reason": f"denied: {note}"},
-                            now=now)
+                            {"claim_no": claim_no, "psn_no": c["psn_no"], "amount": 0, "reason": f"denied: {note}",
+                             "status": DENIED}, now=now)
         L.record_action(db, who, "deny_claim", claim_no, {"note": note}, now=now)
     return {"claim_no": claim_no, "status": DENIED, "amount": 0}
 

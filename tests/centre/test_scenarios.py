@@ -191,6 +191,7 @@ async def test_g_emergency_observation_resolved_after_admission(centre, http, tm
     got = {r["claim_no"]: r for r in a.messages("reimbursement")}
     assert got[f"{a.device}-1"]["amount"] == not_admitted.json()["amount"]
     assert got[f"{a.device}-2"]["amount"] == 0 and "inpatient" in got[f"{a.device}-2"]["reason"]
+    assert (got[f"{a.device}-1"]["status"], got[f"{a.device}-2"]["status"]) == ("approved", "denied")
 
 
 async def test_background_task_reconciles_what_arrives(centre, http, tmp_path, nursery):
