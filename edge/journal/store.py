@@ -21,6 +21,7 @@ Theory of operation
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import sqlite3
@@ -276,8 +277,10 @@ class JournalStore:
     # -- reading ---------------------------------------------------------------------------------
     @staticmethod
     def _head(conn: sqlite3.Connection) -> tuple[int, bytes]:
-        row = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
-        return (0, GENESIS) if row is None else (row[0], row[1])
+        # Hash the stored bytes rather than trusting the hash column: the next entry's prev must link
+        # to exactly what a verifier will hash.
+        row = conn.execute("SELECT seq, raw FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        return (0, GENESIS) if row is None else (row[0], hashlib.sha256(row[1]).digest())
 
     def head(self) -> tuple[int, bytes]:
         """(seq, hash) of the last entry; (0, GENESIS) when the journal is empty."""
