@@ -11,6 +11,7 @@ import json
 import os
 import selectors
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +22,24 @@ from vcard_support import SAMPLE_CARD, VCARD
 
 ROOT = Path(__file__).resolve().parents[2]
 VPCD_LIB = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
-PORT = 0x9C41            # 40001: away from the shared vpcd's 35963/35964
+
+
+def free_port_pair() -> int:
+    """A port p with p and p+1 free (vpcd listens on both, one per slot). Chosen per run, so two
+    runs of this test at once (engineers sharing a machine) do not meet on one port."""
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("0.0.0.0", 0))
+            port = a.getsockname()[1]
+            if port >= 65535:
+                continue
+            with socket.socket() as b:
+                try:
+                    b.bind(("0.0.0.0", port + 1))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no two consecutive free TCP ports")
 
 WATCHER = """
 import json, sys, trio
@@ -65,10 +83,10 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(10)
 
 
-def insert_card(tmp_path: Path) -> subprocess.Popen:
+def insert_card(tmp_path: Path, port: int) -> subprocess.Popen:
     card = tmp_path / "card.json"
     card.write_text(json.dumps(SAMPLE_CARD, ensure_ascii=False), encoding="utf-8")
-    return subprocess.Popen([sys.executable, str(VCARD), "--card", str(card), "--port", str(PORT)],
+    return subprocess.Popen([sys.executable, str(VCARD), "--card", str(card), "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
 
 
@@ -105,8 +123,9 @@ def test_watcher_recovers_after_pcscd_restarts(tmp_path):
     run_dir, conf_dir = tmp_path / "run", tmp_path / "conf"
     run_dir.mkdir()
     conf_dir.mkdir()
-    (conf_dir / "vpcd").write_text(f'FRIENDLYNAME "Private PCD"\nDEVICENAME /dev/null:0x{PORT:04X}\n'
-                                   f"LIBPATH {VPCD_LIB}\nCHANNELID 0x{PORT:04X}\n", encoding="utf-8")
+    port = free_port_pair()
+    (conf_dir / "vpcd").write_text(f'FRIENDLYNAME "Private PCD"\nDEVICENAME /dev/null:0x{port:04X}\n'
+                                   f"LIBPATH {VPCD_LIB}\nCHANNELID 0x{port:04X}\n", encoding="utf-8")
     env = {**os.environ, "PCSCLITE_CSOCK_NAME": str(run_dir / "pcscd.comm")}
     pcscd = start_pcscd(run_dir, conf_dir)
     with open(tmp_path / "watcher.log", "w") as log:
@@ -115,7 +134,7 @@ def test_watcher_recovers_after_pcscd_restarts(tmp_path):
     lines = Lines(watcher)
     card = None
     try:
-        card = insert_card(tmp_path)
+        card = insert_card(tmp_path, port)
         ev = lines.next()
         assert (ev["kind"], ev["name"]) == ("inserted", "张三") and ev["reader"].startswith("Private PCD")
         reader = ev["reader"]
@@ -126,7 +145,7 @@ def test_watcher_recovers_after_pcscd_restarts(tmp_path):
         stop(card)                                   # its vpcd link died with pcscd
 
         pcscd = start_pcscd(run_dir, conf_dir)       # the technician starts it again
-        card = insert_card(tmp_path)
+        card = insert_card(tmp_path, port)
         ev = lines.next(30)
         assert (ev["kind"], ev["reader"], ev["name"]) == ("inserted", reader, "张三")
     finally:
