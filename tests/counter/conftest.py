@@ -7,7 +7,6 @@ import datetime as dt
 
 import httpx
 import pytest
-import trio
 from nacl.signing import SigningKey
 
 from counter.helpers import CARD_ID, CERTNO, Centre

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from counter.conftest import insert_card
-from counter.helpers import AMOXICILLIN, ATORVASTATIN
+from counter.helpers import ATORVASTATIN
 from edge.counter.downlink import handle
 from sync.bundles import BundleBadSignature
 
