@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from ._context import CACHE_FILE, Context, SnapshotError
+from ._context import CACHE_FILE, Context, SnapshotError, in_thread
 from ._finding import Finding, fail, ok, warn
 
 HOUR_MS = 3_600_000
@@ -21,7 +21,7 @@ async def open_cache(ctx: Context):
 
     async def make():
         path = await ctx.snapshot(CACHE_FILE)
-        return await trio.to_thread.run_sync(Cache.open, path)
+        return await in_thread(Cache.open, path)
     return await ctx.once("cache", make)
 
 
@@ -31,9 +31,9 @@ async def check_bundles(ctx: Context) -> Finding:
 
     try:
         cache = await open_cache(ctx)
-        versions = await trio.to_thread.run_sync(cache.versions)
-        policy = await trio.to_thread.run_sync(cache.policy)
-        refreshed = await trio.to_thread.run_sync(cache.refreshed)
+        versions = await in_thread(cache.versions)
+        policy = await in_thread(cache.policy)
+        refreshed = await in_thread(cache.refreshed)
     except SnapshotError as exc:
         return fail("bundles", f"no cached bundles: {exc}", "本地没有医保目录和政策数据（cache.db 不存在）", *REFRESH,
                     error=str(exc))

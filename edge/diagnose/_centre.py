@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import trio
 
-from ._context import Context
+from ._context import Context, in_thread
 from ._finding import Finding, fail, ok, warn
 
 DNS_S = 3.0          # a resolver that has not answered in 3 s is as good as absent at the counter
@@ -162,7 +162,7 @@ async def check_signed_request(ctx: Context) -> Finding:
 
     try:
         cfg = await ctx.device()
-        key = await trio.to_thread.run_sync(load_device_key, ctx.path(KEY_FILE))
+        key = await in_thread(load_device_key, ctx.path(KEY_FILE))
     except (SyncError, JournalError) as exc:
         return fail("centre_signed", f"cannot sign a request: {exc.message}", "无法签名请求（未注册或密钥不可用）",
                     "Fix the enrolment / device key findings first.", "请先解决注册或设备密钥的问题。", code=exc.code)

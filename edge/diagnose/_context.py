@@ -42,6 +42,13 @@ def default_pcsc_socket() -> str:
     return os.environ.get("PCSCLITE_CSOCK_NAME") or DEFAULT_PCSC_SOCKET
 
 
+async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Blocking work of a check, in a worker thread the check's bound can abandon: a hung disk or a
+    wedged pcscd must not hold the technician's run past its bound. Only used for reads of private
+    snapshots or of files, so an abandoned thread changes nothing anyone relies on."""
+    return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
+
+
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -115,7 +122,7 @@ class Context:
         async def make() -> Path:
             if self.workdir is None:
                 raise RuntimeError("Context.workdir is not set (use edge.diagnose.run)")
-            return await trio.to_thread.run_sync(snapshot_db, self.path(name), self.workdir / name)
+            return await in_thread(snapshot_db, self.path(name), self.workdir / name)
         return await self.once(f"snapshot:{name}", make)
 
     async def device(self):
@@ -123,7 +130,7 @@ class Context:
         from edge.enrol import load_device
 
         async def make():
-            return await trio.to_thread.run_sync(load_device, self.state_dir)
+            return await in_thread(load_device, self.state_dir)
         return await self.once("device", make)
 
     async def centre(self) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import trio
 
-from ._context import Context
+from ._context import Context, in_thread
 from ._finding import Finding, fail, ok
 
 DAEMON_S = 2.0     # the local API answers in milliseconds when it is up; 2 s means it is wedged
@@ -91,7 +91,7 @@ async def check_config(ctx: Context) -> Finding:
         return ok("config", f"no {path.name}: the agent runs with the documented defaults",
                   f"没有 {path.name}：程序使用默认设置", path=str(path))
     try:
-        cfg = await trio.to_thread.run_sync(load, path)
+        cfg = await in_thread(load, path)
     except ConfigError as exc:
         return fail("config", f"{path.name} is refused: {exc}", f"配置文件 {path.name} 有误，程序无法启动",
                     f"Correct {path} as the message says (docs/counter.md lists every key), or move it aside to "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from ._context import JOURNAL_FILE, Context, SnapshotError
+from ._context import JOURNAL_FILE, Context, SnapshotError, in_thread
 from ._finding import Finding, fail, ok, warn
 
 HOUR_MS = 3_600_000
@@ -35,7 +35,7 @@ async def open_journal(ctx: Context):
 
     async def make():
         path = await ctx.snapshot(JOURNAL_FILE)
-        return await trio.to_thread.run_sync(
+        return await in_thread(
             lambda: JournalStore.open(path, signing_key=None, device=None))
     return await ctx.once("journal", make)
 
@@ -67,7 +67,7 @@ async def _verify_range(store, first: int, last: int, deadline: float):
     from edge.journal import GENESIS, verify_entries
 
     if first > 1:
-        before = await trio.to_thread.run_sync(store.get, first - 1)
+        before = await in_thread(store.get, first - 1)
         prev = before.hash if before is not None else GENESIS
     else:
         prev = GENESIS
@@ -76,8 +76,8 @@ async def _verify_range(store, first: int, last: int, deadline: float):
         if trio.current_time() >= deadline:
             return None, verified, False
         upto = min(last, seq + VERIFY_CHUNK - 1)
-        chunk = await trio.to_thread.run_sync(lambda: list(store.raw_entries(seq, upto)))
-        report = await trio.to_thread.run_sync(
+        chunk = await in_thread(lambda: list(store.raw_entries(seq, upto)))
+        report = await in_thread(
             lambda: verify_entries(chunk, store.verify_key, device=store.device, first_seq=seq, first_prev=prev))
         if not report.ok:
             return report, verified + report.count, True
@@ -102,8 +102,8 @@ async def check_journal(ctx: Context) -> Finding:
 
     try:
         store = await open_journal(ctx)
-        head, _ = await trio.to_thread.run_sync(store.head)
-        acked = await trio.to_thread.run_sync(lambda: store.acked_seq)
+        head, _ = await in_thread(store.head)
+        acked = await in_thread(lambda: store.acked_seq)
     except (SnapshotError, JournalError) as exc:
         return _journal_problem("journal", exc)
     deadline = trio.current_time() + VERIFY_BUDGET_S
@@ -143,7 +143,7 @@ async def _offline_hours(ctx: Context) -> int:
 
     try:
         cache = await open_cache(ctx)
-        policy = await trio.to_thread.run_sync(cache.policy)
+        policy = await in_thread(cache.policy)
     except Exception:  # no cache or policy yet: the documented default limit
         return DEFAULT_OFFLINE_HOURS
     if policy is None or policy.offline is None:
@@ -156,10 +156,10 @@ async def check_backlog(ctx: Context) -> Finding:
 
     try:
         store = await open_journal(ctx)
-        backlog = await trio.to_thread.run_sync(store.backlog)
-        quarantined = await trio.to_thread.run_sync(store.quarantined)
-        acked = await trio.to_thread.run_sync(lambda: store.acked_seq)
-        head, _ = await trio.to_thread.run_sync(store.head)
+        backlog = await in_thread(store.backlog)
+        quarantined = await in_thread(store.quarantined)
+        acked = await in_thread(lambda: store.acked_seq)
+        head, _ = await in_thread(store.head)
     except (SnapshotError, JournalError) as exc:
         return _journal_problem("backlog", exc)
     now = ctx.clock_ms()
@@ -200,7 +200,7 @@ async def check_last_sync(ctx: Context) -> Finding:
         seen["daemon"] = status["last_contact_ms"]   # the running agent's last answer from the centre
     try:
         cache = await open_cache(ctx)
-        refreshed = await trio.to_thread.run_sync(cache.refreshed)
+        refreshed = await in_thread(cache.refreshed)
     except Exception:  # no cache yet: the bundles check reports that
         refreshed = None
     if refreshed is not None:

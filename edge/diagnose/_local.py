@@ -10,7 +10,7 @@ import stat
 
 import trio
 
-from ._context import CACHE_FILE, JOURNAL_FILE, KEY_FILE, Context
+from ._context import CACHE_FILE, JOURNAL_FILE, KEY_FILE, Context, in_thread
 from ._finding import Finding, fail, ok, warn
 
 # Below this the journal may fail to append and settling stops (DOMAIN.md section 5): broken.
@@ -41,7 +41,7 @@ def _probe_unix_socket(path: str) -> str:
 
 async def check_pcscd(ctx: Context) -> Finding:
     where = ctx.pcsc_socket
-    state = await trio.to_thread.run_sync(_probe_unix_socket, where, abandon_on_cancel=True)
+    state = await in_thread(_probe_unix_socket, where)
     if state == "ok":
         return ok("pcscd", f"the smart-card service pcscd is running (socket {where})",
                   f"读卡服务 pcscd 正在运行（{where}）", socket=where)
@@ -140,7 +140,7 @@ async def check_disk(ctx: Context) -> Finding:
         cache = sum(_size(ctx.path(CACHE_FILE + s)) for s in ("", "-wal", "-shm"))
         return usage, journal, cache
 
-    usage, journal, cache = await trio.to_thread.run_sync(measure)
+    usage, journal, cache = await in_thread(measure)
     mb = 1024 * 1024
     data = {"free_bytes": usage.free, "total_bytes": usage.total, "journal_bytes": journal, "cache_bytes": cache}
     text = f"{usage.free // mb} MB free of {usage.total // mb} MB; journal {journal / mb:.1f} MB, cache {cache / mb:.1f} MB"
@@ -163,7 +163,7 @@ async def check_key(ctx: Context) -> Finding:
 
     path = ctx.path(KEY_FILE)
     try:
-        await trio.to_thread.run_sync(load_device_key, path)
+        await in_thread(load_device_key, path)
     except JournalError as exc:
         if exc.code == "key_missing":
             return fail("device_key", f"no device key at {path}: this counter is not enrolled",

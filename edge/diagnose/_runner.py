@@ -107,7 +107,7 @@ async def run(ctx: Context | None = None, *, only: Iterable[str] | None = None) 
     start = trio.current_time()
     own_dir = None
     if ctx.workdir is None:
-        own_dir = tempfile.TemporaryDirectory(prefix="edge-diagnose-")
+        own_dir = tempfile.TemporaryDirectory(prefix="edge-diagnose-", ignore_cleanup_errors=True)
         ctx.workdir = Path(own_dir.name)
     ctx._memo.clear()   # each run looks afresh: nothing found by an earlier run is reused
     try:
@@ -119,10 +119,13 @@ async def run(ctx: Context | None = None, *, only: Iterable[str] | None = None) 
                     durations[check.name] = trio.current_time() - t0
                 nursery.start_soon(one)
     finally:
-        for key in ("journal", "cache"):
-            kind_value = ctx._memo.get(key)
-            if kind_value and kind_value[0] == "ok":
-                kind_value[1].close()
+        # Close the snapshots in a thread (a store's lock may still be held by an abandoned query);
+        # shielded so a cancelled run still cleans up, bounded so cleanup never becomes the hang.
+        with trio.CancelScope(shield=True), trio.move_on_after(2):
+            for key in ("journal", "cache"):
+                kind_value = ctx._memo.get(key)
+                if kind_value and kind_value[0] == "ok":
+                    await trio.to_thread.run_sync(kind_value[1].close, abandon_on_cancel=True)
         ctx._memo.clear()
         if own_dir is not None:
             own_dir.cleanup()

@@ -76,3 +76,33 @@ async def test_refused_centre_answers_at_once(clock, tmp_path):
     report = await run(ctx, only=NETWORK)
     assert trio.current_time() - start < 1      # nothing to wait for: refusals come back immediately
     assert report.by_check()["centre_tcp"].status == "fail" and report.exit_code == 2
+
+
+async def test_wedged_pcscd_is_bounded(clock, tmp_path):
+    """A pcscd that stopped accepting (its listen backlog full): connecting blocks in the worker thread;
+    the check's bound abandons it and says so."""
+    import socket
+
+    path = str(tmp_path / "pcscd.comm")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(0)
+    fillers = []
+    try:
+        for _ in range(3):   # fill the backlog with connections nobody accepts
+            s = socket.socket(socket.AF_UNIX)
+            s.setblocking(False)
+            try:
+                s.connect(path)
+            except BlockingIOError:
+                pass
+            fillers.append(s)
+        start = trio.current_time()
+        report = await run(Context(state_dir=tmp_path, pcsc_socket=path), only=["pcscd"])
+        f = report.by_check()["pcscd"]
+        assert f.status == "fail" and "no result within 3 s" in f.finding
+        assert trio.current_time() - start < 10 and report.exit_code == 2
+    finally:
+        listener.close()     # the abandoned connect() now fails and its thread ends
+        for s in fillers:
+            s.close()
