@@ -502,10 +502,25 @@ class Counter:
         from edge.journal import DuplicateRequest, EntryFormatError, JournalError
 
         wall, mono = self.clock.wall_ms(), self.clock.mono_ns()
+
+        def append_then_apply():
+            # One worker-thread hop: the durable append, then its local effects (person state, counters).
+            entry = self.journal.append(kind, body, time_ms=wall, mono_ns=mono)
+            try:
+                self.cache.apply_entry(entry)
+            except Exception:
+                # The entry is durable; the counters catch up from the journal. Until then offline fails closed.
+                log.exception("local effects of an entry not applied",
+                              extra={"event": "counters_dirty", "seq": entry.seq})
+                try:
+                    self.cache.mark_counters_dirty()
+                except Exception:
+                    pass
+            return entry
+
         try:
             with trio.CancelScope(shield=True):   # once started, the durable append finishes
-                entry = await trio.to_thread.run_sync(
-                    lambda: self.journal.append(kind, body, time_ms=wall, mono_ns=mono))
+                entry = await trio.to_thread.run_sync(append_then_apply)
         except DuplicateRequest as exc:
             return self.receipt_summary(exc.entry)
         except JournalError as exc:
@@ -517,16 +532,6 @@ class Counter:
             raise CounterError(f"internal error, nothing was recorded: {exc}", "内部错误，本次未记录",
                                code="internal_error", status=500) from exc
         self.journal_fault = None
-        try:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self.cache.apply_entry, entry)
-        except Exception:
-            # The entry is durable; the counters catch up from the journal. Until then offline fails closed.
-            log.exception("local effects of an entry not applied", extra={"event": "counters_dirty", "seq": entry.seq})
-            try:
-                self.cache.mark_counters_dirty()
-            except Exception:
-                pass
         log.info("journaled", extra={"event": "journaled", "kind": kind, "seq": entry.seq,
                                      "mode": body.get("mode"), "cause": body.get("cause")})
         if self.on_journaled is not None:
