@@ -54,11 +54,20 @@ async def check_pcscd(ctx: Context) -> Finding:
                 "重启读卡服务：执行 `systemctl restart pcscd`，然后重新诊断。", socket=where)
 
 
+def _list_readers() -> list[str]:
+    # edge.card.list_readers' body, run here in an abandonable thread: a wedged pcscd blocks
+    # SCardEstablishContext, and diagnose must still finish within its bound.
+    from edge.card import pcsc
+
+    with pcsc.Context() as pc:
+        return pc.readers()
+
+
 async def check_readers(ctx: Context) -> Finding:
-    from edge.card import CardError, list_readers
+    from edge.card import CardError
 
     try:
-        readers = await list_readers()
+        readers = await in_thread(_list_readers)
     except CardError as exc:
         return fail("readers", f"cannot list card readers: {exc.message}", f"无法列出读卡器：{exc.zh}",
                     START_PCSCD if exc.code == "pcsc_unavailable" else

@@ -141,3 +141,33 @@ async def test_expired_card_reads_but_warns(tmp_path):
     f = report.by_check()["card"]
     assert f.status == "warn" and "expired on 2022-05-20" in f.finding
     assert report.exit_code == 1
+
+
+def test_wedged_pcscd_does_not_hang_diagnose(tmp_path):
+    """pcscd's socket accepts nothing (backlog full): the PC/SC client blocks connecting; diagnose still
+    ends, naming the bound, because the blocked calls run in threads the bound abandons."""
+    import socket
+
+    path = str(tmp_path / "pcscd.comm")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(0)
+    fillers = []
+    try:
+        for _ in range(3):
+            s = socket.socket(socket.AF_UNIX)
+            s.setblocking(False)
+            try:
+                s.connect(path)
+            except BlockingIOError:
+                pass
+            fillers.append(s)
+        code, report = diagnose_cli(tmp_path, "pcscd", "readers", env={"PCSCLITE_CSOCK_NAME": path})
+    finally:
+        listener.close()
+        for s in fillers:
+            s.close()
+    found = by_check(report)
+    assert found["pcscd"]["status"] == "fail" and "no result within" in found["pcscd"]["finding"]
+    assert found["readers"]["status"] == "fail"
+    assert code == 2
