@@ -36,6 +36,15 @@ def render(view: dict) -> str:
         money.append(("账户余额", s["balc"]))
     mrows = "".join(f"<tr{' class=sum' if i == 0 else ''}><td>{k}</td><td class=r>¥{yuan(int(v))}</td></tr>"
                     for i, (k, v) in enumerate(money) if v is not None)
+    cancel = script = ""
+    if view["kind"] == "settlement":
+        # Cancel (撤销) journals a new entry; the receipt of the cancellation replaces this page.
+        cancel = '<button id="cancel" type="button">撤销本次结算</button>'
+        script = (f"<script>document.getElementById('cancel').onclick=async()=>{{"
+                  f"if(!confirm('确认撤销流水号 {view['seq']} 的结算？'))return;"
+                  f"const r=await fetch('/api/settlements/{view['seq']}/cancel',{{method:'POST',"
+                  f"headers:{{'Content-Type':'application/json'}},body:JSON.stringify({{reason:'柜台撤销'}})}});"
+                  f"const d=await r.json();if(r.ok)location.href=d.receipt_url;else alert(d.error.zh);}};</script>")
     svg = qr_svg(view["qr"]).decode("utf-8")
     svg = svg[svg.index("<svg"):]
     return f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
@@ -46,5 +55,5 @@ def render(view: dict) -> str:
 <p class="small">{escape(view['kind_zh'])} · {t:%Y-%m-%d %H:%M}<br>设备 {escape(view['device'])} · 流水号 <b id="seq">{view['seq']}</b>
 <br>校验码 <b id="digest">{escape(view['digest'])}</b></p>
 <div class="qr">{svg}</div><p class="small">{escape(view['qr'])}</p>
-<button onclick="window.print()">打印</button> <a href="/">返回</a>
-</body></html>"""
+<button onclick="window.print()">打印</button> {cancel} <a href="/">返回</a>
+{script}</body></html>"""

@@ -142,7 +142,12 @@ def _offline_flow(url: str, stop) -> dict:
             page.click("#confirm")
             page.wait_for_url("**/receipt/*")
             _shot(page, "4-offline-receipt")
-            return {"before": before, "banner": banner, "mode": mode, "receipt": page.inner_text("#mode")}
+            receipt = page.inner_text("#mode")
+            page.on("dialog", lambda d: d.accept())
+            page.click("#cancel")                      # 撤销: a new entry, its own receipt
+            page.wait_for_function("document.querySelector('#mode').innerText.includes('撤销')")
+            return {"before": before, "banner": banner, "mode": mode, "receipt": receipt,
+                    "cancel": page.inner_text("#mode"), "cancel_seq": page.inner_text("#seq")}
         finally:
             browser.close()
 
@@ -154,6 +159,8 @@ async def test_offline_banner_when_the_centre_is_stopped(simulated_stack):
     assert got["before"] is False
     assert "脱机模式" in got["banner"]
     assert got["mode"] == "offline" and "脱机结算" in got["receipt"]
+    cancel = s.daemon.counter.journal.get(int(got["cancel_seq"]))
+    assert "撤销" in got["cancel"] and cancel.kind == "cancel"
 
 
 def _claim_flow(url: str) -> dict:
