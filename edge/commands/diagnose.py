@@ -15,12 +15,16 @@ EXIT_USAGE = 64
 def register(sub) -> None:
     p = sub.add_parser("diagnose", help="check this counter and say what is wrong and what to do (zh-CN/English)",
                        description="Run every check (card service, readers, card, disk, device key, enrolment, "
-                                   "journal, backlog, last sync, bundles, centre DNS/TCP/TLS/signed request, "
-                                   "clock, daemon). Exit 0 healthy, 1 degraded, 2 broken. Read-only.")
+                                   "config, journal, backlog, last sync, bundles, centre DNS/TCP/TLS/signed request, "
+                                   "clock, daemon). Exit 0 healthy, 1 degraded, 2 broken. Read-only: the journal "
+                                   "and cache are never changed. See docs/operations.md.")
     _common(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON (for tools)")
     p.add_argument("--lang", choices=("both", "en", "zh"), default="both", help="language of the human report")
-    p.add_argument("--only", action="append", metavar="CHECK", help="run only this check (repeatable)")
+    from edge.diagnose import NAMES
+
+    p.add_argument("--only", action="append", metavar="CHECK",
+                   help=f"run only this check (repeatable): {', '.join(NAMES)}")
     p.set_defaults(func=run_diagnose)
 
     b = sub.add_parser("support-bundle", help="write a tar.gz for the help desk (personal data redacted)",
