@@ -58,8 +58,11 @@ def _handler(fn):
         try:
             return await fn(request)
         except SyncError as exc:
-            if exc.status >= 500:
-                log.warning("centre: %s: %s", exc.code, exc.message)
+            # Refused requests are reported (log + the caller gets the code), never silently dropped.
+            who = request.headers.get("x-settle-device", "-")
+            peer = request.client.host if request.client else "-"
+            log.warning("centre: %s %s refused for device %s from %s: %s (%s)", request.method,
+                        request.url.path, who, peer, exc.code, exc.message)
             return error_response(exc)
     return wrapped
 

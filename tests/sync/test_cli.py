@@ -28,7 +28,7 @@ def subcommands(parser):
     return action, action.choices
 
 
-@pytest.mark.parametrize("parser,names", [(centre_parser, ("run", "enroll-token", "publish", "devices", "revoke")),
+@pytest.mark.parametrize("parser,names", [(centre_parser, ("run", "enroll-token", "publish", "devices", "rejections", "revoke")),
                                           (edge_parser, ("enroll", "sync"))])
 def test_commands_have_help_and_docs(parser, names):
     action, choices = subcommands(parser())
@@ -91,6 +91,12 @@ def test_end_to_end_processes(tmp_path):
             cache.close()
         r = sh("sync.centre", "devices", "--data-dir", str(data))
         assert json.loads(r.stdout)["high_water"] == 1
+        r = sh("sync.centre", "rejections", "--data-dir", str(data))
+        assert r.returncode == 0 and r.stdout == ""
+        r = sh("sync.centre", "revoke", "--data-dir", str(data), "D-S330300001-1")
+        assert r.returncode == 0
+        r = sh("edge", "sync", "--once", "--state-dir", str(state))
+        assert r.returncode == 1 and "device_revoked" in r.stderr
     finally:
         server.terminate()
         server.wait(timeout=10)

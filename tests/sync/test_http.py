@@ -74,7 +74,7 @@ async def test_uplink_sends_everything_once(centre, http, tmp_path):
     assert 'centre_upload_results_total{status="accepted"} 170' in metrics  # 120 + 50 re-sent after the rewind
 
 
-async def test_request_auth_errors(centre, http, tmp_path):
+async def test_request_auth_errors(centre, http, tmp_path, caplog):
     cfg, journal, client = await enrolled_edge(centre, http, tmp_path)
     journal.close()
     key = load_device_key(tmp_path / "edge1" / "device.key")
@@ -96,8 +96,10 @@ async def test_request_auth_errors(centre, http, tmp_path):
     status, msg = await post(old)
     assert (status, msg["code"]) == (401, "stale_request")
     unknown = auth.sign_request(key, "D-S330300001-99", "POST", "/v1/feed", body, time_ms=client.clock())
-    status, msg = await post(unknown)
+    with caplog.at_level("WARNING", logger="sync.centre"):
+        status, msg = await post(unknown)
     assert (status, msg["code"]) == (401, "unknown_device")
+    assert any("D-S330300001-99" in r.getMessage() and "unknown_device" in r.getMessage() for r in caplog.records)
     status, msg = await post({})
     assert (status, msg["code"]) == (401, "bad_request_signature") and "not signed" in msg["message"]
     centre.store.revoke_device(cfg.device)

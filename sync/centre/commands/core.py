@@ -1,4 +1,4 @@
-"""`centre` commands: run, enroll-token, publish, devices, revoke.
+"""`centre` commands: run, enroll-token, publish, devices, rejections, revoke.
 
 Every command takes ``--data-dir`` (default ./var/centre: holds bundle.key and, unless ``--db`` says
 otherwise, the SQLite store centre.db) and ``--db`` (a path, sqlite:///path or postgresql://...).
@@ -53,6 +53,12 @@ def register(sub) -> None:
                        description="One JSON object per enrolled device.")
     _common(p)
     p.set_defaults(func=devices)
+
+    p = sub.add_parser("rejections", help="list entries the centre rejected at ingest (code, message)",
+                       description="One JSON object per rejected entry: device, seq, code, message, received_ms.")
+    _common(p)
+    p.add_argument("--device", default=None, help="only this device")
+    p.set_defaults(func=rejections)
 
     p = sub.add_parser("revoke", help="revoke a device: its uploads and requests are refused from now on",
                        description="Revoke a device (lost or stolen PC). Entries already stored stay.")
@@ -151,6 +157,22 @@ def devices(args) -> int:
             for d in store.devices():
                 print(json.dumps({"device": d.device, "site": d.site, "status": d.status, "high_water": d.high_water,
                                   "enrolled_ms": d.enrolled_ms}))
+        finally:
+            store.close()
+    except SyncError as exc:
+        return _fail(exc)
+    return 0
+
+
+def rejections(args) -> int:
+    from sync.errors import SyncError
+
+    try:
+        store = _open(args)
+        try:
+            for r in store.rejections(args.device):
+                print(json.dumps({k: r[k] for k in ("device", "seq", "code", "message", "received_ms")},
+                                 ensure_ascii=False))
         finally:
             store.close()
     except SyncError as exc:
