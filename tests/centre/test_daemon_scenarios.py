@@ -1,4 +1,4 @@
-"""Seed scenarios (c), (d), (e) through the REAL edge daemon: its local API, its offline decision,
+"""Seed scenarios (b), (c), (d), (e), (f) through the REAL edge daemon: its local API, its offline decision,
 its journal and uplink, the centre on loopback (the demo's stack, SQLite), reconciliation and
 review, and the reimbursement shown on the counter the next time the person's card is read.
 """
@@ -147,3 +147,66 @@ async def test_e_keyed_in_while_offline_reviewer_approves_reimbursement_shown(st
 
 async def _offline(api):
     return not (await api.get("/api/status")).json()["online"]
+
+
+ZHANGSAN = demo.ZHANGSAN
+
+
+async def offline_visit(stack, nursery, body, *, while_offline=None) -> dict:
+    """Centre down; the counter settles offline; ``while_offline`` changes the centre's world; centre back."""
+    await demo.stop_centre(stack)
+    await until(lambda: _offline(stack.api), "the counter to notice the outage")
+    if while_offline is not None:
+        await trio.to_thread.run_sync(while_offline)
+    await insert(stack.api, ZHANGSAN)
+    r = await stack.api.post("/api/settle", json=body)
+    assert r.status_code == 200 and r.json()["mode"] == "offline", r.text
+    await stack.api.delete("/api/card/simulate")
+    await demo.restart_centre(nursery, stack)
+    await until(lambda: _status(stack.api, "online"), "the counter to reach the centre again")
+    await sent_and_reconciled(stack)
+    return r.json()
+
+
+async def outcome_notice(stack, seq) -> dict:
+    found = {}
+
+    async def arrived():
+        await stack.api.delete("/api/card/simulate")
+        await insert(stack.api, ZHANGSAN)
+        for n in (await stack.api.get("/api/card")).json().get("notices", []):
+            if n["payload"].get("ref_seq") == seq:
+                found.update(n["payload"])
+                return True
+        return False
+    await until(arrived, f"the outcome of seq {seq} on the counter")
+    return found
+
+
+async def test_b_stale_deductible_offline_credit_shown_at_the_counter(stack, nursery):
+    def met_elsewhere():   # meanwhile, online at another site, 张三 met this year's deductible
+        stack.store.db.execute("UPDATE recon_persons SET deductible_used = 100000 WHERE psn_no = '3303000000000001'")
+    receipt = await offline_visit(stack, nursery, {"req": "B-1", "med_type": "11", "acct_used_flag": True,
+                                                   "pin": "123456", "items": ITEMS}, while_offline=met_elsewhere)
+    [o] = [o for o in reconcile.outcomes(stack.store, psn_no="3303000000000001") if o.seq == receipt["seq"]]
+    assert o.outcome == "adjusted" and "patient_credit" in o.codes and o.credit > 0
+    note = await outcome_notice(stack, receipt["seq"])
+    assert note["credit"] == o.credit and yuan(o.credit) in note["zh"]
+
+
+async def test_f_card_hotlisted_after_the_snapshot_used_offline_goes_to_review(stack, nursery):
+    from sync import bundles
+    from sync.centre.store import now_ms
+
+    def hotlist_the_card():   # reported lost at the centre while the counter cannot hear about it
+        version = stack.store.bundle_versions()["hotlist"] + 1
+        raw = bundles.build(stack.key, kind="hotlist", version=version, created=now_ms() - 1000,
+                            payload={"cards": [{"card_id": ZHANGSAN["card_id"], "reason": "lost"}]})
+        stack.store.put_bundle(raw, now=now_ms() - 1000)
+    receipt = await offline_visit(stack, nursery, {"req": "F-1", "med_type": "11", "acct_used_flag": True,
+                                                   "pin": "123456", "items": ITEMS}, while_offline=hotlist_the_card)
+    [o] = [o for o in reconcile.outcomes(stack.store, psn_no="3303000000000001") if o.seq == receipt["seq"]]
+    assert (o.outcome, o.codes) == ("review", ("card_hotlisted",))
+    assert L.load(stack.store.db, "3303000000000001").open_reviews >= 1
+    note = await outcome_notice(stack, receipt["seq"])
+    assert note["outcome"] == "review"
