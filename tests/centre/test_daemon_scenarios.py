@@ -1,4 +1,4 @@
-"""Seed scenarios (b), (c), (d), (e), (f) through the REAL edge daemon: its local API, its offline decision,
+"""Seed scenarios (b) to (g) through the REAL edge daemon: its local API, its offline decision,
 its journal and uplink, the centre on loopback (the demo's stack, SQLite), reconciliation and
 review, and the reimbursement shown on the counter the next time the person's card is read.
 """
@@ -210,3 +210,23 @@ async def test_f_card_hotlisted_after_the_snapshot_used_offline_goes_to_review(s
     assert L.load(stack.store.db, "3303000000000001").open_reviews >= 1
     note = await outcome_notice(stack, receipt["seq"])
     assert note["outcome"] == "review"
+
+
+async def test_g_emergency_observation_claim_resolved_after_admission(stack):
+    await insert(stack.api, ZHANGSAN)
+    drip = [{"med_list_codg": "XJ01CAA040E001010101445", "cnt": "300", "pric": 1280}]   # above the ER deductible
+    r = await stack.api.post("/api/claim", json={"req": "G-1", "med_type": "13", "observation": True, "items": drip})
+    assert r.status_code == 200, r.text
+    claim_no = r.json()["claim_no"]
+    await stack.api.delete("/api/card/simulate")
+    await sent_and_reconciled(stack)
+    c = review.claim(stack.store, claim_no)
+    assert c["cause"] == "emergency_observation" and c["waiting"].startswith("manual")
+    await trio.to_thread.run_sync(lambda: A.add(stack.store.db, "li", "reviewer-pass", now=0))
+    async with httpx.AsyncClient(base_url=stack.centre.url, trust_env=False) as centre:
+        token = (await centre.post("/v1/review/login", json={"name": "li", "password": "reviewer-pass"})).json()["token"]
+        ok = await centre.post(f"/v1/review/claims/{claim_no}/admission", json={"admitted": False},
+                               headers={"authorization": f"Bearer {token}"})
+    assert ok.status_code == 200 and ok.json()["status"] == "approved" and ok.json()["amount"] > 0, ok.text
+    zh = await notice_on_card(stack, ZHANGSAN, claim_no)
+    assert yuan(ok.json()["amount"]) in zh
