@@ -155,11 +155,13 @@ class Registry:
 
     def render(self) -> str:
         lines: list[str] = []
-        for hook in list(self._hooks):
+        i = 0
+        while i < len(self._hooks):   # by index: a hook may add another (started lazily), which runs too
             try:
-                hook()
+                self._hooks[i]()
             except Exception as exc:  # same rule as a failing gauge: say so, serve the rest
                 lines.append(f"# scrape hook unavailable: {type(exc).__name__}: {_escape_help(str(exc))}")
+            i += 1
         for metric in list(self._metrics.values()):
             try:
                 lines.extend(metric.render())
@@ -252,10 +254,8 @@ class EdgeMetrics:
 
     def track_counter(self, counter) -> "EdgeMetrics":
         """Everything for a running edge.counter.Counter: its journal, clock and card desk."""
-        import time
-
         clock = getattr(getattr(counter, "clock", None), "wall_ms", None)
-        self.track_journal(counter.journal, clock or (lambda: time.time_ns() // 1_000_000))
+        self.track_journal(counter.journal, clock or _wall_ms)
         self.track_cards(counter.cards)
         return self
 
@@ -327,6 +327,35 @@ def metrics_route(registry: Registry, path: str = "/metrics"):
     return Route(path, endpoint, methods=["GET"])
 
 
+def counter_metrics_route(counter, path: str = "/metrics"):
+    """``/metrics`` for the counter API (edge.counter.api.build_app): EdgeMetrics over ``counter``.
+    Card errors are counted from now on; the journal is tracked from the first scrape (its entries
+    are counted from seq 1 then, so nothing journaled before is missed). Loopback clients only."""
+    metrics = EdgeMetrics()
+    if hasattr(counter, "cards"):
+        metrics.track_cards(counter.cards)
+    started = threading.Lock()
+    state = {"tracking": False}
+
+    def ensure() -> None:
+        with started:
+            if not state["tracking"] and hasattr(counter, "journal"):
+                clock = getattr(getattr(counter, "clock", None), "wall_ms", None)
+                metrics.track_journal(counter.journal, clock or _wall_ms)
+                state["tracking"] = True
+
+    metrics.registry.before_scrape(ensure)
+    route = metrics_route(metrics.registry, path)
+    route.metrics = metrics    # for tests and for the daemon to reach the same registry
+    return route
+
+
+def _wall_ms() -> int:
+    import time
+
+    return time.time_ns() // 1_000_000
+
+
 def centre_metrics_route(path: str = "/metrics"):
     """``/metrics`` for the centre's app: CentreMetrics over ``request.app.state.store``, created on
     the first scrape (the store exists only once the app is built). Loopback clients only."""
@@ -367,3 +396,8 @@ async def serve_metrics(registry: Registry, *, host: str = "127.0.0.1", port: in
         raise ValueError(f"metrics are served on a loopback address only, not {host!r}")
     await serve_app(metrics_app(registry), host=host, port=port,
                     task_status=task_status if task_status is not None else trio.TASK_STATUS_IGNORED)
+
+
+# sync.centre.app mounts the ``routes`` of the modules in its EXTRA_ROUTE_MODULES: listing
+# "edge.metrics" there serves the centre's /metrics.
+routes = [centre_metrics_route()]

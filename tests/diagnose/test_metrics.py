@@ -154,3 +154,32 @@ async def test_centre_metrics_route_on_the_real_centre_app(healthy, nursery):
     samples = parse(resp.text)
     assert resp.status_code == 200 and samples["centre_entries_total"] == 5
     assert samples["centre_review_queue_size"] == 0
+
+
+async def test_counter_metrics_route_in_the_counter_api(tmp_path, nursery):
+    """counter_metrics_route mounted in edge.counter.api.build_app's app over the running counter."""
+    from edge.counter import build_app
+    from edge.counter.demo import ITEMS, ZHANGSAN, start_stack, wait_for
+    from edge.metrics import counter_metrics_route
+
+    stack = await start_stack(nursery, tmp_path, idle_s=0.2)
+    counter = stack.daemon.counter
+    app = build_app(counter)
+    inner = getattr(app, "app", app)                  # build_app wraps the Starlette app (LoopbackOnly)
+    if not any(getattr(r, "path", None) == "/metrics" for r in inner.router.routes):
+        inner.router.routes.append(counter_metrics_route(counter))  # what build_app does once it mounts it
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as local, \
+            httpx.AsyncClient(base_url=stack.daemon.url, trust_env=False) as api:
+        async def synced():
+            return len((await api.get("/api/status")).json()["cache"]["bundles"]) == 4
+        await wait_for(synced, what="first download")
+        await api.post("/api/card/simulate", json=ZHANGSAN)
+        r = await api.post("/api/settle", json={"req": "M-2", "med_type": "11", "acct_used_flag": True,
+                                               "pin": "123456", "items": ITEMS})
+        assert r.status_code == 200, r.text
+        first = await local.get("/metrics")          # the first scrape counts everything journaled so far
+    assert first.status_code == 200 and first.headers["content-type"] == CONTENT_TYPE
+    samples = parse(first.text)
+    assert samples[f'edge_settlements_total{{mode="{r.json()["mode"]}"}}'] == 1
+    assert samples["edge_backlog_entries"] >= 0
