@@ -267,8 +267,10 @@ class Uplink:
             batches += 1
             self.status.sent += len(batch)
             if actions.ack is None and not actions.quarantine and actions.rewind_to is None:
-                # the centre took nothing from this batch and did not move us back: avoid a hot loop
-                raise TransportError("the centre deferred the whole batch; retrying after a pause")
+                # The centre took nothing: it misses an entry below this batch. If that entry sits in
+                # our quarantine (rejected before a centre restore), send it again; else pause.
+                if not await self._release_quarantined(self.core.acked, batch[0].seq):
+                    raise TransportError("the centre deferred the whole batch; retrying after a pause")
         self.status.last_success_ms = wall_ms()
         self.status.last_error = None
         return RoundReport(received, uploaded, batches)
@@ -290,7 +292,19 @@ class Uplink:
         log.warning("uplink: the centre holds entries only up to %s but acknowledged %s before "
                     "(restored from a backup?): re-sending from %s", to_seq, before, to_seq + 1)
         await self._j(self.journal.rewind_ack, to_seq)
+        # Entries rejected after the centre's backup were forgotten with it: send them again too,
+        # or the centre would wait for them forever (they are rejected and quarantined again).
+        await self._release_quarantined(to_seq, None)
         self.status.rewinds.append((before, to_seq))
+
+    async def _release_quarantined(self, above: int, below: int | None) -> int:
+        rows = await self._j(self.journal.quarantined)
+        seqs = [q[0] for q in rows if q[0] > above and (below is None or q[0] < below)]
+        for seq in seqs:
+            await self._j(self.journal.release, seq)
+        if seqs:
+            log.warning("uplink: re-sending quarantined entries %s: the centre no longer holds their rejection", seqs)
+        return len(seqs)
 
     async def _downlink(self) -> int:
         count = 0

@@ -209,3 +209,36 @@ async def test_callback_failure_is_retried_and_journal_errors_do_not_kill_the_up
         await link.done.wait()
         nursery.cancel_scope.cancel()
     assert store.entry_count() == 1 and journal.acked_seq == 1
+
+
+async def test_rejected_entry_resent_after_the_centre_forgot_it(link_setup):
+    store, dev, journal = link_setup
+    for i in range(1, 6):
+        journal.append("settlement", pharmacy_sale(i, device=dev.device), time_ms=i, mono_ns=i)
+    raw = bytearray(journal.get(3).raw)
+    raw[raw.index(b"POS-") + 4] ^= 1
+    journal._conn.execute("UPDATE entries SET raw = ? WHERE seq = 3", (bytes(raw),))
+    up = Uplink(journal, MemoryLink(store, dev.device, dev.key))
+    await up.sync_once()
+    assert [q[0] for q in journal.quarantined()] == [3] and journal.acked_seq == 5
+    # the centre comes back from a backup taken when it held entries 1-2 only
+    store.db.execute("DELETE FROM entries WHERE seq > 2")
+    store.db.execute("DELETE FROM rejections")
+    store.db.execute("UPDATE devices SET high_water = 2, last_hash = ?",
+                     (journal.get(2).hash,))
+    await up.sync_once()
+    assert store.high_water(dev.device) == 5 and store.entry_count() == 4
+    assert [(r["seq"], r["code"]) for r in store.rejections()] == [(3, "bad_signature")]
+    assert [q[0] for q in journal.quarantined()] == [3] and journal.backlog().count == 0
+
+
+async def test_a_gap_held_in_our_own_quarantine_is_sent_again(link_setup):
+    store, dev, journal = link_setup
+    for i in range(1, 6):
+        journal.append("settlement", pharmacy_sale(i, device=dev.device), time_ms=i, mono_ns=i)
+    store.put_entries(dev.device, [(e.seq, e.raw) for e in journal.entries(1, 2)])
+    journal.mark_acked(2)
+    journal.quarantine(3, "bad_signature", "recorded by a centre that was later restored")
+    up = Uplink(journal, MemoryLink(store, dev.device, dev.key))
+    await up.sync_once()  # 4 and 5 are deferred (gap at 3): 3 comes out of quarantine and goes too
+    assert store.high_water(dev.device) == 5 and store.entry_count() == 5 and not journal.quarantined()
