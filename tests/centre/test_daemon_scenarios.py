@@ -1,6 +1,9 @@
-"""Seed scenarios (b) to (g) through the REAL edge daemon: its local API, its offline decision,
+"""All seven seed scenarios through the REAL edge daemon: its local API, its offline decision,
 its journal and uplink, the centre on loopback (the demo's stack, SQLite), reconciliation and
-review, and the reimbursement shown on the counter the next time the person's card is read.
+review, and the outcome or reimbursement shown on the counter the next time the card is read.
+
+The daemon runs on the real clock, so scenario (a)'s "three-day outage" is three visits per site
+within one outage; tests/centre/test_scenarios.py plays the three calendar days at the loopback level.
 """
 
 from __future__ import annotations
@@ -230,3 +233,54 @@ async def test_g_emergency_observation_claim_resolved_after_admission(stack):
     assert ok.status_code == 200 and ok.json()["status"] == "approved" and ok.json()["amount"] > 0, ok.text
     zh = await notice_on_card(stack, ZHANGSAN, claim_no)
     assert yuan(ok.json()["amount"]) in zh
+
+
+async def second_counter(nursery, stack, tmp_path, site="S330300002"):
+    """Another site's counter daemon enrolled with the same centre (the demo starts the first)."""
+    from edge import config as cfgmod
+    from edge import daemon
+    from edge.enrol import enroll
+
+    state = tmp_path / "edge-b"
+    token = await trio.to_thread.run_sync(lambda: stack.store.create_enrol_token(site, ttl_ms=3_600_000))
+    async with httpx.AsyncClient(trust_env=False) as client:
+        await enroll(stack.centre.url, token, state, client=client)
+    cfg = cfgmod.from_dict({"state_dir": str(state), "counter": {"port": 0, "online_timeout_s": 2.0,
+                                                                 "retry_online_after_s": 5.0},
+                            "card": {"simulated": True, "enabled": True},
+                            "sync": {"idle_s": 0.5, "probe_interval_s": 0.5}})
+    return await nursery.start(daemon.run, cfg)
+
+
+async def test_a_outage_at_two_sites_account_used_at_both_debt_cleared_by_contribution(stack, nursery, tmp_path):
+    running_b = await second_counter(nursery, stack, tmp_path)
+    async with httpx.AsyncClient(base_url=running_b.url, trust_env=False) as api_b:
+        await until(lambda: _status(api_b, "online"), "the second counter to reach the centre")
+        await until(lambda: _bundles(api_b), "the second counter's bundles")
+        await demo.stop_centre(stack)
+        for api in (stack.api, api_b):
+            await until(lambda: _offline(api), "the counters to notice the outage")
+        supplements = [{"med_list_codg": "HEALTH-SUPP-0001", "cnt": "1", "pric": 10000}]   # own pay: account
+        for visit in range(3):                   # the same patient at both sites; each knows only its own
+            for name, api in (("A", stack.api), ("B", api_b)):
+                await insert(api, ZHANGSAN)
+                r = await api.post("/api/settle", json={"req": f"{name}-{visit}", "med_type": "11",
+                                                        "acct_used_flag": True, "pin": "123456",
+                                                        "items": supplements})
+                assert r.status_code == 200 and r.json()["mode"] == "offline", r.text
+                assert r.json()["setlinfo"]["acct_pay"] == 10000
+                await api.delete("/api/card/simulate")
+        await demo.restart_centre(nursery, stack)
+        for api in (stack.api, api_b):
+            await until(lambda: _status(api, "online"), "the counters to reach the centre again")
+            await until(lambda: _backlog_empty(api), "the backlogs to be sent")
+    counts = await trio.to_thread.run_sync(reconcile.run_pending, stack.store)
+    assert counts["review"] == 0 and counts["rejected"] == 0
+    db = stack.store.db
+    led = L.load(db, "3303000000000001")
+    assert led.balc == 50000 - 60000
+    debts = L.debts(db, "3303000000000001")
+    assert sum(d["amount"] for d in debts) == 10000 and all(d["cleared_ms"] is None for d in debts)
+    res = await trio.to_thread.run_sync(lambda: L.contribute(db, "3303000000000001", 25000, who="payroll"))
+    assert res["debt_cleared"] == 10000 and res["balc"] == 15000
+    assert all(d["cleared_ms"] is not None for d in L.debts(db, "3303000000000001"))
