@@ -9,9 +9,9 @@ Two layers, because neither is enough alone:
   cannot be recognised by shape, but it can be recognised once a structured record named it).
 * **Text** (:meth:`Redactor.text`): shapes that identify people whatever the context:
 
-      SSN (社会保障号码)       17 digits + digit or X              -> first 6 (region) + ************
+      SSN (社会保障号码)       17 digits + digit or X (also 6-8-4 groups) -> first 6 (region) + ************
       card id (卡识别码)       6 digits + 10..26 of [0-9A-Z]        -> first 6 (region) + ****
-      card number (卡号)       9 of [0-9A-Z] standing alone         -> *********
+      card number (卡号)       9 letters/digits with a digit, alone -> *********
       PIN                      after pin/password/密码, and the data of a VERIFY APDU (00 20 00 xx Lc …)
       name                     after name=/name:/姓名/持卡人, and every learned name
 
@@ -35,9 +35,10 @@ NAME, PIN, SECRET = "[name]", "[pin]", "[secret]"
 
 _EDGE_L = r"(?<![0-9A-Za-z])"
 _EDGE_R = r"(?![0-9A-Za-z])"
-SSN_RE = re.compile(_EDGE_L + r"([0-9]{6})[0-9]{11}[0-9Xx]" + _EDGE_R)
+# Also written in groups (330302 19900101 1235, 330302-19900101-1235), as people copy them from ID cards.
+SSN_RE = re.compile(_EDGE_L + r"([0-9]{6})(?:[0-9]{11}|[ -][0-9]{8}[ -][0-9]{3})[0-9Xx]" + _EDGE_R)
 CARD_ID_RE = re.compile(_EDGE_L + r"([0-9]{6})[0-9A-Z]{10,26}" + _EDGE_R)
-CARD_NO_RE = re.compile(_EDGE_L + r"[0-9A-Z]{9}" + _EDGE_R)
+CARD_NO_RE = re.compile(_EDGE_L + r"[0-9A-Za-z]{9}" + _EDGE_R)   # masked only when it holds a digit
 # "PIN 123456", "pin=1234", "password: 1234", "密码：123456", JSON "pin": "123456"
 PIN_TEXT_RE = re.compile(r"(?i)((?:pin|passwd|password|passcode|密码)[\"']?\s*[:=：]?\s*[\"']?)([0-9]{4,12})")
 # VERIFY (CLA 00, INS 20, P1 00, any P2), Lc, then Lc bytes of PIN data; spaces optional, any case.

@@ -47,6 +47,15 @@ def test_card_number_card_id_and_pin_shapes():
     assert redact_text("> 0020000003918273\n20 26 ok") == "> 0020000003******\n20 26 ok"
 
 
+def test_grouped_ssn_and_lower_case_card_number():
+    s = ssn("33030219900101123")
+    for text in (f"{s[:6]} {s[6:14]} {s[14:]}", f"{s[:6]}-{s[6:14]}-{s[14:]}"):
+        out = redact_text(f"ID {text} ok")
+        assert s[6:14] not in out and out == f"ID {s[:6]}{'*' * 12} ok"
+    assert redact_text("card a12345678 read") == "card ********* read"
+    assert redact_text("a sentence containing abcdefghi words") == "a sentence containing abcdefghi words"
+
+
 def test_hashes_timestamps_and_words_survive():
     text = ("sha256 9f2c4e1b0a7d3e5f6a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f at 1764000000123 "
             "seq 42 amount 12800 fen SETTLEMEN digest ABCDEFGHJKLM")
