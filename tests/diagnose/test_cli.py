@@ -74,3 +74,19 @@ def test_every_check_is_documented():
     text = OPS.read_text(encoding="utf-8")
     for check in edge.diagnose.CHECKS:
         assert f"`{check.name}`" in text, f"check {check.name} missing from docs/operations.md"
+
+
+def test_scripts_diagnose_and_support_bundle(tmp_path):
+    import subprocess
+
+    env = {**os.environ, "EDGE_STATE_DIR": str(tmp_path / "state")}
+    out = subprocess.run([str(ROOT / "scripts" / "diagnose"), "--json", "--only", "disk", "--only", "enrolment"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    report = json.loads(out.stdout)
+    assert out.returncode == 2 and report["state_dir"] == str(tmp_path / "state")
+    assert {f["check"]: f["status"] for f in report["findings"]} == {"disk": "ok", "enrolment": "fail"}
+    out = subprocess.run([str(ROOT / "scripts" / "support-bundle"), "--daemon", diag_helpers.dead_url()],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    bundles = list(tmp_path.glob("support-bundle-*.tar.gz"))   # written where the technician stands
+    assert len(bundles) == 1 and tarfile.is_tarfile(bundles[0])
