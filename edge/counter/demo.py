@@ -139,14 +139,13 @@ def seed_ledger(store) -> None:
     ledger.seed_from_persons(store.db, persons)
 
 
-async def wait_for(predicate, *, what: str, within: float = 30.0, step: float = 0.1):
-    with trio.move_on_after(within):
-        while True:
-            value = await predicate()
-            if value:
-                return value
-            await trio.sleep(step)
-    raise TimeoutError(f"timed out waiting for {what}")
+async def wait_for(predicate, *, step: float = 0.1):
+    """Poll ``predicate`` until it returns something true (callers bound it with ``trio.fail_after``)."""
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        await trio.sleep(step)
 
 
 async def stop_centre(stack: Stack) -> None:
@@ -198,10 +197,13 @@ async def scripted_day(nursery, stack: Stack, api: httpx.AsyncClient) -> dict:
         return data
 
     _say("== 1. 上午：联网结算 (online) ==")
-    await wait_for(lambda: _online(api), what="the counter to reach the centre")
-    await wait_for(lambda: _bundles(api), what="the first download of the sample bundles")
+    with trio.fail_after(30):  # the counter to reach the centre
+        await wait_for(lambda: _online(api))
+    with trio.fail_after(30):  # the first download of the sample bundles
+        await wait_for(lambda: _bundles(api))
     await card(ZHANGSAN)
-    await wait_for(lambda: _card_present(api), what="the card")
+    with trio.fail_after(30):  # the card
+        await wait_for(lambda: _card_present(api))
     await visit("张三 门诊 (账户支付, PIN)", {"req": "DEMO-1", "med_type": "11", "acct_used_flag": True, "pin": "123456",
                                           "items": ITEMS})
     await visit("张三 再次提交同一笔 (double submit)", {"req": "DEMO-1", "med_type": "11", "acct_used_flag": True,
@@ -210,11 +212,13 @@ async def scripted_day(nursery, stack: Stack, api: httpx.AsyncClient) -> dict:
 
     _say("== 2. 中午：医保中心断网 (outage) ==")
     await stop_centre(stack)
-    await wait_for(lambda: _offline(api), what="the counter to notice the outage")
+    with trio.fail_after(30):  # the counter to notice the outage
+        await wait_for(lambda: _offline(api))
     s = await status()
     _say(f"  counter is {'online' if s['online'] else 'OFFLINE'}; banner shown on the page")
     await card(ZHANGSAN)
-    await wait_for(lambda: _card_present(api), what="the card")
+    with trio.fail_after(30):  # the card
+        await wait_for(lambda: _card_present(api))
     await visit("张三 脱机门诊", {"req": "DEMO-2", "med_type": "11", "acct_used_flag": True, "pin": "123456",
                                "items": ITEMS_B})
     await card(None)
@@ -234,8 +238,10 @@ async def scripted_day(nursery, stack: Stack, api: httpx.AsyncClient) -> dict:
 
     _say("== 3. 下午：恢复联网 (reconnection) ==")
     await restart_centre(nursery, stack)
-    await wait_for(lambda: _online(api), what="the counter to reach the centre again", within=60)
-    await wait_for(lambda: _backlog_empty(api), what="the backlog to be sent", within=60)
+    with trio.fail_after(60):  # the counter to reach the centre again
+        await wait_for(lambda: _online(api))
+    with trio.fail_after(60):  # the backlog to be sent
+        await wait_for(lambda: _backlog_empty(api))
     s = await status()
     summary["backlog_after"] = s["backlog"]["count"]
     _say(f"  backlog now {s['backlog']['count']}")

@@ -48,7 +48,8 @@ async def simulated_stack(tmp_path, nursery):
     _require_chromium()
     s = await start_stack(nursery, tmp_path, probe_s=0.5, idle_s=0.5)
     async with httpx.AsyncClient(base_url=s.daemon.url, trust_env=False) as api:
-        await wait_for(lambda: _ready(api), what="the counter to be ready")
+        with trio.fail_after(30):  # the counter to be ready
+            await wait_for(lambda: _ready(api))
         s.api = api
         yield s
 
@@ -103,7 +104,8 @@ async def test_full_visit_through_the_page_with_the_virtual_card(tmp_path, nurse
     with vcard_support.exclusive_readers():
         s = await start_stack(nursery, tmp_path, simulated=False, probe_s=0.5, idle_s=0.5)
         async with httpx.AsyncClient(base_url=s.daemon.url, trust_env=False) as api:
-            await wait_for(lambda: _ready(api), what="the counter to be ready")
+            with trio.fail_after(30):  # the counter to be ready
+                await wait_for(lambda: _ready(api))
             async with vcard_support.open_virtual_card(vcard_support.SAMPLE_CARD):
                 got = await trio.to_thread.run_sync(_visit_with_virtual_card, s.daemon.url)
     assert "张三" in got["card"] and "职工医保" in got["card"]

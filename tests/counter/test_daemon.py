@@ -29,7 +29,8 @@ async def stack(tmp_path, nursery):
     # probe_s large: the tests below decide when the counter learns about an outage.
     s = await start_stack(nursery, tmp_path, probe_s=3600, idle_s=0.2)
     async with httpx.AsyncClient(base_url=s.daemon.url, trust_env=False) as api:
-        await wait_for(lambda: _bundles(api), what="first download")
+        with trio.fail_after(30):  # first download
+            await wait_for(lambda: _bundles(api))
         s.api = api
         yield s
 
@@ -51,7 +52,8 @@ async def test_online_settlement_is_journaled_with_the_centres_answer(stack):
     assert entry.body["mode"] == "online" and entry.body["acct_limit"] is None
     assert entry.body["basis"]["centre"]["policy"]["policy_version"]
     assert entry.body["psn_no"] == "3303000000000001"
-    await wait_for(lambda: _sent(api), what="upload")
+    with trio.fail_after(30):  # upload
+        await wait_for(lambda: _sent(api))
     assert stack.store.high_water(entry.device) == entry.seq
 
 
@@ -92,7 +94,8 @@ async def test_centre_gone_mid_day_falls_back_to_offline_then_sends_the_backlog(
     assert entry.body["basis"]["limits"]["offline_visits"] == [1, 5]
     await restart_centre(nursery, stack)
     stack.daemon.uplink.wake()
-    await wait_for(lambda: _sent(api), what="the backlog to reach the centre", within=30)
+    with trio.fail_after(30):  # the backlog to reach the centre
+        await wait_for(lambda: _sent(api))
     assert stack.store.high_water(entry.device) >= entry.seq
 
 
@@ -111,7 +114,8 @@ async def test_edge_run_stops_cleanly_on_sigterm(tmp_path, nursery):
         assert line.startswith("counter page: "), line + proc.stderr.read()
         url = line.split(": ", 1)[1].strip().rstrip("/")
         async with httpx.AsyncClient(base_url=url, trust_env=False) as api:
-            await wait_for(lambda: _bundles(api), what="first download")
+            with trio.fail_after(30):  # first download
+                await wait_for(lambda: _bundles(api))
             await api.post("/api/card/simulate", json=ZHANGSAN)
             r = await api.post("/api/settle", json={"req": "T-SIG", "med_type": "11", "items": ITEMS})
             assert r.status_code == 200, r.text
