@@ -241,3 +241,39 @@ async def test_untrusted_certificate_fails_tls(healthy, tmp_path, nursery):
     assert f.status == "fail" and "CERTIFICATE_VERIFY_FAILED" in f.finding.upper().replace(" ", "_")
     assert "date and time" in f.next_step
     assert report.exit_code == 2
+
+
+async def test_disk_nearly_full(healthy, monkeypatch):
+    # The real free space of this disk, against thresholds moved above it: as if the disk were full.
+    from edge.diagnose import _local
+
+    report = await run(ctx_for(healthy), only=["disk"])
+    free = report.by_check()["disk"].data["free_bytes"]
+    assert report.by_check()["disk"].data["journal_bytes"] > 0
+    monkeypatch.setattr(_local, "DISK_WARN_BYTES", free + 2)
+    assert (await run(ctx_for(healthy), only=["disk"])).by_check()["disk"].status == "warn"
+    monkeypatch.setattr(_local, "DISK_FAIL_BYTES", free + 1)
+    report = await run(ctx_for(healthy), only=["disk"])
+    f = report.by_check()["disk"]
+    assert f.status == "fail" and "Never delete files in the state directory" in f.next_step
+    assert report.exit_code == 2
+
+
+async def test_damaged_device_json(healthy):
+    (healthy.dir / "device.json").write_text("{not json", encoding="utf-8")
+    report = await run(ctx_for(healthy), only=["enrolment", "centre_tcp"])
+    found = report.by_check()
+    assert found["enrolment"].status == "fail" and "damaged" in found["enrolment"].finding
+    assert "do not re-enrol" in found["enrolment"].next_step
+    assert found["centre_tcp"].status == "fail"        # no centre URL to probe any more
+    assert report.exit_code == 2
+
+
+async def test_config_with_a_typo(healthy):
+    (healthy.dir / "edge.toml").write_text("[counter]\nprot = 8765\n", encoding="utf-8")
+    report = await run(ctx_for(healthy), only=["config"])
+    f = report.by_check()["config"]
+    assert f.status == "fail" and "prot" in f.finding and report.exit_code == 2
+    (healthy.dir / "edge.toml").write_text("[counter]\nport = 8799\n", encoding="utf-8")
+    f = (await run(ctx_for(healthy), only=["config"])).by_check()["config"]
+    assert f.status == "ok" and f.data["port"] == 8799
