@@ -285,10 +285,25 @@ async def _backlog_empty(api):
 
 
 # -- entry point ----------------------------------------------------------------------------------
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 async def _main(scripted: bool, port: int, keep: bool, tmp: Path, use_card: bool) -> int:
     from edge import logs
 
     logs.setup("WARNING", json_lines=True)
+    if not scripted and not _port_free(port):
+        _say(f"demo: port {port} is in use; the counter takes any free port instead")
+        port = 0
     async with trio.open_nursery() as nursery:
         stack = await start_stack(nursery, tmp, port=0 if scripted else port, simulated=not use_card)
         url = stack.daemon.url
