@@ -28,7 +28,7 @@ def subcommands(parser):
     return action, action.choices
 
 
-@pytest.mark.parametrize("parser,names", [(centre_parser, ("run", "enroll-token", "publish", "devices", "rejections", "revoke")),
+@pytest.mark.parametrize("parser,names", [(centre_parser, ("run", "enroll-token", "publish", "devices", "rejections", "register", "revoke")),
                                           (edge_parser, ("enroll", "sync"))])
 def test_commands_have_help_and_docs(parser, names):
     action, choices = subcommands(parser())
@@ -93,6 +93,15 @@ def test_end_to_end_processes(tmp_path):
         assert json.loads(r.stdout)["high_water"] == 1
         r = sh("sync.centre", "rejections", "--data-dir", str(data))
         assert r.returncode == 0 and r.stdout == ""
+        from edge.journal.keys import public_key_b64
+
+        other = public_key_b64(load_device_key(state / "device.key"))
+        r = sh("sync.centre", "register", "--data-dir", str(data), "D-S330300001-5", "--site", "S330300001",
+               "--pubkey", other)
+        assert r.returncode == 0 and "registered" in r.stdout
+        r = sh("sync.centre", "register", "--data-dir", str(data), "D-S330300001-6", "--site", "S330300001",
+               "--pubkey", "not-a-key")
+        assert r.returncode == 1
         r = sh("sync.centre", "revoke", "--data-dir", str(data), "D-S330300001-1")
         assert r.returncode == 0
         r = sh("edge", "sync", "--once", "--state-dir", str(state))

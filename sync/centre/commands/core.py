@@ -1,4 +1,4 @@
-"""`centre` commands: run, enroll-token, publish, devices, rejections, revoke.
+"""`centre` commands: run, enroll-token, publish, devices, rejections, register, revoke.
 
 Every command takes ``--data-dir`` (default ./var/centre: holds bundle.key and, unless ``--db`` says
 otherwise, the SQLite store centre.db) and ``--db`` (a path, sqlite:///path or postgresql://...).
@@ -59,6 +59,15 @@ def register(sub) -> None:
     _common(p)
     p.add_argument("--device", default=None, help="only this device")
     p.set_defaults(func=rejections)
+
+    p = sub.add_parser("register", help="register a known device and its public key (after restoring a backup)",
+                       description="Register a device id with its public key without a token: for devices "
+                                   "enrolled after the backup the centre was restored from.")
+    _common(p)
+    p.add_argument("device", help="device id, e.g. D-S330300001-1 (from the device's device.json)")
+    p.add_argument("--site", required=True, help="site code, e.g. S330300001")
+    p.add_argument("--pubkey", required=True, help="the device's public key, base64 or hex (edge journal export)")
+    p.set_defaults(func=register_device)
 
     p = sub.add_parser("revoke", help="revoke a device: its uploads and requests are refused from now on",
                        description="Revoke a device (lost or stolen PC). Entries already stored stay.")
@@ -177,6 +186,30 @@ def rejections(args) -> int:
             store.close()
     except SyncError as exc:
         return _fail(exc)
+    return 0
+
+
+def register_device(args) -> int:
+    from edge.journal.keys import verify_key_from_text
+    from sync.errors import SyncError
+
+    try:
+        pub = bytes(verify_key_from_text(args.pubkey))
+    except ValueError as exc:
+        print(f"centre: {exc}", file=sys.stderr)
+        return 1
+    try:
+        store = _open(args)
+        try:
+            if store.device(args.device) is not None:
+                print(f"centre: {args.device} is already registered", file=sys.stderr)
+                return 1
+            store.register_device(args.device, args.site, pub)
+        finally:
+            store.close()
+    except SyncError as exc:
+        return _fail(exc)
+    print(f"registered {args.device}")
     return 0
 
 
