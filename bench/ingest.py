@@ -158,6 +158,26 @@ def bench_store(n_entries: int, runs: int) -> list[float]:
     return rates
 
 
+def bench_commit(db: str, n_entries: int) -> float:
+    """Store commits alone (entries verified beforehand): entries/s of put_checked in batches of 500."""
+    from sync.centre import ingest
+    from sync.centre.store import open_store
+
+    d = SimDevice("D-S330300001-1")
+    for _ in range(n_entries):
+        d.append()
+    checked = ingest.check_entries(d.items(), d.device, d.key.verify_key)
+    store = open_store(db)
+    try:
+        store.register_device(d.device, "S1", d.pubkey)
+        t = time.perf_counter()
+        for i in range(0, n_entries, 500):
+            store.put_checked(d.device, checked[i:i + 500])
+        return n_entries / (time.perf_counter() - t)
+    finally:
+        store.close()
+
+
 def wire_sizes() -> dict:
     d = SimDevice("D-S330300001-1")
     for _ in range(500):
@@ -240,6 +260,26 @@ def main() -> int:
 
     def sqlite_db(td):
         return str(td / "centre.db"), lambda: None
+
+    commits = []
+    for _ in range(args.runs):
+        with tempfile.TemporaryDirectory() as td:
+            commits.append(bench_commit(str(Path(td) / "c.db"), args.entries * 2))
+    line = f"- store commits alone (verified beforehand, batches of 500): SQLite **{med(commits):,.0f} entries/s**"
+    if not args.no_pg:
+        pg = []
+        for _ in range(args.runs):
+            admin, name = pg_database()
+            if admin is None:
+                break
+            try:
+                pg.append(bench_commit(f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}", args.entries * 2))
+            finally:
+                admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                admin.close()
+        if pg:
+            line += f", PostgreSQL **{med(pg):,.0f} entries/s**"
+    out.append(line)
 
     r = bench_http(sqlite_db, args.devices, args.entries, args.runs)
     out.append(f"- ingest over HTTP, SQLite: **{med(r):,.0f} entries/s** ({args.devices} devices × "
