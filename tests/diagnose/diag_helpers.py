@@ -67,3 +67,11 @@ def corrupt_entry(db: Path, seq: int) -> None:
         conn.commit()
     finally:
         conn.close()
+
+
+async def eventually(predicate) -> None:
+    """Poll the async ``predicate`` until true (callers bound it with ``trio.fail_after``)."""
+    import trio
+
+    while not await predicate():
+        await trio.sleep(0.05)

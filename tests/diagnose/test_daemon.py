@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import trio
 
-from edge.counter.demo import start_stack, wait_for
+from edge.counter.demo import start_stack
 from edge.diagnose import NAMES, Context, run
 
+import diag_helpers
 import vcard_support
 
 SLOT = 1
@@ -22,7 +24,8 @@ async def stack(tmp_path, nursery):
         async with httpx.AsyncClient(base_url=s.daemon.url, trust_env=False) as api:
             st = (await api.get("/api/status")).json()
         return len(st["cache"]["bundles"]) == 4 and st["cache"]["age_s"] is not None and st["backlog"]["count"] == 0
-    await wait_for(synced, what="first sync round")
+    with trio.fail_after(30):  # first sync round
+        await diag_helpers.eventually(synced)
     return s
 
 
@@ -43,7 +46,8 @@ async def test_daemon_stopped(stack, tmp_path):
     ctx = Context(state_dir=tmp_path / "edge", daemon_url=stack.daemon.url)
     assert (await run(ctx, only=["daemon"])).exit_code == 0
     stack.daemon.cancel_scope.cancel()
-    await wait_for(lambda: _down(stack.daemon.url), what="daemon stopped")
+    with trio.fail_after(30):  # daemon stopped
+        await diag_helpers.eventually(lambda: _down(stack.daemon.url))
     report = await run(ctx, only=["daemon", "journal", "backlog"])
     found = report.by_check()
     assert found["daemon"].status == "fail" and "not running" in found["daemon"].finding

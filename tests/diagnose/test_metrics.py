@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import trio
 
+import diag_helpers
 from edge.metrics import CONTENT_TYPE, CentreMetrics, EdgeMetrics, MetricError, Registry, metrics_route, serve_metrics
 
 
@@ -107,7 +109,7 @@ async def test_serve_metrics_refuses_a_lan_address():
 
 async def test_edge_metrics_track_a_running_counter(tmp_path, nursery):
     """The real daemon (edge.counter.demo.start_stack): an online settlement, counted from its journal."""
-    from edge.counter.demo import ITEMS, ZHANGSAN, start_stack, wait_for
+    from edge.counter.demo import ITEMS, ZHANGSAN, start_stack
 
     stack = await start_stack(nursery, tmp_path, idle_s=0.2)
     m = EdgeMetrics().track_counter(stack.daemon.counter)
@@ -116,7 +118,8 @@ async def test_edge_metrics_track_a_running_counter(tmp_path, nursery):
             httpx.AsyncClient(trust_env=False) as scraper:
         async def synced():
             return len((await api.get("/api/status")).json()["cache"]["bundles"]) == 4
-        await wait_for(synced, what="first download")
+        with trio.fail_after(30):  # first download
+            await diag_helpers.eventually(synced)
         before = parse((await scraper.get(f"{url}/metrics")).text)
         await api.post("/api/card/simulate", json=ZHANGSAN)
         r = await api.post("/api/settle", json={"req": "M-1", "med_type": "11", "acct_used_flag": True,
@@ -159,7 +162,7 @@ async def test_centre_metrics_route_on_the_real_centre_app(healthy, nursery):
 async def test_counter_metrics_route_in_the_counter_api(tmp_path, nursery):
     """counter_metrics_route mounted in edge.counter.api.build_app's app over the running counter."""
     from edge.counter import build_app
-    from edge.counter.demo import ITEMS, ZHANGSAN, start_stack, wait_for
+    from edge.counter.demo import ITEMS, ZHANGSAN, start_stack
     from edge.metrics import counter_metrics_route
 
     stack = await start_stack(nursery, tmp_path, idle_s=0.2)
@@ -173,7 +176,8 @@ async def test_counter_metrics_route_in_the_counter_api(tmp_path, nursery):
             httpx.AsyncClient(base_url=stack.daemon.url, trust_env=False) as api:
         async def synced():
             return len((await api.get("/api/status")).json()["cache"]["bundles"]) == 4
-        await wait_for(synced, what="first download")
+        with trio.fail_after(30):  # first download
+            await diag_helpers.eventually(synced)
         await api.post("/api/card/simulate", json=ZHANGSAN)
         r = await api.post("/api/settle", json={"req": "M-2", "med_type": "11", "acct_used_flag": True,
                                                "pin": "123456", "items": ITEMS})
