@@ -171,3 +171,17 @@ def test_wedged_pcscd_does_not_hang_diagnose(tmp_path):
     assert found["pcscd"]["status"] == "fail" and "no result within" in found["pcscd"]["finding"]
     assert found["readers"]["status"] == "fail"
     assert code == 2
+
+
+async def test_stale_pcscd_socket(tmp_path):
+    """pcscd crashed and left its socket file behind: connecting is refused."""
+    import socket
+
+    path = str(tmp_path / "pcscd.comm")
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(path)
+    s.close()            # the file stays, nobody listens
+    report = await run(Context(state_dir=tmp_path, pcsc_socket=path), only=["pcscd"])
+    f = report.by_check()["pcscd"]
+    assert f.status == "fail" and "refuses connections" in f.finding and "restart pcscd" in f.next_step
+    assert report.exit_code == 2
