@@ -74,3 +74,15 @@ async def centre(nursery, sqlite_store):
 async def http():
     async with httpx.AsyncClient() as client:
         yield client
+
+
+@pytest.fixture
+async def centre_any(nursery, db_url):
+    """A running centre on each backend (SQLite and PostgreSQL)."""
+    from sync.centre.store import open_store
+
+    store = open_store(db_url)
+    try:
+        yield await start_centre(nursery, store)
+    finally:
+        store.close()

@@ -15,15 +15,6 @@ from sync.centre.store import open_store
 from sync.simulate import SimDevice
 
 
-@pytest.fixture
-async def centre_any(nursery, db_url):
-    store = open_store(db_url)
-    try:
-        yield await start_centre(nursery, store)
-    finally:
-        store.close()
-
-
 async def upload(http, centre, device, items, *, key=None, headers=None):
     """POST an upload signed by ``key`` (default: the device's own); returns (status, decoded answer)."""
     body = wire.encode(protocol.Upload(device.device, items).to_msg())

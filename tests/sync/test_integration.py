@@ -70,7 +70,8 @@ def assert_exactly_once(store, edges, entries):
 
 
 @pytest.mark.slow
-async def test_20_devices_500_entries_arrive_exactly_once(centre, http, tmp_path):
+async def test_20_devices_500_entries_arrive_exactly_once(centre_any, http, tmp_path):
+    centre = centre_any
     edges = await make_edges(centre.url, centre.store, http, tmp_path, 20, 500)
     try:
         ups = await drain(edges, centre.url, http, idle_s=0.2)
