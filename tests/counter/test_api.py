@@ -303,3 +303,26 @@ async def test_a_real_connection_from_another_address_is_refused(counter, nurser
     async with httpx.AsyncClient(trust_env=False) as c:
         r = await c.get(urls[0] + "/api/status")
     assert r.status_code == 403
+
+
+async def test_full_journal_stops_settling_says_why_and_resumes_when_there_is_room(api, cards, journal):
+    from edge.journal import JournalFull
+
+    insert_card(cards)
+    assert (await api.post("/api/settle", json=visit("POS-F1"))).status_code == 200
+    journal.set_max_page_count(journal.page_count() + 4)      # a few pages of "disk" left
+    with pytest.raises(JournalFull):
+        for i in range(10_000):
+            journal.append("note", {"what": "filler", "req": f"fill-{i}"})   # small: no room left after
+    before = journal.count()
+    r = await api.post("/api/settle", json=visit("POS-F2"))
+    assert r.status_code == 503
+    err = r.json()["error"]
+    assert err["code"] == "journal_full" and "本次未结算" in err["zh"] and "disk space" in err["message"]
+    s = (await api.get("/api/status")).json()
+    assert s["journal"]["ok"] is False and s["journal"]["error"]["code"] == "journal_full"
+    assert journal.count() == before
+    journal.set_max_page_count(1_000_000)                      # room again: the retry settles, once
+    r = await api.post("/api/settle", json=visit("POS-F2"))
+    assert r.status_code == 200 and r.json()["seq"] == before + 1
+    assert (await api.get("/api/status")).json()["journal"]["ok"] is True
