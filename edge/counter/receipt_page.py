@@ -26,7 +26,8 @@ def render(view: dict) -> str:
     s = view.get("setlinfo", {})
     t = dt.datetime.fromtimestamp(view["time_ms"] / 1000, dt.timezone(dt.timedelta(hours=8)))
     rows = "".join(f"<tr><td>{escape(str(l['name']))}<div class=small>{escape(l['med_list_codg'])}</div></td>"
-                   f"<td class=r>{escape(str(l['cnt']))} × ¥{yuan(int(l['pric']))}</td></tr>" for l in view["lines"])
+                   f"<td class=r>{escape(str(l['cnt']))} × ¥{yuan(int(l['pric']))}<br>"
+                   f"¥{yuan(int(l['det_item_fee_sumamt']))}</td></tr>" for l in view["lines"])
     tag = escape(view.get("mode_zh", ""))
     if view.get("claim_no"):
         tag += f"<br>待审核，理赔号 {escape(view['claim_no'])}<br>原因：{escape(view.get('cause_zh', ''))}"

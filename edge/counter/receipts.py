@@ -25,8 +25,8 @@ def receipt_view(entry, cache) -> dict[str, Any]:
     for it in b.get("items", []):
         item = cache.item(it["code"]) if cache is not None else None
         names[it["code"]] = (item or {}).get("name", it["code"])
-    out["lines"] = [{"med_list_codg": it["code"], "name": names[it["code"]], "cnt": it["cnt"], "pric": it["pric"]}
-                    for it in b.get("items", [])]
+    out["lines"] = [{"med_list_codg": it["code"], "name": names[it["code"]], "cnt": it["cnt"], "pric": it["pric"],
+                     "det_item_fee_sumamt": _line_amount(it)} for it in b.get("items", [])]
     if entry.kind == "settlement":
         a = b["amounts"]
         out.update(mode=b["mode"], mode_zh=MODE_ZH[b["mode"]], psn_no=b["psn_no"],
@@ -42,6 +42,16 @@ def receipt_view(entry, cache) -> dict[str, Any]:
         out.update(mode="cancel", mode_zh="撤销", psn_no=b["psn_no"], cancels=b["cancels"],
                    setlinfo={**a, "fund_pay_sumamt": a["hifp_pay"], "balc": b["state_after"]["balc"]})
     return out
+
+
+def _line_amount(item) -> int:
+    # Step 1 of the engine (round half up of cnt x pric), exact decimals: the same figure the engine used.
+    from decimal import Decimal
+
+    from edge.settle import round_fen
+    from edge.settle.money import mul
+
+    return round_fen(mul(Decimal(item["cnt"]), int(item["pric"])))
 
 
 def qr_svg(text: str) -> bytes:
