@@ -217,8 +217,8 @@ class JournalStore:
         (pages in the WAL, pages checkpointed).
 
         SQLite otherwise checkpoints inside whichever commit crosses 1000 WAL pages, which adds a
-        database fsync to that one append. The daemon may call this from a worker thread when idle
-        so that appends rarely pay for it. Uses its own short-lived connection, not the append lock.
+        database fsync to that one append. Calling this when idle is optional (bench/RESULTS.md: it
+        did not lower the tail on our disk). Uses its own short-lived connection, not the append lock.
         """
         if self._closed:
             raise JournalError("the journal is closed", hint="Restart the agent.")
