@@ -17,6 +17,7 @@ the embedded key is used and the report says so.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import time
@@ -29,7 +30,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from .entry import GENESIS, canonical, key_id
-from .errors import ExportError, map_sqlite_error
+from .errors import ExportError
 from .verify import Report, verify_entries
 
 if TYPE_CHECKING:
@@ -89,8 +90,10 @@ def write_export(store: "JournalStore", path: str | os.PathLike, *, from_seq: in
             os.close(fd)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        err = map_sqlite_error(exc, str(path))
-        raise ExportError(f"cannot write the export {path}: {err.message}") from exc
+        why = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
+        raise ExportError(f"cannot write the export {path}: {why}",
+                          hint="Choose a folder that exists and is writable (a USB stick is fine), then try "
+                               "again; nothing in the journal was changed.") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
