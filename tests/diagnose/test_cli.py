@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tarfile
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def test_every_check_is_documented():
 def test_scripts_diagnose_and_support_bundle(tmp_path):
     import subprocess
 
-    env = {**os.environ, "EDGE_STATE_DIR": str(tmp_path / "state")}
+    env = {**os.environ, "EDGE_STATE_DIR": str(tmp_path / "state"), "EDGE_PYTHON": sys.executable}
     out = subprocess.run([str(ROOT / "scripts" / "diagnose"), "--json", "--only", "disk", "--only", "enrolment"],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     report = json.loads(out.stdout)
