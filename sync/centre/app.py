@@ -27,7 +27,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sync import protocol, wire
-from sync.centre import ingest
 from sync.centre.auth import authenticate_device
 from sync.centre.keys import key_id
 from sync.centre.verify import Verifier
