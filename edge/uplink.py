@@ -226,11 +226,17 @@ class Uplink:
         if self.state_dir is None:
             return
         tmp = self.state_dir / (CURSOR_FILE + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump({"cursor": cursor}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_dir / CURSOR_FILE)
+        try:
+            with open(tmp, "w") as f:
+                json.dump({"cursor": cursor}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.state_dir / CURSOR_FILE)
+        except OSError as exc:
+            # Disk full or read-only: the message is applied but the cursor not saved; it will be
+            # offered again (bundles then refuse as stale), so this is retryable, not fatal.
+            raise DownlinkFailed(f"cannot save the downlink cursor in {self.state_dir}: {exc.strerror}; "
+                                 "free disk space on this PC") from exc
 
     # -- one request, bounded at the call site ----------------------------------------------------
     async def _call(self, path: str, message: Any) -> Any:
