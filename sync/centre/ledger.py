@@ -87,6 +87,9 @@ MIGRATIONS = [
             detail TEXT NOT NULL)""",
         "CREATE INDEX recon_actions_target ON recon_actions (target)",
     ]),
+    # A reviewer's decision on a disputed settlement (accepted / rejected); NULL = not decided.
+    ("recon-005-review-decision", ["ALTER TABLE recon_reviews ADD COLUMN decision TEXT",
+                                   "CREATE INDEX recon_reviews_entry ON recon_reviews (device, seq)"]),
 ]
 
 

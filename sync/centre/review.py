@@ -11,12 +11,18 @@ Errors (``ReviewError`` tree, each with a ``code`` and an HTTP ``status``)::
     ReviewError              review_error
     ├── ClaimNotFound        claim_not_found      (404) no such claim number
     ├── ClaimDecided         claim_decided        (409) already approved or denied
-    └── ClaimNotComputable   claim_not_computable (409) the engine cannot compute it; deny it or fix the person
+    ├── ClaimNotComputable   claim_not_computable (409) the engine cannot compute it; deny it or fix the person
+    ├── SettlementNotUnderReview not_under_review (404) no disputed settlement with that device and seq
+    └── SettlementDecided    settlement_decided   (409) a reviewer already accepted or rejected it
+
+Disputed settlements (outcome ``review``) are decided by :func:`decide_settlement`: accept the
+journaled figures or reject them, with a note; the counter is told either way.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from edge.settle import yuan
@@ -201,6 +207,82 @@ def auto_approve(store, *, now: int | None = None, psn_no: str | None = None) ->
             store.db.execute("UPDATE recon_claims SET waiting = ? WHERE claim_no = ? AND status = ?",
                              (f"{verdict}: {why}", c["claim_no"], PENDING))
     return n
+
+
+# ------------------------------------------------------------------------- disputed settlements ---
+class SettlementNotUnderReview(ReviewError):
+    code = "not_under_review"
+    status = 404
+
+
+class SettlementDecided(ReviewError):
+    code = "settlement_decided"
+    status = 409
+
+
+def disputed(store, *, open_only: bool = True) -> list[dict]:
+    """Settlements reconciliation sent to review (fund beyond the limits, hotlisted card, provenance,
+    miscomputed...), with the outcome's reason and figures."""
+    from sync.centre.reconcile import ensure
+    ensure(store)
+    cond = "AND v.decision IS NULL" if open_only else ""
+    return store.db.query(
+        "SELECT v.id, v.psn_no, v.device, v.seq, v.code, v.reason, v.opened_ms, v.closed_ms, v.closed_by, v.decision, "
+        "v.note, o.site, o.date, o.j_medfee, o.j_fund, o.j_acct, o.j_cash FROM recon_reviews v JOIN recon_outcomes o "
+        f"ON o.device = v.device AND o.seq = v.seq WHERE o.kind = 'settlement' {cond} ORDER BY v.id")
+
+
+def decide_settlement(store, device: str, seq: int, *, accept: bool, who: str, note: str,
+                      now: int | None = None) -> dict:
+    """A reviewer's decision on a disputed settlement.
+
+    accept: the centre accepts the figures the counter journaled (the fund pays what it paid; the
+    ledger moves by them); reject: nothing is accepted (the site is not paid for it). Either way the
+    review closes, the outcome row records the decision, and the counter is told.
+    """
+    from sync.centre.reconcile import ensure
+    ensure(store)
+    if not note or not note.strip():
+        raise ReviewError("a decision on a disputed settlement needs a note saying why", code="note_required")
+    now = L.now_ms() if now is None else now
+    db = store.db
+    with db.transaction():
+        rev = db.query_one({"sqlite": "SELECT * FROM recon_reviews WHERE device = ? AND seq = ?",
+                            "postgres": "SELECT * FROM recon_reviews WHERE device = ? AND seq = ? FOR UPDATE"},
+                           (device, seq))
+        out = db.query_one("SELECT * FROM recon_outcomes WHERE device = ? AND seq = ?", (device, seq))
+        if rev is None or out is None or out["kind"] != "settlement":
+            raise SettlementNotUnderReview(f"settlement {device} #{seq} is not under review: list them with "
+                                           "GET /v1/review/settlements")
+        if rev["decision"] is not None:
+            raise SettlementDecided(f"settlement {device} #{seq} was already {rev['decision']} by {rev['closed_by']}")
+        led = L.require(db, rev["psn_no"])
+        was_open = rev["closed_ms"] is None
+        codes = json.loads(out["codes"])
+        if accept:
+            led = replace(led, balc=led.balc - out["j_acct"], deductible_used=led.deductible_used + out["j_dedc"],
+                             fund_paid=led.fund_paid + out["j_fund"])
+            db.execute("UPDATE recon_outcomes SET outcome = 'confirmed', codes = ?, reason = ?, a_medfee = j_medfee, "
+                       "a_fund = j_fund, a_acct = j_acct, a_cash = j_cash, a_dedc = j_dedc WHERE device = ? AND seq = ?",
+                       (json.dumps(codes + ["reviewer_accepted"]), f"{out['reason']} — accepted by {who}: {note}",
+                        device, seq))
+        else:
+            db.execute("UPDATE recon_outcomes SET outcome = 'rejected', codes = ?, reason = ? WHERE device = ? AND seq = ?",
+                       (json.dumps(codes + ["reviewer_rejected"]), f"{out['reason']} — rejected by {who}: {note}",
+                        device, seq))
+        if was_open:
+            led = replace(led, open_reviews=max(0, led.open_reviews - 1))
+        L.save(db, led, now=now)
+        decision = "accepted" if accept else "rejected"
+        db.execute("UPDATE recon_reviews SET decision = ?, closed_ms = coalesce(closed_ms, ?), "
+                   "closed_by = coalesce(closed_by, ?), note = ? WHERE id = ?", (decision, now, who, note, rev["id"]))
+        store.post_downlink(device, "outcome", {"ref_seq": seq, "outcome": "confirmed" if accept else "rejected",
+                                                "credit": 0, "reason": f"{decision} by the centre's reviewer: {note}"},
+                            now=now)
+        L.record_action(db, who, f"settlement_{decision}", f"{device}-{seq}",
+                        {"note": note, "psn_no": rev["psn_no"], "code": rev["code"]}, now=now)
+    return {"device": device, "seq": seq, "decision": decision, "psn_no": rev["psn_no"],
+            "open_reviews": led.open_reviews}
 
 
 def summary(store) -> dict[str, Any]:

@@ -11,6 +11,8 @@ JSON API (session token in ``Authorization: Bearer <token>`` or the ``review_ses
     POST /v1/review/claims/{no}/admission     reviewer: {"admitted": bool, "note"} (emergency observation)
     GET  /v1/review/report?site=S&date=D[&format=json|csv|html]   reviewer, auditor
     GET  /v1/review/actions[?target=claim_no|psn_no]              reviewer, auditor: the action journal
+    GET  /v1/review/settlements[?status=open|all]                 reviewer, auditor: disputed settlements
+    POST /v1/review/settlements/{device}/{seq}/decide             reviewer: {"accept": bool, "note"}
 
 The page (plain HTML forms, no script, no CDN): ``/review`` (log in, then the queue),
 ``/review/claims/{no}`` (detail with approve / deny), ``/review/report?site=&date=``.
@@ -162,6 +164,24 @@ async def api_admission(request, account):
 
 
 @api(READ)
+async def api_disputed(request, account):
+    open_only = request.query_params.get("status", "open") == "open"
+    return JSONResponse({"settlements": await _run(RV.disputed, _store(request), open_only=open_only)})
+
+
+@api(DECIDE)
+async def api_decide_settlement(request, account):
+    data = await _json(request)
+    if not isinstance(data.get("accept"), bool):
+        raise SyncError("say whether the settlement is accepted: {\"accept\": true|false, \"note\": \"...\"}",
+                        code="bad_json")
+    p = request.path_params
+    out = await _run(RV.decide_settlement, _store(request), p["device"], int(p["seq"]), accept=data["accept"],
+                     who=account["name"], note=str(data.get("note") or ""), now=_now(request))
+    return JSONResponse(out)
+
+
+@api(READ)
 async def api_actions(request, account):
     from sync.centre import ledger as L
     target = request.query_params.get("target")
@@ -255,7 +275,18 @@ async def _queue(request, account) -> Response:
 
     head = ("<tr><th>claim</th><th>cause</th><th>person</th><th>visit date</th><th>paid</th><th>status</th>"
             "<th>why / note</th><th>reimbursed</th></tr>")
+    disputes = await _run(RV.disputed, store)
+    can = account["role"] in DECIDE
+    drows = "".join(
+        f"<tr><td>{e(d['device'])} #{d['seq']}</td><td>{e(d['psn_no'])}</td><td>{e(d['code'])}</td>"
+        f"<td class=num>¥{yuan(d['j_fund'])}</td><td>{e(d['reason'])}</td><td>" +
+        (f"<form class=inline method=post action='/review/settlements/{quote(d['device'])}/{d['seq']}/decide'>"
+         "<input name=note placeholder='note (required)'> <button name=decision value=accept>Accept</button> "
+         "<button name=decision value=reject>Reject</button></form>" if can else "") + "</td></tr>"
+        for d in disputes)
     body = (f"<h2>Pending ({len(pending)})</h2><table id=queue>{head}{rows(pending)}</table>"
+            f"<h2>Disputed settlements ({len(disputes)})</h2><table id=disputed><tr><th>entry</th><th>person</th>"
+            f"<th>why</th><th>fund journaled</th><th>reason</th><th></th></tr>{drows}</table>"
             f"<h2>Recently decided</h2><table id=decided>{head}{rows(decided)}</table>"
             "<form method=get action=/review/report><label>Site <input name=site></label> "
             "<label>Date <input name=date placeholder=YYYY-MM-DD></label> <button>Daily report</button></form>")
@@ -317,6 +348,18 @@ async def page_decide(request, account):
     return RedirectResponse(f"/review/claims/{quote(no)}", status_code=303)
 
 
+@page(DECIDE)
+async def page_decide_settlement(request, account):
+    form = await _form(request)
+    p = request.path_params
+    if form.get("decision") not in ("accept", "reject"):
+        raise SyncError("choose accept or reject", code="bad_form")
+    await _run(RV.decide_settlement, _store(request), p["device"], int(p["seq"]),
+               accept=form["decision"] == "accept", who=account["name"], note=form.get("note", ""),
+               now=_now(request))
+    return RedirectResponse("/review", status_code=303)
+
+
 async def page_login(request: Request) -> Response:
     try:
         form = await _form(request)
@@ -355,6 +398,9 @@ routes = [
     Route("/v1/review/claims/{claim_no}/admission", api_admission, methods=["POST"]),
     Route("/v1/review/report", api_report, methods=["GET"]),
     Route("/v1/review/actions", api_actions, methods=["GET"]),
+    Route("/v1/review/settlements", api_disputed, methods=["GET"]),
+    Route("/v1/review/settlements/{device}/{seq:int}/decide", api_decide_settlement, methods=["POST"]),
+    Route("/review/settlements/{device}/{seq:int}/decide", page_decide_settlement, methods=["POST"]),
     Route("/review", page_root, methods=["GET"]),
     Route("/review/login", page_login, methods=["POST"]),
     Route("/review/logout", page_logout, methods=["POST"]),

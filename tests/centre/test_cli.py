@@ -13,7 +13,7 @@ from sync.centre import reconcile
 from sync.centre.store import Store
 from recon_support import CAT_RAW, DAY, HOT_RAW, POL_RAW, T0, Device, claim_body, person, settlement_body, visit
 
-OURS = ("reconcile", "report", "reviewer", "ledger", "claims")
+OURS = ("reconcile", "report", "reviewer", "ledger", "claims", "dispute")
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -28,7 +28,7 @@ def test_every_command_has_help_text():
     helps = {c.dest: c.help for c in sub._choices_actions}
     for name in OURS:
         assert helps.get(name), name
-    for group, dest in (("reviewer", "reviewer_command"), ("ledger", "ledger_command")):
+    for group, dest in (("reviewer", "reviewer_command"), ("ledger", "ledger_command"), ("dispute", "dispute_command")):
         inner = next(a for a in sub.choices[group]._actions if a.dest == dest)
         assert inner._choices_actions and all(c.help for c in inner._choices_actions)
         for leaf in inner.choices.values():
@@ -91,7 +91,7 @@ def test_every_command_is_in_the_docs():
     sub = next(a for a in parser._actions if a.dest == "command")
     for name in OURS:
         assert f"`centre {name}" in doc, name
-    for group, dest in (("reviewer", "reviewer_command"), ("ledger", "ledger_command")):
+    for group, dest in (("reviewer", "reviewer_command"), ("ledger", "ledger_command"), ("dispute", "dispute_command")):
         inner = next(a for a in sub.choices[group]._actions if a.dest == dest)
         for action in inner.choices:
             assert f"`centre {group} {action}" in doc, f"{group} {action}"

@@ -149,3 +149,46 @@ def test_two_centre_processes_reconciling_at_once_apply_everything_once(db_url):
     finally:
         other.close()
         store.close()
+
+
+def test_reviewer_decides_disputed_settlements(db_url):
+    import pytest
+    from sync.centre import report
+
+    store = open_centre(db_url)
+    try:
+        a = enrol(store, "D-A-1", "S-A")
+        snap = person("P0004")
+        store.put_bundle(built("hotlist", 10, {"cards": [{"card_id": snap["card_ids"][0], "reason": "lost"}]},
+                               created=T0 - 3600_000), now=T0 - 3600_000)
+        a.append("settlement", settlement_body(snap, visit(0), req="S1"), time=T0)
+        a.append("settlement", settlement_body(snap, visit(1), req="S2"), time=T0 + DAY)
+        upload(store, a)
+        reconcile.run_pending(store, now=T0 + 2 * DAY)
+        before = L.load(store.db, "P0004")
+        assert before.open_reviews == 2 and [d["seq"] for d in review.disputed(store)] == [1, 2]
+        [o1, o2] = reconcile.outcomes(store, psn_no="P0004")
+        got = review.decide_settlement(store, "D-A-1", 1, accept=True, who="rev", note="card found, patient's own")
+        assert got["decision"] == "accepted" and got["open_reviews"] == 1
+        after = L.load(store.db, "P0004")
+        assert after.balc == before.balc - o1.journaled["acct"]
+        assert after.fund_paid == before.fund_paid + o1.journaled["fund"]
+        review.decide_settlement(store, "D-A-1", 2, accept=False, who="rev", note="used by someone else")
+        assert L.load(store.db, "P0004").open_reviews == 0 and L.load(store.db, "P0004").balc == after.balc
+        with pytest.raises(review.SettlementDecided):
+            review.decide_settlement(store, "D-A-1", 2, accept=True, who="rev", note="again")
+        with pytest.raises(review.SettlementNotUnderReview):
+            review.decide_settlement(store, "D-A-1", 9, accept=True, who="rev", note="x")
+        with pytest.raises(review.ReviewError, match="note"):
+            review.decide_settlement(store, "D-A-1", 1, accept=True, who="rev", note=" ")
+        [n1, n2] = reconcile.outcomes(store, psn_no="P0004")
+        assert (n1.outcome, n1.codes[-1], n1.accepted == n1.journaled) == ("confirmed", "reviewer_accepted", True)
+        assert (n2.outcome, n2.codes[-1]) == ("rejected", "reviewer_rejected") and "someone else" in n2.reason
+        told = [m["payload"] for m in store.downlink_since("D-A-1", 0) if m["kind"] == "outcome"]
+        assert [(m["ref_seq"], m["outcome"]) for m in told][-2:] == [(1, "confirmed"), (2, "rejected")]
+        assert review.disputed(store) == [] and len(review.disputed(store, open_only=False)) == 2
+        assert [x["action"] for x in L.actions(store.db, "D-A-1-1")] == ["settlement_accepted"]
+        rep = report.daily(store, "S-A", "2026-11-20")
+        assert rep["explained"] and rep["accepted"]["count"] == 0 and rep["outcomes"] == {"rejected": 1}
+    finally:
+        store.close()

@@ -133,3 +133,27 @@ async def test_reviewer_page_in_chromium_logs_in_and_approves(centre, http, tmp_
     assert c["status"] == "approved" and c["decided_by"] == "rev"
     assert "approved" in got["status"] and f"¥{c['amount'] // 100}.{c['amount'] % 100:02d}" in got["status"]
     assert got["fund"] == f"fund pays ¥{c['amount'] // 100}.{c['amount'] % 100:02d}"
+
+
+async def test_disputed_settlement_decisions_need_the_reviewer_role(centre, http, tmp_path, accounts):
+    from recon_support import built, settlement_body
+    a = await PlayedEdge.enrol(centre, http, tmp_path, "S-A")
+    snap = person("P0004")
+    await trio.to_thread.run_sync(lambda: centre.store.put_bundle(
+        built("hotlist", 10, {"cards": [{"card_id": snap["card_ids"][0], "reason": "lost"}]}, created=T0 - 1),
+        now=T0 - 1))
+    await a.journal_entry("settlement", settlement_body(snap, visit(0)), time=T0)
+    await a.sync()
+    await trio.to_thread.run_sync(reconcile.run_pending, centre.store)
+    url = centre.url + f"/v1/review/settlements/{a.device}/1/decide"
+    assert (await http.post(url, json={"accept": True, "note": "x"})).status_code == 401
+    aud = {"authorization": "Bearer " + (await login(http, centre.url, "aud", "auditor-pass")).json()["token"]}
+    listed = (await http.get(centre.url + "/v1/review/settlements", headers=aud)).json()["settlements"]
+    assert [(d["device"], d["seq"], d["code"]) for d in listed] == [(a.device, 1, "card_hotlisted")]
+    r = await http.post(url, headers=aud, json={"accept": True, "note": "x"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "wrong_role"
+    rev = {"authorization": "Bearer " + (await login(http, centre.url, "rev", "reviewer-pass")).json()["token"]}
+    r = await http.post(url, headers=rev, json={"accept": False, "note": "card was stolen"})
+    assert r.status_code == 200 and r.json()["decision"] == "rejected"
+    await a.sync()
+    assert a.messages("outcome")[-1]["outcome"] == "rejected"

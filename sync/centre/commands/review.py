@@ -10,6 +10,8 @@
     centre ledger clear-arrears PSN                   the employer paid (auto-approves waiting claims)
     centre ledger close-review PSN [--note TEXT]      close earlier reviews (auto-approves waiting claims)
     centre claims [--status pending|approved|denied|all]
+    centre dispute list [--all]                       settlements sent to review
+    centre dispute decide DEVICE SEQ --accept|--reject --note TEXT
 
 All take ``--data-dir``/``--db`` like the other centre commands. Errors print one line with the code
 and exit 1; nothing is half-done (each operation is one transaction).
@@ -98,6 +100,26 @@ def register(sub) -> None:
     q.add_argument("psn", help="person number psn_no")
     q.add_argument("--note", default="", help="why the review is closed")
     q.set_defaults(func=cmd_close_review)
+    p.set_defaults(func=lambda args, p=p: (p.print_help(), 2)[1])
+
+    p = sub.add_parser("dispute", help="settlements reconciliation sent to review: list, accept or reject",
+                       description="Disputed settlements (fund beyond the offline limits, hotlisted card, unknown "
+                                   "bundle, miscomputed): a reviewer accepts the journaled figures or rejects them.")
+    dsub = p.add_subparsers(dest="dispute_command", metavar="ACTION")
+    q = dsub.add_parser("list", help="list disputed settlements (JSON lines)", description="Open ones by default.")
+    _common(q)
+    q.add_argument("--all", action="store_true", help="include decided ones")
+    q.set_defaults(func=cmd_dispute_list)
+    q = dsub.add_parser("decide", help="accept or reject one disputed settlement, with a note",
+                        description="accept: the ledger moves by the journaled figures; reject: nothing is accepted.")
+    _common(q)
+    q.add_argument("device", help="device id of the entry, e.g. D-S330300001-1")
+    q.add_argument("seq", type=int, help="seq of the settlement entry")
+    how = q.add_mutually_exclusive_group(required=True)
+    how.add_argument("--accept", action="store_true", help="accept the figures the counter journaled")
+    how.add_argument("--reject", action="store_true", help="accept nothing")
+    q.add_argument("--note", required=True, help="why (recorded and sent to the counter)")
+    q.set_defaults(func=cmd_dispute_decide)
     p.set_defaults(func=lambda args, p=p: (p.print_help(), 2)[1])
 
     p = sub.add_parser("claims", help="list full-payment claims (JSON lines)",
@@ -218,6 +240,21 @@ def cmd_close_review(args) -> int:
     from sync.centre import ledger
     return _run(args, lambda store: _then_approve(
         store, ledger.close_review(store.db, args.psn, who=args.who, note=args.note), args.psn))
+
+
+def cmd_dispute_list(args) -> int:
+    from sync.centre import review
+
+    def go(store):
+        for d in review.disputed(store, open_only=not args.all):
+            _print(d)
+    return _run(args, go)
+
+
+def cmd_dispute_decide(args) -> int:
+    from sync.centre import review
+    return _run(args, lambda store: _print(review.decide_settlement(store, args.device, args.seq, accept=args.accept,
+                                                                    who=args.who, note=args.note)))
 
 
 def cmd_claims(args) -> int:
