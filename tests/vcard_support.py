@@ -194,7 +194,7 @@ def wait_reader(reader: str, *, present: bool, within: float = 10.0) -> None:
             left = int((deadline - time.monotonic()) * 1000)
             if left <= 0:
                 raise TimeoutError(f"reader {reader!r} did not become {'present' if present else 'empty'} "
-                                   f"within {within} s")
+                                   f"within {within} s; card processes running: {card_processes() or 'none'}")
             rc, states = sc.SCardGetStatusChange(ctx, min(left, 500), [(reader, state)])
             if rc == sc.SCARD_S_SUCCESS:
                 state = states[0][1] & ~sc.SCARD_STATE_CHANGED
@@ -202,6 +202,22 @@ def wait_reader(reader: str, *, present: bool, within: float = 10.0) -> None:
                     return
     finally:
         sc.SCardReleaseContext(ctx)
+
+
+def card_processes() -> list[str]:
+    """Command lines of every vcard.py running on this machine (to explain a reader that stays busy:
+    a card put in by hand or by the interactive demo takes no slot lock)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"vcard.py") for a in argv):
+            found.append(f"pid {proc.name}: " + " ".join(a.decode(errors="replace") for a in argv if a))
+    return found
 
 
 class VirtualCardHandle:
