@@ -154,6 +154,10 @@ def daily(db, site: str, date: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------- renderers ---
+def _money(fen: int) -> str:
+    return ("-" if fen < 0 else "") + "¥" + yuan(abs(fen))
+
+
 def to_json(report: dict) -> str:
     return json.dumps(report, ensure_ascii=False, indent=2, sort_keys=True)
 
@@ -209,11 +213,11 @@ def to_html(report: dict) -> str:
     j, a = report["journaled"], report["accepted"]
 
     def row(label, b):
-        return f"<tr><th>{e(label)}</th><td>{b['count']}</td>" + "".join(f"<td>¥{yuan(b[k])}</td>" for k in COLUMNS) + "</tr>"
+        return f"<tr><th>{e(label)}</th><td>{b['count']}</td>" + "".join(f"<td>{_money(b[k])}</td>" for k in COLUMNS) + "</tr>"
 
     diffs = "".join(
         f"<tr><td>{e(d['device'])}</td><td>{d['seq']}</td><td>{e(d['kind'])}</td><td>{e(d['outcome'])}</td>"
-        f"<td>{e(', '.join(d['codes']))}</td>" + "".join(f"<td>¥{yuan(d['delta'][k])}</td>" for k in COLUMNS) +
+        f"<td>{e(', '.join(d['codes']))}</td>" + "".join(f"<td>{_money(d['delta'][k])}</td>" for k in COLUMNS) +
         f"<td>{e(d['reason'])}</td></tr>" for d in report["differences"])
     adj = "".join(f"<li>{e(d['device'])} #{d['seq']} {e(', '.join(d['codes']))}: {e(d['reason'])}</li>"
                   for d in report["adjustments"])
