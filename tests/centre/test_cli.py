@@ -80,7 +80,11 @@ def test_operations_move_the_world_forward(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     code, _, err = run(capsys, "reviewer", "add", "qian", "--password-stdin", "--db", db)
     assert code == 1 and "at least 8" in err
-    acts = [a["action"] for a in L.actions(Store.open(db).db)]
+    check = Store.open(db)
+    try:
+        acts = [a["action"] for a in L.actions(check.db)]
+    finally:
+        check.close()
     assert acts == ["suspend", "clear_arrears", "approve_claim", "contribute", "add_reviewer"]
 
 
