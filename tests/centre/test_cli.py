@@ -99,3 +99,19 @@ def test_every_command_is_in_the_docs():
         inner = next(a for a in sub.choices[group]._actions if a.dest == dest)
         for action in inner.choices:
             assert f"`centre {group} {action}" in doc, f"{group} {action}"
+
+
+def test_ledger_load_takes_the_published_source_directory(tmp_path, capsys):
+    from pathlib import Path
+    sample = Path(__file__).resolve().parents[2] / "sync" / "centre" / "sample"
+    db = str(tmp_path / "centre.db")
+    code, out, _ = run(capsys, "ledger", "load", str(sample), "--db", db)
+    persons = json.loads((sample / "persons.json").read_text(encoding="utf-8"))["persons"]
+    assert code == 0 and json.loads(out) == {"added": len(persons), "updated": 0}
+    code, out, _ = run(capsys, "ledger", "load", str(sample), "--db", db)      # again: balances kept
+    assert json.loads(out) == {"added": 0, "updated": len(persons)}
+    suspended = next(p for p in persons if p["status"] == "suspended")
+    code, out, _ = run(capsys, "ledger", "show", suspended["psn_no"], "--db", db)
+    assert json.loads(out)["status"] == "suspended"
+    code, _, err = run(capsys, "ledger", "load", str(tmp_path / "missing.json"), "--db", db)
+    assert code == 1 and "cannot read" in err
