@@ -55,6 +55,7 @@ CARD_NO_KEYS = frozenset({"card_no", "cardno", "card_number"})
 CARD_ID_KEYS = frozenset({"card_id", "cardid", "card_sn"})
 PIN_KEYS = frozenset({"pin", "passwd", "password", "passcode"})
 PSN_KEYS = frozenset({"psn_no"})
+_PII_KEYS = NAME_KEYS | SSN_KEYS | CARD_NO_KEYS | CARD_ID_KEYS | PIN_KEYS | PSN_KEYS
 SECRET_KEY_PARTS = ("token", "secret", "private", "seed", "password", "passwd", "signing_key", "api_key",
                     "credential")
 
@@ -77,7 +78,8 @@ class Redactor:
 
     def __init__(self, known: Iterable[str] = ()) -> None:
         self._known: set[str] = set()
-        self._known_re: re.Pattern | None = None
+        self._lengths: list[int] = []
+        self._firsts_re: re.Pattern | None = None
         for value in known:
             self.learn(value)
 
@@ -89,16 +91,19 @@ class Redactor:
         value = value.strip()
         if len(value) < 2 or value.startswith("[") or set(value) <= {"*"}:
             return  # one character (a surname alone) would blank too much; masks are already safe
+        if SSN_RE.fullmatch(value) or CARD_ID_RE.fullmatch(value):
+            return  # the shapes scrub these wherever they stand alone; learning them only costs time
         if value not in self._known:
             self._known.add(value)
-            self._known_re = None
+            self._lengths = sorted({len(v) for v in self._known}, reverse=True)   # longest first
+            self._firsts_re = None
 
     def learn_from(self, data: Any) -> None:
         """Walk ``data`` and learn every value stored under a personal-data key."""
         if isinstance(data, dict):
             for k, v in data.items():
                 key = str(k).lower()
-                if key in NAME_KEYS | SSN_KEYS | CARD_NO_KEYS | CARD_ID_KEYS | PIN_KEYS | PSN_KEYS:
+                if key in _PII_KEYS:
                     if isinstance(v, (str, int)):
                         self.learn(str(v))
                 self.learn_from(v)
@@ -106,21 +111,36 @@ class Redactor:
             for v in data:
                 self.learn_from(v)
 
-    def _known_pattern(self) -> re.Pattern | None:
-        if self._known_re is None and self._known:
-            # Longest first, so a name that contains another is replaced whole.
-            alts = sorted(self._known, key=len, reverse=True)
-            self._known_re = re.compile("|".join(re.escape(a) for a in alts))
-        return self._known_re
+    def _scrub_known(self, text: str) -> str:
+        """Replace every learned value. A set lookup per candidate position (a position holding the
+        first character of some learned value), not one huge regex alternation: a site's journal
+        names thousands of people, and logs are megabytes."""
+        if not self._known:
+            return text
+        if self._firsts_re is None:
+            firsts = sorted({v[0] for v in self._known})
+            self._firsts_re = re.compile("[" + "".join(re.escape(c) for c in firsts) + "]")
+        out, pos = [], 0
+        for m in self._firsts_re.finditer(text):
+            i = m.start()
+            if i < pos:
+                continue
+            for length in self._lengths:
+                candidate = text[i:i + length]
+                if candidate in self._known:
+                    out.append(text[pos:i])
+                    out.append(_mask_known(candidate))
+                    pos = i + length
+                    break
+        out.append(text[pos:])
+        return "".join(out)
 
     # -- redacting -----------------------------------------------------------------------------------
     def text(self, text: str) -> str:
         """Redact every personal-data shape (and every learned value) in free text."""
         if not text:
             return text
-        known = self._known_pattern()
-        if known is not None:
-            text = known.sub(lambda m: _mask_known(m.group(0)), text)
+        text = self._scrub_known(text)
         text = VERIFY_APDU_RE.sub(_redact_apdu, text)
         text = PIN_TEXT_RE.sub(lambda m: m.group(1) + PIN, text)
         text = NAME_TEXT_RE.sub(lambda m: m.group(1) + NAME, text)
