@@ -31,7 +31,7 @@ def register(sub) -> None:
                        description="Run diagnose and collect config (secrets removed), recent logs, journal "
                                    "statistics and a redacted rendering of unacknowledged entries, versions.")
     _common(b)
-    b.add_argument("--out", metavar="FILE", help="where to write (default support-bundle-<device>-<time>.tar.gz)")
+    b.add_argument("--out", metavar="FILE", help="where to write (default ./support-bundle-<device>-<time>.tar.gz)")
     b.add_argument("--log", action="append", default=[], metavar="FILE", help="also include this log file")
     b.set_defaults(func=run_bundle)
 
@@ -94,7 +94,14 @@ def run_bundle(args) -> int:
     from edge.diagnose.bundle import build_bundle
 
     ctx = _context(args)
-    out = args.out or f"support-bundle-{time.strftime('%Y%m%d-%H%M%S')}.tar.gz"
+    out = args.out
+    if not out:
+        try:  # the device id in the name tells the help desk whose bundle it is before opening it
+            from edge.enrol import load_device
+            who = load_device(ctx.state_dir).device + "-"
+        except Exception:
+            who = ""
+        out = f"support-bundle-{who}{time.strftime('%Y%m%d-%H%M%S')}.tar.gz"
     try:
         summary = trio.run(lambda: build_bundle(ctx, out, log_files=[Path(p) for p in args.log]))
     except OSError as exc:
