@@ -36,6 +36,7 @@ from sync.errors import StoreError
 log = logging.getLogger("sync.centre.reconcile")
 KINDS = ("settlement", "cancel", "claim")
 INTERVAL_S = 2.0
+BACKGROUND_BATCH = 500
 
 MIGRATIONS = [
     ("recon-002-outcomes", [
@@ -235,12 +236,13 @@ def _sites(store) -> dict[str, str]:
     return {d.device: d.site for d in store.devices()}
 
 
-def run_pending(store, *, now: int | None = None, batch: int = 2000) -> dict:
+def run_pending(store, *, now: int | None = None, batch: int = 2000, max_batches: int | None = None) -> dict:
     """Reconcile everything accepted and not yet reconciled; returns counts by outcome.
 
     Works in batches of ``batch`` entries (by arrival id), one transaction each: the batch's
     ledgers are loaded together, every person of the batch is replayed, and the outcome rows,
-    ledgers and the cursor are written together.
+    ledgers and the cursor are written together. ``max_batches`` stops early (``counts["more"]``
+    says whether entries are left); claims are auto-approved once nothing is left.
     """
     ensure(store)
     db = store.db
@@ -248,6 +250,8 @@ def run_pending(store, *, now: int | None = None, batch: int = 2000) -> dict:
     counts = {o: 0 for o in rp.OUTCOMES}
     world = StoreWorld(store)
     sites = _sites(store)
+    done_batches = 0
+    more = False
     while True:
         with db.transaction():
             # The cursor row is the reconciler's lock: a second centre process (PostgreSQL) waits here
@@ -258,10 +262,16 @@ def run_pending(store, *, now: int | None = None, batch: int = 2000) -> dict:
             if rows:
                 for o in _reconcile_batch(store, world, rows, sites, now):
                     counts[o.outcome] += 1
+        done_batches += 1
         if len(rows) < batch:
             break
+        if max_batches is not None and done_batches >= max_batches:
+            more = True
+            break
     from sync.centre import review
-    counts["auto_approved"] = review.auto_approve(store, now=now)
+    counts["auto_approved"] = 0 if more else review.auto_approve(store, now=now)
+    if max_batches is not None:
+        counts["more"] = more
     return counts
 
 
@@ -355,10 +365,17 @@ async def background(store, *, interval: float = INTERVAL_S, task_status=trio.TA
     await trio.to_thread.run_sync(ensure, store)
     task_status.started()
     while True:
+        more = False
         try:
-            counts = await trio.to_thread.run_sync(run_pending, store)
+            # One short batch per worker-thread call: between batches the database is free for the
+            # upload and online-settlement handlers (a backlog of a million entries must not starve them).
+            counts = await trio.to_thread.run_sync(lambda: run_pending(store, batch=BACKGROUND_BATCH, max_batches=1))
+            more = counts.pop("more")
             if any(counts.values()):
                 log.info("reconcile: %s", counts)
         except Exception as exc:  # a failing pass must not stop the centre; the next pass retries
             log.warning("reconcile: pass failed (%s: %s); retrying in %.0f s", type(exc).__name__, exc, interval)
-        await trio.sleep(interval)
+        if more:
+            await trio.sleep(0)
+        else:
+            await trio.sleep(interval)

@@ -192,3 +192,25 @@ def test_reviewer_decides_disputed_settlements(db_url):
         assert rep["explained"] and rep["accepted"]["count"] == 0 and rep["outcomes"] == {"rejected": 1}
     finally:
         store.close()
+
+
+def test_run_pending_in_short_steps_reaches_the_same_state(db_url):
+    """What the background task does (one small batch per call) ends where one long pass ends."""
+    store = open_centre(db_url)
+    try:
+        a = enrol(store, "D-A-1", "S-A")
+        for i in range(7):
+            a.append("settlement", settlement_body(person("P0001"), visit(i % 3), req=f"R{i}"), time=T0 + i)
+        a.append("claim", claim_body(person("P0003"), visit(0), "offline_limit", req="C"), time=T0 + 9)
+        upload(store, a)
+        steps = []
+        while True:
+            counts = reconcile.run_pending(store, now=T0 + DAY, batch=3, max_batches=1)
+            steps.append(counts)
+            if not counts["more"]:
+                break
+        assert len(steps) == 3 and [s["auto_approved"] for s in steps] == [0, 0, 1]
+        assert sum(s["confirmed"] + s["review"] for s in steps) == 8
+        assert len(reconcile.outcomes(store)) == 8
+    finally:
+        store.close()
