@@ -53,8 +53,10 @@ async def drain(edges, url, http, wait_s=30.0, **uplink_options):
             up = Uplink(journal, client, state_dir=state, **uplink_options)
             uplinks.append(up)
             await nursery.start(up.run)
-        while any(j.backlog().count for _, j, _ in edges):
-            await trio.sleep(0.05)
+        # A guard against hanging CI, far above any normal run (not a timing assertion).
+        with trio.fail_after(300):
+            while any(j.backlog().count for _, j, _ in edges):
+                await trio.sleep(0.05)
         nursery.cancel_scope.cancel()
     return uplinks
 
