@@ -82,6 +82,21 @@ def start_pcscd() -> None:
     subprocess.run(["pcscd"], capture_output=True)
 
 
+def take_reader_slot(slot: int = 0):
+    """The flock test runs use for vpcd slot ``slot`` (tests/vcard_support.py: same file, same rule), so the
+    demo's card never lands in a reader a test is using. Returns the open fd, or None when it is busy."""
+    import fcntl
+
+    lock_dir = Path(os.environ.get("VCARD_LOCK_DIR", tempfile.gettempdir()))
+    fd = os.open(lock_dir / f"vcard-slot-{slot}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 @contextlib.contextmanager
 def virtual_card_process(card_file: Path = CARD_FILE, port: int = VPCD_PORT):
     """The virtual card as its own process connected to vpcd (that is "inserting" it)."""
@@ -312,7 +327,7 @@ async def _main(scripted: bool, port: int, keep: bool, tmp: Path, use_card: bool
         if use_card:
             _say("card:    virtual card 张三 (PIN 123456) in reader 'Virtual PCD 00 00' via pcscd + vpcd")
         else:
-            _say("card:    模拟读卡 SIMULATED - pcscd/vpcd not available; use the page's 模拟插卡 button "
+            _say("card:    模拟读卡 SIMULATED (no virtual card in a reader); use the page's 模拟插卡 button "
                  "(sample card 330300D15600000500A1B2C3D4E5F607, 社会保障号码 330302199001011235, PIN 123456)")
         async with httpx.AsyncClient(base_url=url, trust_env=False) as api:
             if scripted:
@@ -338,9 +353,15 @@ def main(*, scripted: bool = False, port: int = 8765, keep: bool = False) -> int
     start_pcscd()
     use_card = False
     card_cm = contextlib.nullcontext()
+    slot_fd = None
     if pcsc_ready() and not scripted:
-        card_cm = virtual_card_process()
-        use_card = True
+        slot_fd = take_reader_slot(0)
+        if slot_fd is None:
+            print("demo: the first virtual reader is in use by a test run: using the SIMULATED card desk (模拟读卡)",
+                  flush=True)
+        else:
+            card_cm = virtual_card_process()
+            use_card = True
     elif not scripted:
         print("demo: pcscd + vsmartcard vpcd are not available here: using the SIMULATED card desk (模拟读卡)",
               flush=True)
@@ -350,6 +371,8 @@ def main(*, scripted: bool = False, port: int = 8765, keep: bool = False) -> int
     except KeyboardInterrupt:
         return 0
     finally:
+        if slot_fd is not None:
+            os.close(slot_fd)           # releases the reader's flock
         if keep:
             print(f"demo: kept {tmp}", flush=True)
         else:
