@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import time
-from dataclasses import replace
 from typing import Any, Iterable, Mapping
 
 from edge.settle import parse_person
@@ -358,6 +357,3 @@ def record_debt(db, psn_no: str, device: str, seq: int, amount: int, now: int) -
     db.execute("INSERT INTO recon_debts (psn_no, device, seq, amount, opened_ms) VALUES (?, ?, ?, ?, ?)",
                (psn_no, device, seq, amount, now))
 
-
-def with_reviews(ledger: rp.Ledger, n: int) -> rp.Ledger:
-    return replace(ledger, open_reviews=n)
