@@ -356,4 +356,3 @@ def record_review(db, psn_no: str, device: str | None, seq: int | None, code: st
 def record_debt(db, psn_no: str, device: str, seq: int, amount: int, now: int) -> None:
     db.execute("INSERT INTO recon_debts (psn_no, device, seq, amount, opened_ms) VALUES (?, ?, ?, ?, ?)",
                (psn_no, device, seq, amount, now))
-
