@@ -22,6 +22,7 @@ import hashlib
 import os
 import platform
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -169,6 +170,7 @@ def bench_store(bodies, n_persons: int, runs: int, backend: str) -> list[float]:
             print(f"  {backend}: {n} outcomes in {dt_:.1f} s ({counts})", flush=True)
         finally:
             store.close()
+            shutil.rmtree(tmp, ignore_errors=True)
             if admin is not None:
                 admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
                 admin.close()
