@@ -24,7 +24,10 @@ OUTCOME_ZH = {"confirmed": "结算已核对无误", "adjusted": "结算已由医
 def notice_text(kind: str, p: dict) -> str:
     if kind == "reimbursement":
         amount = int(p.get("amount") or 0)
-        if amount > 0:
+        # The centre says approved/denied; a ¥0 approval (visit within the deductible) is not a denial.
+        # Older centres sent no status: then only a positive amount meant approval.
+        status = p.get("status") or ("approved" if amount > 0 else "denied")
+        if status == "approved":
             return f"全额垫付（理赔号 {p.get('claim_no')}）审核通过，报销 ¥{yuan(amount)}"
         return f"全额垫付（理赔号 {p.get('claim_no')}）审核未通过：{p.get('reason', '')}"
     text = OUTCOME_ZH.get(p.get("outcome"), "医保中心核对结果")

@@ -42,3 +42,14 @@ async def test_outcome_and_reimbursement_are_shown_when_the_card_is_read(counter
         "结算已由医保中心调整，多付的 ¥1.20 已退还", "全额垫付（理赔号 D-1-9）审核通过，报销 ¥35.60"]
     kinds = [journal.get(s).kind for s in range(1, journal.head()[0] + 1)]
     assert kinds == ["settlement", "outcome", "outcome"]
+
+
+def test_a_zero_approval_is_not_shown_as_a_denial():
+    from edge.counter.downlink import notice_text
+
+    approved = notice_text("reimbursement", {"claim_no": "D-1-7", "amount": 0, "status": "approved"})
+    denied = notice_text("reimbursement", {"claim_no": "D-1-8", "amount": 0, "status": "denied", "reason": "不符合"})
+    legacy = notice_text("reimbursement", {"claim_no": "D-1-9", "amount": 1200})
+    assert "审核通过" in approved and "¥0.00" in approved
+    assert "审核未通过" in denied and "不符合" in denied
+    assert "审核通过" in legacy and "¥12.00" in legacy
