@@ -1,6 +1,7 @@
 """Online settlement at the centre: ``POST /v1/online/settle`` (device-signed JSON).
 
-Request  ``{"req", "psn_no", "card_id", "visit", "items", "acct_used_flag"}``
+Request  ``{"req", "psn_no", "card_id", "visit", "items", "acct_used_flag"}`` (``certno`` instead of
+         ``psn_no`` when the device does not know the person)
 Answer   200 ``{"person": <state settled on, engine input shape>, "result": Settlement.to_dict(),
          "basis": {"catalogue": {"version", "hash"}, "policy": {"version", "hash", "policy_version"}}}``
          409 ``{"error": {"code", "message"}}`` with code ``unknown_person``, ``suspended``,
@@ -78,8 +79,15 @@ def settle_online(store, device: str, data: Mapping[str, Any], *, now: int) -> d
     ensure(store)
     db = store.db
     req, psn_no = data.get("req"), data.get("psn_no")
+    if not isinstance(psn_no, str) or not psn_no:
+        # A keyed-in card, or a person this device's snapshot does not hold: the SSN identifies them.
+        certno = data.get("certno")
+        psn_no = L.psn_by_certno(db, certno) if isinstance(certno, str) else None
+        if psn_no is None and isinstance(certno, str) and certno:
+            raise _refuse("unknown_person", "the centre has no insured person with this ID number: check the "
+                                            "number typed in, or take a full payment")
     if not isinstance(req, str) or not req or not isinstance(psn_no, str) or not psn_no:
-        raise _refuse("invalid_input", "req and psn_no are required text fields")
+        raise _refuse("invalid_input", "req and psn_no (or certno) are required text fields")
     if not isinstance(data.get("visit"), Mapping) or not isinstance(data.get("items"), list):
         raise _refuse("invalid_input", "visit (an object) and items (a list) are required")
     with db.transaction():

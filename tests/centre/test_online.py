@@ -77,3 +77,16 @@ async def test_online_refusals_are_typed(centre, http, tmp_path):
     assert L.load(centre.store.db, "P0001") == before
     unsigned = await http.post(centre.url + "/v1/online/settle", json=request(req="u"))
     assert unsigned.status_code == 401
+
+
+async def test_keyed_in_person_is_found_by_certno(centre, http, tmp_path):
+    # A damaged card keyed in at a device whose snapshot lacks the person: the SSN identifies them.
+    a = await PlayedEdge.enrol(centre, http, tmp_path, "S-A")
+    certno = person("P0001")["certno"]
+    r = await a.online_settle(request(req="k1", psn_no=None, card_id=None, certno=certno))
+    assert r.status_code == 200, r.text
+    assert r.json()["person"]["psn_no"] == "P0001"
+    missing = await a.online_settle(request(req="k2", psn_no=None, card_id=None, certno="11010519491231002X"))
+    assert missing.status_code == 409 and missing.json()["error"]["code"] == "unknown_person"
+    neither = await a.online_settle(request(req="k3", psn_no=None, card_id=None))
+    assert neither.status_code == 409 and neither.json()["error"]["code"] == "invalid_input"
