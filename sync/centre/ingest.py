@@ -31,7 +31,7 @@ from typing import Iterable, Mapping
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from edge.journal.entry import Entry, EntryFormatError, canonical, decode
+from edge.journal.entry import Entry, EntryFormatError, decode, unsigned_bytes
 
 ACCEPTED, DUPLICATE, REJECTED, DEFERRED = "accepted", "duplicate", "rejected", "deferred"
 
@@ -77,34 +77,23 @@ class Plan:
     last_hash: bytes | None = None
 
 
-_SIG_HEAD = b"\x63sig\x58\x40"  # text key "sig", then a 64-byte byte string
-
-
-def _unsigned_bytes(entry: Entry) -> bytes:
-    """The bytes the device signed, cut out of the entry's own canonical bytes.
-
-    Canonical CBOR orders keys by length, then bytewise: v, seq, sig, body, … so the signed map is
-    the entry's map header minus one, without the 70 bytes of the "sig" pair. This saves a second
-    canonical encoding per entry (a third of the verification cost); ``decode`` has already checked
-    that ``raw`` is canonical, which makes the cut exact (a unit test compares it with re-encoding)."""
-    raw = entry.raw
-    i = raw.find(_SIG_HEAD + entry.sig)
-    if raw[0] != 0xA9 or i < 0:  # not the shape we write: fall back to re-encoding
-        return canonical(entry.unsigned())
-    return b"\xa8" + raw[1:i] + raw[i + 70:]
-
-
 def check_entry(seq: int, raw: bytes, device: str, verify_key: VerifyKey) -> Checked:
+    # No canonical re-encoding here (43 of 121 µs per entry, under the GIL): the signature is checked
+    # over the bytes cut out at the one canonical position of the "sig" pair, which only the exact
+    # bytes the device signed pass. Auditors' `edge journal verify-export` still checks canonical form.
     try:
-        entry = decode(raw)
+        entry = decode(raw, check_canonical=False)
     except EntryFormatError as exc:
         return Checked(seq, raw, None, "malformed", str(exc))
+    message = unsigned_bytes(entry.raw)
+    if message is None:
+        return Checked(seq, raw, None, "malformed", "not in canonical encoding (the sig field is not where it belongs)")
     if entry.seq != seq:
         return Checked(seq, raw, None, "seq_mismatch", f"sent as {seq}, entry says {entry.seq}")
     if entry.device != device:
         return Checked(seq, raw, None, "wrong_device", f"entry names {entry.device}")
     try:
-        verify_key.verify(_unsigned_bytes(entry), entry.sig)
+        verify_key.verify(message, entry.sig)
     except (BadSignatureError, ValueError):
         return Checked(seq, raw, None, "bad_signature", "")
     return Checked(seq, raw, entry)

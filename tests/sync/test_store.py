@@ -175,15 +175,32 @@ def test_bundles_and_feed(store):
 
 
 def test_signed_bytes_cut_from_the_entry_equal_reencoding():
-    from edge.journal.entry import canonical
-    from sync.centre.ingest import _unsigned_bytes
+    from edge.journal.entry import canonical, unsigned_bytes
 
     dev = SimDevice("D-S330300001-1")
     dev.extend(20)
     dev.append("note", {"what": "sig" * 30})
     dev.append("note", {"what": "x", "sig": b"\x00" * 64})  # a body that itself holds a "sig" key
     for e in dev.entries:
-        assert _unsigned_bytes(e) == canonical(e.unsigned())
+        assert unsigned_bytes(e.raw) == canonical(e.unsigned())
+
+
+def test_a_reencoded_entry_does_not_pass_ingest_without_the_canonical_check():
+    # Same content, other bytes: the sig pair moved to the end, or a non-minimal map header. Ingest
+    # skips the re-encoding comparison, so these must fail on the signature cut instead.
+    from sync.centre.ingest import check_entry
+
+    dev = SimDevice("D-S330300001-1")
+    dev.extend(1)
+    e = dev.entries[0]
+    i = e.raw.find(b"\x63sig\x58\x40")
+    moved = e.raw[:i] + e.raw[i + 70:] + e.raw[i:i + 70]
+    longhead = b"\xb9\x00\x09" + e.raw[1:]
+    assert check_entry(1, e.raw, dev.device, dev.key.verify_key).entry is not None
+    for raw in (moved, longhead):
+        assert cbor2.loads(raw) == cbor2.loads(e.raw)          # a verifier re-encoding would accept these
+        checked = check_entry(1, raw, dev.device, dev.key.verify_key)
+        assert checked.entry is None and checked.code in ("malformed", "bad_signature")
 
 
 def test_a_corrupt_bundle_is_refused_with_its_code(store):
