@@ -1,34 +1,22 @@
-"""The ``edge`` command line: a thin layer over the library.
-
-Each command group lives in ``edge/commands/<group>.py`` with a ``register(subparsers)`` function;
-this module only assembles them, so a group can grow without touching the others.
-"""
+"""The ``edge`` command line: a thin layer over the library (groups in ``edge/commands/``)."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+
+from edge import cligroups
 
 GROUPS = ("settle", "journal", "card", "sync", "daemon", "diagnose")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="edge", description="Offline-first settlement agent for the clinic or pharmacy counter.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in GROUPS:
-        importlib.import_module(f"edge.commands.{group}").register(sub)
-    return parser
+    return cligroups.build_parser("edge", "Offline-first settlement agent for the clinic or pharmacy counter.",
+                                  "edge.commands", GROUPS)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    return int(args.func(args) or 0)
+    return cligroups.run(build_parser(), argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
