@@ -155,6 +155,8 @@ def build_app(counter, *, openapi: dict | None = None) -> Starlette:
         Route("/api/settlements/{seq}/cancel", cancel, methods=["POST"]),
         Route("/api/receipt/{seq}", receipt), Route("/api/receipt/{seq}/qr.svg", receipt_qr),
     ]
+    from edge.metrics import counter_metrics_route  # Prometheus /metrics, loopback only (docs/operations.md)
+    routes.append(counter_metrics_route(counter))
 
     async def on_counter_error(request: Request, exc: Exception) -> Response:
         return _error(exc)

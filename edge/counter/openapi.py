@@ -126,5 +126,8 @@ def spec() -> dict:
             "/": {"get": {"summary": "the counter page (HTML)",
                           "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}},
             "/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "OpenAPI"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics (text format 0.0.4): settlements by mode, offline "
+                                            "share, backlog, card errors (see docs/operations.md)",
+                                 "responses": {"200": {"description": "metrics", "content": {"text/plain": {}}}}}},
         },
     }

@@ -34,7 +34,7 @@ from sync.centre.store import now_ms
 from sync.errors import SyncError
 
 log = logging.getLogger("sync.centre")
-EXTRA_ROUTE_MODULES = ("sync.centre.online", "sync.centre.review_web")
+EXTRA_ROUTE_MODULES = ("sync.centre.online", "sync.centre.review_web", "edge.metrics")  # edge.metrics: /metrics
 MAX_BODY = 16 * 1024 * 1024
 
 

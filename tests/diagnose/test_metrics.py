@@ -187,3 +187,16 @@ async def test_counter_metrics_route_in_the_counter_api(tmp_path, nursery):
     samples = parse(first.text)
     assert samples[f'edge_settlements_total{{mode="{r.json()["mode"]}"}}'] == 1
     assert samples["edge_backlog_entries"] >= 0
+
+
+async def test_metrics_served_by_the_running_daemon_and_centre(tmp_path, nursery):
+    """The counter API and the centre app both serve /metrics (loopback)."""
+    from edge.counter.demo import start_stack
+
+    stack = await start_stack(nursery, tmp_path, idle_s=0.2)
+    async with httpx.AsyncClient(trust_env=False) as client:
+        edge_page = await client.get(f"{stack.daemon.url}/metrics")
+        centre_page = await client.get(f"{stack.centre.url}/metrics")
+    assert edge_page.status_code == 200 and "# TYPE edge_settlements_total counter" in edge_page.text
+    assert "edge_backlog_entries" in parse(edge_page.text)
+    assert centre_page.status_code == 200 and "centre_review_queue_size" in parse(centre_page.text)
