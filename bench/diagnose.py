@@ -1,6 +1,6 @@
 """Measure `edge diagnose` wall time (a real process, as a technician runs it) with the centre unreachable.
 
-    .venv/bin/python tests/diagnose/bench_diagnose.py [--runs 5] [--entries 10000]
+    .venv/bin/python bench/diagnose.py [--runs 5] [--entries 10000]
 
 Builds an enrolled state directory against a real centre on loopback (journal of N entries, all but
 10 acknowledged; the four bundles), stops the centre, then times `python -m edge diagnose --json` in
@@ -25,10 +25,11 @@ from pathlib import Path
 import httpx
 import trio
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "diagnose"))  # diag_helpers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from diag_helpers import dead_url, fill_journal, publish_sample_bundles  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 async def build_state(tmp: Path, entries: int, nursery):
