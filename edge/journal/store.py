@@ -6,8 +6,9 @@ Theory of operation
   by ``seq``, with ``hash``, ``kind``, ``time`` and ``req`` (the caller's idempotency key, unique)
   copied out for lookups. ``outbox`` has one row per entry the centre has not acknowledged;
   a row carries a quarantine code/message once the centre rejected that entry.
-* :meth:`JournalStore.append` runs ``BEGIN IMMEDIATE`` (so the head it reads cannot move), checks
-  ``req``, signs the next entry on the head, inserts entry + outbox row and commits. With WAL and
+* :meth:`JournalStore.append` opens one immediate transaction (:func:`edge.storage.atomic`: the head
+  it reads cannot move), checks ``req``, signs the next entry on the head, inserts entry + outbox row
+  and commits. With WAL and
   ``synchronous=FULL`` the commit has fsynced the WAL before ``append`` returns: the receipt may print.
   Any failure rolls the whole transaction back; nothing half-written ever exists.
 * ``meta`` records the device id, key id and public key the journal was started with (opening it with
@@ -15,6 +16,7 @@ Theory of operation
   ``acked_seq``, the highest seq the centre acknowledged. Acknowledging deletes outbox rows;
   :meth:`rewind_ack` (the centre restored a backup) puts them back from ``entries``.
 * One connection, shared by threads under a lock (the daemon calls through ``trio.to_thread``).
+* The schema is a list of named migrations (:func:`edge.storage.migrate`), applied when opened.
 * sqlite3 and OS errors never escape: they become the :mod:`edge.journal.errors` tree.
 """
 
@@ -34,6 +36,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple
 
 import sqlite_utils
 from nacl.signing import SigningKey, VerifyKey
+
+from edge.storage import atomic, migrate
 
 from .entry import GENESIS, Entry, EntryFormatError, decode, key_id, make_entry, signature_ok
 from .errors import (
@@ -62,7 +66,8 @@ class ResetReport:
     exported_to: Path | None
 
 
-def _migration_0001(db: sqlite_utils.Database) -> None:
+def _migration_0001(conn: sqlite3.Connection) -> None:
+    db = sqlite_utils.Database(conn)
     db["entries"].create({"seq": int, "hash": bytes, "kind": str, "time": int, "req": str, "raw": bytes},
                          pk="seq", not_null={"hash", "kind", "time", "raw"})
     db["entries"].create_index(["req"], index_name="entries_req", unique=True)
@@ -80,7 +85,6 @@ class JournalStore:
     def __init__(self, conn: sqlite3.Connection, path: Path, signing_key: SigningKey | None,
                  device: str, verify_key: VerifyKey) -> None:
         self._conn = conn
-        self._db = sqlite_utils.Database(conn)
         self.path = path
         self._key = signing_key
         self.device = device
@@ -119,8 +123,7 @@ class JournalStore:
             conn.execute("PRAGMA synchronous = FULL")
             if max_page_count is not None:
                 conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}")
-            db = sqlite_utils.Database(conn)
-            _migrate(conn, db)
+            migrate(conn, MIGRATIONS)
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             verify_key = _bind_identity(conn, meta, where, signing_key, device)
             stored_device = device or meta.get("device")
@@ -167,19 +170,9 @@ class JournalStore:
 
     @contextmanager
     def _transaction(self):
-        """BEGIN IMMEDIATE … COMMIT under the lock; any exception rolls back (nothing half-written)."""
-        with self._locked() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    try:
-                        conn.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass  # the original error says more; SQLite rolls back on close anyway
-                raise
+        """One transaction under the lock (:func:`edge.storage.atomic`): nothing half-written ever exists."""
+        with self._locked() as conn, atomic(conn):
+            yield conn
 
     def close(self) -> None:
         with self._lock:
@@ -499,25 +492,6 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _migrate(conn: sqlite3.Connection, db: sqlite_utils.Database) -> None:
-    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)")
-    done = {r[0] for r in conn.execute("SELECT name FROM _migrations")}
-    for name, step in MIGRATIONS:
-        if name in done:
-            continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone() is None:
-                step(db)
-                conn.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
-                             (name, time.time_ns() // 1_000_000))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-
-
 def _bind_identity(conn: sqlite3.Connection, meta: dict, where: str, signing_key: SigningKey | None,
                    device: str | None) -> VerifyKey:
     """Record device and key in a new journal; refuse a journal that belongs to another device or key."""
@@ -535,17 +509,11 @@ def _bind_identity(conn: sqlite3.Connection, meta: dict, where: str, signing_key
             raise JournalError(f"the journal {where} is empty and no device id was given",
                                hint="Enrol the device first (`edge enroll`).")
         verify_key = signing_key.verify_key
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with atomic(conn):
             conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [
                 ("device", device), ("key_id", key_id(verify_key)),
                 ("public_key", base64.b64encode(bytes(verify_key)).decode("ascii")),
                 ("created_at", str(time.time_ns() // 1_000_000))])
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         return verify_key
     try:
         verify_key = VerifyKey(base64.b64decode(meta["public_key"]))
