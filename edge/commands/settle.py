@@ -51,7 +51,9 @@ def run(args) -> int:
     try:
         result = settle_case(case)
     except SettlementError as exc:
-        print(json.dumps({"error": exc.to_dict()}, ensure_ascii=False))
+        # The auditors' contract (docs/engine.md): code, message and the field at fault, nothing more.
+        error = {k: v for k, v in exc.to_dict().items() if k in ("code", "message", "field")}
+        print(json.dumps({"error": error}, ensure_ascii=False))
         return EXIT_REFUSED
     if args.explain:
         print(result.explain())

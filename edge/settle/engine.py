@@ -99,12 +99,12 @@ def settle(policy: Policy, catalogue: Mapping[str, CatalogueItem], person: Perso
 
     lines = [_line(it, catalogue.get(it.code), visit) for it in items]
     medfee = ownpay = overlmt = preself = inscp = 0
-    for l in lines:
-        medfee += l.det_item_fee_sumamt
-        ownpay += l.fulamt_ownpay_amt
-        overlmt += l.overlmt_amt
-        preself += l.preselfpay_amt
-        inscp += l.inscp_scp_amt
+    for line in lines:
+        medfee += line.det_item_fee_sumamt
+        ownpay += line.fulamt_ownpay_amt
+        overlmt += line.overlmt_amt
+        preself += line.preselfpay_amt
+        inscp += line.inscp_scp_amt
     check_total(medfee, "medfee_sumamt")
     reasons.append(Reason("scope", inscp, {"medfee": medfee, "ownpay": ownpay, "overlmt": overlmt, "preself": preself}))
 

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from .errors import InvalidInput
-from .money import MAX_FEN, parse_cnt, parse_fen, parse_ratio
+from .money import MAX_FEN, parse_cnt, parse_fen, parse_opt_fen, parse_ratio
 
 INSUTYPES = {"310": "职工基本医疗保险", "390": "城乡居民基本医疗保险"}
 PSN_TYPES = {"working": "在职", "retired": "退休"}
@@ -24,7 +24,7 @@ CLASSES = ("A", "B", "C")
 MAX_LINES = 500
 
 
-def _require(data: Mapping, key: str, where: str):
+def _require(data: Any, key: str, where: str) -> Any:
     if not isinstance(data, Mapping):
         raise InvalidInput(f"{where} must be an object, got {type(data).__name__}", field=where)
     if key not in data:
@@ -32,9 +32,13 @@ def _require(data: Mapping, key: str, where: str):
     return data[key]
 
 
-def _str(data: Mapping, key: str, where: str, *, optional: bool = False) -> str | None:
-    if optional and (not isinstance(data, Mapping) or data.get(key) is None):
+def _opt_str(data: Any, key: str, where: str) -> str | None:
+    if not isinstance(data, Mapping) or data.get(key) is None:
         return None
+    return _str(data, key, where)
+
+
+def _str(data: Any, key: str, where: str) -> str:
     v = _require(data, key, where)
     if not isinstance(v, str) or not v.strip():
         raise InvalidInput(f"{where}.{key} must be a non-empty string, got {v!r}", field=f"{where}.{key}")
@@ -43,9 +47,11 @@ def _str(data: Mapping, key: str, where: str, *, optional: bool = False) -> str 
     return v
 
 
-def _date(value, name: str, *, optional: bool = False) -> _dt.date | None:
-    if value is None and optional:
-        return None
+def _opt_date(value: object, name: str) -> _dt.date | None:
+    return None if value is None else _date(value, name)
+
+
+def _date(value: object, name: str) -> _dt.date:
     if not isinstance(value, str):
         raise InvalidInput(f"{name} must be a date YYYY-MM-DD, got {value!r}", field=name)
     try:
@@ -54,7 +60,7 @@ def _date(value, name: str, *, optional: bool = False) -> _dt.date | None:
         raise InvalidInput(f"{name} must be a date YYYY-MM-DD, got {value!r}", field=name) from None
 
 
-def _bool(value, name: str) -> bool:
+def _bool(value: object, name: str) -> bool:
     # The national interface sends flags as "1"/"0"; JSON callers send true/false.
     if isinstance(value, bool):
         return value
@@ -178,7 +184,7 @@ def parse_rule(data: Any, where: str) -> Rule:
         deductible=parse_fen(_require(data, "deductible", where), f"{where}.deductible"),
         ratio=ratio,
         annual_cap=parse_fen(_require(data, "annual_cap", where), f"{where}.annual_cap"),
-        visit_cap=parse_fen(data.get("visit_cap"), f"{where}.visit_cap", allow_none=True),
+        visit_cap=parse_opt_fen(data.get("visit_cap"), f"{where}.visit_cap"),
         acct_allowed=_bool(data.get("acct_allowed", False), f"{where}.acct_allowed"),
     )
 
@@ -237,10 +243,10 @@ def parse_catalogue(data: Any) -> dict[str, CatalogueItem]:
             code=code,
             name=c.get("name") if isinstance(c.get("name"), str) else code,
             cls=cls,
-            begndate=_date(c.get("begndate"), f"{where}.begndate", optional=True),
-            enddate=_date(c.get("enddate"), f"{where}.enddate", optional=True),
+            begndate=_opt_date(c.get("begndate"), f"{where}.begndate"),
+            enddate=_opt_date(c.get("enddate"), f"{where}.enddate"),
             selfpay_prop=selfpay if cls == "B" else Decimal(0),
-            pric_uplmt_amt=parse_fen(c.get("pric_uplmt_amt"), f"{where}.pric_uplmt_amt", allow_none=True),
+            pric_uplmt_amt=parse_opt_fen(c.get("pric_uplmt_amt"), f"{where}.pric_uplmt_amt"),
         )
     return out
 
@@ -257,8 +263,8 @@ def parse_chronic(data: Any, where: str) -> tuple[ChronicFiling, ...]:
         elif isinstance(f, Mapping):
             out.append(ChronicFiling(
                 _str(f, "code", f"{where}[{i}]"),
-                _date(f.get("begndate"), f"{where}[{i}].begndate", optional=True),
-                _date(f.get("enddate"), f"{where}[{i}].enddate", optional=True),
+                _opt_date(f.get("begndate"), f"{where}[{i}].begndate"),
+                _opt_date(f.get("enddate"), f"{where}[{i}].enddate"),
             ))
         else:
             raise InvalidInput(f"{where}[{i}] must be a disease code or an object with a code", field=f"{where}[{i}]")
@@ -271,7 +277,7 @@ def parse_person(data: Any) -> PersonState:
     if status not in STATUSES:
         raise InvalidInput(f"person.status must be one of {', '.join(STATUSES)}, got {status!r}", field="person.status")
     return PersonState(
-        psn_no=_str(data, "psn_no", where, optional=True),
+        psn_no=_opt_str(data, "psn_no", where),
         insutype=_str(data, "insutype", where),
         psn_type=_str(data, "psn_type", where),
         status=status,
@@ -295,7 +301,7 @@ def parse_visit(data: Any, policy: Policy) -> Visit:
         level=_str(data, "level", where),
         date=_date(_require(data, "date", where), "visit.date"),
         acct_used_flag=_bool(data.get("acct_used_flag", False), "visit.acct_used_flag"),
-        chronic_code=_str(data, "chronic_code", where, optional=True),
+        chronic_code=_opt_str(data, "chronic_code", where),
     )
 
 

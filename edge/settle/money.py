@@ -38,9 +38,7 @@ def yuan(fen: int) -> str:
     return f"{sign}{q}.{r:02d}"
 
 
-def parse_fen(value, field: str, *, allow_negative: bool = False, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
+def parse_fen(value: object, field: str, *, allow_negative: bool = False) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInput(
             f"{field} must be a whole number of fen (e.g. 1280 for ¥12.80), got {value!r}", field=field
@@ -52,7 +50,12 @@ def parse_fen(value, field: str, *, allow_negative: bool = False, allow_none: bo
     return value
 
 
-def parse_decimal(value, field: str) -> Decimal:
+def parse_opt_fen(value: object, field: str) -> int | None:
+    """Like :func:`parse_fen`, but an absent amount (``None``) stays absent: caps that may be unset."""
+    return None if value is None else parse_fen(value, field)
+
+
+def parse_decimal(value: object, field: str) -> Decimal:
     """Exact decimal from a string, an int or a Decimal (JSON parsed with parse_float=Decimal)."""
     if isinstance(value, bool):
         raise InvalidInput(f"{field} must be a decimal number like \"0.5\", got {value!r}", field=field)
@@ -73,19 +76,21 @@ def parse_decimal(value, field: str) -> Decimal:
     return d
 
 
-def parse_ratio(value, field: str) -> Decimal:
+def parse_ratio(value: object, field: str) -> Decimal:
     d = parse_decimal(value, field)
     if d < 0 or d > 1:
         raise InvalidInput(f"{field} must be between 0 and 1, got {value!r}", field=field)
     return d
 
 
-def parse_cnt(value, field: str) -> Decimal:
+def parse_cnt(value: object, field: str) -> Decimal:
     d = parse_decimal(value, field)
     if d <= 0:
         raise InvalidInput(f"{field} must be greater than 0, got {value!r}", field=field)
     if d > MAX_CNT:
         raise InvalidInput(f"{field} is implausibly large ({value}); check the quantity", field=field)
-    if d.as_tuple().exponent < -MAX_CNT_PLACES:
+    # parse_decimal refused NaN and infinity, whose exponent is a letter; a finite one is an int.
+    exponent = d.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_CNT_PLACES:
         raise InvalidInput(f"{field} has more than {MAX_CNT_PLACES} decimal places: {value!r}", field=field)
     return d

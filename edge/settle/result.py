@@ -36,7 +36,7 @@ class Reason:
 
     def to_dict(self) -> dict:
         en, zh = render(self.code, self._all_params())
-        out = {"code": self.code, "text": en, "zh": zh}
+        out: dict[str, Any] = {"code": self.code, "text": en, "zh": zh}
         if self.amount is not None:
             out["amount"] = self.amount
         return out
@@ -109,7 +109,7 @@ class Settlement:
         out["balc"] = self.balc
         out["state_before"] = dict(self.state_before)
         out["state_after"] = dict(self.state_after)
-        out["lines"] = [l.to_dict() for l in self.lines]
+        out["lines"] = [line.to_dict() for line in self.lines]
         out["reasons"] = [x.to_dict() for x in self.reasons]
         out["basis"] = {
             "engine": self.engine, "policy_version": self.policy_version, "psn_no": self.psn_no,
@@ -128,9 +128,9 @@ class Settlement:
         from .money import yuan
 
         out = [f"Settlement of {self.date} (med_type {self.med_type}, level {self.level}, policy {self.policy_version})"]
-        for l in self.lines:
-            out.append(f"  {l.code} {l.name}: ¥{yuan(l.det_item_fee_sumamt)}")
-            out.extend(f"      - {r.text}" for r in l.reasons)
+        for line in self.lines:
+            out.append(f"  {line.code} {line.name}: ¥{yuan(line.det_item_fee_sumamt)}")
+            out.extend(f"      - {r.text}" for r in line.reasons)
         out.append("  Visit:")
         out.extend(f"      - {r.text}" for r in self.reasons)
         out.append(f"  Total ¥{yuan(self.medfee_sumamt)} = fund ¥{yuan(self.fund_pay_sumamt)} + account "
