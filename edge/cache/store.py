@@ -1,7 +1,12 @@
 """The edge cache: signed bundles from the centre, materialised in SQLite, plus per-card offline counters.
 
-One connection, guarded by a lock; every method is blocking and short, so async callers use
-``trio.to_thread.run_sync``. WAL with ``synchronous=NORMAL``: a power cut may lose the last commits
+Connections: one writer connection, guarded by a lock, for everything that writes (bundle applies,
+journal-derived state, notices, marks); and a read-only connection per thread for every read method
+(person lookups, item search, versions, policy, counters, notices). WAL lets those readers go on
+during a write transaction: they see the last committed state, so a 100k-item bundle apply never
+makes a person lookup wait. Every method blocks, so async callers use ``trio.to_thread.run_sync``.
+The schema is a list of named migrations (:func:`edge.storage.migrate`), applied when opened; writes
+go through :func:`edge.storage.atomic`. WAL with ``synchronous=NORMAL``: a power cut may lose the last commits
 but never corrupts the file, and what it can lose is re-derivable. Bundles are fetched again (the
 version goes back with them), and the per-card offline counters are rebuilt from the journal (which
 *is* fsynced on every append) because ``applied_seq`` goes back with them too (:meth:`Cache.catch_up`
@@ -22,16 +27,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
-
-import cbor2
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
+import cbor2
+
 from edge.settle import CatalogueItem, PersonState, Policy, SettlementError, parse_catalogue, parse_person, parse_policy
 from sync.bundles import KINDS, BundleError, BundleMalformed, open_bundle
+
+from edge.storage import Migration, atomic, migrate, statements
 
 from .errors import CacheError, CacheUnavailable
 from .search import initials, normalise, terms, upper_bound
@@ -56,6 +63,15 @@ CREATE TABLE IF NOT EXISTS notices (id TEXT PRIMARY KEY, psn_no TEXT, kind TEXT 
     received_ms INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS notices_psn ON notices (psn_no);
 """
+
+
+def _migration_0001(conn: sqlite3.Connection) -> None:
+    # IF NOT EXISTS throughout: a cache file created before migrations existed is adopted as it is.
+    for sql in statements(SCHEMA):
+        conn.execute(sql)
+
+
+MIGRATIONS: tuple[Migration, ...] = (("0001_initial", _migration_0001),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +101,10 @@ class Cache:
         self._lock = threading.RLock()
         self.path = path
         self._policy: tuple[int, Policy | None] | None = None
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
 
     @classmethod
     def open(cls, path: str | Path) -> "Cache":
@@ -93,29 +113,34 @@ class Cache:
             if where != ":memory:":
                 Path(where).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(where, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA cache_size=-8000")   # 8 MB page cache: RSS stays small with 100k items
-            conn.executescript(SCHEMA)
+            try:
+                conn.execute("PRAGMA busy_timeout = 5000")
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA cache_size=-8000")   # 8 MB page cache: RSS stays small with 100k items
+                migrate(conn, MIGRATIONS)
+            except BaseException:
+                conn.close()
+                raise
         except sqlite3.Error as exc:
             raise CacheUnavailable(f"the cache {where} cannot be opened: {exc}") from exc
         return cls(conn, where)
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._conn.close()
+        with self._readers_lock:
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._conn
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
-                self._conn.execute("COMMIT")
+                with atomic(self._conn) as conn:
+                    yield conn
             except sqlite3.Error as exc:
                 raise CacheUnavailable(f"the cache {self.path} cannot be written: {exc}") from exc
 
@@ -128,12 +153,38 @@ class Cache:
         finally:
             self._conn.execute("PRAGMA synchronous=NORMAL")
 
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read-only connection (opened on first use; closed by :meth:`close`)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        if self._closed:
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+        conn = sqlite3.connect(f"{Path(self.path).resolve().as_uri()}?mode=ro", uri=True,
+                               check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute("PRAGMA cache_size=-2000")
+        with self._readers_lock:
+            self._readers.append(conn)
+        self._local.conn = conn
+        return conn
+
     def _q(self, sql: str, args: Iterable = ()) -> list[tuple]:
-        with self._lock:
-            try:
-                return self._conn.execute(sql, tuple(args)).fetchall()
-            except sqlite3.Error as exc:
-                raise CacheUnavailable(f"the cache {self.path} cannot be read: {exc}") from exc
+        """A read on this thread's read-only connection: never waits for the writer's lock or transaction."""
+        if self.path == ":memory:":   # a private in-memory database has no second connection
+            with self._lock:
+                return self._read(self._conn, sql, args)
+        try:
+            conn = self._reader()
+        except sqlite3.Error as exc:
+            raise CacheUnavailable(f"the cache {self.path} cannot be read: {exc}") from exc
+        return self._read(conn, sql, args)
+
+    def _read(self, conn: sqlite3.Connection, sql: str, args: Iterable) -> list[tuple]:
+        try:
+            return conn.execute(sql, tuple(args)).fetchall()
+        except sqlite3.Error as exc:
+            raise CacheUnavailable(f"the cache {self.path} cannot be read: {exc}") from exc
 
     # -- meta -----------------------------------------------------------------------------------
     def _meta(self, key: str) -> str | None:

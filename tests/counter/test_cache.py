@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import types
 
 import pytest
 
-from counter.helpers import AMOXICILLIN, CARD_ID, CERTNO, HOTLISTED, Centre, PERSONS, big_catalogue
+from counter.helpers import (
+    AMOXICILLIN, CARD_ID, CERTNO, HOTLISTED, PERSONS, Centre, big_catalogue, catalogue_items,
+)
 from edge.cache import Cache
 from sync.bundles import BundleBadSignature, BundleBrokenChain, BundleMalformed, BundleStale
 
@@ -127,3 +130,64 @@ def test_search_on_100k_items_uses_the_index(tmp_path):
     assert len(cache.search("tbkw")) == 20  # 头孢克肟
     assert all("头孢克肟" in it["name"] for it in cache.search("tbkw"))
     cache.close()
+
+
+def test_reads_from_other_threads_go_on_while_a_bundle_apply_holds_its_transaction(cache, centre):
+    # The apply is held open *inside* its transaction (after every item row is written, before the
+    # commit) by wrapping the catalogue step; the lookups run in another thread and must finish
+    # while it waits. They see the last committed catalogue, then the new one after the commit.
+    inside, release = threading.Event(), threading.Event()
+    apply_catalogue = cache._apply_catalogue
+
+    def held(c, payload, delta):
+        apply_catalogue(c, payload, delta)
+        inside.set()
+        assert release.wait(60), "the test never released the apply"
+
+    cache._apply_catalogue = held
+    applied: list = []
+    raw = centre.bundle("catalogue", {"items": big_catalogue(5_000) + catalogue_items()})
+    writer = threading.Thread(target=lambda: applied.append(cache.apply_bundle(raw, centre.verify_key, now_ms=2)))
+    writer.start()
+    try:
+        assert inside.wait(60)
+        seen: dict = {}
+
+        def lookups():
+            seen["person"] = cache.person_for_card(CARD_ID, None)
+            seen["search"] = cache.search("amxl")
+            seen["count"] = cache.item_count()
+            seen["version"] = cache.versions()["catalogue"]["version"]
+
+        reader = threading.Thread(target=lookups)
+        reader.start()
+        reader.join(30)
+        assert not reader.is_alive(), "a read waited for the bundle apply"
+        assert writer.is_alive() and not applied  # the apply's transaction is still open
+        assert seen["person"].psn_no == "P0001" and seen["search"][0]["code"] == AMOXICILLIN
+        assert seen["count"] == len(catalogue_items()) and seen["version"] == 1
+    finally:
+        release.set()
+        writer.join(60)
+    assert applied and applied[0]["version"] == 2
+    assert cache.item_count() == 5_000 + len(catalogue_items())
+    assert cache.versions()["catalogue"]["version"] == 2
+
+
+def test_migrations_are_recorded_and_a_pre_migration_cache_is_adopted(tmp_path):
+    import sqlite3
+
+    from edge.cache.store import MIGRATIONS, SCHEMA
+
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old)
+    conn.executescript(SCHEMA)   # what Cache.open created before the cache had migrations
+    conn.execute("INSERT INTO meta (key, value) VALUES ('applied_seq', '7')")
+    conn.commit()
+    conn.close()
+    c = Cache.open(old)
+    try:
+        assert c.applied_seq() == 7
+        assert [r[0] for r in c._q("SELECT name FROM _migrations")] == [name for name, _ in MIGRATIONS]
+    finally:
+        c.close()
