@@ -30,6 +30,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 from sync.errors import SyncError
+from sync.keys import key_id
 
 KINDS = ("catalogue", "policy", "persons", "hotlist")
 KEYS = {"catalogue": "code", "persons": "psn_no", "hotlist": "card_id"}
@@ -40,9 +41,7 @@ class BundleError(SyncError):
     """A bundle was refused; ``code`` is stable, the message says what to do."""
 
     code = "bundle_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
+    zh = "医保目录或政策数据包无效，未采用；请等待重新下载或联系医保中心"
 
 
 class BundleMalformed(BundleError):
@@ -79,10 +78,6 @@ def _canonical(data: Any) -> bytes:
     return cbor2.dumps(data, canonical=True)
 
 
-def _key_id(verify_key: VerifyKey) -> str:
-    return hashlib.sha256(bytes(verify_key)).hexdigest()[:16]
-
-
 @dataclass(frozen=True)
 class Bundle:
     kind: str
@@ -113,7 +108,7 @@ def build(signing_key: SigningKey, *, kind: str, version: int, payload: Mapping[
         raise BundleMalformed("a delta's base must be below its version")
     body = _canonical(dict(payload))
     envelope = {"v": 1, "kind": kind, "version": version, "base": base, "created": created,
-                "key_id": _key_id(signing_key.verify_key), "sha256": hashlib.sha256(body).digest(), "payload": body}
+                "key_id": key_id(signing_key.verify_key), "sha256": hashlib.sha256(body).digest(), "payload": body}
     signed = _canonical(envelope)
     return _canonical({"signed": signed, "sig": signing_key.sign(signed).signature})
 
