@@ -35,13 +35,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from sync.problem import Problem
 
-class ConfigError(Exception):
+
+class ConfigError(Problem):
+    """The configuration file is refused; the message names the key (a one-class tree under Problem:
+    the daemon and the diagnostics report it and stop, nothing more specific is caught)."""
+
     code = "config_invalid"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    zh = "配置文件有误，请按提示修改配置后重新启动"
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ def _typed(cls, data: dict, where: str):
     for key, value in data.items():
         if key not in known:
             raise ConfigError(f"unknown key {where}.{key}; known keys: {', '.join(known)}")
-        want = known[key].type
+        want = str(known[key].type)  # the annotation's text: this module postpones annotations (PEP 563)
         ok = {"bool": isinstance(value, bool), "int": isinstance(value, int) and not isinstance(value, bool),
               "float": isinstance(value, (int, float)) and not isinstance(value, bool),
               "str": isinstance(value, str)}[want]

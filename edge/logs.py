@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import time
+from typing import Any
 
 SENSITIVE = frozenset({"psn_name", "certno", "ssn", "card_no", "pin", "identity"})  # (record.name is the logger)
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -19,8 +20,9 @@ _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskN
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-               "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        out: dict[str, Any] = {"ts": ts, "level": record.levelname, "logger": record.name,
+                               "msg": record.getMessage()}
         for key, value in vars(record).items():
             if key in _STANDARD or key.startswith("_"):
                 continue
@@ -45,7 +47,8 @@ def setup(level: str = "INFO", *, json_lines: bool = True, stream=None) -> loggi
     from edge.redact import RedactingFilter
 
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    plain = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(JsonFormatter() if json_lines else plain)
     handler.addFilter(DropSensitive())
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()

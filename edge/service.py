@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sync.problem import Problem
+
 UNIT = "counter-edge"
 USER = "counter-edge"
 STATE = Path("var/lib/counter-edge")
@@ -42,8 +44,12 @@ polkit.addRule(function(action, subject) {{
 """
 
 
-class ServiceError(Exception):
-    """Install/uninstall cannot proceed; the message says what to do next."""
+class ServiceError(Problem):
+    """Install/uninstall cannot proceed; the message says what to do next (a one-class tree under
+    Problem: the technician reads it on the command line)."""
+
+    code = "service_error"
+    zh = "无法安装或卸载系统服务，请按提示处理后重试"
 
 
 def unit_text(exec_path: str) -> str:

@@ -150,6 +150,8 @@ def _event_line(event, *, as_json: bool, show_pii: bool) -> str:
         return json.dumps({"kind": event.kind, "reader": event.reader, "identity": ident,
                            "error": event.error.to_dict() if event.error else None}, ensure_ascii=False)
     if event.kind == "inserted":
+        if ident is None:  # the watcher always names the card it saw; print what there is if not
+            return f"inserted  {event.reader}"
         return f"inserted  {event.reader}  {ident['name']}  {ident['card_no']}  region {ident['region']}  " \
                f"valid until {ident['expires']}"
     if event.kind == "removed":

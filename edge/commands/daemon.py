@@ -32,7 +32,8 @@ def register(sub) -> None:
                        description="Start a centre (SQLite, temporary directory), publish the sample bundles, enrol "
                                    "a counter, start pcscd + the virtual card when possible, run the daemon and print "
                                    "the counter URL. --scripted plays a whole day without a person and exits.")
-    p.add_argument("--scripted", action="store_true", help="run a scripted day (online, outage, claim, reconnection) and exit")
+    p.add_argument("--scripted", action="store_true",
+                   help="run a scripted day (online, outage, claim, reconnection) and exit")
     p.add_argument("--port", type=int, default=8765, help="counter port on 127.0.0.1 (default 8765; 0 = any free port)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (its path is printed)")
     p.set_defaults(func=demo)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import trio
+from typing import Any
 
-from ._context import CACHE_FILE, Context, SnapshotError, in_thread
+from ._context import CACHE_FILE, Context, in_thread
+from .errors import SnapshotError
 from ._finding import Finding, fail, ok, warn
 
 HOUR_MS = 3_600_000
@@ -44,7 +45,7 @@ async def check_bundles(ctx: Context) -> Finding:
                     "停止程序，把 cache.db 移到别处（缓存会从中心重新下载，不影响结算日志），在能连上中心时重新启动。",
                     error=exc.message)
     now = ctx.clock_ms()
-    data = {"versions": {k: {"version": v["version"], "created": v["created"], "applied_ms": v["applied_ms"]}
+    data: dict[str, Any] = {"versions": {k: {"version": v["version"], "created": v["created"], "applied_ms": v["applied_ms"]}
                          for k, v in versions.items()},
             "refreshed_ms": refreshed.wall_ms if refreshed else None}
     missing = [k for k in REQUIRED if k not in versions]

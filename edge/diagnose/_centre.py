@@ -33,7 +33,8 @@ ENROL_FIRST = ("Enrol the device (`edge enroll URL TOKEN`) or pass --centre URL.
                "先注册（`edge enroll URL TOKEN`），或用 --centre 指定中心地址。")
 NETWORK_STEP = ("Check the network cable / Wi-Fi / 4G router and that other websites open; counters keep "
                 "settling offline meanwhile. If only the centre fails, call the centre's help desk.",
-                "检查网线、无线或 4G 路由器，确认其他网站能打开；断网期间仍可脱机结算。只有医保中心连不上时请联系中心技术支持。")
+                "检查网线、无线或 4G 路由器，确认其他网站能打开；断网期间仍可脱机结算。"
+                "只有医保中心连不上时请联系中心技术支持。")
 
 
 def _target(url: str) -> tuple[str, int, str]:
@@ -66,7 +67,8 @@ async def _url_or_finding(ctx: Context, check: str) -> tuple[str, int, str, str]
 
 async def _resolve(host: str, port: int) -> list[str]:
     infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_STREAM)
-    return sorted({info[4][0] for info in infos})
+    # sockaddr[0] is the address text for AF_INET and AF_INET6, the only families a host name resolves to here.
+    return sorted({str(info[4][0]) for info in infos})
 
 
 async def check_dns(ctx: Context) -> Finding:
@@ -167,6 +169,8 @@ async def check_signed_request(ctx: Context) -> Finding:
         return fail("centre_signed", f"cannot sign a request: {exc.message}", "无法签名请求（未注册或密钥不可用）",
                     "Fix the enrolment / device key findings first.", "请先解决注册或设备密钥的问题。", code=exc.code)
     url = await ctx.centre()
+    if url is None:
+        return fail("centre_signed", *NO_CENTRE, *ENROL_FIRST)
     # httpx's own timeout (just under our bound) ends a stuck request cleanly; a trio cancellation in
     # the middle of httpx's TLS handshake would leave the socket to the garbage collector. Our bound
     # stays as the guarantee, and sits inside the client block so closing the client is not cancelled.
@@ -235,7 +239,8 @@ async def check_clock(ctx: Context) -> Finding:
     from sync.auth import MAX_SKEW_MS
 
     fix = ("Set the PC's date, time and time zone (Asia/Shanghai) correctly, and turn on automatic time "
-           "sync (NTP); then run diagnose again.", "请校准电脑的日期、时间和时区（北京时间），并开启自动对时（NTP），然后重新诊断。")
+           "sync (NTP); then run diagnose again.",
+           "请校准电脑的日期、时间和时区（北京时间），并开启自动对时（NTP），然后重新诊断。")
     if abs(skew) >= MAX_SKEW_MS:
         return fail("clock", f"the PC's clock is {minutes:.1f} minutes {direction} the centre's: the centre refuses "
                     "its requests and offline settlement cannot trust the cache age",

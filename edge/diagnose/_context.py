@@ -19,6 +19,8 @@ from urllib.parse import quote
 
 import trio
 
+from .errors import SnapshotError
+
 DEFAULT_STATE_DIR = "./var/edge"
 SERVICE_STATE_DIR = "/var/lib/counter-edge"
 DEFAULT_PCSC_SOCKET = "/run/pcscd/pcscd.comm"
@@ -51,10 +53,6 @@ async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class SnapshotError(Exception):
-    """A database could not even be copied (missing, unreadable, not SQLite)."""
 
 
 def snapshot_db(src: Path, dst: Path) -> Path:

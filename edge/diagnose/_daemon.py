@@ -68,7 +68,9 @@ async def check_daemon(ctx: Context) -> Finding:
                     f"{status.__class__.__name__})", f"程序未运行（{url} 无响应）", *start, url=url,
                     error=str(status) or status.__class__.__name__)
     keep = {k: status[k] for k in ("device", "online", "last_contact_ms", "level", "simulated_card") if k in status}
-    journal = status.get("journal") if isinstance(status.get("journal"), dict) else {}
+    journal = status.get("journal")
+    if not isinstance(journal, dict):
+        journal = {}
     if journal.get("ok") is False:
         err = journal.get("error")
         message = err.get("message") if isinstance(err, dict) else str(err)

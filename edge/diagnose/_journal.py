@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import trio
 
-from ._context import JOURNAL_FILE, Context, SnapshotError, in_thread
+from ._context import JOURNAL_FILE, Context, in_thread
+from .errors import SnapshotError
 from ._finding import Finding, fail, ok, warn
 
 HOUR_MS = 3_600_000
@@ -205,7 +206,7 @@ async def check_last_sync(ctx: Context) -> Finding:
         refreshed = None
     if refreshed is not None:
         seen["cache"] = refreshed.wall_ms             # the last downlink refresh that was applied
-    source = max(seen, key=seen.get) if seen else None
+    source = max(seen, key=seen.__getitem__) if seen else None
     last_ms = seen.get(source) if source else None
     if last_ms is None:
         return warn("last_sync", "no successful sync with the centre is recorded", "没有与中心同步成功的记录",
@@ -218,7 +219,8 @@ async def check_last_sync(ctx: Context) -> Finding:
         return fail("last_sync", f"last successful sync {age_h:.0f} h ago (offline limit {limit_h} h)",
                     f"上次同步成功在 {age_h:.0f} 小时前（脱机上限 {limit_h} 小时）",
                     "Restore the network to the centre: offline settlement stops beyond the limit (patients pay in "
-                    "full, pending review).", "请尽快恢复与中心的网络：超过上限后不能脱机结算（患者全额垫付待审核）。", **data)
+                    "full, pending review).", "请尽快恢复与中心的网络：超过上限后不能脱机结算（患者全额垫付待审核）。",
+                    **data)
     if age_h > 1:
         return warn("last_sync", f"last successful sync {age_h:.1f} h ago", f"上次同步成功在 {age_h:.1f} 小时前",
                     "Check the centre reachability findings; the agent retries by itself.",

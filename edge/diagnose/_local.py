@@ -158,7 +158,8 @@ async def check_disk(ctx: Context) -> Finding:
         return fail("disk", f"disk almost full: {text}", f"磁盘将满：{zh}",
                     "Free disk space now (delete old downloads, empty the recycle bin); settling stops when the "
                     "journal cannot be written. Never delete files in the state directory.",
-                    "立即清理磁盘（删除旧下载文件、清空回收站）；日志无法写入时将停止结算。切勿删除状态目录中的文件。", **data)
+                    "立即清理磁盘（删除旧下载文件、清空回收站）；日志无法写入时将停止结算。切勿删除状态目录中的文件。",
+                    **data)
     if usage.free < DISK_WARN_BYTES:
         return warn("disk", f"disk space is low: {text}", f"磁盘空间不足：{zh}",
                     "Free some disk space soon (old downloads, temporary files); keep at least 1 GB free.",

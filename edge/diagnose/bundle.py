@@ -40,7 +40,7 @@ import trio
 
 from edge.redact import Redactor
 
-from ._context import CONFIG_FILE, DEVICE_FILE, JOURNAL_FILE, Context
+from ._context import DEVICE_FILE, JOURNAL_FILE, Context
 from ._runner import run
 
 LOG_TAIL_BYTES = 2 * 1024 * 1024     # per log file: the recent part is what explains today's fault
@@ -135,7 +135,7 @@ def _journal_part(ctx: Context, redactor: Redactor) -> tuple[dict, dict]:
         unacked: list[dict] = []
         # Learn first (every body), render after: a name that appears only in a later entry must
         # still be scrubbed from an earlier entry's free text.
-        bodies = []
+        bodies: list[Any] = []
         for entry in store.entries():
             kinds[entry.kind] = kinds.get(entry.kind, 0) + 1
             first_time = entry.time if first_time is None else first_time
@@ -224,7 +224,7 @@ async def build_bundle(ctx: Context, out: str | os.PathLike, *, log_files: list[
     out = Path(out)
     redactor = Redactor()
     report = await run(ctx) if diagnose else None
-    report_dict = report.to_dict() if report is not None else {"status": "skipped", "findings": []}
+    report_dict: dict[str, Any] = report.to_dict() if report is not None else {"status": "skipped", "findings": []}
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="edge-bundle-") as tmp:

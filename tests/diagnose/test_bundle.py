@@ -23,14 +23,17 @@ def people(n: int, seed: int = 7) -> list[dict]:
     rnd = random.Random(seed)
     out = []
     for i in range(n):
-        name = ("欧阳" if i % 10 == 0 else rnd.choice(SURNAMES)) + "".join(rnd.choice(GIVEN) for _ in range(rnd.choice((1, 2))))
+        given = "".join(rnd.choice(GIVEN) for _ in range(rnd.choice((1, 2))))
+        name = ("欧阳" if i % 10 == 0 else rnd.choice(SURNAMES)) + given
         while True:  # a valid GB 11643 number; every third person's check character is X
-            first17 = f"3303{rnd.randint(0, 99):02d}{rnd.randint(1950, 2005)}{rnd.randint(1, 12):02d}{rnd.randint(1, 28):02d}{rnd.randint(0, 999):03d}"
+            first17 = (f"3303{rnd.randint(0, 99):02d}{rnd.randint(1950, 2005)}"
+                       f"{rnd.randint(1, 12):02d}{rnd.randint(1, 28):02d}{rnd.randint(0, 999):03d}")
             if (i % 3 == 0) == (ssn_check_char(first17) == "X"):
                 break
         out.append({
             "name": name, "ssn": first17 + ssn_check_char(first17),
-            "card_no": (rnd.choice("ABCDEFGHJK") + f"{rnd.randint(0, 10**8 - 1):08d}") if i % 2 else f"{rnd.randint(10**8, 10**9 - 1)}",
+            "card_no": ((rnd.choice("ABCDEFGHJK") + f"{rnd.randint(0, 10**8 - 1):08d}") if i % 2
+                        else f"{rnd.randint(10**8, 10**9 - 1)}"),
             "card_id": "330300D156000005" + "".join(rnd.choice("0123456789ABCDEF") for _ in range(16)),
             "pin": f"{rnd.randint(0, 999999):06d}", "psn_no": f"P33030{rnd.randint(0, 10**10):010d}",
         })

@@ -78,8 +78,8 @@ def private_pcscd(tmp_path):
     while not sock.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     try:
-        support.require(f"a private pcscd (it did not start: {proc.stderr.read1(2000) if proc.poll() is not None else 'timeout'})",
-                        sock.exists())
+        why = proc.stderr.read1(2000) if proc.poll() is not None else "timeout"
+        support.require(f"a private pcscd (it did not start: {why})", sock.exists())
         yield sock
     finally:
         proc.terminate()   # our own process (sh exec'd pcscd): never the shared pcscd
