@@ -5,7 +5,7 @@
     keys     the device key file (create once, 0600, load with typed errors)
     store    JournalStore: SQLite WAL + synchronous=FULL, durable append + outbox in one transaction
     verify   verify_entries -> Report (first bad seq and why)
-    export   write_export / verify_export: self-contained files for auditors
+    export   write_export / verify_export: self-contained files for auditors (reads an ExportSource)
     errors   the JournalError tree
 """
 
@@ -28,7 +28,8 @@ __all__ = [
     "GENESIS", "KINDS", "Entry", "EntryFormatError", "canonical", "decode", "key_id", "make_entry",
     "parse_qr_payload", "qr_payload", "receipt_digest", "signature_ok",
     "AckBeyondHead", "DuplicateRequest", "ExportError", "ExportRequired", "JournalBusy", "JournalCorrupt",
-    "JournalError", "JournalFull", "JournalMismatch", "JournalMissing", "JournalReadOnly", "KeyCorrupt", "KeyExists", "KeyMissing",
+    "JournalError", "JournalFull", "JournalMismatch", "JournalMissing", "JournalReadOnly", "KeyCorrupt",
+    "KeyExists", "KeyMissing",
     "KeyPermissions", "UnknownEntry", "UnsentEntries",
     "ExportReport", "ExportSummary", "verify_export", "write_export",
     "create_device_key", "load_device_key", "public_key_b64", "verify_key_from_text",

@@ -13,6 +13,9 @@ file broke is still useful: the entries carry their own signatures, and the veri
 manifest is unsigned). The signed manifest pins the count and head hash, so cutting entries off the
 end is detected even at an entry boundary. ``--pubkey`` pins the key the auditor trusts; without it
 the embedded key is used and the report says so.
+
+:func:`write_export` reads through :class:`ExportSource`, the few read methods a journal offers (the
+store satisfies it); the store imports this module, never the other way round.
 """
 
 from __future__ import annotations
@@ -23,18 +26,37 @@ import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator, Protocol
 
 import cbor2
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from .entry import GENESIS, canonical, key_id
+from .entry import GENESIS, Entry, canonical, key_id
 from .errors import ExportError
 from .verify import Report, verify_entries
 
-if TYPE_CHECKING:
-    from .store import JournalStore
+class ExportSource(Protocol):
+    """What an export reads from a journal (:class:`edge.journal.store.JournalStore` provides it)."""
+
+    device: str
+    verify_key: VerifyKey
+
+    @property
+    def key_id(self) -> str: ...
+
+    @property
+    def acked_seq(self) -> int: ...
+
+    def head(self) -> tuple[int, bytes]: ...
+
+    def get(self, seq: int) -> Entry | None: ...
+
+    def raw_entries(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[bytes]: ...
+
+    # Private on the store (only exports sign with the device key besides append), hence the underscore.
+    def _sign(self, data: bytes) -> bytes | None:
+        """Ed25519 signature over ``data`` with the device key; None when opened without it."""
 
 FORMAT = "ssj-journal-export"
 VERSION = 1
@@ -51,7 +73,7 @@ class ExportSummary:
     bytes: int
 
 
-def write_export(store: "JournalStore", path: str | os.PathLike, *, from_seq: int = 1) -> ExportSummary:
+def write_export(store: ExportSource, path: str | os.PathLike, *, from_seq: int = 1) -> ExportSummary:
     """Write entries ``from_seq``…head to ``path`` atomically (temp file, fsync, rename, fsync dir)."""
     path = Path(path)
     last_seq, head_hash = store.head()
@@ -67,7 +89,7 @@ def write_export(store: "JournalStore", path: str | os.PathLike, *, from_seq: in
                 "head_hash": head_hash if count else first_prev, "acked_seq": store.acked_seq,
                 "exported_at": time.time_ns() // 1_000_000}
     manifest_bytes = canonical(manifest)
-    sig = store._key.sign(manifest_bytes).signature if store._key is not None else None
+    sig = store._sign(manifest_bytes)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     written = 0
     try:

@@ -41,9 +41,10 @@ from edge.storage import atomic, migrate
 
 from .entry import GENESIS, Entry, EntryFormatError, decode, key_id, make_entry, signature_ok
 from .errors import (
-    AckBeyondHead, DuplicateRequest, ExportRequired, JournalCorrupt, JournalError, JournalMismatch,
+    AckBeyondHead, DuplicateRequest, ExportError, ExportRequired, JournalCorrupt, JournalError, JournalMismatch,
     JournalMissing, KeyMissing, UnknownEntry, UnsentEntries, map_sqlite_error,
 )
+from .export import verify_export, write_export
 from .schema import check_body
 
 if TYPE_CHECKING:
@@ -447,9 +448,6 @@ class JournalStore:
             raise ExportRequired(f"{action} with --force needs an export file for the {unsent} unsent entries")
         if export_to is None:
             return None
-        from .errors import ExportError
-        from .export import verify_export, write_export
-
         summary = write_export(self, export_to)
         # Check what was written before anything is destroyed: the export is all that will be left.
         check = verify_export(summary.path, pubkey=self.verify_key)
@@ -479,6 +477,10 @@ class JournalStore:
             conn.execute("INSERT INTO meta (key, value) VALUES ('retired', ?)", (json.dumps(retired),))
         self.close()
         return ResetReport(removed=removed, unsent=unsent, exported_to=exported)
+
+    def _sign(self, data: bytes) -> bytes | None:
+        """Ed25519 signature over ``data`` with the device key (export manifests); None when read-only."""
+        return self._key.sign(data).signature if self._key is not None else None
 
     def public_key_b64(self) -> str:
         return base64.b64encode(bytes(self.verify_key)).decode("ascii")
