@@ -161,7 +161,6 @@ def bench_store(bodies, n_persons: int, runs: int, backend: str) -> list[float]:
                 items = per_dev[dev]
                 for j in range(0, len(items), 1000):
                     store.put_entries(f"D-B-{dev}", items[j:j + 1000], now=rs.T0)
-            reconcile.ensure(store)
             t0 = time.perf_counter()
             counts = reconcile.run_pending(store, now=rs.T0 + rs.DAY)
             dt_ = time.perf_counter() - t0

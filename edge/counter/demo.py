@@ -147,9 +147,8 @@ async def start_stack(nursery, tmp: Path, *, port: int = 0, simulated: bool = Tr
 def seed_ledger(store) -> None:
     """The centre's authoritative balances start from the same sample persons (online settlement and
     reconciliation read them)."""
-    from sync.centre import ledger, reconcile
+    from sync.centre import ledger
 
-    reconcile.ensure(store)
     persons = json.loads((SAMPLE / "persons.json").read_text(encoding="utf-8"))["persons"]
     ledger.seed_from_persons(store.db, persons)
 

@@ -1,6 +1,6 @@
 """The centre's authoritative person ledger, on the portable database layer (SQLite / PostgreSQL).
 
-Tables (migration ``recon-001-ledger``; all money BIGINT fen):
+Tables (created by :mod:`sync.centre.store.schema`; all money BIGINT fen):
 
     recon_persons        one row per person: balance, year-to-date deductible and fund, open reviews
     recon_arrears        insured status history: arrears periods and when they were cleared
@@ -26,72 +26,6 @@ from edge.settle.errors import SettlementError
 from sync.centre import replay as rp
 from sync.errors import SyncError
 
-MIGRATIONS = [
-    ("recon-001-ledger", [
-        """CREATE TABLE recon_persons (
-            psn_no TEXT PRIMARY KEY,
-            certno TEXT,
-            card_ids TEXT NOT NULL DEFAULT '[]',
-            insutype TEXT NOT NULL,
-            psn_type TEXT NOT NULL,
-            chronic TEXT NOT NULL DEFAULT '[]',
-            balc BIGINT NOT NULL,
-            deductible_used BIGINT NOT NULL DEFAULT 0,
-            fund_paid BIGINT NOT NULL DEFAULT 0,
-            open_reviews INTEGER NOT NULL DEFAULT 0,
-            updated_ms BIGINT NOT NULL)""",
-        "CREATE INDEX recon_persons_certno ON recon_persons (certno)",
-        """CREATE TABLE recon_arrears (
-            id SERIAL_PK,
-            psn_no TEXT NOT NULL,
-            begin_date TEXT NOT NULL,
-            end_date TEXT,
-            cleared_ms BIGINT,
-            cleared_by TEXT)""",
-        "CREATE INDEX recon_arrears_psn ON recon_arrears (psn_no)",
-        """CREATE TABLE recon_reviews (
-            id SERIAL_PK,
-            psn_no TEXT NOT NULL,
-            device TEXT,
-            seq BIGINT,
-            code TEXT NOT NULL,
-            reason TEXT NOT NULL,
-            opened_ms BIGINT NOT NULL,
-            closed_ms BIGINT,
-            closed_by TEXT,
-            note TEXT)""",
-        "CREATE INDEX recon_reviews_psn ON recon_reviews (psn_no, closed_ms)",
-        """CREATE TABLE recon_debts (
-            id SERIAL_PK,
-            psn_no TEXT NOT NULL,
-            device TEXT NOT NULL,
-            seq BIGINT NOT NULL,
-            amount BIGINT NOT NULL,
-            opened_ms BIGINT NOT NULL,
-            cleared_ms BIGINT)""",
-        "CREATE INDEX recon_debts_psn ON recon_debts (psn_no, cleared_ms)",
-        """CREATE TABLE recon_contributions (
-            id SERIAL_PK,
-            psn_no TEXT NOT NULL,
-            amount BIGINT NOT NULL,
-            debt_cleared BIGINT NOT NULL,
-            at_ms BIGINT NOT NULL,
-            who TEXT NOT NULL)""",
-        """CREATE TABLE recon_actions (
-            id SERIAL_PK,
-            at_ms BIGINT NOT NULL,
-            who TEXT NOT NULL,
-            action TEXT NOT NULL,
-            target TEXT NOT NULL,
-            detail TEXT NOT NULL)""",
-        "CREATE INDEX recon_actions_target ON recon_actions (target)",
-    ]),
-    # A reviewer's decision on a disputed settlement (accepted / rejected); NULL = not decided.
-    ("recon-005-review-decision", ["ALTER TABLE recon_reviews ADD COLUMN decision TEXT",
-                                   "CREATE INDEX recon_reviews_entry ON recon_reviews (device, seq)"]),
-]
-
-
 class LedgerError(SyncError):
     """An operation on the ledger was refused; ``code`` says why, the message what to do."""
 
@@ -109,11 +43,6 @@ class BadOperation(LedgerError):
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def migrate(db) -> None:
-    for name, statements in MIGRATIONS:
-        db.migrate(name, statements)
 
 
 def record_action(db, who: str, action: str, target: str, detail: Mapping[str, Any] | None = None, *,
@@ -143,7 +72,6 @@ def seed_from_persons(db, persons: Iterable[Mapping[str, Any]], *, now: int | No
     open arrears period opens one from ``arrears_from`` (or 1970-01-01: "period unknown").
     Returns {"added": n, "updated": m}.
     """
-    migrate(db)
     now = now_ms() if now is None else now
     added = updated = 0
     with db.transaction():

@@ -74,9 +74,6 @@ def _refuse(code: str, message: str) -> OnlineRefused:
 
 def settle_online(store, device: str, data: Mapping[str, Any], *, now: int) -> dict:
     """Settle one visit online for ``device``; idempotent by (device, req). Blocking (worker thread)."""
-    from sync.centre.reconcile import ensure
-
-    ensure(store)
     db = store.db
     req, psn_no = data.get("req"), data.get("psn_no")
     if not isinstance(psn_no, str) or not psn_no:

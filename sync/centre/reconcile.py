@@ -31,97 +31,11 @@ import trio
 from edge.settle import InvalidInput, parse_catalogue, parse_policy
 from sync.centre import ledger as L
 from sync.centre import replay as rp
-from sync.errors import StoreError
 
 log = logging.getLogger("sync.centre.reconcile")
 KINDS = ("settlement", "cancel", "claim")
 INTERVAL_S = 2.0
 BACKGROUND_BATCH = 500
-
-MIGRATIONS = [
-    ("recon-002-outcomes", [
-        """CREATE TABLE recon_outcomes (
-            device TEXT NOT NULL,
-            seq BIGINT NOT NULL,
-            entry_id BIGINT NOT NULL,
-            site TEXT NOT NULL,
-            psn_no TEXT,
-            kind TEXT NOT NULL,
-            mode TEXT,
-            date TEXT NOT NULL,
-            time BIGINT NOT NULL,
-            outcome TEXT NOT NULL,
-            codes TEXT NOT NULL,
-            reason TEXT NOT NULL,
-            differs TEXT NOT NULL,
-            j_medfee BIGINT NOT NULL, j_fund BIGINT NOT NULL, j_acct BIGINT NOT NULL, j_cash BIGINT NOT NULL,
-            j_dedc BIGINT NOT NULL,
-            a_medfee BIGINT NOT NULL, a_fund BIGINT NOT NULL, a_acct BIGINT NOT NULL, a_cash BIGINT NOT NULL,
-            a_dedc BIGINT NOT NULL,
-            credit BIGINT NOT NULL, variance BIGINT NOT NULL, debt BIGINT NOT NULL,
-            decided_ms BIGINT NOT NULL,
-            PRIMARY KEY (device, seq))""",
-        "CREATE INDEX recon_outcomes_site ON recon_outcomes (site, date)",
-        "CREATE INDEX recon_outcomes_psn ON recon_outcomes (psn_no, time)",
-        """CREATE TABLE recon_claims (
-            claim_no TEXT PRIMARY KEY,
-            device TEXT NOT NULL,
-            seq BIGINT NOT NULL,
-            site TEXT NOT NULL,
-            psn_no TEXT,
-            certno TEXT,
-            cause TEXT NOT NULL,
-            detail TEXT NOT NULL,
-            date TEXT NOT NULL,
-            time BIGINT NOT NULL,
-            medfee BIGINT NOT NULL,
-            body TEXT NOT NULL,
-            status TEXT NOT NULL,
-            waiting TEXT,
-            amount BIGINT,
-            split TEXT,
-            decided_by TEXT,
-            decided_ms BIGINT,
-            note TEXT)""",
-        "CREATE INDEX recon_claims_status ON recon_claims (status, time)",
-        "CREATE INDEX recon_claims_psn ON recon_claims (psn_no)",
-        """CREATE TABLE recon_cursor (
-            name TEXT PRIMARY KEY,
-            last_id BIGINT NOT NULL)""",
-        """CREATE TABLE recon_online (
-            device TEXT NOT NULL,
-            req TEXT NOT NULL,
-            psn_no TEXT NOT NULL,
-            response TEXT NOT NULL,
-            a_medfee BIGINT NOT NULL, a_fund BIGINT NOT NULL, a_acct BIGINT NOT NULL, a_cash BIGINT NOT NULL,
-            a_dedc BIGINT NOT NULL,
-            at_ms BIGINT NOT NULL,
-            PRIMARY KEY (device, req))""",
-    ]),
-    # The batch's "already decided?" check reads outcomes by entry id.
-    ("recon-004-outcomes-entry", ["CREATE INDEX recon_outcomes_entry ON recon_outcomes (entry_id)"]),
-]
-
-
-def ensure(store) -> None:
-    """Apply this package's migrations once per database connection."""
-    db = store.db
-    if getattr(db, "_recon_ready", False):
-        return
-    for attempt in range(3):
-        try:
-            L.migrate(db)
-            for name, statements in MIGRATIONS:
-                db.migrate(name, statements)
-            break
-        except StoreError:
-            # Another centre process applied the same migration at the same moment (PostgreSQL:
-            # "already exists" or a unique violation in the catalogue); the retry finds it recorded.
-            if attempt == 2:
-                raise
-    db.execute("INSERT INTO recon_cursor (name, last_id) VALUES ('entries', 0) ON CONFLICT DO NOTHING")
-    db._recon_ready = True
-
 
 # ------------------------------------------------------------------------------------- world ---
 def _payload(raw: bytes) -> tuple[dict, dict]:
@@ -244,7 +158,6 @@ def run_pending(store, *, now: int | None = None, batch: int = 2000, max_batches
     ledgers and the cursor are written together. ``max_batches`` stops early (``counts["more"]``
     says whether entries are left); claims are auto-approved once nothing is left.
     """
-    ensure(store)
     db = store.db
     now = L.now_ms() if now is None else now
     counts = {o: 0 for o in rp.OUTCOMES}
@@ -350,7 +263,6 @@ def _reconcile_batch(store, world, rows, sites, now) -> list[rp.Outcome]:
 
 
 def outcomes(store, *, psn_no: str | None = None, device: str | None = None) -> list[rp.Outcome]:
-    ensure(store)
     if psn_no is not None:
         rows = store.db.query("SELECT * FROM recon_outcomes WHERE psn_no = ? ORDER BY time, device, seq", (psn_no,))
     elif device is not None:
@@ -362,7 +274,6 @@ def outcomes(store, *, psn_no: str | None = None, device: str | None = None) -> 
 
 async def background(store, *, interval: float = INTERVAL_S, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Reconcile in the background of ``centre run``: every ``interval`` seconds, in a worker thread."""
-    await trio.to_thread.run_sync(ensure, store)
     task_status.started()
     while True:
         more = False

@@ -69,17 +69,13 @@ def _date_of(kind: str, body: dict) -> str | None:
 
 def daily(db, site: str, date: str) -> dict[str, Any]:
     """The day's reconciliation for ``site`` (``db`` may be the Database or the Store)."""
-    from sync.centre.reconcile import KINDS, MIGRATIONS
-    from sync.centre import ledger as L
+    from sync.centre.reconcile import KINDS
 
     try:
         _dt.date.fromisoformat(date)
     except (TypeError, ValueError):
         raise ReportError(f"date must be YYYY-MM-DD, got {date!r}") from None
     db = _db(db)
-    L.migrate(db)
-    for name, statements in MIGRATIONS:
-        db.migrate(name, statements)
     devices = [r["device"] for r in db.query("SELECT device FROM devices WHERE site = ? ORDER BY device", (site,))]
     rows = db.query("SELECT * FROM recon_outcomes WHERE site = ? AND date = ? ORDER BY device, seq", (site, date))
     decided = {(r["device"], r["seq"]) for r in rows}

@@ -61,8 +61,6 @@ def _claim_row(row: dict) -> dict:
 
 
 def claims(store, *, status: str | None = PENDING, psn_no: str | None = None) -> list[dict]:
-    from sync.centre.reconcile import ensure
-    ensure(store)
     where, params = [], []
     if status is not None:
         where.append("status = ?")
@@ -75,8 +73,6 @@ def claims(store, *, status: str | None = PENDING, psn_no: str | None = None) ->
 
 
 def claim(store, claim_no: str) -> dict:
-    from sync.centre.reconcile import ensure
-    ensure(store)
     row = store.db.query_one("SELECT * FROM recon_claims WHERE claim_no = ?", (claim_no,))
     if row is None:
         raise ClaimNotFound(f"there is no claim {claim_no}: claim numbers are <device>-<seq> as printed on the receipt")
@@ -123,8 +119,7 @@ def approve(store, claim_no: str, *, who: str, note: str = "", med_type: str | N
 
     ``psn_no`` identifies the person of a claim taken without one (keyed-in card, unknown person).
     """
-    from sync.centre.reconcile import StoreWorld, ensure
-    ensure(store)
+    from sync.centre.reconcile import StoreWorld
     now = L.now_ms() if now is None else now
     db = store.db
     with db.transaction():
@@ -158,8 +153,6 @@ def approve(store, claim_no: str, *, who: str, note: str = "", med_type: str | N
 
 
 def deny(store, claim_no: str, *, who: str, note: str, now: int | None = None) -> dict:
-    from sync.centre.reconcile import ensure
-    ensure(store)
     if not note or not note.strip():
         raise ReviewError("a denial needs a note saying why (the counter shows it to the patient)", code="note_required")
     now = L.now_ms() if now is None else now
@@ -223,8 +216,6 @@ class SettlementDecided(ReviewError):
 def disputed(store, *, open_only: bool = True) -> list[dict]:
     """Settlements reconciliation sent to review (fund beyond the limits, hotlisted card, provenance,
     miscomputed...), with the outcome's reason and figures."""
-    from sync.centre.reconcile import ensure
-    ensure(store)
     cond = "AND v.decision IS NULL" if open_only else ""
     return store.db.query(
         "SELECT v.id, v.psn_no, v.device, v.seq, v.code, v.reason, v.opened_ms, v.closed_ms, v.closed_by, v.decision, "
@@ -240,8 +231,6 @@ def decide_settlement(store, device: str, seq: int, *, accept: bool, who: str, n
     ledger moves by them); reject: nothing is accepted (the site is not paid for it). Either way the
     review closes, the outcome row records the decision, and the counter is told.
     """
-    from sync.centre.reconcile import ensure
-    ensure(store)
     if not note or not note.strip():
         raise ReviewError("a decision on a disputed settlement needs a note saying why", code="note_required")
     now = L.now_ms() if now is None else now
@@ -286,6 +275,4 @@ def decide_settlement(store, device: str, seq: int, *, accept: bool, who: str, n
 
 
 def summary(store) -> dict[str, Any]:
-    from sync.centre.reconcile import ensure
-    ensure(store)
     return {r["status"]: int(r["n"]) for r in store.db.query("SELECT status, count(*) AS n FROM recon_claims GROUP BY status")}

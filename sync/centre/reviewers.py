@@ -27,24 +27,6 @@ ROLES = ("reviewer", "auditor")
 SESSION_MS = 8 * 3_600_000
 _N, _R, _P = 2 ** 14, 8, 1
 
-MIGRATIONS = [
-    ("recon-003-reviewers", [
-        """CREATE TABLE reviewers (
-            name TEXT PRIMARY KEY,
-            role TEXT NOT NULL,
-            salt BLOB NOT NULL,
-            pw_hash BLOB NOT NULL,
-            created_ms BIGINT NOT NULL,
-            active INTEGER NOT NULL DEFAULT 1)""",
-        """CREATE TABLE reviewer_sessions (
-            token_hash TEXT PRIMARY KEY,
-            name TEXT NOT NULL,
-            created_ms BIGINT NOT NULL,
-            expires_ms BIGINT NOT NULL)""",
-    ]),
-]
-
-
 class NotLoggedIn(AuthError):
     code = "not_logged_in"
     status = 401
@@ -64,27 +46,20 @@ class BadAccount(SyncError):
     code = "bad_account"
 
 
-def migrate(db) -> None:
-    for name, statements in MIGRATIONS:
-        db.migrate(name, statements)
-
-
 def _hash(password: str, salt: bytes) -> bytes:
     return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=_N, r=_R, p=_P, dklen=32)
 
 
 def add(db, name: str, password: str, role: str = "reviewer", *, now: int) -> dict:
-    migrate(db)
     if role not in ROLES:
         raise BadAccount(f"role must be one of {', '.join(ROLES)}, got {role!r}")
     if not name or not name.strip() or len(name) > 64:
         raise BadAccount("a reviewer name is 1-64 characters")
     if len(password) < 8:
         raise BadAccount("a password has at least 8 characters")
-    from sync.centre.ledger import migrate as ledger_migrate, record_action
+    from sync.centre.ledger import record_action
 
     salt = secrets.token_bytes(16)
-    ledger_migrate(db)
     with db.transaction():
         if db.query_one("SELECT name FROM reviewers WHERE name = ?", (name,)):
             raise BadAccount(f"reviewer {name} already exists")
@@ -96,17 +71,15 @@ def add(db, name: str, password: str, role: str = "reviewer", *, now: int) -> di
 
 def login(db, name: str, password: str, *, now: int) -> str:
     """Check the password; return a new session token."""
-    migrate(db)
     row = db.query_one("SELECT * FROM reviewers WHERE name = ? AND active = 1", (name,))
     # Hash even for an unknown name so the answer takes as long either way.
     salt = bytes(row["salt"]) if row else b"\0" * 16
     ok = hmac.compare_digest(_hash(password, salt), bytes(row["pw_hash"]) if row else b"\1" * 32)
     if row is None or not ok:
         raise BadLogin("unknown reviewer or wrong password")
-    from sync.centre.ledger import migrate as ledger_migrate, record_action
+    from sync.centre.ledger import record_action
 
     token = secrets.token_urlsafe(32)
-    ledger_migrate(db)
     with db.transaction():
         db.execute("INSERT INTO reviewer_sessions (token_hash, name, created_ms, expires_ms) VALUES (?, ?, ?, ?)",
                    (_token_hash(token), name, now, now + SESSION_MS))
@@ -115,7 +88,6 @@ def login(db, name: str, password: str, *, now: int) -> str:
 
 
 def logout(db, token: str) -> None:
-    migrate(db)
     db.execute("DELETE FROM reviewer_sessions WHERE token_hash = ?", (_token_hash(token),))
 
 
@@ -125,7 +97,6 @@ def _token_hash(token: str) -> str:
 
 def session(db, token: str | None, *, now: int) -> dict:
     """The account behind a session token: {"name", "role"}; raises NotLoggedIn."""
-    migrate(db)
     if not token:
         raise NotLoggedIn("log in first (POST /v1/review/login, or the form at /review)")
     row = db.query_one("SELECT r.name, r.role, s.expires_ms FROM reviewer_sessions s JOIN reviewers r "

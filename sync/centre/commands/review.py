@@ -137,8 +137,6 @@ def _run(args, fn) -> int:
     try:
         store = _open(args)
         try:
-            from sync.centre.reconcile import ensure
-            ensure(store)
             return fn(store) or 0
         finally:
             store.close()

@@ -28,7 +28,9 @@ a savepoint. ``execute``/``query`` outside a transaction run in their own short 
 SQLite opens with ``BEGIN IMMEDIATE`` so two writers never deadlock on lock upgrade.
 
 Migrations: ``db.migrate(name, statements)`` applies the statements once, in one transaction, and
-records ``name`` in ``schema_migrations``; calling it again is a no-op.
+records ``name`` in ``schema_migrations``; calling it again is a no-op. On PostgreSQL it holds a
+transaction-scoped advisory lock, so concurrent starters apply each migration once. The centre's own
+list is :mod:`.schema`.
 
 Errors: sqlite3 / psycopg exceptions are mapped to :class:`sync.errors.StoreError` (retryable) and
 :class:`sync.errors.StoreConflict` (integrity) with the driver's message.
@@ -185,6 +187,7 @@ class Database:
     def migrate(self, name: str, statements: Sequence[SQL]) -> bool:
         """Apply ``statements`` once under ``name``; returns True if they ran now."""
         with self.transaction():
+            self._migration_lock()
             self.execute(_MIGRATIONS_TABLE)
             if self.query_one("SELECT name FROM schema_migrations WHERE name = ?", (name,)):
                 return False
@@ -192,6 +195,9 @@ class Database:
                 self.execute(st)
             self.execute("INSERT INTO schema_migrations (name, applied_ms) VALUES (?, ?)", (name, _now_ms()))
             return True
+
+    def _migration_lock(self) -> None:
+        """Held until the migration's transaction ends; SQLite's BEGIN IMMEDIATE serialises already."""
 
     def migrations(self) -> list[str]:
         self.execute(_MIGRATIONS_TABLE)
@@ -264,6 +270,8 @@ class SQLiteDatabase(Database):
         self._conn.close()
 
 
+# Any fixed 64-bit number: the advisory lock is this application's, per database.
+_PG_MIGRATION_LOCK = 0x63656E7472650001
 _BLOB = re.compile(r"\bBLOB\b")
 
 
@@ -310,6 +318,10 @@ class PostgresDatabase(Database):
 
     def _raw(self, statement: str) -> None:
         self._conn.execute(statement)
+
+    def _migration_lock(self) -> None:
+        # Two centre processes starting together: the second waits here, then finds the migration recorded.
+        self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_MIGRATION_LOCK,))
 
     def _cursor(self):
         return self._conn.cursor()

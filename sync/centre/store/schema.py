@@ -1,4 +1,16 @@
-"""The centre's tables, as named migrations in the portable dialect of :mod:`.db`.
+"""The centre's tables: ONE ordered list of named migrations, in the portable dialect of :mod:`.db`.
+
+Every table of the centre is created here and nowhere else. :func:`migrate` applies the migrations
+not yet recorded in ``schema_migrations``, in list order, each in its own transaction (statements and
+the record commit together, so a failed migration leaves nothing behind). The store applies them
+when it is opened (:meth:`sync.centre.store.Store.open`); ``centre migrate`` runs the same function as
+an explicit deploy step, and :func:`pending` lets a process refuse to start on an older schema.
+
+On PostgreSQL each migration takes a transaction-scoped advisory lock first, so two centre processes
+starting together apply each migration once (the second waits, then finds it recorded).
+
+Rules for a new migration: append it (never edit or reorder an applied one); give it the next
+number; a statement that must differ per backend is a ``{"sqlite": ..., "postgres": ...}`` mapping.
 
 Why the shape:
 * ``entries`` keeps each journal entry as its exact signed bytes (``raw``) plus the columns
@@ -9,10 +21,28 @@ Why the shape:
   is marked ``chain_checked = 0``). Both change in the same transaction as the entries they cover.
 * ``feed`` is the downlink: one row per message, ``device`` NULL = for every device (bundles). Its
   SERIAL id is the cursor a device asks "what changed since".
+* ``recon_*`` hold reconciliation: the person ledger (persons, arrears, reviews, debts,
+  contributions, the centre's own action journal), one outcome per reconciled entry, the claims
+  queue, the reconciler's cursor and the online settlements already answered.
+* ``reviewers`` / ``reviewer_sessions`` are the review page's accounts (only hashes are stored).
 """
 
-MIGRATIONS: list[tuple[str, list[str]]] = [
-    ("001-sync-core", [
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .db import SQL, Database
+
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    name: str
+    statements: tuple[SQL, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("001-sync-core", (
         """CREATE TABLE devices (
             device TEXT PRIMARY KEY,
             site TEXT NOT NULL,
@@ -78,10 +108,161 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             payload BLOB NOT NULL,
             created_ms BIGINT NOT NULL)""",
         "CREATE INDEX feed_device ON feed (device, id)",
-    ]),
-]
+    )),
+    Migration("recon-001-ledger", (
+        """CREATE TABLE recon_persons (
+            psn_no TEXT PRIMARY KEY,
+            certno TEXT,
+            card_ids TEXT NOT NULL DEFAULT '[]',
+            insutype TEXT NOT NULL,
+            psn_type TEXT NOT NULL,
+            chronic TEXT NOT NULL DEFAULT '[]',
+            balc BIGINT NOT NULL,
+            deductible_used BIGINT NOT NULL DEFAULT 0,
+            fund_paid BIGINT NOT NULL DEFAULT 0,
+            open_reviews INTEGER NOT NULL DEFAULT 0,
+            updated_ms BIGINT NOT NULL)""",
+        "CREATE INDEX recon_persons_certno ON recon_persons (certno)",
+        """CREATE TABLE recon_arrears (
+            id SERIAL_PK,
+            psn_no TEXT NOT NULL,
+            begin_date TEXT NOT NULL,
+            end_date TEXT,
+            cleared_ms BIGINT,
+            cleared_by TEXT)""",
+        "CREATE INDEX recon_arrears_psn ON recon_arrears (psn_no)",
+        """CREATE TABLE recon_reviews (
+            id SERIAL_PK,
+            psn_no TEXT NOT NULL,
+            device TEXT,
+            seq BIGINT,
+            code TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            opened_ms BIGINT NOT NULL,
+            closed_ms BIGINT,
+            closed_by TEXT,
+            note TEXT)""",
+        "CREATE INDEX recon_reviews_psn ON recon_reviews (psn_no, closed_ms)",
+        """CREATE TABLE recon_debts (
+            id SERIAL_PK,
+            psn_no TEXT NOT NULL,
+            device TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            amount BIGINT NOT NULL,
+            opened_ms BIGINT NOT NULL,
+            cleared_ms BIGINT)""",
+        "CREATE INDEX recon_debts_psn ON recon_debts (psn_no, cleared_ms)",
+        """CREATE TABLE recon_contributions (
+            id SERIAL_PK,
+            psn_no TEXT NOT NULL,
+            amount BIGINT NOT NULL,
+            debt_cleared BIGINT NOT NULL,
+            at_ms BIGINT NOT NULL,
+            who TEXT NOT NULL)""",
+        """CREATE TABLE recon_actions (
+            id SERIAL_PK,
+            at_ms BIGINT NOT NULL,
+            who TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            detail TEXT NOT NULL)""",
+        "CREATE INDEX recon_actions_target ON recon_actions (target)",
+    )),
+    Migration("recon-002-outcomes", (
+        """CREATE TABLE recon_outcomes (
+            device TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            entry_id BIGINT NOT NULL,
+            site TEXT NOT NULL,
+            psn_no TEXT,
+            kind TEXT NOT NULL,
+            mode TEXT,
+            date TEXT NOT NULL,
+            time BIGINT NOT NULL,
+            outcome TEXT NOT NULL,
+            codes TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            differs TEXT NOT NULL,
+            j_medfee BIGINT NOT NULL, j_fund BIGINT NOT NULL, j_acct BIGINT NOT NULL, j_cash BIGINT NOT NULL,
+            j_dedc BIGINT NOT NULL,
+            a_medfee BIGINT NOT NULL, a_fund BIGINT NOT NULL, a_acct BIGINT NOT NULL, a_cash BIGINT NOT NULL,
+            a_dedc BIGINT NOT NULL,
+            credit BIGINT NOT NULL, variance BIGINT NOT NULL, debt BIGINT NOT NULL,
+            decided_ms BIGINT NOT NULL,
+            PRIMARY KEY (device, seq))""",
+        "CREATE INDEX recon_outcomes_site ON recon_outcomes (site, date)",
+        "CREATE INDEX recon_outcomes_psn ON recon_outcomes (psn_no, time)",
+        """CREATE TABLE recon_claims (
+            claim_no TEXT PRIMARY KEY,
+            device TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            site TEXT NOT NULL,
+            psn_no TEXT,
+            certno TEXT,
+            cause TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            date TEXT NOT NULL,
+            time BIGINT NOT NULL,
+            medfee BIGINT NOT NULL,
+            body TEXT NOT NULL,
+            status TEXT NOT NULL,
+            waiting TEXT,
+            amount BIGINT,
+            split TEXT,
+            decided_by TEXT,
+            decided_ms BIGINT,
+            note TEXT)""",
+        "CREATE INDEX recon_claims_status ON recon_claims (status, time)",
+        "CREATE INDEX recon_claims_psn ON recon_claims (psn_no)",
+        """CREATE TABLE recon_cursor (
+            name TEXT PRIMARY KEY,
+            last_id BIGINT NOT NULL)""",
+        """CREATE TABLE recon_online (
+            device TEXT NOT NULL,
+            req TEXT NOT NULL,
+            psn_no TEXT NOT NULL,
+            response TEXT NOT NULL,
+            a_medfee BIGINT NOT NULL, a_fund BIGINT NOT NULL, a_acct BIGINT NOT NULL, a_cash BIGINT NOT NULL,
+            a_dedc BIGINT NOT NULL,
+            at_ms BIGINT NOT NULL,
+            PRIMARY KEY (device, req))""",
+    )),
+    Migration("recon-003-reviewers", (
+        """CREATE TABLE reviewers (
+            name TEXT PRIMARY KEY,
+            role TEXT NOT NULL,
+            salt BLOB NOT NULL,
+            pw_hash BLOB NOT NULL,
+            created_ms BIGINT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1)""",
+        """CREATE TABLE reviewer_sessions (
+            token_hash TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            expires_ms BIGINT NOT NULL)""",
+    )),
+    # The batch's "already decided?" check reads outcomes by entry id.
+    Migration("recon-004-outcomes-entry", ("CREATE INDEX recon_outcomes_entry ON recon_outcomes (entry_id)",)),
+    # A reviewer's decision on a disputed settlement (accepted / rejected); NULL = not decided.
+    Migration("recon-005-review-decision", ("ALTER TABLE recon_reviews ADD COLUMN decision TEXT",
+                                            "CREATE INDEX recon_reviews_entry ON recon_reviews (device, seq)")),
+    # The reconciler's cursor starts at 0 (was inserted lazily before the migrations were one list).
+    Migration("recon-006-cursor-row", (
+        "INSERT INTO recon_cursor (name, last_id) VALUES ('entries', 0) ON CONFLICT DO NOTHING",)),
+)
 
 
-def apply(db) -> None:
-    for name, statements in MIGRATIONS:
-        db.migrate(name, statements)
+def applied(db: Database) -> list[str]:
+    """Names of the migrations recorded in this database, in the order they were applied."""
+    return db.migrations()
+
+
+def pending(db: Database) -> list[str]:
+    """Names of the migrations this code knows and this database has not applied yet (in order)."""
+    done = set(applied(db))
+    return [m.name for m in MIGRATIONS if m.name not in done]
+
+
+def migrate(db: Database) -> list[str]:
+    """Apply every pending migration in order, each in one transaction; returns the names applied now."""
+    return [m.name for m in MIGRATIONS if db.migrate(m.name, m.statements)]

@@ -88,7 +88,7 @@ class Store:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        schema.apply(db)
+        schema.migrate(db)
 
     @classmethod
     def open(cls, url_or_path) -> "Store":
