@@ -1,6 +1,7 @@
 """Everything that can go wrong on the card path, as one documented tree.
 
-    CardError                    base: ``code`` (stable), ``message`` (English), ``zh`` (Chinese),
+    Problem (sync.problem)       the project's one error base
+    └ CardError                  base: ``code`` (stable), ``message`` (English), ``zh`` (Chinese),
     │                            ``retryable`` (the same action may work if the clerk tries again)
     ├── ReaderProblem            the PC/SC side (a technician fixes these, not the patient)
     │   ├── PcscUnavailable      pcsc_unavailable: the pcscd service is not running / not reachable
@@ -23,24 +24,30 @@
 apart from "we did something illegal" (SessionOrderError) and "the clerk typed something wrong"
 (CardInputError). Foreign exceptions (pyscard) never escape :mod:`edge.card.pcsc`: they are mapped
 to these with ``raise ... from exc``.
+
+Every class takes :class:`sync.problem.Problem`'s constructor shape ``(message, *, zh=…, **detail)``;
+the classes below with structured arguments (a reader name, a status word, tries left) build their
+English and Chinese text from them and pass it on in that shape. ``zh`` is Chinese from end to end:
+technical names (pyscard codes, status words in hex) go into ``message`` and ``detail``, never into
+``zh``. Structured extras (``sw``, ``tries_left``, ``expires``, ``reason``, ``field``) appear in
+:meth:`to_dict`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 
-class CardError(Exception):
+from sync.problem import Problem
+
+from .status import describe_sw
+
+
+class CardError(Problem):
     """Base of the card path's errors; ``str(err)`` is the English message."""
 
     code = "card_error"
+    zh = "读卡失败，请重新插卡；仍失败请联系技术人员"
     retryable = False
-
-    def __init__(self, message: str, zh: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.zh = zh
-
-    def to_dict(self) -> dict:
-        return {"code": self.code, "message": self.message, "zh": self.zh, "retryable": self.retryable}
 
 
 class ReaderProblem(CardError):
@@ -56,7 +63,7 @@ class PcscUnavailable(ReaderProblem):
         super().__init__(
             "The smart-card service (pcscd) is not running; start it (scripts/services, or "
             f"'systemctl start pcscd') and try again{tail}",
-            "读卡服务（pcscd）未运行，请启动读卡服务后重试")
+            zh="读卡服务（pcscd）未运行，请启动读卡服务后重试")
 
 
 class NoReader(ReaderProblem):
@@ -65,10 +72,10 @@ class NoReader(ReaderProblem):
     def __init__(self, reader: str | None = None) -> None:
         if reader:
             super().__init__(f"Card reader '{reader}' is not attached; check the cable or choose another reader",
-                             f"未找到读卡器“{reader}”，请检查连接或选择其他读卡器")
+                             zh=f"未找到读卡器“{reader}”，请检查连接或选择其他读卡器")
         else:
             super().__init__("No card reader is attached; plug in the reader and try again",
-                             "未连接读卡器，请插好读卡器后重试")
+                             zh="未连接读卡器，请插好读卡器后重试")
         self.reader = reader
 
 
@@ -79,7 +86,7 @@ class NoCard(CardError):
     def __init__(self, reader: str | None = None) -> None:
         where = f" '{reader}'" if reader else ""
         super().__init__(f"No card in the reader{where}; insert the social security card",
-                         "读卡器中没有卡，请插入社会保障卡")
+                         zh="读卡器中没有卡，请插入社会保障卡")
         self.reader = reader
 
 
@@ -89,7 +96,7 @@ class CardRemoved(CardError):
 
     def __init__(self) -> None:
         super().__init__("The card was removed during the read; insert it again and keep it in the reader",
-                         "读卡过程中卡被拔出，请重新插卡并保持插入")
+                         zh="读卡过程中卡被拔出，请重新插卡并保持插入")
 
 
 class CardMute(CardError):
@@ -100,7 +107,7 @@ class CardMute(CardError):
         tail = f" ({detail})" if detail else ""
         super().__init__("The card does not answer; take it out, wipe the chip and insert it again. If it "
                          f"still fails, key in the card number and ID number{tail}",
-                         "卡片无响应，请取出卡片、擦拭芯片后重新插入；仍失败请手工录入卡号和身份证号")
+                         zh="卡片无响应，请取出卡片、擦拭芯片后重新插入；仍失败请手工录入卡号和身份证号")
 
 
 class CardMalformed(CardError):
@@ -109,8 +116,7 @@ class CardMalformed(CardError):
     def __init__(self, detail: str) -> None:
         super().__init__(f"The card's data cannot be read ({detail}); the card may be damaged: key in the "
                          "card number and ID number, and send the holder to re-issue the card",
-                         "卡内数据无法识别，卡片可能已损坏，请手工录入卡号和身份证号，并提醒参保人补换卡")
-        self.detail = detail
+                         zh="卡内数据无法识别，卡片可能已损坏，请手工录入卡号和身份证号，并提醒参保人补换卡")
 
 
 class NotSocialSecurityCard(CardError):
@@ -120,7 +126,7 @@ class NotSocialSecurityCard(CardError):
         tail = f" (status {sw:04X})" if sw is not None else ""
         super().__init__("This is not a social security card (no social security application); insert the "
                          f"patient's social security card{tail}",
-                         "这不是社会保障卡，请插入参保人的社会保障卡")
+                         zh="这不是社会保障卡，请插入参保人的社会保障卡")
         self.sw = sw
 
 
@@ -129,15 +135,11 @@ class CardStatusError(CardError):
 
     code = "card_status"
 
-    def __init__(self, sw: int, message: str | None = None, zh: str | None = None) -> None:
+    def __init__(self, sw: int, message: str | None = None, *, zh: str | None = None, **detail) -> None:
         if message is None or zh is None:
-            from .profile import describe_sw  # the table lives with the rest of the profile
             message, zh = describe_sw(sw)
-        super().__init__(message, zh)
+        super().__init__(message, zh=zh, sw=f"{sw:04X}", **detail)
         self.sw = sw
-
-    def to_dict(self) -> dict:
-        return {**super().to_dict(), "sw": f"{self.sw:04X}"}
 
 
 class WrongPin(CardStatusError):
@@ -148,11 +150,8 @@ class WrongPin(CardStatusError):
         super().__init__(0x63C0 | tries_left,
                          f"Wrong PIN, {tries_left} {'try' if tries_left == 1 else 'tries'} left; ask the "
                          "patient to enter it again",
-                         f"密码错误，还可尝试{tries_left}次，请参保人重新输入")
+                         zh=f"密码错误，还可尝试{tries_left}次，请参保人重新输入", tries_left=tries_left)
         self.tries_left = tries_left
-
-    def to_dict(self) -> dict:
-        return {**super().to_dict(), "tries_left": self.tries_left}
 
 
 class PinBlocked(CardStatusError):
@@ -161,7 +160,7 @@ class PinBlocked(CardStatusError):
     def __init__(self, sw: int = 0x6983) -> None:
         super().__init__(sw, "The card's PIN is blocked; the holder must unblock it at a social security "
                              "service point. Nothing can be settled with this card now",
-                         "社保卡密码已锁定，请参保人到社保服务网点解锁，本次不能用此卡结算")
+                         zh="社保卡密码已锁定，请参保人到社保服务网点解锁，本次不能用此卡结算")
 
 
 class CardRefused(CardError):
@@ -171,14 +170,12 @@ class CardRefused(CardError):
 class CardExpired(CardRefused):
     code = "card_expired"
 
-    def __init__(self, expires) -> None:
+    def __init__(self, expires: dt.date) -> None:
         super().__init__(f"The card expired on {expires.isoformat()}; it cannot be used. The holder must "
                          "renew it at a social security service point",
-                         f"社保卡已于{expires.isoformat()}过期，不能使用，请参保人到社保服务网点换卡")
+                         zh=f"社保卡已于{expires.isoformat()}过期，不能使用，请参保人到社保服务网点换卡",
+                         expires=expires.isoformat())
         self.expires = expires
-
-    def to_dict(self) -> dict:
-        return {**super().to_dict(), "expires": self.expires.isoformat()}
 
 
 HOTLIST_REASONS = {
@@ -192,26 +189,21 @@ class CardHotlisted(CardRefused):
     code = "card_hotlisted"
 
     def __init__(self, reason: str) -> None:
-        en, zh = HOTLIST_REASONS.get(reason, (reason, reason))
+        # An unknown reason code stays in the English message only: the clerk reads Chinese.
+        en, zh = HOTLIST_REASONS.get(reason, (reason, "已列入黑名单"))
         super().__init__(f"This card is on the hotlist ({en}); do not settle with it. Keep the card and "
                          "send the holder to a social security service point",
-                         f"此卡{zh}（黑名单卡），不能结算，请参保人到社保服务网点办理")
+                         zh=f"此卡{zh}（黑名单卡），不能结算，请参保人到社保服务网点办理", reason=reason)
         self.reason = reason
-
-    def to_dict(self) -> dict:
-        return {**super().to_dict(), "reason": self.reason}
 
 
 class CardInputError(CardError):
     code = "card_input"
     retryable = True
 
-    def __init__(self, field: str, message: str, zh: str) -> None:
-        super().__init__(message, zh)
+    def __init__(self, message: str, *, zh: str, field: str) -> None:
+        super().__init__(message, zh=zh, field=field)
         self.field = field
-
-    def to_dict(self) -> dict:
-        return {**super().to_dict(), "field": self.field}
 
 
 class SessionOrderError(CardError):
@@ -220,6 +212,6 @@ class SessionOrderError(CardError):
     def __init__(self, state: str, event: str) -> None:
         super().__init__(f"Card session: event '{event}' is not allowed in state '{state}' (a bug in the "
                          "agent; report it to the technician)",
-                         "读卡流程顺序错误（程序缺陷），请联系技术人员")
+                         zh="读卡流程顺序错误（程序缺陷），请联系技术人员")
         self.state = state
         self.event = event

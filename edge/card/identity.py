@@ -70,18 +70,18 @@ def keyed_in_identity(card_no: str, ssn: str, *, region: str | None = None) -> I
     card_no = (card_no or "").strip().upper()
     ssn = (ssn or "").strip().upper()
     if not CARD_NO_RE.fullmatch(card_no):
-        raise CardInputError("card_no", "The card number must be 9 letters or digits as printed on the card",
-                             "卡号应为卡面上印的9位字母或数字")
+        raise CardInputError("The card number must be 9 letters or digits as printed on the card",
+                             zh="卡号应为卡面上印的9位字母或数字", field="card_no")
     if not SSN_RE.fullmatch(ssn):
-        raise CardInputError("ssn", "The social security number must be 18 characters: 17 digits and a "
-                                    "digit or X", "社会保障号码应为18位：17位数字加1位数字或X")
+        raise CardInputError("The social security number must be 18 characters: 17 digits and a digit or X",
+                             zh="社会保障号码应为18位：17位数字加1位数字或X", field="ssn")
     if ssn_check_char(ssn[:17]) != ssn[17]:
-        raise CardInputError("ssn", "The social security number's last character does not match (typing "
-                                    "error?); check it against the ID card",
-                             "社会保障号码校验位不符，可能录入有误，请与身份证核对")
+        raise CardInputError("The social security number's last character does not match (typing "
+                             "error?); check it against the ID card",
+                             zh="社会保障号码校验位不符，可能录入有误，请与身份证核对", field="ssn")
     if region is not None and not (len(region) == 6 and region.isdigit()):
-        raise CardInputError("region", "The region code must be 6 digits, e.g. 330300",
-                             "地区代码应为6位数字，例如330300")
+        raise CardInputError("The region code must be 6 digits, e.g. 330300",
+                             zh="地区代码应为6位数字，例如330300", field="region")
     sex = "1" if int(ssn[16]) % 2 else "2"
     return Identity(card_id=None, region=region, card_no=card_no, ssn=ssn, name="", sex=sex,
                     spec_version="", issued=None, expires=None, atr="", reader="", keyed_in=True)

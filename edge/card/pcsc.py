@@ -68,9 +68,9 @@ def error_for(code: int, *, reader: str | None = None, during: str = "") -> Card
         return CardMalformed(f"the reader cannot talk to this card: {name}")
     if code == sc.SCARD_E_SHARING_VIOLATION:
         return ReaderProblem(f"The card reader is in use by another program ({name}); close it and try again",
-                             "读卡器正被其他程序占用，请关闭该程序后重试")
+                             zh="读卡器正被其他程序占用，请关闭该程序后重试", pcsc=name)
     return ReaderProblem(f"The card reader reported an error ({name}); try again, or run the diagnostics",
-                         f"读卡器报告错误（{name}），请重试或运行诊断")
+                         zh="读卡器报告错误，请重试或运行诊断", pcsc=name)
 
 
 class Context:
@@ -104,7 +104,7 @@ class Context:
         try:
             rc, names = sc.SCardListReaders(self.handle, [])
         except Exception as exc:
-            raise ReaderProblem(f"Listing card readers failed ({exc})", "获取读卡器列表失败") from exc
+            raise ReaderProblem(f"Listing card readers failed ({exc})", zh="获取读卡器列表失败") from exc
         if rc == sc.SCARD_E_NO_READERS_AVAILABLE:
             return []
         if rc != sc.SCARD_S_SUCCESS:
@@ -120,7 +120,7 @@ class Context:
         try:
             rc, result = sc.SCardGetStatusChange(self.handle, wait_ms, query)
         except Exception as exc:
-            raise ReaderProblem(f"Reading the card reader state failed ({exc})", "获取读卡器状态失败") from exc
+            raise ReaderProblem(f"Reading the card reader state failed ({exc})", zh="获取读卡器状态失败") from exc
         if rc == sc.SCARD_E_TIMEOUT:
             return None
         if rc != sc.SCARD_S_SUCCESS:
@@ -189,7 +189,7 @@ def run_session(wanted: str | None, *, pin: str | None = None,
             rc, hcard, proto = sc.SCardConnect(ctx.handle, reader, sc.SCARD_SHARE_SHARED,
                                                sc.SCARD_PROTOCOL_T0 | sc.SCARD_PROTOCOL_T1)
         except Exception as exc:
-            raise ReaderProblem(f"Connecting to the card failed ({exc})", "连接卡片失败") from exc
+            raise ReaderProblem(f"Connecting to the card failed ({exc})", zh="连接卡片失败") from exc
         if rc != sc.SCARD_S_SUCCESS:
             raise error_for(rc, reader=reader, during="connect")
         disposition = sc.SCARD_LEAVE_CARD if pin is None else sc.SCARD_RESET_CARD

@@ -1,7 +1,7 @@
-"""The social security card profile, pure: APDU builders, record parsers, status-word meanings.
+"""The social security card profile, pure: APDU builders, record parsers, status word -> typed error.
 
-No I/O here. firmware-interfaces/card-profile.md is the prose version of the same facts; a test
-checks that every status word in :data:`STATUS_WORDS` is documented there.
+No I/O here. firmware-interfaces/card-profile.md is the prose version of the same facts; the
+status-word meanings are in :mod:`edge.card.status` (a test checks each is documented there).
 
 Every parser takes arbitrary bytes and either returns a value or raises :class:`CardMalformed`
 (or a :class:`CardStatusError` subclass for a well-formed refusal): nothing else escapes, which the
@@ -75,9 +75,9 @@ def get_response(le: int) -> bytes:
 def pin_to_bcd(pin: str) -> bytes:
     """The PIN as packed BCD, two digits a byte. 4 to 12 digits, an even count (the card's rule)."""
     if not isinstance(pin, str) or not re.fullmatch(r"[0-9]{4,12}", pin) or len(pin) % 2:
-        raise CardInputError("pin", "The PIN must be 4 to 12 digits, an even number of them (usually 6); "
-                                    "ask the patient to enter it again",
-                             "密码应为4至12位数字（通常为6位），请参保人重新输入")
+        raise CardInputError("The PIN must be 4 to 12 digits, an even number of them (usually 6); "
+                             "ask the patient to enter it again",
+                             zh="密码应为4至12位数字（通常为6位），请参保人重新输入", field="pin")
     return bytes.fromhex(pin)
 
 
@@ -92,54 +92,6 @@ def get_challenge(length: int = 8) -> bytes:
 
 def external_authenticate(cryptogram: bytes, key_id: int = 0) -> bytes:
     return bytes([0x00, 0x82, 0x00, key_id, len(cryptogram)]) + cryptogram
-
-
-# ---------------------------------------------------------------------------------------------
-# Status words
-
-# sw (or the high byte for families) -> (English, Chinese). What the clerk reads.
-STATUS_WORDS: dict[int, tuple[str, str]] = {
-    0x9000: ("Success", "成功"),
-    0x6281: ("Part of the returned data may be corrupted; try the card again",
-             "返回数据可能已损坏，请重新读卡"),
-    0x6283: ("The card's social security application is locked (invalidated); the holder must go to a "
-             "social security service point", "社保应用已锁定，请参保人到社保服务网点办理"),
-    0x6581: ("The card's memory failed; the card is damaged: key in the card number and ID number",
-             "卡片存储器故障（卡已损坏），请手工录入卡号和身份证号"),
-    0x6700: ("The card rejected the command length (wrong length); the card may not follow the profile",
-             "卡片拒绝命令（长度错误），卡片可能不符合规范"),
-    0x6982: ("The card requires authentication before this operation (security status not satisfied)",
-             "卡片安全状态不满足，需先认证"),
-    0x6983: ("The card's PIN is blocked", "社保卡密码已锁定"),
-    0x6984: ("The card's reference data is invalidated; the holder must go to a social security "
-             "service point", "卡片参考数据无效，请参保人到社保服务网点办理"),
-    0x6985: ("The card refused: conditions of use not satisfied", "卡片使用条件不满足"),
-    0x6A81: ("The card does not support this function", "卡片不支持此功能"),
-    0x6A82: ("File or application not found on the card", "卡片上未找到文件或应用"),
-    0x6A83: ("Record not found on the card; the card may be incompletely personalised",
-             "卡片上未找到记录，卡片可能未完整写入"),
-    0x6A86: ("The card rejected the command parameters (P1/P2)", "卡片拒绝命令参数"),
-    0x6D00: ("The card does not know this command (INS not supported)", "卡片不支持该命令"),
-    0x6E00: ("The card does not know this command class (CLA not supported)", "卡片不支持该命令类别"),
-    0x6F00: ("The card reported an internal error with no detail", "卡片内部错误"),
-}
-# Families (high byte): 61xx more data (GET RESPONSE), 6Cxx wrong Le (resend with xx), 63Cx tries left.
-SW_FAMILIES: dict[int, tuple[str, str]] = {
-    0x61: ("More response data is waiting (GET RESPONSE)", "还有数据待取"),
-    0x6C: ("Wrong expected length; the command is repeated with the right one", "期望长度错误，将按正确长度重发"),
-    0x63: ("Verification failed; the low nibble of 63Cx is the number of tries left", "校验失败"),
-}
-
-
-def describe_sw(sw: int) -> tuple[str, str]:
-    """English and Chinese for a status word (for messages and logs)."""
-    if sw in STATUS_WORDS:
-        return STATUS_WORDS[sw]
-    if (sw >> 8) in SW_FAMILIES:
-        en, zh = SW_FAMILIES[sw >> 8]
-        return f"{en} ({sw:04X})", f"{zh}（{sw:04X}）"
-    return (f"The card refused the command with status {sw:04X}; take the card out and try again, or key "
-            f"in the card number and ID number", f"卡片返回错误状态{sw:04X}，请重新插卡或手工录入")
 
 
 def split_response(rapdu: bytes) -> tuple[bytes, int]:

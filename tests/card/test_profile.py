@@ -11,6 +11,7 @@ from edge.card import (
     CardError, CardInputError, CardMalformed, CardStatusError, NotSocialSecurityCard, PinBlocked, WrongPin,
     profile,
 )
+from edge.card import status
 from edge.card.profile import IDENTITY_RECORDS
 
 
@@ -81,7 +82,7 @@ def test_status_words_map_to_typed_errors():
 
 
 def test_every_status_word_has_english_and_chinese():
-    for sw, (en, zh) in profile.STATUS_WORDS.items():
+    for sw, (en, zh) in status.STATUS_WORDS.items():
         assert en and zh, f"{sw:04X}"
         assert any("\u4e00" <= c <= "\u9fff" for c in zh), f"{sw:04X} has no Chinese text"
 

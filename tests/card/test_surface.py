@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import edge.card
-from edge.card import profile
+from edge.card import profile, status
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,7 @@ def test_every_error_has_a_distinct_code():
 
 def test_profile_document_covers_every_status_word_and_the_apdus():
     text = (ROOT / "firmware-interfaces" / "card-profile.md").read_text(encoding="utf-8")
-    for sw in profile.STATUS_WORDS:
+    for sw in status.STATUS_WORDS:
         assert f"{sw:04X}" in text, f"card-profile.md does not document {sw:04X}"
     for family in ("61xx", "6Cxx", "63Cx"):
         assert family in text
