@@ -95,6 +95,7 @@ def _visit_with_virtual_card(url: str) -> dict:
             browser.close()
 
 
+@pytest.mark.pcsc
 async def test_full_visit_through_the_page_with_the_virtual_card(tmp_path, nursery):
     import vcard_support
 

@@ -17,8 +17,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import support
 from vcard_support import SAMPLE_CARD, VCARD
+
+pytestmark = [pytest.mark.pcsc, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 VPCD_LIB = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")

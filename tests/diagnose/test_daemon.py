@@ -29,6 +29,7 @@ async def stack(tmp_path, nursery):
     return s
 
 
+@pytest.mark.pcsc
 async def test_healthy_counter_exits_0(stack, tmp_path):
     vcard_support.require_pcsc()
     with vcard_support.virtual_card(slot=SLOT) as card:

@@ -53,6 +53,7 @@ def test_pcscd_stopped(tmp_path):
     assert code == 2 and report["exit_code"] == 2
 
 
+@pytest.mark.pcsc
 async def test_pcscd_check_in_process_with_an_injected_socket(tmp_path):
     report = await run(Context(state_dir=tmp_path, pcsc_socket=str(tmp_path / "gone.comm")), only=["pcscd"])
     assert report.by_check()["pcscd"].status == "fail" and report.exit_code == 2
@@ -87,6 +88,7 @@ def private_pcscd(tmp_path):
         proc.stderr.close()
 
 
+@pytest.mark.pcsc
 def test_no_reader(tmp_path, private_pcscd):
     code, report = diagnose_cli(tmp_path, "pcscd", "readers", env={"PCSCLITE_CSOCK_NAME": str(private_pcscd)})
     found = by_check(report)
@@ -96,6 +98,7 @@ def test_no_reader(tmp_path, private_pcscd):
     assert code == 2
 
 
+@pytest.mark.pcsc
 async def test_configured_reader_missing(tmp_path):
     vcard_support.require_pcsc()
     report = await run(Context(state_dir=tmp_path, reader="Reader That Is Not There"), only=["readers"])
@@ -103,6 +106,7 @@ async def test_configured_reader_missing(tmp_path):
     assert f.status == "fail" and "not attached" in f.finding and any(r.startswith("Virtual PCD") for r in f.data["readers"])
 
 
+@pytest.mark.pcsc
 async def test_card_read_then_pulled(tmp_path):
     vcard_support.require_pcsc()
     card = vcard_support.SAMPLE_CARD
@@ -125,6 +129,7 @@ async def test_card_read_then_pulled(tmp_path):
     assert report.exit_code == 1
 
 
+@pytest.mark.pcsc
 async def test_mute_card_fails(tmp_path):
     vcard_support.require_pcsc()
     with vcard_support.virtual_card(slot=SLOT, faults={"mute": True}) as inserted:
@@ -134,6 +139,7 @@ async def test_mute_card_fails(tmp_path):
     assert report.exit_code == 2
 
 
+@pytest.mark.pcsc
 async def test_expired_card_reads_but_warns(tmp_path):
     vcard_support.require_pcsc()
     with vcard_support.virtual_card(vcard_support.EXPIRED_CARD, slot=SLOT) as inserted:
