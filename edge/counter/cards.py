@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -22,8 +23,8 @@ from .errors import CardProblem
 
 @dataclass
 class Slot:
-    identity: object | None = None       # edge.card.Identity
-    error: object | None = None          # edge.card.CardError
+    identity: Any = None                 # edge.card.Identity or None
+    error: Any = None                    # edge.card.CardError or None
     events: int = 0
 
 
@@ -32,7 +33,7 @@ def _card_problem(exc) -> CardProblem:
     detail = {}
     if getattr(exc, "tries_left", None) is not None:
         detail["tries_left"] = exc.tries_left
-    return CardProblem(getattr(exc, "message", str(exc)), getattr(exc, "zh", "读卡出错"),
+    return CardProblem(getattr(exc, "message", str(exc)), zh=getattr(exc, "zh", "读卡出错"),
                        code=getattr(exc, "code", "card_error"), **detail)
 
 
@@ -64,17 +65,17 @@ class CardDesk:
             if slot is None or slot.identity is None:
                 if slot is not None and slot.error is not None:
                     raise _card_problem(slot.error)
-                raise CardProblem(f"no card in reader {reader}", "请插入社保卡", code="no_card")
+                raise CardProblem(f"no card in reader {reader}", zh="请插入社保卡", code="no_card")
             return reader, slot.identity
         with_card = [(r, s.identity) for r, s in sorted(self.slots.items()) if s.identity is not None]
         if len(with_card) > 1:
-            raise CardProblem("cards in several readers: say which reader to use", "多个读卡器中有卡，请指定读卡器",
+            raise CardProblem("cards in several readers: say which reader to use", zh="多个读卡器中有卡，请指定读卡器",
                               code="several_cards", readers=[r for r, _ in with_card])
         if not with_card:
             errors = [s.error for s in self.slots.values() if s.error is not None]
             if errors:
                 raise _card_problem(errors[0])
-            raise CardProblem("no card in any reader: insert the social security card", "请插入社保卡",
+            raise CardProblem("no card in any reader: insert the social security card", zh="请插入社保卡",
                               code="no_card")
         return with_card[0]
 
@@ -99,7 +100,7 @@ class CardDesk:
             raise _card_problem(exc) from exc
         if identity.card_id != card_id:
             raise CardProblem("a different card is now in the reader: start the visit again",
-                              "读卡器中的卡已更换，请重新读卡", code="card_changed")
+                              zh="读卡器中的卡已更换，请重新读卡", code="card_changed")
 
 
 class SimulatedCards(CardDesk):
@@ -123,16 +124,16 @@ class SimulatedCards(CardDesk):
         slot = self.slots.get(reader)
         if slot is None or slot.identity is None:
             raise CardProblem("the card was removed before the visit was confirmed: nothing was recorded",
-                              "卡已拔出，本次未结算，请重新插卡", code="card_removed")
+                              zh="卡已拔出，本次未结算，请重新插卡", code="card_removed")
         if slot.identity.card_id != card_id:
             raise CardProblem("a different card is now in the reader: start the visit again",
-                              "读卡器中的卡已更换，请重新读卡", code="card_changed")
+                              zh="读卡器中的卡已更换，请重新读卡", code="card_changed")
         if pin is not None:
             if self.tries <= 0:
-                raise CardProblem("PIN blocked", "密码已锁定", code="pin_blocked")
+                raise CardProblem("PIN blocked", zh="密码已锁定", code="pin_blocked")
             if pin != self.pin:
                 self.tries -= 1
-                raise CardProblem(f"wrong PIN, {self.tries} tries left", f"密码错误，还可尝试 {self.tries} 次",
+                raise CardProblem(f"wrong PIN, {self.tries} tries left", zh=f"密码错误，还可尝试 {self.tries} 次",
                                   code="wrong_pin", tries_left=self.tries)
             self.tries = 3
 

@@ -30,7 +30,7 @@ def notice_text(kind: str, p: dict) -> str:
         if status == "approved":
             return f"全额垫付（理赔号 {p.get('claim_no')}）审核通过，报销 ¥{yuan(amount)}"
         return f"全额垫付（理赔号 {p.get('claim_no')}）审核未通过：{p.get('reason', '')}"
-    text = OUTCOME_ZH.get(p.get("outcome"), "医保中心核对结果")
+    text = OUTCOME_ZH.get(str(p.get("outcome")), "医保中心核对结果")
     credit = int(p.get("credit") or 0)
     if credit > 0:
         text += f"，多付的 ¥{yuan(credit)} 已退还"
@@ -41,6 +41,9 @@ async def handle(counter, verify_key, message: dict) -> None:
     kind, payload, mid = message.get("kind"), message.get("payload"), message.get("id")
     now = counter.clock.wall_ms()
     if kind == "bundle":
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            log.warning("bundle message without bytes ignored", extra={"event": "downlink_unknown", "kind": "bundle"})
+            return
         info = await trio.to_thread.run_sync(
             lambda: counter.cache.apply_bundle(bytes(payload), verify_key, now_ms=now))
         log.info("bundle applied", extra={"event": "bundle_applied", **info})

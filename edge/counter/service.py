@@ -1,18 +1,18 @@
-"""The counter service: one visit from card to durable journal entry. No HTTP here (see api.py).
+"""The counter service: the trio driver of one visit, from card to durable journal entry. No HTTP here
+(see api.py); no decisions here either: they are :mod:`edge.counter.visit` (a sans-I/O core) and
+:mod:`edge.offline` (the decision table).
 
-Flow of :meth:`Counter.settle` (``presettle`` runs the same steps without the card check, the centre
-call and the journal)::
+:meth:`Counter.settle` gathers what the card and the cache say into a :class:`Prepared` in a worker
+thread (SQLite is never queried on the event loop), hands it to a :class:`VisitCore` and does what the
+core asks until it gives a final answer::
 
-    request -> identity (card in the reader, or keyed in) -> cache: person, hotlist, bundles
-            -> offline.decide(facts) ---- refused ------> journal a refusal, answer 409
-                 | online                  | offline            | full payment
-            ask the centre (bounded)    engine with acct_limit  -> 409 full_payment_required
-            | no answer -> offline      check_fund               (the clerk confirms via claim())
-            -> card still there (PIN on the card when the account pays)
-            -> journal.append (durable) -> local effects (person state, offline counters) -> receipt
+    Identified -> AskCentre (bounded by online_timeout) / RunEngine / ConfirmCard / Journal
+               -> Done (receipt) | Refuse (journal the refusal, 409) | FullPayment (409, use claim())
+                  | Reject (the centre's engine said no) | Abandon (card pulled, wrong PIN: nothing journaled)
 
-Visits are serialised by one lock (one counter, one journal): a double submit waits for the first and
-then finds its ``req`` in the journal, so it answers with the same entry.
+``presettle`` runs identify, decide, engine and fund check without the card check, the centre call and
+the journal. Visits are serialised by one lock (one counter, one journal): a double submit waits for the
+first and then finds its ``req`` in the journal, so it answers with the same entry.
 
 Nothing here reads a clock directly: :class:`Clock` is injected (tests use a fixed one).
 """
@@ -20,32 +20,38 @@ Nothing here reads a clock directly: :class:`Clock` is injected (tests use a fix
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 import trio
 
 from edge import offline
-from edge.settle import (
-    InvalidInput, Item, SettlementError, Visit, canonical_json, parse_items, round_fen, settle,
-)
+from edge.settle import InvalidInput, Item, SettlementError, Visit, parse_items, round_fen, settle
 from edge.settle.money import mul
 
+from . import visit as core
 from .errors import (
     BadRequest, CardProblem, CounterError, FullPaymentRequired, JournalUnavailable, NotFullPayment, NotReady,
     Refused,
 )
 from .online import CentreRefusal, CentreUnreachable, Connectivity
 from .requests import VisitRequest, parse_visit_request
+from .visit import AMOUNT_KEYS, ENGINE_ZH, ENGINE_ZH_DEFAULT, Prepared
 
 log = logging.getLogger("edge.counter")
+T = TypeVar("T")
 
-AMOUNT_KEYS = ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt", "inscp_scp_amt",
-               "act_pay_dedc", "hifp_pay", "acct_pay", "psn_cash_pay")
+# What the clerk reads when the journal refuses (its own hint is English, for the technician).
+JOURNAL_ZH = {"journal_full": "磁盘已满：请清理本机磁盘空间后重试",
+              "journal_read_only": "日志文件或其目录只读：请联系技术人员",
+              "journal_corrupt": "日志文件已损坏：请勿删除任何文件，立即联系技术人员",
+              "journal_busy": "日志正被其他程序占用：请稍候重试",
+              "journal_mismatch": "日志不属于本设备：请联系技术人员",
+              "journal_missing": "找不到日志文件：请联系技术人员"}
+JOURNAL_ZH_DEFAULT = "请联系技术人员"
 
 
 class Clock:
@@ -68,6 +74,13 @@ class Clock:
         return dt.datetime.fromtimestamp(self.wall_ms() / 1000, self.tz).date()
 
 
+@dataclass(frozen=True)
+class Now:
+    wall_ms: int
+    mono_ns: int
+    today: dt.date
+
+
 @dataclass
 class Settings:
     level: str = "village"               # institution level the policy rules are keyed by
@@ -75,26 +88,17 @@ class Settings:
     retry_online_after: float = 30.0     # after a failure, skip the centre for this long
 
 
-@dataclass
-class Prepared:
-    req: VisitRequest
-    reader: str | None
-    identity: Any
-    person: Any
-    items: list[Item]
-    visit: Visit
-    decision: offline.Decision
-    basis: dict
-    policy: Any
-
-
-def _result_sha(text: str) -> bytes:
-    return hashlib.sha256(text.encode("utf-8")).digest()[:16]
-
-
 def _medfee(items: list[Item]) -> int:
-    # Step 1 of the engine (DOMAIN.md 4.1), for a visit the engine cannot settle (full payment).
-    return sum(round_fen(mul(it.cnt, it.pric)) for it in items)
+    return core.medfee(items)
+
+
+def _journal_zh(code: str, what: str) -> str:
+    return f"日志无法{what}：" + JOURNAL_ZH.get(code, JOURNAL_ZH_DEFAULT)
+
+
+async def _off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """Run a cache (SQLite) read in a worker thread: the event loop never waits on the database."""
+    return await trio.to_thread.run_sync(fn, *args)
 
 
 class Counter:
@@ -110,16 +114,23 @@ class Counter:
         self.journal_fault: dict | None = None
         self._lock = trio.Lock()
         self._full_payments: dict[str, offline.Decision] = {}
-        self.on_journaled = None          # the daemon sets uplink.wake: send new entries at once
+        self.on_journaled: Callable[[], None] | None = None   # the daemon sets uplink.wake: send at once
 
     # -- facts ----------------------------------------------------------------------------------
-    def cache_age_ms(self) -> int | None:
-        r = self.cache.refreshed()
+    def cache_age_ms(self, now: Now | None = None) -> int | None:
+        """Age of the cache (a cache read: call it in a worker thread, with ``now`` read on the loop)."""
+        return self._age(self.cache.refreshed(), now or self.now())
+
+    def _age(self, r, now: Now) -> int | None:
         if r is None:
             return None
-        return offline.cache_age_ms(now_wall_ms=self.clock.wall_ms(), refreshed_wall_ms=r.wall_ms,
-                                    now_mono_ns=self.clock.mono_ns(), refreshed_mono_ns=r.mono_ns,
+        return offline.cache_age_ms(now_wall_ms=now.wall_ms, refreshed_wall_ms=r.wall_ms,
+                                    now_mono_ns=now.mono_ns, refreshed_mono_ns=r.mono_ns,
                                     same_boot=r.boot_id == self.clock.boot_id)
+
+    def now(self) -> Now:
+        """The clocks, read once (on the event loop: a test clock may be trio's own)."""
+        return Now(self.clock.wall_ms(), self.clock.mono_ns(), self.clock.today())
 
     def mark_refreshed(self) -> None:
         self.cache.mark_refreshed(wall_ms=self.clock.wall_ms(), mono_ns=self.clock.mono_ns(),
@@ -136,7 +147,7 @@ class Counter:
         v = self.cache.versions()
         if "policy" not in v or "catalogue" not in v:
             raise NotReady("no policy or catalogue in the cache yet: connect to the centre once and wait for the "
-                           "first download", "本机尚未下载医保目录和政策，请联网等待首次同步后再结算")
+                           "first download", zh="本机尚未下载医保目录和政策，请联网等待首次同步后再结算")
         pol = self.cache.policy()
         basis = {"catalogue": {"version": v["catalogue"]["version"], "hash": v["catalogue"]["hash"]},
                  "policy": {"version": v["policy"]["version"], "hash": v["policy"]["hash"],
@@ -151,12 +162,12 @@ class Counter:
             try:
                 return None, keyed_in_identity(*r.keyed_in)
             except CardError as exc:
-                raise BadRequest(exc.message, exc.zh, code="invalid_input",
+                raise BadRequest(exc.message, zh=exc.zh, code="invalid_input",
                                  field=f"keyed_in.{getattr(exc, 'field', 'certno')}") from exc
         reader, identity = self.cards.present(r.reader)
         if r.card_id is not None and identity.card_id != r.card_id:
             raise CardProblem("a different card is now in the reader: start the visit again",
-                              "读卡器中的卡已更换，请重新读卡", code="card_changed")
+                              zh="读卡器中的卡已更换，请重新读卡", code="card_changed")
         return reader, identity
 
     def _items(self, r: VisitRequest) -> list[Item]:
@@ -165,61 +176,73 @@ class Counter:
         for i, it in enumerate(r.items):
             if it["code"] not in cat:
                 raise BadRequest(f"item {it['code']} is not in the catalogue: search for it again or refresh the "
-                                 "catalogue", f"目录中没有编码为 {it['code']} 的项目，请重新搜索", code="unknown_item",
+                                 "catalogue", zh=f"目录中没有编码为 {it['code']} 的项目，请重新搜索", code="unknown_item",
                                  field=f"items[{i}].med_list_codg")
             pric = it["pric"]
             if pric is None:
                 pric = (self.cache.item(it["code"]) or {}).get("pric")
                 if pric is None:
                     raise BadRequest(f"items[{i}] has no price and the catalogue gives none: enter the price in fen",
-                                     "请填写单价", code="invalid_input", field=f"items[{i}].pric")
+                                     zh="请填写单价", code="invalid_input", field=f"items[{i}].pric")
             out.append({"code": it["code"], "cnt": it["cnt"], "pric": pric, "name": cat[it["code"]].name})
         try:
             return parse_items(out)
         except InvalidInput as exc:
-            raise BadRequest(exc.message, "项目数据不正确", code="invalid_input", field=exc.field) from exc
+            raise BadRequest(exc.message, zh="项目数据不正确", code="invalid_input", field=exc.field) from exc
 
-    def prepare(self, data: Any, *, need_req: bool) -> Prepared:
+    def prepare(self, data: Any, *, need_req: bool, now: Now | None = None) -> Prepared:
+        """Identify and gather the facts of a visit (cache reads: call it in a worker thread, with ``now``
+        read on the loop)."""
+        now = now or self.now()
         r = parse_visit_request(data, need_req=need_req)
         reader, identity = self._identity(r)
         person = self.cache.person_for_card(identity.card_id, identity.ssn)
         basis = self._basis(person is not None)
         policy = self.cache.policy()
         items = self._items(r)
-        today = self.clock.today()
+        today = now.today
         if r.med_type not in policy.med_types:
             raise BadRequest(f"med_type {r.med_type} is unknown; use one of {', '.join(sorted(policy.med_types))}",
-                             "就诊类型不正确", code="invalid_input", field="med_type")
+                             zh="就诊类型不正确", code="invalid_input", field="med_type")
         # Keyed-in cards have no PIN to verify, so the account cannot pay (documented in docs/counter.md).
         acct = r.acct_used_flag and not identity.keyed_in
         visit = Visit(r.med_type, self.settings.level, today, acct, r.chronic_code)
         counters = self.cache.offline_use(identity.card_id) if identity.card_id else None
         facts = offline.Facts(
             centre_reachable=self.centre is not None and self.link.should_try(
-                self.clock.wall_ms(), int(self.settings.retry_online_after * 1000)),
+                now.wall_ms, int(self.settings.retry_online_after * 1000)),
             card_hotlisted=self.cache.hotlisted(identity.card_id) is not None,
             card_expired=identity.expires is not None and identity.expires < today,
             keyed_in=identity.keyed_in, observation=r.observation,
             person_known=person is not None,
             person_status=person.state.status if person else None,
             pending_review=bool(person and person.state.pending_review),
-            limits=policy.offline, cache_age_ms=self.cache_age_ms(),
+            limits=policy.offline, cache_age_ms=self.cache_age_ms(now),
             offline_visits=counters[0] if counters else None,
             offline_acct_used=counters[1] if counters else None)
-        return Prepared(r, reader, identity, person, items, visit, offline.decide(facts), basis, policy)
+        return Prepared(r, reader, identity, person, items, visit, facts, offline.decide(facts), basis, policy)
 
-    def _engine(self, p: Prepared, decision: offline.Decision):
+    async def _prepare(self, data: Any, *, need_req: bool) -> Prepared:
+        now = self.now()
+        return await _off_loop(lambda: self.prepare(data, need_req=need_req, now=now))
+
+    def _engine(self, p: Prepared, acct_limit: int | None):
+        """Run the engine on the cached catalogue (reads the cache: call it in a worker thread)."""
         if p.person is None:
             return None
         cat = self.cache.catalogue_for(it.code for it in p.items)
         try:
-            return settle(p.policy, cat, p.person.state, p.visit, p.items,
-                          acct_limit=decision.acct_limit if decision.mode == offline.OFFLINE else None)
+            return settle(p.policy, cat, p.person.state, p.visit, p.items, acct_limit=acct_limit)
         except SettlementError as exc:
-            raise BadRequest(exc.message, _engine_zh(exc), code=exc.code, field=exc.field) from exc
+            raise BadRequest(exc.message, zh=ENGINE_ZH.get(exc.code, ENGINE_ZH_DEFAULT), code=exc.code,
+                             field=exc.field) from exc
+
+    def _offline_acct_limit(self, d: offline.Decision) -> int | None:
+        return d.acct_limit if d.mode == offline.OFFLINE else None
 
     # -- API operations ---------------------------------------------------------------------------
-    def card_status(self, reader: str | None = None) -> dict:
+    def card_status(self, reader: str | None = None, today: dt.date | None = None) -> dict:
+        """The card in the reader and what the cache says of it (cache reads: prefer read_card_status)."""
         out: dict[str, Any] = {"readers": self.cards.status(), "simulated": self.cards.simulated}
         try:
             reader, identity = self.cards.present(reader)
@@ -227,7 +250,7 @@ class Counter:
             out.update(present=False, error=exc.to_dict())
             return out
         person = self.cache.person_for_card(identity.card_id, identity.ssn)
-        today = self.clock.today()
+        today = today or self.clock.today()
         out.update(present=True, reader=reader, card=_card_view(identity),
                    hotlisted=self.cache.hotlisted(identity.card_id),
                    expired=identity.expires is not None and identity.expires < today,
@@ -235,15 +258,20 @@ class Counter:
                    notices=self.cache.notices_for(person.psn_no) if person else [])
         return out
 
+    async def read_card_status(self, reader: str | None = None) -> dict:
+        """:meth:`card_status` in a worker thread."""
+        return await _off_loop(self.card_status, reader, self.clock.today())
+
     def search(self, q: str, limit: int = 20) -> list[dict]:
+        """Catalogue search (a cache read: the API calls it in a worker thread)."""
         return [_item_view(it) for it in self.cache.search(q, limit)]
 
     async def presettle(self, data: Any) -> dict:
-        p = self.prepare(data, need_req=False)
+        p = await self._prepare(data, need_req=False)
         d = p.decision
         quote = None
         if d.mode in (offline.ONLINE, offline.OFFLINE) and p.person is not None:
-            result = self._engine(p, d)
+            result = await _off_loop(self._engine, p, self._offline_acct_limit(d))
             d = offline.check_fund(d, result.hifp_pay, p.policy.offline)
             if d.mode != offline.FULL_PAYMENT:
                 quote = result
@@ -268,42 +296,83 @@ class Counter:
         return out
 
     async def settle(self, data: Any) -> dict:
+        """Drive one :class:`~edge.counter.visit.VisitCore` to its final action."""
         async with self._lock:
             self._check_journal()
             done = await self._existing(data)
             if done is not None:
                 return done
-            p = self.prepare(data, need_req=True)
-            d = p.decision
-            if d.mode == offline.REFUSED:
-                await self._refusal(p, d)
-            if d.mode == offline.FULL_PAYMENT:
-                raise self._full_payment(p, d)
-            if d.mode == offline.ONLINE:
-                # The PIN is checked before the centre commits anything.
-                await self._confirm_card(p)
-                online_answer = await self._try_online(p)
-                if online_answer is not None:
-                    if isinstance(online_answer, offline.Decision):
-                        if online_answer.mode == offline.REFUSED:
-                            await self._refusal(p, online_answer)
-                        raise self._full_payment(p, online_answer)
-                    return await self._journal_online(p, online_answer)
-                d = self.prepare(data, need_req=True).decision   # centre silent: decide again, offline
-                p.decision = d
-                if d.mode == offline.FULL_PAYMENT:
-                    raise self._full_payment(p, d)
-                pin_done = True
-            else:
-                pin_done = False
-            result = self._engine(p, d)
-            d = offline.check_fund(d, result.hifp_pay, p.policy.offline)
-            if d.mode == offline.FULL_PAYMENT:
-                raise self._full_payment(p, d)
-            if not pin_done:
-                await self._confirm_card(p)
-            body = self._settlement_body(p, "offline", result.to_dict(), _result_sha(result.to_json()), d)
-            return await self._append("settlement", body)
+            p = await self._prepare(data, need_req=True)
+            visit = core.VisitCore()
+            action = visit.handle(core.Identified(p))
+            card_error: CardProblem | None = None
+            while not action.final:
+                if isinstance(action, core.ConfirmCard):
+                    event, card_error = await self._confirm(action)
+                elif isinstance(action, core.AskCentre):
+                    event = await self._ask_centre(action.request)
+                elif isinstance(action, core.RunEngine):
+                    event = core.Settled(await _off_loop(self._engine, p, action.acct_limit))
+                elif isinstance(action, core.Journal):
+                    event = core.Journaled(await self._append_entry(action.kind, action.body))
+                else:
+                    raise AssertionError(f"the visit asked for an unknown action {action!r}")
+                action = visit.handle(event)
+            return await self._finish(p, action, card_error)
+
+    async def _finish(self, p: Prepared, action: core.Action, card_error: CardProblem | None) -> dict:
+        """Turn the core's final action into the API's answer (a receipt, or an error to raise)."""
+        if isinstance(action, core.Done):
+            return await self._receipt_of(action.entry)
+        if isinstance(action, core.Refuse):
+            await self._journal_refusal(action.body)
+            if card_error is not None:       # PIN blocked: the card's own error, after the refusal is journaled
+                raise card_error
+            raise Refused(action.decision.detail, zh=action.decision.zh, code=action.decision.cause)
+        if isinstance(action, core.FullPayment):
+            raise self._full_payment(p, action.decision)
+        if isinstance(action, core.Reject):
+            raise BadRequest(action.message, zh=action.zh, code=action.code)
+        if isinstance(action, core.Abandon):
+            if card_error is not None:
+                raise card_error
+            raise CardProblem("the account pays: the patient must enter the card PIN", zh="使用个人账户支付，请输入卡密码",
+                              code=action.code)
+        raise AssertionError(f"the visit ended with an unknown action {action!r}")
+
+    async def _confirm(self, a: core.ConfirmCard) -> tuple[core.Event, CardProblem | None]:
+        """The card is still there (and the PIN right): the core's event, and the card's error if any."""
+        try:
+            await self.cards.confirm(a.reader, a.card_id, a.pin)
+        except CardProblem as exc:
+            if exc.code == "wrong_pin":
+                return core.PinWrong(exc.detail.get("tries_left")), exc
+            if exc.code == "pin_blocked":
+                return core.PinBlocked(), exc
+            return core.CardPulled(exc.code), exc
+        return core.CardConfirmed(), None
+
+    async def _ask_centre(self, request: dict) -> core.Event:
+        """Ask the centre, bounded by ``online_timeout``; keep the link state for the banner."""
+        if self.centre is None:
+            return core.CentreFailed("no centre configured")
+        answer = None
+        try:
+            with trio.move_on_after(self.settings.online_timeout):
+                answer = await self.centre.settle(request)
+        except CentreUnreachable as exc:
+            self.link.failed(self.clock.wall_ms(), str(exc))
+            log.info("centre unreachable, settling offline", extra={"event": "online_fallback", "why": str(exc)})
+            return core.CentreFailed(str(exc))
+        except CentreRefusal as exc:
+            self.link.ok(self.clock.wall_ms())
+            return core.CentreRefused(exc.code, exc.message)
+        if answer is None:
+            self.link.failed(self.clock.wall_ms(), "timeout")
+            log.info("centre silent, settling offline", extra={"event": "online_fallback", "why": "timeout"})
+            return core.CentreFailed("timeout")
+        self.link.ok(self.clock.wall_ms())
+        return core.CentreAnswered(answer)
 
     async def claim(self, data: Any) -> dict:
         """Journal a full-payment claim (the patient pays everything; the fund part is reviewed later).
@@ -317,29 +386,20 @@ class Counter:
             done = await self._existing(data)
             if done is not None:
                 return done
-            p = self.prepare(data, need_req=True)
-            d = self._full_payments.get(p.req.req) or p.decision
+            p = await self._prepare(data, need_req=True)
+            d = self._full_payments.get(p.req.req or "") or p.decision
             if d.mode == offline.REFUSED:
-                await self._refusal(p, d)
+                await self._journal_refusal(core.refusal_body(p, d))
+                raise Refused(d.detail, zh=d.zh, code=d.cause)
             if d.mode == offline.OFFLINE:
-                result = self._engine(p, d)
+                result = await _off_loop(self._engine, p, d.acct_limit)
                 d = offline.check_fund(d, result.hifp_pay, p.policy.offline)
             if d.mode != offline.FULL_PAYMENT:
-                raise NotFullPayment(f"this visit settles normally ({d.mode}): use settle, not claim",
-                                     "本次可以正常结算，无需全额垫付", mode=d.mode)
-            if p.identity.card_id:
-                await self._confirm_card(p, pin=False)
-            medfee = _medfee(p.items)
-            body = {"req": p.req.req, "cause": d.cause, "detail": d.detail,
-                    "psn_no": p.person.psn_no if p.person else None,
-                    "card": {"card_id": p.identity.card_id, "keyed_in": p.identity.keyed_in},
-                    "visit": _visit_body(p.visit, p.req), "items": _items_body(p.items),
-                    "paid": {"medfee_sumamt": medfee, "acct_pay": 0, "psn_cash_pay": medfee},
-                    "basis": {**p.basis, "limits": d.limits or None}}
-            if p.person is None:
-                body["certno"] = p.identity.ssn
-            out = await self._append("claim", body)
-            self._full_payments.pop(p.req.req, None)
+                raise NotFullPayment(f"this visit settles normally ({d.mode}): use settle, not claim", mode=d.mode)
+            if p.identity.card_id and not p.identity.keyed_in:
+                await self.cards.confirm(p.reader, p.identity.card_id, None)   # still there; no PIN for cash
+            out = await self._receipt_of(await self._append_entry("claim", core.claim_body(p, d)))
+            self._full_payments.pop(p.req.req or "", None)
             return out
 
     async def cancel(self, seq: Any, data: Any) -> dict:
@@ -347,30 +407,30 @@ class Counter:
         from edge.settle import CannotCancel, cancel as engine_cancel
 
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
-            raise BadRequest("seq must be the journal number of a settlement", "流水号不正确", field="seq")
+            raise BadRequest("seq must be the journal number of a settlement", zh="流水号不正确", field="seq")
         async with self._lock:
             self._check_journal()
             req = f"cancel:{seq}"
             prior = await self._read_journal(self.journal.find_by_req, req)
             if prior is not None:
-                return self.receipt_summary(prior)
+                return await self._receipt_of(prior)
             entry = await self._read_journal(self.journal.get, seq)
             if entry is None or entry.kind != "settlement":
-                raise BadRequest(f"there is no settlement with journal seq {seq}", f"没有流水号为 {seq} 的结算",
+                raise BadRequest(f"there is no settlement with journal seq {seq}", zh=f"没有流水号为 {seq} 的结算",
                                  code="unknown_settlement", status=404, field="seq")
-            person = self.cache.person(entry.body["psn_no"])
+            person = await _off_loop(self.cache.person, entry.body["psn_no"])
             if person is None:
-                raise BadRequest("the person is not in the cache: cancel at the centre", "本地无此参保人信息，请到医保中心撤销",
-                                 code="cannot_cancel")
+                raise BadRequest("the person is not in the cache: cancel at the centre",
+                                 zh="本地无此参保人信息，请到医保中心撤销", code="cannot_cancel")
             try:
                 c = engine_cancel(entry.body["amounts"], person.state)
             except CannotCancel as exc:
-                raise BadRequest(exc.message, "无法撤销：请到医保中心办理", code=exc.code) from exc
+                raise BadRequest(exc.message, zh="无法撤销：请到医保中心办理", code=exc.code) from exc
             a = entry.body["amounts"]
             body = {"req": req, "cancels": seq, "psn_no": entry.body["psn_no"],
                     "amounts": {k: int(a[k]) for k in AMOUNT_KEYS}, "state_after": c.state_after,
                     "reason": _opt_reason(data)}
-            return await self._append("cancel", body)
+            return await self._receipt_of(await self._append_entry("cancel", body))
 
     # -- steps ----------------------------------------------------------------------------------
     async def _read_journal(self, fn, *args):
@@ -382,13 +442,13 @@ class Counter:
         except JournalError as exc:
             self.journal_fault = exc.to_dict()
             raise JournalUnavailable(f"the journal cannot be read: {exc.message} ({exc.hint})",
-                                     "日志无法读取，已停止结算：" + exc.hint, code=exc.code) from exc
+                                     zh=_journal_zh(exc.code, "读取，已停止结算"), code=exc.code) from exc
 
     def _check_journal(self) -> None:
         if self.journal_fault is not None and not self.journal_fault.get("retryable"):
             f = self.journal_fault
             raise JournalUnavailable(f"settlement is stopped: {f['message']} ({f['hint']})",
-                                     "日志无法写入，已停止结算：" + f["hint"], code=f["code"])
+                                     zh=_journal_zh(f["code"], "写入，已停止结算"), code=f["code"])
 
     async def _existing(self, data: Any) -> dict | None:
         req = data.get("req") if isinstance(data, Mapping) else None
@@ -399,106 +459,29 @@ class Counter:
             return None
         if entry.kind == "refusal":
             raise Refused(f"request {req} was refused earlier: {entry.body.get('what', '')}",
-                          offline.REFUSAL_ZH.get(entry.body.get("code"), "已拒绝"), code=entry.body.get("code", "refused"))
-        return self.receipt_summary(entry)
+                          zh=offline.REFUSAL_ZH.get(entry.body.get("code"), "已拒绝结算"),
+                          code=entry.body.get("code", "refused"))
+        return await self._receipt_of(entry)
 
     def _full_payment(self, p: Prepared, d: offline.Decision) -> FullPaymentRequired:
         # Remembered so that claim() for the same req journals this cause (even one only the centre knew).
-        self._full_payments[p.req.req] = d
+        self._full_payments[p.req.req or ""] = d
         while len(self._full_payments) > 1000:
             self._full_payments.pop(next(iter(self._full_payments)))
         return FullPaymentRequired(f"full payment required ({d.cause}): {d.detail}; the patient pays everything and a "
-                                   "claim is journaled (use claim)", "需全额垫付：" + d.zh,
+                                   "claim is journaled (use claim)", zh="需全额垫付：" + d.zh,
                                    cause=d.cause, decision=d.to_dict())
 
-    async def _refusal(self, p: Prepared, d: offline.Decision) -> None:
-        body = {"req": p.req.req, "code": d.cause, "what": d.detail,
-                "card": {"region": p.identity.region, "keyed_in": p.identity.keyed_in}}
+    async def _journal_refusal(self, body: dict) -> None:
+        # Best effort: the refusal stands whether or not it could be journaled.
         try:
-            await self._append("refusal", body)
+            await self._append_entry("refusal", body)
         except CounterError:
             pass
-        raise Refused(d.detail, d.zh, code=d.cause)
 
-    async def _confirm_card(self, p: Prepared, *, pin: bool = True) -> None:
-        if p.identity.keyed_in:
-            return
-        use_pin = p.req.pin if (pin and p.visit.acct_used_flag) else None
-        if pin and p.visit.acct_used_flag and not p.req.pin:
-            raise CardProblem("the account pays: the patient must enter the card PIN", "使用个人账户支付，请输入卡密码",
-                              code="pin_required")
-        try:
-            await self.cards.confirm(p.reader, p.identity.card_id, use_pin)
-        except CardProblem as exc:
-            if exc.code == "pin_blocked":     # refused outright, and the refusal is journaled (DOMAIN.md 6)
-                await self._refusal(p, offline.Decision(offline.REFUSED, "pin_blocked", "card PIN is blocked",
-                                                        offline.REFUSAL_ZH["pin_blocked"]))
-            raise
-
-    async def _try_online(self, p: Prepared):
-        """The centre's answer (dict), a Decision for its typed refusals, or None when it is silent."""
-        if self.centre is None:
-            return None
-        request = {"req": p.req.req, "psn_no": p.person.psn_no if p.person else None,
-                   "card_id": p.identity.card_id, "certno": p.identity.ssn,
-                   "visit": _visit_body(p.visit, p.req), "items": _items_body(p.items),
-                   "acct_used_flag": p.visit.acct_used_flag}
-        answer = None
-        try:
-            with trio.move_on_after(self.settings.online_timeout):
-                answer = await self.centre.settle(request)
-        except CentreUnreachable as exc:
-            self.link.failed(self.clock.wall_ms(), str(exc))
-            log.info("centre unreachable, settling offline", extra={"event": "online_fallback", "why": str(exc)})
-            return None
-        except CentreRefusal as exc:
-            self.link.ok(self.clock.wall_ms())
-            mapped = offline.after_centre(exc.code, exc.message)
-            if mapped is None and p.person is None and exc.code == "invalid_input":
-                # The centre needs a psn_no and this device's snapshot does not know the person.
-                mapped = offline.Decision(offline.REFUSED, "unknown_person",
-                                          "person not in this device's snapshot and not identified by the centre",
-                                          "本机和医保中心都未能识别此参保人，请核对卡片或社会保障号码")
-            if mapped is None:
-                raise BadRequest(exc.message or exc.code, "医保中心拒绝结算：" + (exc.message or exc.code),
-                                 code=exc.code) from exc
-            return mapped
-        if answer is None:
-            self.link.failed(self.clock.wall_ms(), "timeout")
-            log.info("centre silent, settling offline", extra={"event": "online_fallback", "why": "timeout"})
-            return None
-        self.link.ok(self.clock.wall_ms())
-        return answer
-
-    async def _journal_online(self, p: Prepared, answer: dict) -> dict:
-        result = answer["result"]
-        person = answer.get("person") or {}
-        psn_no = person.get("psn_no") or (result.get("basis") or {}).get("psn_no") or (p.person and p.person.psn_no)
-        state = {"insutype": person.get("insutype") or result["basis"]["insutype"],
-                 "psn_type": person.get("psn_type") or result["basis"]["psn_type"],
-                 "status": person.get("status", "active"), "chronic": person.get("chronic", []),
-                 **{k: int(result["state_before"][k]) for k in ("balc", "deductible_used", "fund_paid")}}
-        d = offline.Decision(offline.ONLINE, detail="settled by the centre", zh="联网结算")
-        body = self._settlement_body(p, "online", result, _result_sha(canonical_json(result)), d,
-                                     psn_no=psn_no, person=state)
-        body["basis"]["centre"] = answer.get("basis")
-        return await self._append("settlement", body)
-
-    def _settlement_body(self, p: Prepared, mode: str, result: dict, sha: bytes, d: offline.Decision, *,
-                         psn_no: str | None = None, person: dict | None = None) -> dict:
-        if person is None:
-            s = p.person.state
-            person = {"insutype": s.insutype, "psn_type": s.psn_type, "status": s.status,
-                      "chronic": [f.code for f in s.chronic], "balc": s.balc, "deductible_used": s.deductible_used,
-                      "fund_paid": s.fund_paid}
-        return {"req": p.req.req, "mode": mode, "psn_no": psn_no or p.person.psn_no,
-                "card": {"card_id": p.identity.card_id, "keyed_in": p.identity.keyed_in},
-                "visit": _visit_body(p.visit, p.req), "items": _items_body(p.items), "person": person,
-                "acct_limit": d.acct_limit if mode == "offline" else None,
-                "amounts": {k: int(result[k]) for k in AMOUNT_KEYS}, "result_sha256": sha,
-                "basis": {**p.basis, "limits": d.limits or None}}
-
-    async def _append(self, kind: str, body: dict) -> dict:
+    async def _append_entry(self, kind: str, body: dict):
+        """Append durably, then apply the local effects; the journal entry (a duplicate ``req`` gives the
+        entry journaled before)."""
         from edge.journal import DuplicateRequest, EntryFormatError, JournalError
 
         wall, mono = self.clock.wall_ms(), self.clock.mono_ns()
@@ -522,33 +505,37 @@ class Counter:
             with trio.CancelScope(shield=True):   # once started, the durable append finishes
                 entry = await trio.to_thread.run_sync(append_then_apply)
         except DuplicateRequest as exc:
-            return self.receipt_summary(exc.entry)
+            return exc.entry
         except JournalError as exc:
             self.journal_fault = exc.to_dict()
             log.error("journal append failed", extra={"event": "journal_error", "code": exc.code})
             raise JournalUnavailable(f"the journal cannot be written: {exc.message} ({exc.hint})",
-                                     "日志无法写入，本次未结算：" + exc.hint, code=exc.code) from exc
+                                     zh=_journal_zh(exc.code, "写入，本次未结算"), code=exc.code) from exc
         except EntryFormatError as exc:
-            raise CounterError(f"internal error, nothing was recorded: {exc}", "内部错误，本次未记录",
+            raise CounterError(f"internal error, nothing was recorded: {exc}", zh="内部错误，本次未记录",
                                code="internal_error", status=500) from exc
         self.journal_fault = None
         log.info("journaled", extra={"event": "journaled", "kind": kind, "seq": entry.seq,
                                      "mode": body.get("mode"), "cause": body.get("cause")})
         if self.on_journaled is not None:
             self.on_journaled()
-        return self.receipt_summary(entry)
+        return entry
 
     # -- receipts and status ----------------------------------------------------------------------
     def receipt_summary(self, entry) -> dict:
+        """The receipt of a journal entry (item names from the cache: prefer the async paths)."""
         from .receipts import receipt_view
         return receipt_view(entry, self.cache)
+
+    async def _receipt_of(self, entry) -> dict:
+        return await _off_loop(self.receipt_summary, entry)
 
     async def receipt(self, seq: int) -> dict:
         entry = await self._read_journal(self.journal.get, seq)
         if entry is None or entry.kind not in ("settlement", "claim", "cancel"):
-            raise BadRequest(f"there is no receipt with journal seq {seq}", f"没有流水号为 {seq} 的票据",
+            raise BadRequest(f"there is no receipt with journal seq {seq}", zh=f"没有流水号为 {seq} 的票据",
                              code="unknown_receipt", status=404, field="seq")
-        return self.receipt_summary(entry)
+        return await self._receipt_of(entry)
 
     async def status(self) -> dict:
         try:
@@ -556,9 +543,10 @@ class Counter:
             head, _ = await self._read_journal(self.journal.head)
         except JournalUnavailable:
             backlog, head = None, None      # the status still answers, saying why settling stopped
-        now = self.clock.wall_ms()
-        versions = self.cache.versions()
-        age = self.cache_age_ms()
+        clocks = self.now()
+        now = clocks.wall_ms
+        versions, refreshed = await _off_loop(lambda: (self.cache.versions(), self.cache.refreshed()))
+        age = self._age(refreshed, clocks)
         return {
             "device": self.journal.device,
             "online": self.link.online, "last_contact_ms": self.link.last_ok_ms, "last_error": self.link.last_error,
@@ -579,19 +567,6 @@ def _opt_reason(data: Any) -> str:
     return r[:200] if isinstance(r, str) else ""
 
 
-def _visit_body(v: Visit, r: VisitRequest) -> dict:
-    out = {"med_type": v.med_type, "level": v.level, "date": v.date.isoformat(), "acct_used_flag": v.acct_used_flag}
-    if v.chronic_code:
-        out["chronic_code"] = v.chronic_code
-    if r.observation:
-        out["observation"] = True
-    return out
-
-
-def _items_body(items: list[Item]) -> list[dict]:
-    return [{"code": it.code, "cnt": str(it.cnt), "pric": it.pric} for it in items]
-
-
 def _card_view(identity) -> dict:
     return {"card_id": identity.card_id, "card_no": identity.card_no, "certno": identity.ssn, "psn_name": identity.name,
             "gend": identity.sex, "expires": identity.expires.isoformat() if identity.expires else None,
@@ -609,9 +584,3 @@ def _person_view(person) -> dict | None:
 def _item_view(it: dict) -> dict:
     return {"med_list_codg": it["code"], "name": it.get("name"), "py": it.get("py"), "chrgitm_lv": it.get("class"),
             "selfpay_prop": it.get("selfpay_prop"), "pric_uplmt_amt": it.get("pric_uplmt_amt"), "pric": it.get("pric")}
-
-
-def _engine_zh(exc: SettlementError) -> str:
-    return {"no_policy_rule": "政策中没有适用于此类就诊的规则，请检查就诊类型",
-            "no_chronic_filing": "没有有效的门诊慢特病备案，请按普通门诊结算或先办理备案",
-            "invalid_input": "数据不正确"}.get(exc.code, "无法结算")
