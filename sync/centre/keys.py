@@ -12,13 +12,10 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
-from sync.errors import SyncError
+from sync.centre.errors import KeyFileError
 
 KEY_FILE = "bundle.key"
 
-
-class KeyFileError(SyncError):
-    code = "centre_key_unreadable"
 
 
 def key_id(verify_key) -> str:

@@ -24,21 +24,9 @@ from typing import Any, Iterable, Mapping
 from edge.settle import parse_person
 from edge.settle.errors import SettlementError
 from sync.centre import replay as rp
-from sync.errors import SyncError
-
-class LedgerError(SyncError):
-    """An operation on the ledger was refused; ``code`` says why, the message what to do."""
-
-    code = "ledger_error"
+from sync.centre.errors import BadOperation, UnknownPerson
 
 
-class UnknownPerson(LedgerError):
-    code = "unknown_person"
-    status = 404
-
-
-class BadOperation(LedgerError):
-    code = "bad_operation"
 
 
 def now_ms() -> int:

@@ -29,14 +29,9 @@ from starlette.routing import Route
 
 from edge.settle import SettlementError, parse_catalogue, parse_items, parse_policy, parse_visit, settle
 from sync.centre import ledger as L
+from sync.centre.errors import OnlineRefused
 from sync.errors import SyncError
 
-
-class OnlineRefused(SyncError):
-    """The centre will not settle this visit online; ``code`` tells the counter what to do instead."""
-
-    code = "online_refused"
-    status = 409
 
 
 _PARSED: dict[str, Any] = {}

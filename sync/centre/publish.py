@@ -31,14 +31,11 @@ import cbor2
 from edge.settle import SettlementError, parse_catalogue, parse_person, parse_policy
 from sync import bundles
 from sync.centre.store import now_ms
-from sync.errors import SyncError
+from sync.centre.errors import SourceError
 
 KINDS = bundles.KINDS
 _COLL = {"catalogue": "items", "persons": "persons", "hotlist": "cards"}
 
-
-class SourceError(SyncError):
-    code = "bad_source"
 
 
 def _plain(v: Any) -> Any:

@@ -58,6 +58,7 @@ from edge.settle import (
     CatalogueItem, PersonState, Policy, SettlementError, parse_items, parse_person, parse_visit, settle, yuan,
 )
 from edge.settle.inputs import parse_chronic
+from sync.centre.errors import ClaimError, Refusal
 
 OUTCOMES = ("confirmed", "adjusted", "review", "rejected")
 CAUSES = ("offline_limit", "pending_review", "arrears", "card_unreadable", "emergency_observation")
@@ -209,13 +210,6 @@ class Outcome:
         return {"ref_seq": self.seq, "outcome": self.outcome, "credit": self.credit, "reason": self.reason}
 
 
-class _Refuse(Exception):
-    """Internal: a rule of the table matched before the engine could run."""
-
-    def __init__(self, outcome: str, code: str, reason: str, differs: Mapping | None = None):
-        super().__init__(reason)
-        self.outcome, self.code, self.reason, self.differs = outcome, code, reason, dict(differs or {})
-
 
 # The table in the module docstring, as data: code -> (outcome, does it open a review on the person).
 RULES: dict[str, tuple[str, bool]] = {
@@ -247,7 +241,7 @@ def _get(body: Mapping, key: str, kind: type | tuple, where: str = "body"):
         kind = dict  # decoded CBOR and JSON are dicts; the ABC check is several times slower
     v = body.get(key) if isinstance(body, dict) else None
     if not isinstance(v, kind) or isinstance(v, bool) and kind is not bool:
-        raise _Refuse("rejected", "invalid_entry", f"{where}.{key} is missing or not a {getattr(kind, '__name__', kind)}: "
+        raise Refusal("rejected", "invalid_entry", f"{where}.{key} is missing or not a {getattr(kind, '__name__', kind)}: "
                       "the entry does not follow docs/entries.md; fix the counter software")
     return v
 
@@ -279,7 +273,7 @@ def _bundles(body: Mapping, world: World) -> tuple[Policy, Mapping[str, Catalogu
     if catalogue is None:
         missing.append(f"catalogue version {cv} hash {ch[:12]}…")
     if missing:
-        raise _Refuse("review", "provenance", "the settlement names " + " and ".join(missing) +
+        raise Refusal("review", "provenance", "the settlement names " + " and ".join(missing) +
                       " which the centre never published: the edge's cache was altered or the entry forged",
                       {"basis": [{"policy": [pv, ph], "catalogue": [cv, ch]}, None]})
     return policy, catalogue
@@ -338,7 +332,7 @@ def _settlement(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome
         psn_no = _get(b, "psn_no", str)
         amounts = _get(b, "amounts", Mapping)
         if any(not isinstance(amounts.get(k), int) or isinstance(amounts.get(k), bool) for k in AMOUNT_KEYS):
-            raise _Refuse("rejected", "invalid_entry", "body.amounts lacks some of " + ", ".join(AMOUNT_KEYS))
+            raise Refusal("rejected", "invalid_entry", "body.amounts lacks some of " + ", ".join(AMOUNT_KEYS))
         journaled = _journaled(amounts)
         visit_raw = _get(b, "visit", Mapping)
         date = visit_raw.get("date") if isinstance(visit_raw.get("date"), str) else ""
@@ -347,9 +341,9 @@ def _settlement(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome
         card = _get(b, "card", Mapping)
         sha = b.get("result_sha256")
         if mode is None:
-            raise _Refuse("rejected", "invalid_entry", "body.mode must be online or offline")
+            raise Refusal("rejected", "invalid_entry", "body.mode must be online or offline")
         if ledger is None:
-            raise _Refuse("rejected", "unknown_person", f"psn_no {psn_no} is not a person the centre knows: "
+            raise Refusal("rejected", "unknown_person", f"psn_no {psn_no} is not a person the centre knows: "
                           "the settlement cannot be adjudicated; check the counter's person snapshot")
         policy, catalogue = _bundles(b, world)
         try:
@@ -357,9 +351,9 @@ def _settlement(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome
             items = parse_items(list(b["items"]))
             edge_person = parse_person({**person_raw, "psn_no": psn_no})
         except SettlementError as exc:
-            raise _Refuse("rejected", "invalid_visit", f"the entry's own inputs are invalid ({exc.code}: {exc.message})")
+            raise Refusal("rejected", "invalid_visit", f"the entry's own inputs are invalid ({exc.code}: {exc.message})")
         if journaled["medfee"] != journaled["fund"] + journaled["acct"] + journaled["cash"]:
-            raise _Refuse("rejected", "amounts_do_not_add",
+            raise Refusal("rejected", "amounts_do_not_add",
                           f"medfee ¥{yuan(journaled['medfee'])} is not fund + account + cash "
                           f"(¥{yuan(journaled['fund'])} + ¥{yuan(journaled['acct'])} + ¥{yuan(journaled['cash'])})")
         acct_limit = b.get("acct_limit")
@@ -368,7 +362,7 @@ def _settlement(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome
         try:
             mine = settle(policy, catalogue, edge_person, visit, items, acct_limit=acct_limit)
         except SettlementError as exc:
-            raise _Refuse("rejected", "invalid_visit", f"the engine refuses the entry's own inputs "
+            raise Refusal("rejected", "invalid_visit", f"the engine refuses the entry's own inputs "
                           f"({exc.code}: {exc.message})")
         mine_amounts = {k: getattr(mine, k) for k in AMOUNT_KEYS}
         mine_sha = result_sha256(mine)
@@ -376,19 +370,19 @@ def _settlement(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome
             diff = {f"amounts.{k}": [amounts[k], mine_amounts[k]] for k in AMOUNT_KEYS if amounts[k] != mine_amounts[k]}
             if not diff:
                 diff = {"result_sha256": [sha.hex() if isinstance(sha, bytes) else sha, mine_sha.hex()]}
-            raise _Refuse("review", "agent_miscomputed", "the engine, given the edge's own inputs, computes other "
+            raise Refusal("review", "agent_miscomputed", "the engine, given the edge's own inputs, computes other "
                           f"figures than the edge journaled: {_describe(diff)}", diff)
         # 2. Card and mode rules.
         card_id = card.get("card_id")
         hot = world.hot(card_id) if isinstance(card_id, str) else None
         if hot is not None and hot.since_ms <= ev.time and mode == "offline":
-            raise _Refuse("review", "card_hotlisted",
+            raise Refusal("review", "card_hotlisted",
                           f"card {card_id} was on the hotlist ({hot.reason}) since version {hot.version}, "
                           f"before this offline visit; the edge's hotlist was version "
                           f"{(b.get('basis') or {}).get('hotlist', {}).get('version', '?')}",
                           {"hotlist.version": [(b.get('basis') or {}).get('hotlist', {}).get('version'), hot.version]})
         if mode == "offline" and card.get("keyed_in"):
-            raise _Refuse("review", "keyed_in_offline", "a keyed-in card was settled offline, which the rules forbid")
+            raise Refusal("review", "keyed_in_offline", "a keyed-in card was settled offline, which the rules forbid")
         if mode == "online":
             rec = world.online(ev.device, b.get("req"))
             if rec is not None:
@@ -397,7 +391,7 @@ def _settlement(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome
                         {k: journaled[k] for k in ("medfee", "fund", "acct", "cash")}:
                     diff = {f"amounts.{k}": [journaled[k], acc[k]] for k in ("medfee", "fund", "acct", "cash")
                             if journaled[k] != acc[k]}
-                    raise _Refuse("review", "online_mismatch", "the edge journaled other amounts than the centre "
+                    raise Refusal("review", "online_mismatch", "the edge journaled other amounts than the centre "
                                   f"settled online for req {b.get('req')}: {_describe(diff)}", diff)
                 out = Outcome(ev.device, ev.seq, ev.kind, psn_no, date, ev.time, "confirmed", ("online_confirmed",),
                               f"online settlement {b.get('req')} confirmed: already applied when the centre settled it",
@@ -412,9 +406,9 @@ def _settlement(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome
             same_state = not differs and edge_person.chronic == centre_person.chronic
             ours = mine if same_state else settle(policy, catalogue, centre_person, visit, items, acct_limit=acct_limit)
         except SettlementError as exc:
-            raise _Refuse("review", "centre_refuses", f"with the centre's data the engine refuses this visit "
+            raise Refusal("review", "centre_refuses", f"with the centre's data the engine refuses this visit "
                           f"({exc.code}: {exc.message}); data that differed: {_describe(differs)}", differs)
-    except _Refuse as r:
+    except Refusal as r:
         rule_outcome, opens = RULES[r.code]
         out = Outcome(ev.device, ev.seq, ev.kind, psn_no, date, ev.time, rule_outcome, (r.code,), r.reason,
                       r.differs, journaled, dict(ZERO), mode=mode, opens_review=opens and ledger is not None)
@@ -481,9 +475,9 @@ def _cancel(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome, Le
                      "acct": -int(amounts.get("acct_pay", 0)), "cash": -int(amounts.get("psn_cash_pay", 0)),
                      "dedc": -int(amounts.get("act_pay_dedc", 0))}
         if ledger is None:
-            raise _Refuse("rejected", "unknown_person", f"psn_no {psn_no} is not a person the centre knows")
-    except (_Refuse, TypeError, ValueError) as r:
-        code = r.code if isinstance(r, _Refuse) else "invalid_entry"
+            raise Refusal("rejected", "unknown_person", f"psn_no {psn_no} is not a person the centre knows")
+    except (Refusal, TypeError, ValueError) as r:
+        code = r.code if isinstance(r, Refusal) else "invalid_entry"
         return Outcome(ev.device, ev.seq, ev.kind, psn_no, "", ev.time, "rejected", (code,), str(r), {},
                        dict(ZERO), dict(ZERO)), ledger
     orig = world.outcome_of(ev.device, target)
@@ -508,17 +502,17 @@ def _claim(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome, Led
     try:
         cause = _get(b, "cause", str)
         if cause not in CAUSES:
-            raise _Refuse("rejected", "invalid_entry", f"claim cause {cause!r} is not one of {', '.join(CAUSES)}")
+            raise Refusal("rejected", "invalid_entry", f"claim cause {cause!r} is not one of {', '.join(CAUSES)}")
         visit = _get(b, "visit", Mapping)
         _get(b, "items", list)
         paid = _get(b, "paid", Mapping)
         medfee, acct, cash = (paid.get(k) for k in ("medfee_sumamt", "acct_pay", "psn_cash_pay"))
         if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in (medfee, acct, cash)):
-            raise _Refuse("rejected", "invalid_entry", "claim paid.medfee_sumamt/acct_pay/psn_cash_pay must be fen")
+            raise Refusal("rejected", "invalid_entry", "claim paid.medfee_sumamt/acct_pay/psn_cash_pay must be fen")
         if medfee != acct + cash:
-            raise _Refuse("rejected", "amounts_do_not_add",
+            raise Refusal("rejected", "amounts_do_not_add",
                           f"claim paid medfee ¥{yuan(medfee)} is not account + cash (¥{yuan(acct)} + ¥{yuan(cash)})")
-    except _Refuse as r:
+    except Refusal as r:
         return Outcome(ev.device, ev.seq, ev.kind, psn_no, "", ev.time, "rejected", (r.code,), r.reason, {},
                        dict(ZERO), dict(ZERO)), ledger
     date = visit.get("date") if isinstance(visit.get("date"), str) else ""
@@ -623,13 +617,6 @@ def claim_decision(claim: Mapping[str, Any], ledger: Ledger | None, world: World
                      "pending_review": "the earlier review has closed"}.get(cause, "cause cleared")
 
 
-class ClaimError(Exception):
-    code = "claim_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
 
 def reimbursement(claim: Mapping[str, Any], ledger: Ledger, world: World, *, med_type: str | None = None):
     """What the fund would have paid for the claim's visit with the centre's state (status active).
@@ -640,7 +627,7 @@ def reimbursement(claim: Mapping[str, Any], ledger: Ledger, world: World, *, med
     """
     try:
         (cv, ch), (pv, ph) = basis_of(claim)
-    except _Refuse as r:
+    except Refusal as r:
         raise ClaimError(f"the claim has no usable provenance: {r.reason}") from None
     policy, catalogue = world.policy(pv, ph), world.catalogue(cv, ch)
     if policy is None or catalogue is None:

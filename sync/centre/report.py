@@ -30,12 +30,10 @@ from typing import Any
 import cbor2
 
 from edge.settle import yuan
+from sync.centre.errors import ReportError
 
 COLUMNS = ("medfee", "fund", "acct", "cash")
 
-
-class ReportError(ValueError):
-    code = "bad_report_request"
 
 
 def _db(db_or_store):

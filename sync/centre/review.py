@@ -6,14 +6,8 @@ claims approve themselves is the pure rule :func:`sync.centre.replay.claim_decis
 applies it to the stored queue (:func:`auto_approve`, run after every reconciliation pass and after
 the operations that clear a cause) and records every decision in ``recon_actions`` with who and when.
 
-Errors (``ReviewError`` tree, each with a ``code`` and an HTTP ``status``)::
-
-    ReviewError              review_error
-    ├── ClaimNotFound        claim_not_found      (404) no such claim number
-    ├── ClaimDecided         claim_decided        (409) already approved or denied
-    ├── ClaimNotComputable   claim_not_computable (409) the engine cannot compute it; deny it or fix the person
-    ├── SettlementNotUnderReview not_under_review (404) no disputed settlement with that device and seq
-    └── SettlementDecided    settlement_decided   (409) a reviewer already accepted or rejected it
+Errors: the ``ReviewError`` branch of :mod:`sync.centre.errors` (claim not found / decided / not
+computable, settlement not under review / decided), each with a ``code`` and an HTTP ``status``.
 
 Disputed settlements (outcome ``review``) are decided by :func:`decide_settlement`: accept the
 journaled figures or reject them, with a note; the counter is told either way.
@@ -28,28 +22,15 @@ from typing import Any
 from edge.settle import yuan
 from sync.centre import ledger as L
 from sync.centre import replay as rp
-from sync.errors import SyncError
+from sync.centre.errors import (
+    ClaimDecided, ClaimNotComputable, ClaimNotFound, ReviewError, SettlementDecided, SettlementNotUnderReview,
+)
 
 PENDING, APPROVED, DENIED = "pending", "approved", "denied"
 
 
-class ReviewError(SyncError):
-    code = "review_error"
 
 
-class ClaimNotFound(ReviewError):
-    code = "claim_not_found"
-    status = 404
-
-
-class ClaimDecided(ReviewError):
-    code = "claim_decided"
-    status = 409
-
-
-class ClaimNotComputable(ReviewError):
-    code = "claim_not_computable"
-    status = 409
 
 
 def _claim_row(row: dict) -> dict:
@@ -203,14 +184,6 @@ def auto_approve(store, *, now: int | None = None, psn_no: str | None = None) ->
 
 
 # ------------------------------------------------------------------------- disputed settlements ---
-class SettlementNotUnderReview(ReviewError):
-    code = "not_under_review"
-    status = 404
-
-
-class SettlementDecided(ReviewError):
-    code = "settlement_decided"
-    status = 409
 
 
 def disputed(store, *, open_only: bool = True) -> list[dict]:

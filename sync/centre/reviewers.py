@@ -8,11 +8,8 @@ SHA-256 is stored, so a copy of the database does not let anyone log in. Session
 Roles: ``reviewer`` may read and decide claims; ``auditor`` may read the queue and the reports but
 not decide. The web layer checks the role of every request (:func:`authorize`).
 
-Errors (all :class:`sync.errors.AuthError`: HTTP 401/403 with a ``code``)::
-
-    NotLoggedIn     not_logged_in   (401) no session, or it expired: log in again
-    BadLogin        bad_login       (401) unknown name or wrong password
-    WrongRole       wrong_role      (403) the account's role may not do this
+Errors: the ``AccountError`` branch of :mod:`sync.centre.errors` (``NotLoggedIn`` 401, ``BadLogin`` 401,
+``WrongRole`` 403, ``BadAccount``).
 """
 
 from __future__ import annotations
@@ -21,29 +18,14 @@ import hashlib
 import hmac
 import secrets
 
-from sync.errors import AuthError, SyncError
+from sync.centre.errors import BadAccount, BadLogin, NotLoggedIn, WrongRole
 
 ROLES = ("reviewer", "auditor")
 SESSION_MS = 8 * 3_600_000
 _N, _R, _P = 2 ** 14, 8, 1
 
-class NotLoggedIn(AuthError):
-    code = "not_logged_in"
-    status = 401
 
 
-class BadLogin(AuthError):
-    code = "bad_login"
-    status = 401
-
-
-class WrongRole(AuthError):
-    code = "wrong_role"
-    status = 403
-
-
-class BadAccount(SyncError):
-    code = "bad_account"
 
 
 def _hash(password: str, salt: bytes) -> bytes:
