@@ -7,6 +7,7 @@ from pathlib import Path
 
 import edge.journal as journal
 from edge.cli import build_parser
+from sync.problem import Problem
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "journal.md").read_text(encoding="utf-8")
 
@@ -51,4 +52,8 @@ def test_error_codes_are_documented():
         obj = getattr(journal, name)
         if isinstance(obj, type) and issubclass(obj, journal.JournalError):
             assert obj.code in DOC or obj.code.startswith("key_"), obj.code
-            assert obj.default_hint
+            assert obj.hint
+            # Each error speaks to the clerk in its own Chinese words (never an English hint).
+            assert obj is journal.JournalError or obj.zh != journal.JournalError.zh, obj.code
+            assert all(not ("a" <= ch.lower() <= "z") for ch in obj.zh), obj.zh
+            assert issubclass(obj, Problem)
