@@ -92,7 +92,7 @@ def device_key(state_dir: str | os.PathLike) -> SigningKey:
 async def enroll(url: str, token: str, state_dir: str | os.PathLike, *, client=None) -> DeviceConfig:
     """Register this device with the centre at ``url``; returns and saves the device config."""
     from sync import protocol
-    from edge.uplink import post_frame
+    from edge.transport import post_frame
 
     state_dir = Path(state_dir)
     if (state_dir / DEVICE_FILE).exists():

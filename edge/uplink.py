@@ -37,13 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-import cbor2
 import httpx
 import trio
 
 from edge.journal.errors import JournalError
+from edge.transport import answer_of, post_frame
 from sync import auth, protocol, wire
-from sync.bundles import BundleBrokenChain, BundleError, BundleStale
+from sync.bundles import BundleBrokenChain, BundleError, BundleStale, envelope
 from sync.errors import CentreRefused, SyncError, TransportError
 
 log = logging.getLogger("edge.uplink")
@@ -65,70 +65,6 @@ CURSOR_FILE = "downlink.json"
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-async def post_frame(url: str, message: Any, *, client: httpx.AsyncClient | None = None,
-                     headers: dict | None = None, body: bytes | None = None, wait_s: float = 30.0) -> Any:
-    """POST a sync frame and return the decoded answer; typed errors for every failure.
-
-    ``wait_s`` is handed to httpx as its own network timeout: httpx then ends a stuck request
-    cleanly (a trio cancellation in the middle of httpx's body stream leaves an async generator
-    unfinished). Callers still bound the whole call with ``fail_after``."""
-    body = wire.encode(message) if body is None else body
-    own = client is None
-    if own:
-        client = httpx.AsyncClient()
-    try:
-        try:
-            request = client.build_request(
-                "POST", url, timeout=httpx.Timeout(wait_s),
-                headers={"content-type": wire.CONTENT_TYPE, "content-length": str(len(body)), **(headers or {})})
-            request.stream = _OneChunk(body)
-            resp = await client.send(request)
-        except httpx.HTTPError as exc:
-            raise TransportError(f"cannot reach the centre at {url}: {exc.__class__.__name__} {exc}; "
-                                 "entries stay queued and are sent when it answers") from exc
-        return _answer(url, resp.status_code, resp.headers.get("content-type", ""), resp.content)
-    finally:
-        if own:
-            await client.aclose()
-
-
-class _OneChunk(httpx.AsyncByteStream):
-    """The request body as a plain async iterator. httpx's own ByteStream is an async generator, which
-    trio reports (ResourceWarning) whenever a failed connection leaves it unfinished."""
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    def __aiter__(self):
-        return _OneChunkIter(self.body)
-
-
-class _OneChunkIter:
-    def __init__(self, body: bytes) -> None:
-        self.body: bytes | None = body
-
-    async def __anext__(self) -> bytes:
-        if self.body is None:
-            raise StopAsyncIteration
-        body, self.body = self.body, None
-        return body
-
-
-def _answer(url: str, status: int, ctype: str, content: bytes) -> Any:
-    if wire.CONTENT_TYPE not in ctype:
-        # a proxy's or gateway's page, not the centre: transient
-        raise TransportError(f"the centre at {url} answered HTTP {status} without a sync frame; retrying later")
-    try:
-        msg = wire.decode(content)
-    except SyncError as exc:
-        raise TransportError(f"the answer from {url} was damaged in transit ({exc.message}); retrying") from exc
-    if status != 200:
-        if isinstance(msg, dict) and msg.get("t") == "error":
-            raise protocol.error_from_message(msg, status)
-        raise TransportError(f"the centre at {url} answered HTTP {status}")
-    return msg
 
 
 class CentreClient:
@@ -157,7 +93,7 @@ class CentreClient:
         except httpx.HTTPError as exc:
             raise TransportError(f"cannot fetch the {kind} bundle: {exc.__class__.__name__}") from exc
         if resp.status_code != 200:
-            _answer(self.base_url + path, resp.status_code, resp.headers.get("content-type", ""), resp.content)
+            answer_of(self.base_url + path, resp.status_code, resp.headers.get("content-type", ""), resp.content)
             raise TransportError(f"cannot fetch the {kind} bundle: HTTP {resp.status_code}")
         return resp.content
 
@@ -402,8 +338,8 @@ class Uplink:
 
 def _bundle_kind(m: dict) -> str | None:
     try:
-        return cbor2.loads(cbor2.loads(m["payload"])["signed"])["kind"]
-    except Exception:
+        return envelope(bytes(m["payload"]))["kind"]
+    except (BundleError, KeyError, TypeError):
         return None
 
 
@@ -419,5 +355,5 @@ async def open_uplink(state_dir: str | os.PathLike, journal, *, client: httpx.As
     return Uplink(journal, centre, state_dir=state_dir, on_downlink=on_downlink, **options)
 
 
-__all__ = ["CentreClient", "DownlinkDeferred", "DownlinkFailed", "RoundReport", "Uplink", "UplinkStatus", "open_uplink", "post_frame", "wall_ms",
-           "CentreRefused"]
+__all__ = ["CentreClient", "DownlinkDeferred", "DownlinkFailed", "RoundReport", "Uplink", "UplinkStatus", "open_uplink",
+           "post_frame", "wall_ms", "CentreRefused"]
