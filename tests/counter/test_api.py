@@ -326,3 +326,17 @@ async def test_full_journal_stops_settling_says_why_and_resumes_when_there_is_ro
     r = await api.post("/api/settle", json=visit("POS-F2"))
     assert r.status_code == 200 and r.json()["seq"] == before + 1
     assert (await api.get("/api/status")).json()["journal"]["ok"] is True
+
+
+def test_receipt_page_escapes_every_value_from_the_view():
+    from edge.counter.receipt_page import render
+
+    evil = "<script>alert(1)</script>"
+    view = {"seq": 7, "kind": "claim", "kind_zh": "全额垫付", "mode_zh": evil, "claim_no": "D1-7", "cause_zh": evil,
+            "device": "D1", "digest": "ABCDEFGHJKMN", "qr": "SSJ1:D1:7:ABCDEFGHJKMN", "time_ms": 1_764_000_000_000,
+            "lines": [{"name": evil, "med_list_codg": "X1", "cnt": "2", "pric": 1280, "det_item_fee_sumamt": 2560}],
+            "setlinfo": {"medfee_sumamt": 2560, "fund_pay_sumamt": 0, "acct_pay": 0, "psn_cash_pay": 2560}}
+    html = render(view)
+    assert evil not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<svg" in html and "¥25.60" in html and "¥12.80" in html and "理赔号 D1-7" in html
+    assert 'id="cancel"' not in html  # only a settlement can be cancelled from its receipt
