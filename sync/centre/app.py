@@ -7,8 +7,9 @@ Routes (sync frames of :mod:`sync.wire` in and out, except health):
     POST /v1/feed             signed; downlink messages since a cursor (+ the device's high-water)
     GET  /v1/bundle/{kind}    signed; the newest full bundle of a kind (after a broken delta chain)
     GET  /health              JSON: ok, store backend, devices, entries
-    GET  /metrics             Prometheus text, loopback only (edge.metrics.centre_metrics_route)
-  + ``routes`` of sync.centre.online and sync.centre.review_web (the reconciliation engineer's).
+    GET  /metrics             Prometheus text, loopback only (sync.centre.metrics)
+  + the ``routes`` of sync.centre.online (online settlement) and sync.centre.review_web (review),
+    listed in :data:`ROUTE_MODULES`: plain imports, so a broken module stops the centre at start.
 
 Handlers are thin: decode, authenticate, call the store in a worker thread, encode. Upload verifies
 signatures in parallel worker threads before the (short) store transaction; the response is sent
@@ -17,8 +18,8 @@ only after the store committed, so an ack is never lost.
 
 from __future__ import annotations
 
-import importlib
 import logging
+from typing import Any
 
 import trio
 from starlette.applications import Starlette
@@ -27,14 +28,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sync import protocol, wire
+from sync.centre import online, review_web
 from sync.centre.auth import authenticate_device
-from sync.centre.keys import key_id
-from sync.centre.verify import Verifier
+from sync.centre.metrics import CentreMetrics
 from sync.centre.store import now_ms
+from sync.centre.verify import Verifier
 from sync.errors import SyncError
+from sync.keys import key_id
 
 log = logging.getLogger("sync.centre")
-EXTRA_ROUTE_MODULES = ("sync.centre.online", "sync.centre.review_web", "edge.metrics")  # edge.metrics: /metrics
+ROUTE_MODULES = (online, review_web)   # each exports ``routes``
 MAX_BODY = 16 * 1024 * 1024
 
 
@@ -97,8 +100,7 @@ async def upload(request: Request) -> Response:
     state = request.app.state
     checked = await state.verifier.check(msg.entries, info.device, info.verify_key)
     outcome = await trio.to_thread.run_sync(lambda: state.store.put_checked(info.device, checked, now=state.clock()))
-    if state.centre_metrics is not None:
-        state.centre_metrics.observe_results(outcome.results)
+    state.centre_metrics.observe_results(outcome.results)
     bad = [r for r in outcome.results if r.status == protocol.REJECTED]
     for r in bad:
         log.warning("centre: %s seq %s rejected: %s", info.device, r.seq, r.code)
@@ -151,18 +153,6 @@ async def _sync_error(request: Request, exc: SyncError) -> Response:
     return JSONResponse({"error": exc.to_dict()}, status_code=getattr(exc, "status", 400))
 
 
-def _extra_routes() -> list:
-    routes = []
-    for name in EXTRA_ROUTE_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ImportError as exc:  # a module not written yet must not take the centre down
-            log.error("centre: cannot import %s: %s", name, exc)
-            continue
-        routes.extend(getattr(mod, "routes", []))
-    return routes
-
-
 def create_app(store, bundle_key, *, clock=now_ms, max_skew_ms: int | None = None,
                verify_threads: int = 2, verifier: Verifier | None = None) -> Starlette:
     """The ASGI app over ``store`` (a :class:`sync.centre.store.Store`); ``bundle_key`` signs bundles
@@ -170,24 +160,18 @@ def create_app(store, bundle_key, *, clock=now_ms, max_skew_ms: int | None = Non
     entries (default: ``verify_threads`` worker threads; the caller closes a verifier it passes)."""
     from sync.auth import MAX_SKEW_MS
 
+    metrics = CentreMetrics().track_store(store)
     routes = [
         Route("/v1/enrol", enrol, methods=["POST"]),
         Route("/v1/upload", upload, methods=["POST"]),
         Route("/v1/feed", feed, methods=["POST"]),
         Route("/v1/bundle/{kind}", bundle, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
-        *_extra_routes(),
+        metrics.route(),       # /metrics, once, loopback only (docs/operations.md)
+        *(route for module in ROUTE_MODULES for route in module.routes),
     ]
-    metrics = None
-    try:  # Prometheus /metrics (loopback only), by the diagnose engineer: docs/operations.md
-        from edge.metrics import CentreMetrics, centre_metrics_route
-    except ImportError:
-        pass
-    else:
-        metrics = CentreMetrics()
-        metrics.track_store(store)
-        routes.append(centre_metrics_route())
-    app = Starlette(routes=routes, exception_handlers={SyncError: _sync_error})
+    handlers: dict[Any, Any] = {SyncError: _sync_error}
+    app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.centre_metrics = metrics
     app.state.store = store
     app.state.bundle_key = bundle_key

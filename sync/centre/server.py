@@ -1,14 +1,13 @@
 """Serving the centre: hypercorn's trio worker, the store, and background tasks, in one nursery.
 
 ``await nursery.start(run_centre, store, bundle_key, host=..., port=0)`` returns the base URL
-(``http://127.0.0.1:PORT``) once the socket listens. Background tasks: every module in
-:data:`BACKGROUND` that exports ``async def background(store, *, task_status)`` is started in the
-same nursery (the reconciliation engineer's reconciler); modules lacking it are skipped.
+(``http://127.0.0.1:PORT``) once the socket listens. Background tasks: each function in
+:data:`BACKGROUND` (``async def background(store, *, task_status)``) is started in the same nursery;
+today the reconciler. Plain imports: a centre that cannot reconcile does not start.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from functools import partial
 
@@ -16,11 +15,12 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from sync.centre import reconcile
 from sync.centre.app import create_app
 from sync.centre.verify import Verifier
 
 log = logging.getLogger("sync.centre")
-BACKGROUND = ("sync.centre.reconcile",)
+BACKGROUND = (reconcile.background,)
 
 
 async def serve_app(app, *, host: str = "127.0.0.1", port: int = 0, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -40,19 +40,6 @@ async def serve_app(app, *, host: str = "127.0.0.1", port: int = 0, task_status=
         task_status.started(binds[0])
 
 
-def background_modules(names=BACKGROUND) -> list:
-    out = []
-    for name in names:
-        try:
-            mod = importlib.import_module(name)
-        except ImportError:
-            continue
-        fn = getattr(mod, "background", None)
-        if fn is not None:
-            out.append(fn)
-    return out
-
-
 async def run_centre(store, bundle_key, *, host: str = "127.0.0.1", port: int = 0, background: bool = True,
                      verify_processes: int = 0, app_options: dict | None = None,
                      task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -63,7 +50,7 @@ async def run_centre(store, bundle_key, *, host: str = "127.0.0.1", port: int = 
         app = create_app(store, bundle_key, verifier=verifier, **(app_options or {}))
         async with trio.open_nursery() as nursery:
             if background:
-                for fn in background_modules():
+                for fn in BACKGROUND:
                     await nursery.start(fn, store)
             url = await nursery.start(partial(serve_app, app, host=host, port=port))
             log.info("centre: listening on %s (store: %s)", url, store.backend)
