@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sync import auth, protocol, wire  # noqa: E402
-from sync.simulate import SimDevice, pharmacy_sale  # noqa: E402
+from harness.simulate import SimDevice, pharmacy_sale  # noqa: E402
 
 PG_ADMIN = os.environ.get("SETTLE_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 

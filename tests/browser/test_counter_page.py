@@ -15,7 +15,7 @@ import pytest
 import trio
 
 import support
-from edge.counter.demo import WANGFANG, ZHANGSAN, start_stack, stop_centre, wait_for
+from harness.demo import WANGFANG, ZHANGSAN, start_stack, stop_centre, wait_for
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import trio
 
-from edge.counter.demo import ITEMS, LISI, WANGFANG, ZHANGSAN, restart_centre, start_stack, stop_centre, wait_for
+from harness.demo import ITEMS, LISI, WANGFANG, ZHANGSAN, restart_centre, start_stack, stop_centre, wait_for
 from edge.journal import JournalStore, verify_entries
 
 ROOT = Path(__file__).resolve().parents[2]

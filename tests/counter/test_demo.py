@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_scripted_demo_runs_a_whole_day_and_everything_reaches_the_centre():
-    proc = subprocess.run([sys.executable, "-m", "edge", "demo", "--scripted"], cwd=ROOT, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "harness.demo", "--scripted"], cwd=ROOT, capture_output=True,
                           text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout

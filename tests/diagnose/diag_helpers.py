@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from sync.bundles import build
-from sync.simulate import pharmacy_sale
+from harness.simulate import pharmacy_sale
 
 LIMITS = {"max_offline_hours": 72, "offline_visit_fund_cap": 20000, "offline_max_visits": 3,
           "offline_acct_allowance": 30000}

@@ -11,7 +11,7 @@ from edge.card.profile import ssn_check_char
 from edge.diagnose import Context
 from edge.diagnose.bundle import build_bundle
 from edge.journal import JournalStore, load_device_key
-from sync.simulate import pharmacy_sale
+from harness.simulate import pharmacy_sale
 
 import diag_helpers
 

@@ -1,4 +1,4 @@
-"""diagnose beside the real counter daemon and centre (edge.counter.demo.start_stack): a healthy
+"""diagnose beside the real counter daemon and centre (harness.demo.start_stack): a healthy
 counter exits 0; the daemon stopping is named; the journal is read while the daemon writes it."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import httpx
 import pytest
 import trio
 
-from edge.counter.demo import start_stack
+from harness.demo import start_stack
 from edge.diagnose import NAMES, Context, run
 
 import diag_helpers

@@ -13,7 +13,7 @@ from edge.journal.store import JournalStore
 from edge.uplink import CentreClient, Uplink
 from sync import auth, wire
 from sync.errors import BadEnrolmentToken, CentreRefused
-from sync.simulate import pharmacy_sale
+from harness.simulate import pharmacy_sale
 
 
 async def enrolled_edge(centre, http, tmp_path, name="edge1", site="S330300001"):

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from edge.journal.entry import GENESIS
 from sync.centre import ingest
-from sync.simulate import SimDevice
+from harness.simulate import SimDevice
 
 N = 12
 DEV = SimDevice("D-S330300001-1")

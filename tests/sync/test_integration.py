@@ -14,8 +14,8 @@ from edge.journal.store import JournalStore
 from edge.uplink import CentreClient, Uplink
 from sync import protocol
 from sync.centre.server import start_centre
-from sync.faultproxy import FaultProxy
-from sync.simulate import pharmacy_sale
+from harness.faultproxy import FaultProxy
+from harness.simulate import pharmacy_sale
 
 
 

@@ -12,7 +12,7 @@ from edge.uplink import Uplink
 from sync import protocol, wire
 from sync.centre.store import open_store
 from sync.errors import CentreRefused, MessageError, TransportError, WireError
-from sync.simulate import SimDevice, pharmacy_sale
+from harness.simulate import SimDevice, pharmacy_sale
 
 
 def test_wire_round_trip_and_damage():

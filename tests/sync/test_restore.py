@@ -12,7 +12,7 @@ from edge.journal.store import JournalStore
 from edge.uplink import CentreClient, Uplink
 from sync.centre.server import start_centre
 from sync.centre.store import open_store
-from sync.simulate import pharmacy_sale
+from harness.simulate import pharmacy_sale
 
 
 def backup(src, dst):

@@ -10,7 +10,7 @@ import pytest
 
 from sync import protocol
 from sync.errors import UnknownDevice
-from sync.simulate import SimDevice
+from harness.simulate import SimDevice
 
 CDDL = Path(__file__).resolve().parents[2] / "firmware-interfaces" / "sync.cddl"
 SCHEMA = pycddl.Schema(CDDL.read_text(encoding="utf-8"))

@@ -12,7 +12,7 @@ from edge.journal.entry import make_entry
 from sync import bundles
 from sync.centre.store import open_store
 from sync.errors import BadEnrolmentToken, DeviceRevoked, ReplayedRequest, UnknownDevice
-from sync.simulate import SimDevice
+from harness.simulate import SimDevice
 
 
 @pytest.fixture

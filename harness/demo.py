@@ -8,6 +8,9 @@ simulated card desk and every screen says so (模拟读卡).
 ``--scripted`` plays a whole day without a person and exits: online visits, a centre outage with
 offline visits and a full-payment claim, the centre back, the backlog sent; then it prints what
 reached the centre. It is also the integration smoke test (tests/counter/test_demo.py).
+
+Run from the checkout: ``python -m harness.demo [--scripted] [--port N] [--keep]`` (what scripts/demo
+runs). It lives in the harness, not in a product package, because it boots both products.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 import httpx
 import trio
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sync" / "centre" / "sample"
 VCARD = ROOT / "firmware-interfaces" / "vcard" / "vcard.py"
 CARD_FILE = ROOT / "firmware-interfaces" / "vcard" / "cards" / "zhangsan.json"
@@ -147,10 +150,8 @@ async def start_stack(nursery, tmp: Path, *, port: int = 0, simulated: bool = Tr
 def seed_ledger(store) -> None:
     """The centre's authoritative balances start from the same sample persons (online settlement and
     reconciliation read them)."""
-    from sync.centre import ledger
-
     persons = json.loads((SAMPLE / "persons.json").read_text(encoding="utf-8"))["persons"]
-    ledger.seed_from_persons(store.db, persons)
+    store.ledger.seed_from_persons(persons)
 
 
 async def wait_for(predicate, *, step: float = 0.1):
@@ -376,3 +377,20 @@ def main(*, scripted: bool = False, port: int = 8765, keep: bool = False) -> int
             print(f"demo: kept {tmp}", flush=True)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m harness.demo",
+                                description="start a local centre and a counter with sample data (scripts/demo)")
+    p.add_argument("--scripted", action="store_true",
+                   help="run a scripted day (online, outage, claim, reconnection) and exit")
+    p.add_argument("--port", type=int, default=8765, help="counter port on 127.0.0.1 (default 8765; 0 = any free port)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory (its path is printed)")
+    args = p.parse_args(argv)
+    return main(scripted=args.scripted, port=args.port, keep=args.keep)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
