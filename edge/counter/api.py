@@ -25,11 +25,14 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from .errors import BadRequest, CounterError
+from .openapi import spec
 from .receipts import qr_svg
+from .requests import parse_items_query, parse_simulated_card
 
 log = logging.getLogger("edge.counter.api")
 LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1", "[::1]"}
 MAX_BODY = 256 * 1024
+_ZH_NAMES = {"seq": "流水号"}
 
 
 def is_loopback(host: str | None) -> bool:
@@ -58,25 +61,27 @@ def _error(exc: CounterError) -> JSONResponse:
 async def _body(request: Request) -> Any:
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("application/json"):
-        raise BadRequest("send the request body as JSON (Content-Type: application/json)", "请求格式不正确",
+        raise BadRequest("send the request body as JSON (Content-Type: application/json)", zh="请求格式不正确",
                          code="invalid_input", status=415, field="content-type")
     raw = await request.body()
     if len(raw) > MAX_BODY:
-        raise BadRequest("request body too large", "请求过大", code="invalid_input", status=413, field="body")
+        raise BadRequest("request body too large", zh="请求过大", code="invalid_input", status=413, field="body")
     try:
         # Exact decimals: a count 0.5 stays 0.5, never a binary float.
         return json.loads(raw or b"null", parse_float=Decimal)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}", "请求不是有效的JSON", field="body") from exc
+        raise BadRequest(f"the request body is not valid JSON: {exc}", zh="请求内容不是有效的数据格式",
+                         field="body") from exc
 
 
 def _int(value: str, name: str) -> int:
     try:
         n = int(value)
     except (TypeError, ValueError):
-        raise BadRequest(f"{name} must be a whole number", f"{name} 应为整数", field=name) from None
+        raise BadRequest(f"{name} must be a whole number", zh=f"{_ZH_NAMES.get(name, '编号')}应为整数",
+                         field=name) from None
     if n < 1:
-        raise BadRequest(f"{name} must be ≥ 1", f"{name} 应大于0", field=name)
+        raise BadRequest(f"{name} must be ≥ 1", zh=f"{_ZH_NAMES.get(name, '编号')}应大于0", field=name)
     return n
 
 
@@ -89,9 +94,10 @@ def build_app(counter, *, openapi: dict | None = None) -> Starlette:
         view = await counter.receipt(_int(request.path_params["seq"], "seq"))
         return HTMLResponse(render(view))
 
+    document = openapi or spec()   # generated once from the request models
+
     async def openapi_doc(request: Request) -> Response:
-        from .openapi import spec
-        return _json(openapi or spec())
+        return _json(document)
 
     async def status(request: Request) -> Response:
         return _json(await counter.status())
@@ -102,28 +108,18 @@ def build_app(counter, *, openapi: dict | None = None) -> Starlette:
     async def simulate_card(request: Request) -> Response:
         from .cards import simulated_identity
         if not counter.cards.simulated:
-            raise BadRequest("card simulation is off (it is for the demo only)", "未启用模拟读卡", code="not_simulated",
-                             status=404)
+            raise BadRequest("card simulation is off (it is for the demo only)", zh="未启用模拟读卡",
+                             code="not_simulated", status=404)
         if request.method == "DELETE":
             counter.cards.remove()
             return _json({"present": False})
-        data = await _body(request)
-        try:
-            ident = simulated_identity(card_id=str(data["card_id"]), ssn=str(data["certno"]),
-                                       name=str(data.get("psn_name", "")))
-        except (KeyError, TypeError) as exc:
-            raise BadRequest("simulate needs card_id and certno", "模拟读卡需要卡识别码和社会保障号码") from exc
-        counter.cards.insert(ident)
+        card = parse_simulated_card(await _body(request))
+        counter.cards.insert(simulated_identity(card_id=card.card_id, ssn=card.certno, name=card.psn_name))
         return _json(counter.card_status())
 
     async def items(request: Request) -> Response:
-        q = request.query_params.get("q", "")
-        limit = request.query_params.get("limit", "20")
-        if not limit.isdigit() or not 1 <= int(limit) <= 100:
-            raise BadRequest("limit must be 1 to 100", "limit 应为1到100", field="limit")
-        if len(q) > 64:
-            raise BadRequest("q is too long (at most 64 characters)", "搜索内容过长", field="q")
-        found = await trio.to_thread.run_sync(counter.search, q, int(limit))
+        query = parse_items_query(request.query_params)
+        found = await trio.to_thread.run_sync(counter.search, query.q, query.limit)
         return _json({"items": found})
 
     async def presettle(request: Request) -> Response:
