@@ -30,6 +30,8 @@ import cbor2
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
+from sync.keys import key_id  # noqa: F401  (one definition, shared with the centre)
+
 FORMAT_VERSION = 1
 GENESIS = bytes(32)
 KINDS = frozenset({"enrol", "config", "settlement", "cancel", "claim", "card_event", "refusal", "outcome", "note"})
@@ -79,11 +81,6 @@ def _check_value(value: Any, path: str) -> None:
 
 def canonical(data: Any) -> bytes:
     return cbor2.dumps(data, canonical=True)
-
-
-def key_id(verify_key: VerifyKey | bytes) -> str:
-    raw = bytes(verify_key)
-    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)

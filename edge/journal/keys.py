@@ -9,15 +9,14 @@ The centre only ever sees the public key (:func:`public_key_b64`) and its :func:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import stat
 from pathlib import Path
 
-from nacl.signing import SigningKey, VerifyKey
+from nacl.signing import SigningKey
 
-from .entry import key_id
+from sync.keys import key_id, public_key_b64, verify_key_from_text  # noqa: F401  (one definition, in the sync root)
+
 from .errors import JournalReadOnly, KeyCorrupt, KeyExists, KeyMissing, KeyPermissions, map_sqlite_error
 
 SEED_BYTES = 32
@@ -81,28 +80,3 @@ def load_device_key(path: str | os.PathLike) -> SigningKey:
     if len(seed) != SEED_BYTES:
         raise KeyCorrupt(f"the device key {path} has {len(seed)} bytes, expected {SEED_BYTES}")
     return SigningKey(seed)
-
-
-def public_key_b64(key: SigningKey | VerifyKey) -> str:
-    """The public key as standard base64 (what enrolment sends and `edge journal export` embeds)."""
-    verify = key.verify_key if isinstance(key, SigningKey) else key
-    return base64.b64encode(bytes(verify)).decode("ascii")
-
-
-def verify_key_from_text(text: str) -> VerifyKey:
-    """Parse a public key given as base64 (44 chars) or hex (64 chars); ValueError says which forms work."""
-    text = text.strip()
-    raw: bytes | None = None
-    if len(text) == 64:
-        try:
-            raw = bytes.fromhex(text)
-        except ValueError:
-            raw = None
-    if raw is None:
-        try:
-            raw = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raw = None
-    if raw is None or len(raw) != 32:
-        raise ValueError("a public key is 32 bytes written as base64 (44 characters) or hex (64 characters)")
-    return VerifyKey(raw)

@@ -6,20 +6,16 @@ re-enrolled, so back the data directory up. Created on first use, atomically (wr
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from nacl.signing import SigningKey
 
 from sync.centre.errors import KeyFileError
+from sync.keys import key_id  # noqa: F401  (one definition, in the sync root)
 
 KEY_FILE = "bundle.key"
 
-
-
-def key_id(verify_key) -> str:
-    return hashlib.sha256(bytes(verify_key)).hexdigest()[:16]
 
 
 def load_or_create(data_dir: str | os.PathLike) -> SigningKey:

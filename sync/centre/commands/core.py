@@ -190,7 +190,7 @@ def rejections(args) -> int:
 
 
 def register_device(args) -> int:
-    from edge.journal.keys import verify_key_from_text
+    from sync.keys import verify_key_from_text
     from sync.errors import SyncError
 
     try:
