@@ -14,6 +14,7 @@ import logging
 import trio
 
 from edge.settle import yuan
+from sync import bodies
 
 log = logging.getLogger("edge.counter.downlink")
 
@@ -58,10 +59,14 @@ async def handle(counter, verify_key, message: dict) -> None:
     zh = notice_text(kind, payload)
     await trio.to_thread.run_sync(lambda: counter.cache.add_notice(
         f"{kind}:{mid}", kind, {**payload, "zh": zh}, psn_no=psn_no, now_ms=now))
-    body = {"req": f"downlink:{mid}", "what": kind, "ref_seq": payload.get("ref_seq"),
-            "claim_no": payload.get("claim_no"), "outcome": payload.get("outcome", kind),
-            "credit": int(payload.get("credit") or 0), "reimbursement": int(payload.get("amount") or 0),
-            "reason": str(payload.get("reason") or "")}
+    ref_seq = payload.get("ref_seq")
+    claim_no = payload.get("claim_no")
+    body = bodies.Outcome(req=f"downlink:{mid}", what=kind,
+                          ref_seq=ref_seq if isinstance(ref_seq, int) and not isinstance(ref_seq, bool) else None,
+                          claim_no=None if claim_no is None else str(claim_no),
+                          outcome=str(payload.get("outcome") or kind), credit=int(payload.get("credit") or 0),
+                          reimbursement=int(payload.get("amount") or 0),
+                          reason=str(payload.get("reason") or "")).build()
     from edge.journal import DuplicateRequest
     try:
         await trio.to_thread.run_sync(lambda: counter.journal.append("outcome", body))

@@ -32,6 +32,8 @@ from edge import offline
 from edge.settle import InvalidInput, Item, SettlementError, Visit, parse_items, round_fen, settle
 from edge.settle.money import mul
 
+from sync import bodies
+
 from . import visit as core
 from .errors import (
     BadRequest, CardProblem, CounterError, FullPaymentRequired, JournalUnavailable, NotFullPayment, NotReady,
@@ -43,16 +45,6 @@ from .visit import AMOUNT_KEYS, ENGINE_ZH, ENGINE_ZH_DEFAULT, Prepared
 
 log = logging.getLogger("edge.counter")
 T = TypeVar("T")
-
-# What the clerk reads when the journal refuses (its own hint is English, for the technician).
-JOURNAL_ZH = {"journal_full": "磁盘已满：请清理本机磁盘空间后重试",
-              "journal_read_only": "日志文件或其目录只读：请联系技术人员",
-              "journal_corrupt": "日志文件已损坏：请勿删除任何文件，立即联系技术人员",
-              "journal_busy": "日志正被其他程序占用：请稍候重试",
-              "journal_mismatch": "日志不属于本设备：请联系技术人员",
-              "journal_missing": "找不到日志文件：请联系技术人员"}
-JOURNAL_ZH_DEFAULT = "请联系技术人员"
-
 
 class Clock:
     """Wall and monotonic clocks and the boot id (a monotonic reading is only comparable within a boot)."""
@@ -92,8 +84,10 @@ def _medfee(items: list[Item]) -> int:
     return core.medfee(items)
 
 
-def _journal_zh(code: str, what: str) -> str:
-    return f"日志无法{what}：" + JOURNAL_ZH.get(code, JOURNAL_ZH_DEFAULT)
+def _journal_zh(fault: Any, what: str) -> str:
+    """What the clerk reads when the journal refuses: ours, then the journal's own Chinese words."""
+    zh = fault.get("zh") if isinstance(fault, Mapping) else getattr(fault, "zh", None)
+    return f"日志无法{what}：" + (zh or "请联系技术人员")
 
 
 async def _off_loop(fn: Callable[..., T], *args: Any) -> T:
@@ -427,9 +421,10 @@ class Counter:
             except CannotCancel as exc:
                 raise BadRequest(exc.message, zh="无法撤销：请到医保中心办理", code=exc.code) from exc
             a = entry.body["amounts"]
-            body = {"req": req, "cancels": seq, "psn_no": entry.body["psn_no"],
-                    "amounts": {k: int(a[k]) for k in AMOUNT_KEYS}, "state_after": c.state_after,
-                    "reason": _opt_reason(data)}
+            body = bodies.Cancel(req=req, cancels=seq, psn_no=entry.body["psn_no"],
+                                 amounts={k: int(a[k]) for k in AMOUNT_KEYS}, state_after=c.state_after).build()
+            # The clerk's reason is kept beside the contract's fields (the contract ignores unknown keys).
+            body["reason"] = _opt_reason(data)
             return await self._receipt_of(await self._append_entry("cancel", body))
 
     # -- steps ----------------------------------------------------------------------------------
@@ -442,13 +437,13 @@ class Counter:
         except JournalError as exc:
             self.journal_fault = exc.to_dict()
             raise JournalUnavailable(f"the journal cannot be read: {exc.message} ({exc.hint})",
-                                     zh=_journal_zh(exc.code, "读取，已停止结算"), code=exc.code) from exc
+                                     zh=_journal_zh(exc, "读取，已停止结算"), code=exc.code) from exc
 
     def _check_journal(self) -> None:
         if self.journal_fault is not None and not self.journal_fault.get("retryable"):
             f = self.journal_fault
             raise JournalUnavailable(f"settlement is stopped: {f['message']} ({f['hint']})",
-                                     zh=_journal_zh(f["code"], "写入，已停止结算"), code=f["code"])
+                                     zh=_journal_zh(f, "写入，已停止结算"), code=f["code"])
 
     async def _existing(self, data: Any) -> dict | None:
         req = data.get("req") if isinstance(data, Mapping) else None
@@ -510,7 +505,7 @@ class Counter:
             self.journal_fault = exc.to_dict()
             log.error("journal append failed", extra={"event": "journal_error", "code": exc.code})
             raise JournalUnavailable(f"the journal cannot be written: {exc.message} ({exc.hint})",
-                                     zh=_journal_zh(exc.code, "写入，本次未结算"), code=exc.code) from exc
+                                     zh=_journal_zh(exc, "写入，本次未结算"), code=exc.code) from exc
         except EntryFormatError as exc:
             raise CounterError(f"internal error, nothing was recorded: {exc}", zh="内部错误，本次未记录",
                                code="internal_error", status=500) from exc

@@ -37,7 +37,8 @@ into :class:`Prepared` (in a worker thread: no SQLite on the event loop), then l
 Nothing here touches a socket, a card, a database or a clock: the decision table is
 :mod:`edge.offline` (pure), the engine result comes in with :class:`Settled`, and when the centre is
 silent the decision is taken again from the same facts with the centre marked unreachable (so the
-cache is not read twice). The entry bodies (settlement, refusal, claim) are built here from plain data.
+cache is not read twice). The entry bodies (settlement, refusal, claim) are built here from plain data
+through :mod:`sync.bodies` (the contract the centre parses with), so nothing malformed is journaled.
 """
 
 from __future__ import annotations
@@ -51,11 +52,11 @@ from edge import offline
 from edge.settle import Item, Visit, canonical_json, round_fen
 from edge.settle.money import mul
 
+from sync import bodies
+from sync.bodies import AMOUNT_KEYS
+
 from .errors import CounterError
 from .requests import VisitRequest
-
-AMOUNT_KEYS = ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt", "inscp_scp_amt",
-               "act_pay_dedc", "hifp_pay", "acct_pay", "psn_cash_pay")
 
 START, CONFIRMING_CARD, ASKING_CENTRE, SETTLING, JOURNALING = (
     "start", "confirming_card", "asking_centre", "settling", "journaling")
@@ -386,17 +387,43 @@ def medfee(items: list[Item]) -> int:
 
 
 def visit_body(v: Visit, r: VisitRequest) -> dict:
-    out: dict[str, Any] = {"med_type": v.med_type, "level": v.level, "date": v.date.isoformat(),
-                           "acct_used_flag": v.acct_used_flag}
-    if v.chronic_code:
-        out["chronic_code"] = v.chronic_code
-    if r.observation:
-        out["observation"] = True
-    return out
+    return _visit(v, r).build()
 
 
 def items_body(items: list[Item]) -> list[dict]:
-    return [{"code": it.code, "cnt": str(it.cnt), "pric": it.pric} for it in items]
+    return [it.build() for it in _items(items)]
+
+
+def _visit(v: Visit, r: VisitRequest) -> bodies.Visit:
+    return bodies.Visit(med_type=v.med_type, level=v.level, date=v.date, acct_used_flag=v.acct_used_flag,
+                        chronic_code=v.chronic_code or None, observation=bool(r.observation))
+
+
+def _items(items: list[Item]) -> tuple[bodies.Item, ...]:
+    return tuple(bodies.Item(it.code, str(it.cnt), it.pric) for it in items)
+
+
+def _card(p: Prepared) -> bodies.Card:
+    return bodies.Card(p.identity.card_id, p.identity.keyed_in)
+
+
+def _basis(p: Prepared, d: offline.Decision, centre: Any = None) -> bodies.Basis:
+    """The bundles this visit was decided on (from the cache's versions), the limits checked, and
+    online the centre's own basis (checked by the contract's parser)."""
+    b = p.basis
+
+    def ref(kind: str, hashed: bool) -> bodies.BundleRef | None:
+        r = b.get(kind)
+        if r is None:
+            return None
+        return bodies.BundleRef(r["version"], r["hash"] if hashed else None, r.get("policy_version"))
+
+    catalogue, policy = ref("catalogue", True), ref("policy", True)
+    assert catalogue is not None and policy is not None   # _basis in the driver refuses a cache without them
+    return bodies.Basis(catalogue=catalogue, policy=policy, persons=ref("persons", False),
+                        hotlist=ref("hotlist", False),
+                        limits={k: (v[0], v[1]) for k, v in d.limits.items()} or None,
+                        centre=None if centre is None else bodies.Basis.parse(centre, "basis.centre", nested=True))
 
 
 def centre_request(p: Prepared) -> dict:
@@ -407,23 +434,23 @@ def centre_request(p: Prepared) -> dict:
 
 
 def refusal_body(p: Prepared, d: offline.Decision) -> dict:
-    return {"req": p.req.req, "code": d.cause, "what": d.detail,
-            "card": {"region": p.identity.region, "keyed_in": p.identity.keyed_in}}
+    return bodies.Refusal(req=p.req.req, code=d.cause or "refused", what=d.detail, region=p.identity.region,
+                          keyed_in=p.identity.keyed_in).build()
 
 
 def settlement_body(p: Prepared, mode: str, result: dict, sha: bytes, d: offline.Decision, *,
-                    psn_no: str | None = None, person: dict | None = None) -> dict:
+                    psn_no: str | None = None, person: bodies.Person | None = None, centre: Any = None) -> dict:
     if person is None:
         s = p.person.state
-        person = {"insutype": s.insutype, "psn_type": s.psn_type, "status": s.status,
-                  "chronic": [f.code for f in s.chronic], "balc": s.balc, "deductible_used": s.deductible_used,
-                  "fund_paid": s.fund_paid}
-    return {"req": p.req.req, "mode": mode, "psn_no": psn_no or p.person.psn_no,
-            "card": {"card_id": p.identity.card_id, "keyed_in": p.identity.keyed_in},
-            "visit": visit_body(p.visit, p.req), "items": items_body(p.items), "person": person,
-            "acct_limit": d.acct_limit if mode == "offline" else None,
-            "amounts": {k: int(result[k]) for k in AMOUNT_KEYS}, "result_sha256": sha,
-            "basis": {**p.basis, "limits": d.limits or None}}
+        person = bodies.Person(insutype=s.insutype, psn_type=s.psn_type, status=s.status,
+                               chronic=tuple(f.code for f in s.chronic), balc=s.balc,
+                               deductible_used=s.deductible_used, fund_paid=s.fund_paid)
+    return bodies.Settlement(
+        req=p.req.req or "", mode=mode, psn_no=psn_no or p.person.psn_no, card=_card(p),
+        visit=_visit(p.visit, p.req), items=_items(p.items), person=person,
+        acct_limit=d.acct_limit if mode == "offline" else None,
+        amounts={k: int(result[k]) for k in AMOUNT_KEYS}, result_sha256=sha,
+        basis=_basis(p, d, centre)).build()
 
 
 def online_settlement_body(p: Prepared, answer: dict) -> dict:
@@ -431,24 +458,21 @@ def online_settlement_body(p: Prepared, answer: dict) -> dict:
     result = answer["result"]
     person = answer.get("person") or {}
     psn_no = person.get("psn_no") or (result.get("basis") or {}).get("psn_no") or (p.person and p.person.psn_no)
-    state = {"insutype": person.get("insutype") or result["basis"]["insutype"],
-             "psn_type": person.get("psn_type") or result["basis"]["psn_type"],
-             "status": person.get("status", "active"), "chronic": person.get("chronic", []),
-             **{k: int(result["state_before"][k]) for k in ("balc", "deductible_used", "fund_paid")}}
+    before = result["state_before"]
+    state = bodies.Person(insutype=person.get("insutype") or result["basis"]["insutype"],
+                          psn_type=person.get("psn_type") or result["basis"]["psn_type"],
+                          status=person.get("status", "active"), chronic=tuple(person.get("chronic", [])),
+                          balc=int(before["balc"]), deductible_used=int(before["deductible_used"]),
+                          fund_paid=int(before["fund_paid"]))
     d = offline.Decision(offline.ONLINE, detail="settled by the centre", zh="联网结算")
-    body = settlement_body(p, "online", result, result_sha(canonical_json(result)), d, psn_no=psn_no, person=state)
-    body["basis"]["centre"] = answer.get("basis")
-    return body
+    return settlement_body(p, "online", result, result_sha(canonical_json(result)), d, psn_no=psn_no,
+                           person=state, centre=answer.get("basis"))
 
 
 def claim_body(p: Prepared, d: offline.Decision) -> dict:
     fee = medfee(p.items)
-    body = {"req": p.req.req, "cause": d.cause, "detail": d.detail,
-            "psn_no": p.person.psn_no if p.person else None,
-            "card": {"card_id": p.identity.card_id, "keyed_in": p.identity.keyed_in},
-            "visit": visit_body(p.visit, p.req), "items": items_body(p.items),
-            "paid": {"medfee_sumamt": fee, "acct_pay": 0, "psn_cash_pay": fee},
-            "basis": {**p.basis, "limits": d.limits or None}}
-    if p.person is None:
-        body["certno"] = p.identity.ssn
-    return body
+    return bodies.Claim(req=p.req.req or "", cause=d.cause or "", detail=d.detail,
+                        psn_no=p.person.psn_no if p.person else None,
+                        certno=None if p.person else p.identity.ssn, card=_card(p), visit=_visit(p.visit, p.req),
+                        items=_items(p.items), paid={"medfee_sumamt": fee, "acct_pay": 0, "psn_cash_pay": fee},
+                        basis=_basis(p, d)).build()

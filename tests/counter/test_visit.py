@@ -68,10 +68,12 @@ class FakeResult:
         return canonical_json(self.to_dict())
 
 
+CENTRE_BASIS = {"catalogue": {"version": 3, "hash": "ab" * 32},
+                "policy": {"version": 2, "hash": "cd" * 32, "policy_version": "2026"}}
 ANSWER = {"result": {**FakeResult(1200).to_dict(), "basis": {"insutype": "310", "psn_type": "working",
                                                             "psn_no": "P0001"},
                      "state_before": {"balc": 50000, "deductible_used": 20000, "fund_paid": 0}},
-          "person": {"psn_no": "P0001", "insutype": "310", "psn_type": "working"}, "basis": {"policy": 7}}
+          "person": {"psn_no": "P0001", "insutype": "310", "psn_type": "working"}, "basis": CENTRE_BASIS}
 ENTRY = SimpleNamespace(seq=1)
 
 C = v.ConfirmCard
@@ -168,7 +170,7 @@ def test_online_ok_journals_the_centre_answer_after_the_pin():
     assert ask.request["psn_no"] == "P0001" and ask.request["items"] == [{"code": "X1", "cnt": "2", "pric": 1280}]
     j = actions[2]
     assert isinstance(j, v.Journal) and j.kind == "settlement"
-    assert j.body["mode"] == "online" and j.body["acct_limit"] is None and j.body["basis"]["centre"] == {"policy": 7}
+    assert j.body["mode"] == "online" and j.body["acct_limit"] is None and j.body["basis"]["centre"] == CENTRE_BASIS
     assert j.body["amounts"]["hifp_pay"] == 1200 and j.body["person"]["balc"] == 50000
     assert actions[3] == v.Done(ENTRY)
 
