@@ -104,6 +104,12 @@ async def test_double_submitted_settle_is_one_entry(api, cards, journal):
     (visit("B6", med_type="99"), "invalid_input", "med_type"),
     ({**VISIT}, "invalid_input", "req"),
     (visit("B7", pin="12ab"), "invalid_input", "pin"),
+    (visit("B8", items=[{"med_list_codg": AMOXICILLIN, "cnt": "1", "pric": "100"}]), "invalid_input", "items[0].pric"),
+    (visit("B9", items=[{"med_list_codg": AMOXICILLIN, "cnt": "1", "pric": True}]), "invalid_input", "items[0].pric"),
+    (visit("B10", items=[{"med_list_codg": " "}]), "invalid_input", "items[0].med_list_codg"),
+    (visit("B11", keyed_in={"card_no": "A1"}), "invalid_input", "keyed_in"),
+    (visit("B12", acct_used_flag="yes"), "invalid_input", "acct_used_flag"),
+    (visit("x" * 65), "invalid_input", "req"),
 ])
 async def test_bad_input_is_refused_clearly_and_journals_nothing(api, cards, journal, body, code, field):
     insert_card(cards)
@@ -111,6 +117,8 @@ async def test_bad_input_is_refused_clearly_and_journals_nothing(api, cards, jou
     assert r.status_code == 422, r.text
     err = r.json()["error"]
     assert err["code"] == code and err["field"] == field and err["message"] and err["zh"]
+    if code == "invalid_input":  # (unknown_item names the code the clerk typed)
+        assert not any("a" <= ch.lower() <= "z" for ch in err["zh"]), err["zh"]  # Chinese end to end
     assert journal.count() == 0
 
 
@@ -247,9 +255,31 @@ async def test_unknown_receipt(api):
     assert (await api.get("/api/receipt/0")).status_code == 422
 
 
-async def test_openapi_and_page_are_served(api):
+async def test_openapi_and_page_are_served(api, counter):
     doc = (await api.get("/openapi.json")).json()
     assert doc["openapi"].startswith("3.")
+    # Every route served is listed, and nothing else.
+    app = build_app(counter).app
+    served = {(r.path, m.lower()) for r in app.routes for m in (r.methods or []) if m != "HEAD"}
+    assert {(p, m) for p, ops in doc["paths"].items() for m in ops} == served
+    # The request schemas are the models the API validates with, not a hand-written copy.
+    from pydantic.json_schema import models_json_schema
+
+    from edge.counter.requests import CancelBody, ItemsQuery, SimulatedCard, VisitBody
+
+    _, generated = models_json_schema([(m, "validation") for m in (VisitBody, CancelBody, SimulatedCard, ItemsQuery)],
+                                      ref_template="#/components/schemas/{model}")
+    schemas = doc["components"]["schemas"]
+    for name, schema in generated["$defs"].items():
+        assert schemas[name] == schema, name
+    for path in ("/api/presettle", "/api/settle", "/api/claim"):
+        body = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": "#/components/schemas/VisitBody"}
+    item = schemas["VisitItem"]["properties"]
+    assert item["pric"]["anyOf"][0] == {"type": "integer", "minimum": 0, "description": "integer fen (1/100 yuan)"}
+    assert schemas["VisitBody"]["properties"]["items"]["minItems"] == 1
+    params = {p["name"]: p["schema"] for p in doc["paths"]["/api/items"]["get"]["parameters"]}
+    assert params["limit"]["maximum"] == 100 and params["q"]["maxLength"] == 64
     page = await api.get("/")
     assert page.status_code == 200 and "zh-CN" in page.text
 
