@@ -130,3 +130,16 @@ def test_unknown_keys_are_ignored_and_unknown_kinds_refused():
 
 def test_the_engine_and_the_contract_share_one_money_bound():
     assert ENGINE_MAX_FEN == MAX_FEN
+
+
+def test_stored_bundles_read_with_the_one_envelope_parser():
+    from nacl.signing import SigningKey
+
+    from sync import bundles
+
+    raw = bundles.build(SigningKey.generate(), kind="hotlist", version=3, payload={"cards": []}, created=1)
+    b = bundles.read_stored(raw)
+    assert (b.kind, b.version, b.base, b.payload) == ("hotlist", 3, None, {"cards": []})
+    assert bundles.envelope(raw)["kind"] == "hotlist"
+    with pytest.raises(bundles.BundleMalformed):
+        bundles.read_stored(b"\xa0")
