@@ -83,6 +83,7 @@ def run_edge_without_pcscd(*args: str) -> subprocess.CompletedProcess:
                           timeout=60, cwd=Path(__file__).resolve().parents[2])
 
 
+@pytest.mark.slow
 def test_pcscd_not_running_is_a_clear_typed_error():
     done = run_edge_without_pcscd("card", "readers", "--json")
     assert done.returncode == 3, done.stderr

@@ -8,8 +8,6 @@ import json
 import pytest
 
 from sync.centre import cli
-from sync.centre import ledger as L
-from sync.centre import reconcile
 from sync.centre.store import Store
 from recon_support import CAT_RAW, DAY, HOT_RAW, POL_RAW, T0, Device, claim_body, person, settlement_body, visit
 
@@ -35,6 +33,7 @@ def test_every_command_has_help_text():
             assert all(a.help for a in leaf._actions if a.dest != "help"), leaf.prog
 
 
+@pytest.mark.slow
 def test_operations_move_the_world_forward(tmp_path, capsys, monkeypatch):
     db = str(tmp_path / "centre.db")
     persons = tmp_path / "persons.json"
@@ -82,7 +81,7 @@ def test_operations_move_the_world_forward(tmp_path, capsys, monkeypatch):
     assert code == 1 and "at least 8" in err
     check = Store.open(db)
     try:
-        acts = [a["action"] for a in L.actions(check.db)]
+        acts = [a["action"] for a in check.ledger.actions()]
     finally:
         check.close()
     assert acts == ["suspend", "clear_arrears", "approve_claim", "contribute", "add_reviewer"]

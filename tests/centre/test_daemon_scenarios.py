@@ -12,11 +12,12 @@ import httpx
 import pytest
 import trio
 
-from sync.centre import ledger as L
 from sync.centre import reconcile, review
-from sync.centre import reviewers as A
 
-demo = pytest.importorskip("edge.counter.demo")
+# Each scenario boots the whole demo stack (centre + counter daemons): seconds per test.
+pytestmark = pytest.mark.slow
+
+demo = pytest.importorskip("harness.demo")
 
 # Large enough to pass any remaining deductible, so the fund's share (the reimbursement) is not zero.
 ITEMS = [{"med_list_codg": "XJ01CAA040E001010101445", "cnt": "20", "pric": 1280},
@@ -105,7 +106,7 @@ async def test_c_arrears_full_payment_cleared_reimbursement_shown_at_the_counter
     await sent_and_reconciled(stack)
     [c] = review.claims(stack.store)
     assert c["claim_no"] == claim_no and c["cause"] == "arrears" and c["waiting"].startswith("wait")
-    await trio.to_thread.run_sync(lambda: L.clear_arrears(stack.store.db, c["psn_no"], who="employer-paid"))
+    await trio.to_thread.run_sync(lambda: stack.store.ledger.clear_arrears(c["psn_no"], who="employer-paid"))
     counts = await trio.to_thread.run_sync(reconcile.run_pending, stack.store)
     assert counts["auto_approved"] == 1
     amount = review.claim(stack.store, claim_no)["amount"]
@@ -120,7 +121,7 @@ async def test_d_pending_review_full_payment_review_closed_reimbursement_shown(s
     await sent_and_reconciled(stack)
     c = review.claim(stack.store, receipt["claim_no"])
     assert c["cause"] == "pending_review" and c["status"] == "pending"
-    await trio.to_thread.run_sync(lambda: L.close_review(stack.store.db, c["psn_no"], who="reviewer"))
+    await trio.to_thread.run_sync(lambda: stack.store.ledger.close_review(c["psn_no"], who="reviewer"))
     assert (await trio.to_thread.run_sync(reconcile.run_pending, stack.store))["auto_approved"] == 1
     zh = await notice_on_card(stack, LIUWEI, receipt["claim_no"])
     assert yuan(review.claim(stack.store, receipt["claim_no"])["amount"]) in zh
@@ -138,7 +139,7 @@ async def test_e_keyed_in_while_offline_reviewer_approves_reimbursement_shown(st
     await sent_and_reconciled(stack)
     c = review.claim(stack.store, claim_no)
     assert c["cause"] == "card_unreadable" and c["psn_no"] == "3303000000000002"
-    await trio.to_thread.run_sync(lambda: A.add(stack.store.db, "wang", "reviewer-pass", now=0))
+    await trio.to_thread.run_sync(lambda: stack.store.accounts.add("wang", "reviewer-pass", now=0))
     async with httpx.AsyncClient(base_url=stack.centre.url, trust_env=False) as centre:
         token = (await centre.post("/v1/review/login", json={"name": "wang", "password": "reviewer-pass"})).json()["token"]
         ok = await centre.post(f"/v1/review/claims/{claim_no}/approve", headers={"authorization": f"Bearer {token}"},
@@ -210,7 +211,7 @@ async def test_f_card_hotlisted_after_the_snapshot_used_offline_goes_to_review(s
                                                    "pin": "123456", "items": ITEMS}, while_offline=hotlist_the_card)
     [o] = [o for o in reconcile.outcomes(stack.store, psn_no="3303000000000001") if o.seq == receipt["seq"]]
     assert (o.outcome, o.codes) == ("review", ("card_hotlisted",))
-    assert L.load(stack.store.db, "3303000000000001").open_reviews >= 1
+    assert stack.store.ledger.load("3303000000000001").open_reviews >= 1
     note = await outcome_notice(stack, receipt["seq"])
     assert note["outcome"] == "review"
 
@@ -225,7 +226,7 @@ async def test_g_emergency_observation_claim_resolved_after_admission(stack):
     await sent_and_reconciled(stack)
     c = review.claim(stack.store, claim_no)
     assert c["cause"] == "emergency_observation" and c["waiting"].startswith("manual")
-    await trio.to_thread.run_sync(lambda: A.add(stack.store.db, "li", "reviewer-pass", now=0))
+    await trio.to_thread.run_sync(lambda: stack.store.accounts.add("li", "reviewer-pass", now=0))
     async with httpx.AsyncClient(base_url=stack.centre.url, trust_env=False) as centre:
         token = (await centre.post("/v1/review/login", json={"name": "li", "password": "reviewer-pass"})).json()["token"]
         ok = await centre.post(f"/v1/review/claims/{claim_no}/admission", json={"admitted": False},
@@ -276,11 +277,10 @@ async def test_a_outage_at_two_sites_account_used_at_both_debt_cleared_by_contri
             await until(lambda: _backlog_empty(api), "the backlogs to be sent")
     counts = await trio.to_thread.run_sync(reconcile.run_pending, stack.store)
     assert counts["review"] == 0 and counts["rejected"] == 0
-    db = stack.store.db
-    led = L.load(db, "3303000000000001")
+    led = stack.store.ledger.load("3303000000000001")
     assert led.balc == 50000 - 60000
-    debts = L.debts(db, "3303000000000001")
+    debts = stack.store.ledger.debts("3303000000000001")
     assert sum(d["amount"] for d in debts) == 10000 and all(d["cleared_ms"] is None for d in debts)
-    res = await trio.to_thread.run_sync(lambda: L.contribute(db, "3303000000000001", 25000, who="payroll"))
+    res = await trio.to_thread.run_sync(lambda: stack.store.ledger.contribute("3303000000000001", 25000, who="payroll"))
     assert res["debt_cleared"] == 10000 and res["balc"] == 15000
-    assert all(d["cleared_ms"] is not None for d in L.debts(db, "3303000000000001"))
+    assert all(d["cleared_ms"] is not None for d in stack.store.ledger.debts("3303000000000001"))

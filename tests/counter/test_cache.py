@@ -121,6 +121,7 @@ def test_dirty_counters_fail_closed_until_caught_up(cache):
     assert cache.offline_use(CARD_ID) == (1, 1000)
 
 
+@pytest.mark.slow
 def test_search_on_100k_items_uses_the_index(tmp_path):
     c = Centre()
     cache = Cache.open(tmp_path / "big.db")
@@ -132,6 +133,7 @@ def test_search_on_100k_items_uses_the_index(tmp_path):
     cache.close()
 
 
+@pytest.mark.slow
 def test_reads_from_other_threads_go_on_while_a_bundle_apply_holds_its_transaction(cache, centre):
     # The apply is held open *inside* its transaction (after every item row is written, before the
     # commit) by wrapping the catalogue step; the lookups run in another thread and must finish

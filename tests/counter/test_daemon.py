@@ -99,6 +99,7 @@ async def test_centre_gone_mid_day_falls_back_to_offline_then_sends_the_backlog(
     assert stack.store.high_water(entry.device) >= entry.seq
 
 
+@pytest.mark.slow
 async def test_edge_run_stops_cleanly_on_sigterm(tmp_path, nursery):
     s = await start_stack(nursery, tmp_path / "a")
     state_dir = tmp_path / "edge2"

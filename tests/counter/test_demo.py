@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_scripted_demo_runs_a_whole_day_and_everything_reaches_the_centre():
     proc = subprocess.run([sys.executable, "-m", "harness.demo", "--scripted"], cwd=ROOT, capture_output=True,
                           text=True, timeout=240)

@@ -82,6 +82,7 @@ def test_logs_drop_names_and_id_numbers_at_info():
     assert lines[1]["certno"] == "X"
 
 
+@pytest.mark.slow
 async def test_edge_status_reads_the_running_daemon(api):
     import sys
 
@@ -101,6 +102,7 @@ async def test_edge_status_reads_the_running_daemon(api):
     assert gone.returncode == 3 and b"does not answer" in gone.stderr
 
 
+@pytest.mark.slow
 async def test_edge_run_refuses_to_start_unenrolled_or_misconfigured(tmp_path):
     import sys
 

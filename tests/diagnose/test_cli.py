@@ -77,6 +77,7 @@ def test_every_check_is_documented():
         assert f"`{check.name}`" in text, f"check {check.name} missing from docs/operations.md"
 
 
+@pytest.mark.slow
 def test_scripts_diagnose_and_support_bundle(tmp_path):
     import subprocess
 

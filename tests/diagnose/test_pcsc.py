@@ -149,6 +149,7 @@ async def test_expired_card_reads_but_warns(tmp_path):
     assert report.exit_code == 1
 
 
+@pytest.mark.slow
 def test_wedged_pcscd_does_not_hang_diagnose(tmp_path):
     """pcscd's socket accepts nothing (backlog full): the PC/SC client blocks connecting; diagnose still
     ends, naming the bound, because the blocked calls run in threads the bound abandons."""

@@ -5,11 +5,14 @@ The longer soak is scripts/journal-soak (same harness, thousands of kills).
 
 from __future__ import annotations
 
+import pytest
+
 from crash_harness import run_crash_rounds
 
 KILLS = 60
 
 
+@pytest.mark.slow
 def test_kill_minus_nine_never_loses_an_acknowledged_entry(tmp_path):
     result = run_crash_rounds(tmp_path, rounds=KILLS, max_wait_s=0.008, seed=20261124)
     assert result.problems == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +41,7 @@ def test_commands_have_help_and_docs(parser, names):
         assert f"{'centre' if parser is centre_parser else 'edge'} {name}" in docs, f"{name} missing from docs/sync.md"
 
 
+@pytest.mark.slow
 def test_end_to_end_processes(tmp_path):
     data = tmp_path / "centre"
     r = sh("sync.centre", "publish", "--data-dir", str(data), "--source", str(SAMPLE))
@@ -71,7 +71,7 @@ def test_end_to_end_processes(tmp_path):
         # one journaled sale, then a round by hand: bundles into the cache, the entry to the centre
         from edge.journal.keys import load_device_key
         from edge.journal.store import JournalStore
-        from sync.simulate import pharmacy_sale
+        from harness.simulate import pharmacy_sale
 
         with JournalStore.open(state / "journal.db", signing_key=load_device_key(state / "device.key"),
                                device="D-S330300001-1") as j:

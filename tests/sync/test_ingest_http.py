@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import httpx
-import trio
 import pytest
+import trio
 from nacl.signing import SigningKey
 
 from edge.journal.entry import make_entry
@@ -12,7 +11,7 @@ from edge.uplink import wall_ms
 from sync import auth, protocol, wire
 from sync.centre.server import start_centre
 from sync.centre.store import open_store
-from sync.simulate import SimDevice
+from harness.simulate import SimDevice
 
 
 async def upload(http, centre, device, items, *, key=None, headers=None):
@@ -90,6 +89,7 @@ async def test_bad_uploads_each_get_their_code(centre_any, http):
     assert centre_any.store.entry_count() == 4 and centre_any.store.high_water(dev.device) == 6
 
 
+@pytest.mark.slow
 async def test_verification_in_worker_processes(nursery, http, tmp_path):
     store = open_store(tmp_path / "centre.db")
     centre = await start_centre(nursery, store, verify_processes=2)

@@ -85,6 +85,7 @@ async def test_20_devices_500_entries_arrive_exactly_once(centre_any, http, tmp_
             j.close()
 
 
+@pytest.mark.slow
 async def test_fault_proxy_every_entry_exactly_once(nursery, sqlite_store, tmp_path):
     centre = await start_centre(nursery, sqlite_store)
     host, port = centre.url.removeprefix("http://").rsplit(":", 1)

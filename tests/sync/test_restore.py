@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
 import trio
 
 from edge.enrol import enroll
@@ -22,6 +23,7 @@ def backup(src, dst):
     b.close()
 
 
+@pytest.mark.slow
 async def test_restore_from_older_backup(nursery, http, tmp_path):
     db = tmp_path / "centre.db"
     store = open_store(db)
