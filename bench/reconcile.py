@@ -122,7 +122,6 @@ def bench_store(bodies, n_persons: int, runs: int, backend: str) -> list[float]:
     from nacl.signing import SigningKey
 
     from edge.journal.entry import GENESIS, make_entry
-    from sync.centre import ledger as L
     from sync.centre import reconcile
     from sync.centre.store import Store
 
@@ -155,7 +154,7 @@ def bench_store(bodies, n_persons: int, runs: int, backend: str) -> list[float]:
         try:
             for raw in (rs.CAT_RAW, rs.POL_RAW, rs.HOT_RAW):
                 store.put_bundle(raw, now=rs.T0 - rs.DAY)
-            L.seed_from_persons(store.db, persons)
+            store.ledger.seed_from_persons(persons)
             for dev in range(DEVICES):
                 store.register_device(f"D-B-{dev}", f"S-{dev % 10}", bytes(keys[dev].verify_key), now=rs.T0)
                 items = per_dev[dev]

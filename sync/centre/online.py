@@ -18,49 +18,40 @@ applying it twice (:mod:`sync.centre.replay`, rule ``online_confirmed``).
 from __future__ import annotations
 
 import json
-import weakref
 from dataclasses import replace
 from typing import Any, Mapping
 
+import cbor2
 import trio
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from edge.settle import SettlementError, parse_catalogue, parse_items, parse_policy, parse_visit, settle
-from sync.centre import ledger as L
+from sync.centre.world import hotlist
 from sync.centre.errors import OnlineRefused
 from sync.errors import SyncError
 
 
 
-_PARSED: dict[str, Any] = {}
-_HOT: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # database -> (hotlist version, cards)   # bundle hash -> parsed policy/catalogue (bundles never change once published)
-
-
 def _bundle(store, kind: str):
-    import cbor2
-
     row = store.latest_bundle(kind)
     if row is None:
         raise OnlineRefused(f"the centre has published no {kind} yet: settle offline or as full payment, and tell "
                             "the centre to run `centre publish`", code="no_bundle")
-    if row["hash"] not in _PARSED:
-        env = cbor2.loads(cbor2.loads(row["raw"])["signed"])
-        payload = cbor2.loads(env["payload"])
-        _PARSED[row["hash"]] = parse_policy(payload) if kind == "policy" else parse_catalogue(payload)
-    return row, _PARSED[row["hash"]]
+    return row, store.parsed.get(row["hash"], lambda: _parse(kind, row["raw"]))
+
+
+def _parse(kind: str, raw: bytes):
+    env = cbor2.loads(cbor2.loads(raw)["signed"])
+    payload = cbor2.loads(env["payload"])
+    return parse_policy(payload) if kind == "policy" else parse_catalogue(payload)
 
 
 def _hotlist(store) -> dict:
     """The current hotlist, rebuilt only when a newer hotlist bundle was published."""
-    from sync.centre.reconcile import _hotlist as build
-
     version = store.bundle_versions().get("hotlist")
-    got = _HOT.get(store.db)
-    if got is None or got[0] != version:
-        got = _HOT[store.db] = (version, build(store.db))
-    return got[1]
+    return store.parsed.get(("hotlist", version), lambda: hotlist(store))
 
 
 def _refuse(code: str, message: str) -> OnlineRefused:
@@ -69,12 +60,11 @@ def _refuse(code: str, message: str) -> OnlineRefused:
 
 def settle_online(store, device: str, data: Mapping[str, Any], *, now: int) -> dict:
     """Settle one visit online for ``device``; idempotent by (device, req). Blocking (worker thread)."""
-    db = store.db
     req, psn_no = data.get("req"), data.get("psn_no")
     if not isinstance(psn_no, str) or not psn_no:
         # A keyed-in card, or a person this device's snapshot does not hold: the SSN identifies them.
         certno = data.get("certno")
-        psn_no = L.psn_by_certno(db, certno) if isinstance(certno, str) else None
+        psn_no = store.ledger.psn_by_certno(certno) if isinstance(certno, str) else None
         if psn_no is None and isinstance(certno, str) and certno:
             raise _refuse("unknown_person", "the centre has no insured person with this ID number: check the "
                                             "number typed in, or take a full payment")
@@ -82,11 +72,11 @@ def settle_online(store, device: str, data: Mapping[str, Any], *, now: int) -> d
         raise _refuse("invalid_input", "req and psn_no (or certno) are required text fields")
     if not isinstance(data.get("visit"), Mapping) or not isinstance(data.get("items"), list):
         raise _refuse("invalid_input", "visit (an object) and items (a list) are required")
-    with db.transaction():
-        done = db.query_one("SELECT response FROM recon_online WHERE device = ? AND req = ?", (device, req))
+    with store.transaction():
+        done = store.recon.online(device, req)
         if done is not None:
             return json.loads(done["response"])
-        led = L.load(db, psn_no, lock=True)
+        led = store.ledger.load(psn_no, lock=True)
         if led is None:
             raise _refuse("unknown_person", f"the centre has no insured person {psn_no}: check the card, or take a "
                                             "full payment")
@@ -114,7 +104,7 @@ def settle_online(store, device: str, data: Mapping[str, Any], *, now: int) -> d
             s = settle(policy, catalogue, person, visit, items)
         except SettlementError as exc:
             raise _refuse(exc.code, exc.message) from None
-        L.save(db, replace(led, balc=led.balc - s.acct_pay, deductible_used=led.deductible_used + s.act_pay_dedc,
+        store.ledger.save(replace(led, balc=led.balc - s.acct_pay, deductible_used=led.deductible_used + s.act_pay_dedc,
                            fund_paid=led.fund_paid + s.hifp_pay), now=now)
         person_out = {"psn_no": psn_no, "insutype": person.insutype, "psn_type": person.psn_type,
                       "status": person.status, "chronic": list(led.chronic), "balc": person.balc,
@@ -124,10 +114,9 @@ def settle_online(store, device: str, data: Mapping[str, Any], *, now: int) -> d
                     "basis": {"catalogue": {"version": cat_row["version"], "hash": cat_row["hash"]},
                               "policy": {"version": pol_row["version"], "hash": pol_row["hash"],
                                          "policy_version": policy.version}}}
-        db.execute("INSERT INTO recon_online (device, req, psn_no, response, a_medfee, a_fund, a_acct, a_cash, a_dedc, "
-                   "at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (device, req, psn_no, json.dumps(response, ensure_ascii=False), s.medfee_sumamt, s.hifp_pay,
-                    s.acct_pay, s.psn_cash_pay, s.act_pay_dedc, now))
+        store.recon.add_online(device, req, psn_no, json.dumps(response, ensure_ascii=False),
+                               {"medfee": s.medfee_sumamt, "fund": s.hifp_pay, "acct": s.acct_pay,
+                                "cash": s.psn_cash_pay, "dedc": s.act_pay_dedc}, now)
     return response
 
 

@@ -276,6 +276,7 @@ def _bundles(body: Mapping, world: World) -> tuple[Policy, Mapping[str, Catalogu
         raise Refusal("review", "provenance", "the settlement names " + " and ".join(missing) +
                       " which the centre never published: the edge's cache was altered or the entry forged",
                       {"basis": [{"policy": [pv, ph], "catalogue": [cv, ch]}, None]})
+    assert policy is not None and catalogue is not None  # both found: `missing` is empty
     return policy, catalogue
 
 
@@ -384,7 +385,8 @@ def _settlement(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome
         if mode == "offline" and card.get("keyed_in"):
             raise Refusal("review", "keyed_in_offline", "a keyed-in card was settled offline, which the rules forbid")
         if mode == "online":
-            rec = world.online(ev.device, b.get("req"))
+            req = b.get("req")
+            rec = world.online(ev.device, req) if isinstance(req, str) else None
             if rec is not None:
                 acc = dict(rec["accepted"])
                 if {k: acc[k] for k in ("medfee", "fund", "acct", "cash")} != \

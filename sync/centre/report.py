@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import html
 import io
 import json
 from typing import Any
@@ -31,13 +30,10 @@ import cbor2
 
 from edge.settle import yuan
 from sync.centre.errors import ReportError
+from sync.centre.pages import render
 
 COLUMNS = ("medfee", "fund", "acct", "cash")
 
-
-
-def _db(db_or_store):
-    return getattr(db_or_store, "db", db_or_store)
 
 
 def _journaled_of(kind: str, body: dict) -> dict:
@@ -65,17 +61,17 @@ def _date_of(kind: str, body: dict) -> str | None:
     return None
 
 
-def daily(db, site: str, date: str) -> dict[str, Any]:
-    """The day's reconciliation for ``site`` (``db`` may be the Database or the Store)."""
+def daily(store, site: str, date: str) -> dict[str, Any]:
+    """The day's reconciliation for ``site`` (reads ``store.recon``)."""
     from sync.centre.reconcile import KINDS
 
     try:
         _dt.date.fromisoformat(date)
     except (TypeError, ValueError):
         raise ReportError(f"date must be YYYY-MM-DD, got {date!r}") from None
-    db = _db(db)
-    devices = [r["device"] for r in db.query("SELECT device FROM devices WHERE site = ? ORDER BY device", (site,))]
-    rows = db.query("SELECT * FROM recon_outcomes WHERE site = ? AND date = ? ORDER BY device, seq", (site, date))
+    recon = store.recon
+    devices = recon.site_devices(site)
+    rows = recon.outcomes_of_day(site, date)
     decided = {(r["device"], r["seq"]) for r in rows}
     zero = {k: 0 for k in COLUMNS}
     journaled = {"count": 0, **zero}
@@ -114,12 +110,10 @@ def daily(db, site: str, date: str) -> dict[str, Any]:
                                 "codes": codes, "reason": r["reason"], "variance": r["variance"], "debt": r["debt"]})
     # Entries journaled but not reconciled yet: they count as journaled and are listed as pending.
     if devices:
-        marks = ", ".join("?" * len(devices))
-        for e in db.query(f"SELECT device, seq, kind, raw FROM entries WHERE device IN ({marks}) ORDER BY device, seq",
-                          devices):
+        for e in recon.entries_of(devices):
             if e["kind"] not in KINDS or (e["device"], e["seq"]) in decided:
                 continue
-            body = cbor2.loads(bytes(e["raw"]))["body"]
+            body = cbor2.loads(e["raw"])["body"]
             if _date_of(e["kind"], body) != date:
                 continue
             j = _journaled_of(e["kind"], body)
@@ -128,14 +122,12 @@ def daily(db, site: str, date: str) -> dict[str, Any]:
             add(kb["journaled"], j, True)
             pending.append({"device": e["device"], "seq": e["seq"], "kind": e["kind"], "journaled": j,
                             "reason": "not reconciled yet: run `centre reconcile`"})
-        rejected = db.query(f"SELECT device, seq, code, message FROM rejections WHERE device IN ({marks}) "
-                            "ORDER BY device, seq", devices)
+        rejected = recon.rejections_of(devices)
     else:
         rejected = []
     unexplained = {k: journaled[k] - accepted[k] - sum(d["delta"][k] for d in differences)
                    - sum(p["journaled"][k] for p in pending) for k in COLUMNS}
-    claims = db.query("SELECT status, count(*) AS n, coalesce(sum(amount), 0) AS amount FROM recon_claims "
-                      "WHERE site = ? AND date = ? GROUP BY status", (site, date))
+    claims = recon.claims_of_day(site, date)
     return {
         "site": site, "date": date, "devices": devices,
         "journaled": journaled, "accepted": accepted, "by_kind": by_kind, "outcomes": outcomes,
@@ -148,10 +140,6 @@ def daily(db, site: str, date: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------- renderers ---
-def _money(fen: int) -> str:
-    return ("-" if fen < 0 else "") + "¥" + yuan(abs(fen))
-
-
 def to_json(report: dict) -> str:
     return json.dumps(report, ensure_ascii=False, indent=2, sort_keys=True)
 
@@ -203,38 +191,7 @@ def to_text(report: dict) -> str:
 
 
 def to_html(report: dict) -> str:
-    e = html.escape
-    j, a = report["journaled"], report["accepted"]
-
-    def row(label, b):
-        return f"<tr><th>{e(label)}</th><td>{b['count']}</td>" + "".join(f"<td>{_money(b[k])}</td>" for k in COLUMNS) + "</tr>"
-
-    diffs = "".join(
-        f"<tr><td>{e(d['device'])}</td><td>{d['seq']}</td><td>{e(d['kind'])}</td><td>{e(d['outcome'])}</td>"
-        f"<td>{e(', '.join(d['codes']))}</td>" + "".join(f"<td>{_money(d['delta'][k])}</td>" for k in COLUMNS) +
-        f"<td>{e(d['reason'])}</td></tr>" for d in report["differences"])
-    adj = "".join(f"<li>{e(d['device'])} #{d['seq']} {e(', '.join(d['codes']))}: {e(d['reason'])}</li>"
-                  for d in report["adjustments"])
-    pend = "".join(f"<li>{e(p['device'])} #{p['seq']} {e(p['kind'])}: {e(p['reason'])}</li>" for p in report["pending"])
-    rej = "".join(f"<li>{e(r['device'])} #{r['seq']} ({e(r['code'])}): {e(r['message'])}</li>"
-                  for r in report["rejected_at_ingest"])
-    return f"""<!doctype html>
-<html lang="zh-CN"><head><meta charset="utf-8"><title>对账 {e(report['site'])} {e(report['date'])}</title>
-<style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse;margin:.8em 0}}
-td,th{{border:1px solid #bbb;padding:.25em .6em;text-align:right}}td:last-child{{text-align:left}}</style></head>
-<body><h1>Daily reconciliation 对账: site {e(report['site'])}, {e(report['date'])}</h1>
-<table><tr><th></th><th>count</th><th>medfee</th><th>fund</th><th>account</th><th>cash</th></tr>
-{row('journaled 上传', j)}{row('accepted 确认', a)}</table>
-<p>Credits to patients ¥{yuan(report['credit'])} · offline variance ¥{yuan(report['variance'])} ·
-account debts ¥{yuan(report['debt'])}</p>
-<h2>Differences, each explained ({len(report['differences'])})</h2>
-<table><tr><th>device</th><th>seq</th><th>kind</th><th>outcome</th><th>codes</th><th>Δ medfee</th><th>Δ fund</th>
-<th>Δ account</th><th>Δ cash</th><th>reason</th></tr>{diffs}</table>
-<h2>Adjusted, accepted as journaled ({len(report['adjustments'])})</h2><ul>{adj}</ul>
-<h2>Pending reconciliation ({len(report['pending'])})</h2><ul>{pend}</ul>
-<h2>Rejected at ingest ({len(report['rejected_at_ingest'])})</h2><ul>{rej}</ul>
-<p id="verdict">{'Every difference is explained.' if report['explained'] else 'Unexplained differences: investigate.'}</p>
-</body></html>"""
+    return render("report.html", r=report, columns=COLUMNS)
 
 
 RENDERERS = {"json": to_json, "csv": to_csv, "html": to_html, "text": to_text}

@@ -20,8 +20,9 @@ from dataclasses import replace
 from typing import Any
 
 from edge.settle import yuan
-from sync.centre import ledger as L
 from sync.centre import replay as rp
+from sync.centre.store import now_ms
+from sync.centre.world import StoreWorld
 from sync.centre.errors import (
     ClaimDecided, ClaimNotComputable, ClaimNotFound, ReviewError, SettlementDecided, SettlementNotUnderReview,
 )
@@ -33,38 +34,22 @@ PENDING, APPROVED, DENIED = "pending", "approved", "denied"
 
 
 
-def _claim_row(row: dict) -> dict:
-    out = dict(row)
-    out.update(json.loads(row["body"]))
-    del out["body"]
-    out["split"] = json.loads(row["split"]) if row.get("split") else None
-    return out
-
 
 def claims(store, *, status: str | None = PENDING, psn_no: str | None = None) -> list[dict]:
-    where, params = [], []
-    if status is not None:
-        where.append("status = ?")
-        params.append(status)
-    if psn_no is not None:
-        where.append("psn_no = ?")
-        params.append(psn_no)
-    sql = "SELECT * FROM recon_claims" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY time, claim_no"
-    return [_claim_row(r) for r in store.db.query(sql, params)]
+    return store.claims.find(status=status, psn_no=psn_no)
 
 
 def claim(store, claim_no: str) -> dict:
-    row = store.db.query_one("SELECT * FROM recon_claims WHERE claim_no = ?", (claim_no,))
+    row = store.claims.get(claim_no)
     if row is None:
         raise ClaimNotFound(f"there is no claim {claim_no}: claim numbers are <device>-<seq> as printed on the receipt")
-    return _claim_row(row)
+    return row
 
 
 def preview(store, claim_no: str, *, med_type: str | None = None) -> dict:
     """The split the engine computes for this claim now (what approval would reimburse)."""
-    from sync.centre.reconcile import StoreWorld
     c = claim(store, claim_no)
-    led = L.load(store.db, c["psn_no"])
+    led = store.ledger.load(c["psn_no"])
     if led is None:
         return {"error": "the person is not identified"}
     try:
@@ -79,18 +64,17 @@ def _split(s) -> dict:
             "overlmt_selfpay": s.overlmt_selfpay, "preselfpay_amt": s.preselfpay_amt,
             "inscp_scp_amt": s.inscp_scp_amt, "act_pay_dedc": s.act_pay_dedc, "hifp_pay": s.hifp_pay,
             "psn_part_amt": s.psn_part_amt, "policy_version": s.policy_version,
-            "lines": [{"code": l.code, "name": l.name, "cls": l.cls, "cnt": str(l.cnt), "pric": l.pric,
-                       "amount": l.det_item_fee_sumamt, "inscp": l.inscp_scp_amt} for l in s.lines]}
+            "lines": [{"code": ln.code, "name": ln.name, "cls": ln.cls, "cnt": str(ln.cnt), "pric": ln.pric,
+                       "amount": ln.det_item_fee_sumamt, "inscp": ln.inscp_scp_amt} for ln in s.lines]}
 
 
 def _pending(store, claim_no: str) -> dict:
-    row = store.db.query_one({"sqlite": "SELECT * FROM recon_claims WHERE claim_no = ?",
-                              "postgres": "SELECT * FROM recon_claims WHERE claim_no = ? FOR UPDATE"}, (claim_no,))
+    row = store.claims.get(claim_no, lock=True)
     if row is None:
         raise ClaimNotFound(f"there is no claim {claim_no}: claim numbers are <device>-<seq> as printed on the receipt")
     if row["status"] != PENDING:
         raise ClaimDecided(f"claim {claim_no} was already {row['status']} by {row['decided_by']}: nothing to do")
-    return _claim_row(row)
+    return row
 
 
 def approve(store, claim_no: str, *, who: str, note: str = "", med_type: str | None = None,
@@ -100,34 +84,29 @@ def approve(store, claim_no: str, *, who: str, note: str = "", med_type: str | N
 
     ``psn_no`` identifies the person of a claim taken without one (keyed-in card, unknown person).
     """
-    from sync.centre.reconcile import StoreWorld
-    now = L.now_ms() if now is None else now
-    db = store.db
-    with db.transaction():
+    now = now_ms() if now is None else now
+    with store.transaction():
         c = _pending(store, claim_no)
         if psn_no is not None and c["psn_no"] is None:
-            L.require(db, psn_no)
+            store.ledger.require(psn_no)
             c["psn_no"] = psn_no
-            db.execute("UPDATE recon_claims SET psn_no = ? WHERE claim_no = ?", (psn_no, claim_no))
+            store.claims.set_person(claim_no, psn_no)
         if c["psn_no"] is None:
             raise ClaimNotComputable(f"claim {claim_no} has no identified person (certno {c.get('certno')}): "
                                      "give the person's psn_no when approving")
-        led = L.require(db, c["psn_no"])
+        led = store.ledger.require(c["psn_no"])
         try:
             amount, s, after = rp.approve(c, led, StoreWorld(store), med_type=med_type)
         except rp.ClaimError as exc:
             raise ClaimNotComputable(f"claim {claim_no}: {exc.message}; deny it with a note, or fix the person data "
                                      "and approve again") from None
-        L.save(db, after, now=now)
-        split = _split(s)
-        db.execute("UPDATE recon_claims SET status = ?, amount = ?, split = ?, decided_by = ?, decided_ms = ?, note = ?, "
-                   "waiting = NULL WHERE claim_no = ?",
-                   (APPROVED, amount, json.dumps(split, ensure_ascii=False), who, now, note, claim_no))
+        store.ledger.save(after, now=now)
+        store.claims.decide(claim_no, status=APPROVED, amount=amount, who=who, now=now, note=note, split=_split(s))
         reason = note or f"approved by {who}"
         store.post_downlink(c["device"], "reimbursement",
                             {"claim_no": claim_no, "psn_no": c["psn_no"], "amount": amount, "reason": reason,
                              "status": APPROVED}, now=now)
-        L.record_action(db, who, "approve_claim", claim_no, {"amount": amount, "note": note, "psn_no": c["psn_no"],
+        store.ledger.record_action(who, "approve_claim", claim_no, {"amount": amount, "note": note, "psn_no": c["psn_no"],
                                                              "med_type": med_type}, now=now)
     return {"claim_no": claim_no, "status": APPROVED, "amount": amount, "psn_no": c["psn_no"],
             "text": f"reimbursement of ¥{yuan(amount)} approved for claim {claim_no}"}
@@ -136,16 +115,14 @@ def approve(store, claim_no: str, *, who: str, note: str = "", med_type: str | N
 def deny(store, claim_no: str, *, who: str, note: str, now: int | None = None) -> dict:
     if not note or not note.strip():
         raise ReviewError("a denial needs a note saying why (the counter shows it to the patient)", code="note_required")
-    now = L.now_ms() if now is None else now
-    db = store.db
-    with db.transaction():
+    now = now_ms() if now is None else now
+    with store.transaction():
         c = _pending(store, claim_no)
-        db.execute("UPDATE recon_claims SET status = ?, amount = 0, decided_by = ?, decided_ms = ?, note = ?, "
-                   "waiting = NULL WHERE claim_no = ?", (DENIED, who, now, note, claim_no))
+        store.claims.decide(claim_no, status=DENIED, amount=0, who=who, now=now, note=note)
         store.post_downlink(c["device"], "reimbursement",
                             {"claim_no": claim_no, "psn_no": c["psn_no"], "amount": 0, "reason": f"denied: {note}",
                              "status": DENIED}, now=now)
-        L.record_action(db, who, "deny_claim", claim_no, {"note": note}, now=now)
+        store.ledger.record_action(who, "deny_claim", claim_no, {"note": note}, now=now)
     return {"claim_no": claim_no, "status": DENIED, "amount": 0}
 
 
@@ -165,11 +142,10 @@ def decide_admission(store, claim_no: str, *, admitted: bool, who: str, note: st
 
 def auto_approve(store, *, now: int | None = None, psn_no: str | None = None) -> int:
     """Approve every pending claim whose cause has cleared; note why the others wait. Returns the count."""
-    from sync.centre.reconcile import StoreWorld
     world = StoreWorld(store)
     n = 0
     for c in claims(store, status=PENDING, psn_no=psn_no):
-        led = L.load(store.db, c["psn_no"])
+        led = store.ledger.load(c["psn_no"])
         verdict, why = rp.claim_decision(c, led, world)
         if verdict == rp.APPROVE:
             try:
@@ -178,8 +154,7 @@ def auto_approve(store, *, now: int | None = None, psn_no: str | None = None) ->
             except (ClaimDecided, ClaimNotComputable):
                 continue  # decided meanwhile by a reviewer, or the data changed: stays for a person
         elif c.get("waiting") != f"{verdict}: {why}":
-            store.db.execute("UPDATE recon_claims SET waiting = ? WHERE claim_no = ? AND status = ?",
-                             (f"{verdict}: {why}", c["claim_no"], PENDING))
+            store.claims.set_waiting(c["claim_no"], f"{verdict}: {why}", status=PENDING)
     return n
 
 
@@ -189,11 +164,7 @@ def auto_approve(store, *, now: int | None = None, psn_no: str | None = None) ->
 def disputed(store, *, open_only: bool = True) -> list[dict]:
     """Settlements reconciliation sent to review (fund beyond the limits, hotlisted card, provenance,
     miscomputed...), with the outcome's reason and figures."""
-    cond = "AND v.decision IS NULL" if open_only else ""
-    return store.db.query(
-        "SELECT v.id, v.psn_no, v.device, v.seq, v.code, v.reason, v.opened_ms, v.closed_ms, v.closed_by, v.decision, "
-        "v.note, o.site, o.date, o.j_medfee, o.j_fund, o.j_acct, o.j_cash FROM recon_reviews v JOIN recon_outcomes o "
-        f"ON o.device = v.device AND o.seq = v.seq WHERE o.kind = 'settlement' {cond} ORDER BY v.id")
+    return store.claims.disputed(open_only=open_only)
 
 
 def decide_settlement(store, device: str, seq: int, *, accept: bool, who: str, note: str,
@@ -206,46 +177,39 @@ def decide_settlement(store, device: str, seq: int, *, accept: bool, who: str, n
     """
     if not note or not note.strip():
         raise ReviewError("a decision on a disputed settlement needs a note saying why", code="note_required")
-    now = L.now_ms() if now is None else now
-    db = store.db
-    with db.transaction():
-        rev = db.query_one({"sqlite": "SELECT * FROM recon_reviews WHERE device = ? AND seq = ?",
-                            "postgres": "SELECT * FROM recon_reviews WHERE device = ? AND seq = ? FOR UPDATE"},
-                           (device, seq))
-        out = db.query_one("SELECT * FROM recon_outcomes WHERE device = ? AND seq = ?", (device, seq))
+    now = now_ms() if now is None else now
+    with store.transaction():
+        rev = store.claims.review_of(device, seq)
+        out = store.recon.outcome(device, seq)
         if rev is None or out is None or out["kind"] != "settlement":
             raise SettlementNotUnderReview(f"settlement {device} #{seq} is not under review: list them with "
                                            "GET /v1/review/settlements")
         if rev["decision"] is not None:
             raise SettlementDecided(f"settlement {device} #{seq} was already {rev['decision']} by {rev['closed_by']}")
-        led = L.require(db, rev["psn_no"])
+        led = store.ledger.require(rev["psn_no"])
         was_open = rev["closed_ms"] is None
         codes = json.loads(out["codes"])
         if accept:
             led = replace(led, balc=led.balc - out["j_acct"], deductible_used=led.deductible_used + out["j_dedc"],
                              fund_paid=led.fund_paid + out["j_fund"])
-            db.execute("UPDATE recon_outcomes SET outcome = 'confirmed', codes = ?, reason = ?, a_medfee = j_medfee, "
-                       "a_fund = j_fund, a_acct = j_acct, a_cash = j_cash, a_dedc = j_dedc WHERE device = ? AND seq = ?",
-                       (json.dumps(codes + ["reviewer_accepted"]), f"{out['reason']} — accepted by {who}: {note}",
-                        device, seq))
+            store.claims.accept_settlement(device, seq, codes=codes + ["reviewer_accepted"],
+                                           reason=f"{out['reason']} — accepted by {who}: {note}")
         else:
-            db.execute("UPDATE recon_outcomes SET outcome = 'rejected', codes = ?, reason = ? WHERE device = ? AND seq = ?",
-                       (json.dumps(codes + ["reviewer_rejected"]), f"{out['reason']} — rejected by {who}: {note}",
-                        device, seq))
+            store.claims.reject_settlement(device, seq, codes=codes + ["reviewer_rejected"],
+                                           reason=f"{out['reason']} — rejected by {who}: {note}")
         if was_open:
             led = replace(led, open_reviews=max(0, led.open_reviews - 1))
-        L.save(db, led, now=now)
+        store.ledger.save(led, now=now)
         decision = "accepted" if accept else "rejected"
-        db.execute("UPDATE recon_reviews SET decision = ?, closed_ms = coalesce(closed_ms, ?), "
-                   "closed_by = coalesce(closed_by, ?), note = ? WHERE id = ?", (decision, now, who, note, rev["id"]))
+        store.claims.close_review(rev["id"], decision=decision, who=who, note=note, now=now)
         store.post_downlink(device, "outcome", {"ref_seq": seq, "outcome": "confirmed" if accept else "rejected",
                                                 "credit": 0, "reason": f"{decision} by the centre's reviewer: {note}"},
                             now=now)
-        L.record_action(db, who, f"settlement_{decision}", f"{device}-{seq}",
+        store.ledger.record_action(who, f"settlement_{decision}", f"{device}-{seq}",
                         {"note": note, "psn_no": rev["psn_no"], "code": rev["code"]}, now=now)
     return {"device": device, "seq": seq, "decision": decision, "psn_no": rev["psn_no"],
             "open_reviews": led.open_reviews}
 
 
 def summary(store) -> dict[str, Any]:
-    return {r["status"]: int(r["n"]) for r in store.db.query("SELECT status, count(*) AS n FROM recon_claims GROUP BY status")}
+    return dict(store.claims.summary())

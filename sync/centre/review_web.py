@@ -23,7 +23,6 @@ Blocking store work runs in worker threads (``trio.to_thread.run_sync``).
 
 from __future__ import annotations
 
-import html
 import json
 from urllib.parse import parse_qs, quote, urlparse
 
@@ -32,10 +31,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from edge.settle import yuan
 from sync.centre import report as R
 from sync.centre import review as RV
 from sync.centre import reviewers as A
+from sync.centre.pages import render
 from sync.errors import SyncError
 
 COOKIE = "review_session"
@@ -59,9 +58,9 @@ def _token(request: Request) -> str | None:
 
 
 async def _account(request: Request, roles) -> dict:
-    db = _store(request).db
+    accounts = _store(request).accounts
     token, now = _token(request), _now(request)
-    account = await trio.to_thread.run_sync(lambda: A.session(db, token, now=now))
+    account = await trio.to_thread.run_sync(lambda: accounts.session(token, now=now))
     return A.authorize(account, *roles)
 
 
@@ -105,9 +104,9 @@ async def api_login(request, _):
     name, password = data.get("name"), data.get("password")
     if not isinstance(name, str) or not isinstance(password, str):
         raise A.BadLogin("give name and password")
-    db, now = _store(request).db, _now(request)
-    token = await _run(A.login, db, name, password, now=now)
-    account = await _run(A.session, db, token, now=now)
+    accounts, now = _store(request).accounts, _now(request)
+    token = await _run(accounts.login, name, password, now=now)
+    account = await _run(accounts.session, token, now=now)
     resp = JSONResponse({"token": token, **account})
     resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=A.SESSION_MS // 1000)
     return resp
@@ -115,7 +114,7 @@ async def api_login(request, _):
 
 @api(READ)
 async def api_logout(request, account):
-    await _run(A.logout, _store(request).db, _token(request))
+    await _run(_store(request).accounts.logout, _token(request))
     resp = JSONResponse({"ok": True})
     resp.delete_cookie(COOKIE)
     return resp
@@ -183,9 +182,8 @@ async def api_decide_settlement(request, account):
 
 @api(READ)
 async def api_actions(request, account):
-    from sync.centre import ledger as L
     target = request.query_params.get("target")
-    return JSONResponse({"actions": await _run(L.actions, _store(request).db, target)})
+    return JSONResponse({"actions": await _run(_store(request).ledger.actions, target)})
 
 
 @api(READ)
@@ -203,26 +201,16 @@ async def api_report(request, account):
 
 
 # ---------------------------------------------------------------------------------------- page ---
-CSS = """body{font-family:"Noto Sans CJK SC",sans-serif;margin:1.5em;max-width:70em}
-table{border-collapse:collapse;margin:.8em 0}td,th{border:1px solid #bbb;padding:.25em .6em}
-.num{text-align:right}form.inline{display:inline}.err{color:#a00;font-weight:bold}
-textarea{width:30em;height:3em}"""
+def _page(template: str, title: str, status: int = 200, account: dict | None = None, **context) -> HTMLResponse:
+    return HTMLResponse(render(template, title=title, account=account, **context), status_code=status)
 
 
-def _page(title: str, body: str, status: int = 200, account: dict | None = None) -> HTMLResponse:
-    who = (f"<p>{html.escape(account['name'])} ({html.escape(account['role'])}) "
-           f"<form class=inline method=post action=/review/logout><button>log out</button></form></p>") if account else ""
-    return HTMLResponse(f"<!doctype html><html lang=zh-CN><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-                        f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>{who}{body}</body></html>",
-                        status_code=status)
+def _message(title: str, message: str, status: int, account: dict | None = None, *, back: bool = False) -> HTMLResponse:
+    return _page("message.html", title, status, account, message=message, back=back)
 
 
 def _login_form(message: str = "", status: int = 200) -> HTMLResponse:
-    err = f"<p class=err role=alert>{html.escape(message)}</p>" if message else ""
-    return _page("Claims review 全额垫付审核 — log in", err + """<form method=post action=/review/login>
-<label>Name <input name=name autocomplete=username></label>
-<label>Password <input name=password type=password autocomplete=current-password></label>
-<button type=submit>Log in</button></form>""", status)
+    return _page("login.html", "Claims review 全额垫付审核 — log in", status, message=message)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -241,12 +229,12 @@ def page(roles):
             except A.NotLoggedIn as exc:
                 return _login_form(exc.message, 401)
             except A.WrongRole as exc:
-                return _page("Not allowed", f"<p class=err role=alert>{html.escape(exc.message)}</p>", 403)
+                return _message("Not allowed", exc.message, 403)
             try:
                 return await fn(request, account)
             except (SyncError, R.ReportError) as exc:
-                return _page("Refused", f"<p class=err role=alert>{html.escape(getattr(exc, 'message', str(exc)))}</p>"
-                             "<p><a href=/review>back to the queue</a></p>", getattr(exc, "status", 400), account)
+                return _message("Refused", getattr(exc, "message", str(exc)), getattr(exc, "status", 400), account,
+                                back=True)
         return handler
     return wrap
 
@@ -263,34 +251,9 @@ async def _queue(request, account) -> Response:
     store = _store(request)
     pending = await _run(RV.claims, store, status=RV.PENDING)
     decided = [c for c in await _run(RV.claims, store, status=None) if c["status"] != RV.PENDING][-20:]
-    e = html.escape
-
-    def rows(cs):
-        return "".join(
-            f"<tr><td><a href='/review/claims/{quote(c['claim_no'])}'>{e(c['claim_no'])}</a></td><td>{e(c['cause'])}</td>"
-            f"<td>{e(c['psn_no'] or '(unidentified ' + str(c.get('certno')) + ')')}</td><td>{e(c['date'])}</td>"
-            f"<td class=num>¥{yuan(c['medfee'])}</td><td>{e(c['status'])}</td>"
-            f"<td>{e(c.get('waiting') or c.get('note') or '')}</td>"
-            f"<td class=num>{'¥' + yuan(c['amount']) if c.get('amount') is not None else ''}</td></tr>" for c in cs)
-
-    head = ("<tr><th>claim</th><th>cause</th><th>person</th><th>visit date</th><th>paid</th><th>status</th>"
-            "<th>why / note</th><th>reimbursed</th></tr>")
     disputes = await _run(RV.disputed, store)
-    can = account["role"] in DECIDE
-    drows = "".join(
-        f"<tr><td>{e(d['device'])} #{d['seq']}</td><td>{e(d['psn_no'])}</td><td>{e(d['code'])}</td>"
-        f"<td class=num>¥{yuan(d['j_fund'])}</td><td>{e(d['reason'])}</td><td>" +
-        (f"<form class=inline method=post action='/review/settlements/{quote(d['device'])}/{d['seq']}/decide'>"
-         "<input name=note placeholder='note (required)'> <button name=decision value=accept>Accept</button> "
-         "<button name=decision value=reject>Reject</button></form>" if can else "") + "</td></tr>"
-        for d in disputes)
-    body = (f"<h2>Pending ({len(pending)})</h2><table id=queue>{head}{rows(pending)}</table>"
-            f"<h2>Disputed settlements ({len(disputes)})</h2><table id=disputed><tr><th>entry</th><th>person</th>"
-            f"<th>why</th><th>fund journaled</th><th>reason</th><th></th></tr>{drows}</table>"
-            f"<h2>Recently decided</h2><table id=decided>{head}{rows(decided)}</table>"
-            "<form method=get action=/review/report><label>Site <input name=site></label> "
-            "<label>Date <input name=date placeholder=YYYY-MM-DD></label> <button>Daily report</button></form>")
-    return _page("Claims review 全额垫付审核", body, account=account)
+    return _page("queue.html", "Claims review 全额垫付审核", account=account, pending=pending, decided=decided,
+                 disputes=disputes, can_decide=account["role"] in DECIDE)
 
 
 @page(READ)
@@ -298,36 +261,10 @@ async def page_claim(request, account):
     store = _store(request)
     no = request.path_params["claim_no"]
     c = await _run(RV.claim, store, no)
-    e = html.escape
-    items = "".join(f"<tr><td>{e(str(it.get('code')))}</td><td class=num>{e(str(it.get('cnt')))}</td>"
-                    f"<td class=num>¥{yuan(int(it.get('pric', 0)))}</td></tr>" for it in c["items"])
     split = c["split"] if c["status"] != RV.PENDING else await _run(RV.preview, store, no)
-    if split and "error" not in split:
-        lines = "".join(f"<tr><td>{e(l['name'])}</td><td>{e(str(l['cls']))}</td><td class=num>¥{yuan(l['amount'])}</td>"
-                        f"<td class=num>¥{yuan(l['inscp'])}</td></tr>" for l in split["lines"])
-        split_html = (f"<table id=split><tr><th>item</th><th>class</th><th>amount</th><th>in scope</th></tr>{lines}</table>"
-                      f"<p>Medical fee ¥{yuan(split['medfee_sumamt'])}; deductible ¥{yuan(split['act_pay_dedc'])}; "
-                      f"<strong id=fund>fund pays ¥{yuan(split['hifp_pay'])}</strong> (policy {e(split['policy_version'])})</p>")
-    else:
-        split_html = f"<p class=err>{e((split or {}).get('error', 'no split'))}</p>"
-    decide = ""
-    if c["status"] == RV.PENDING and account["role"] in DECIDE:
-        who = ("" if c["psn_no"] else "<label>psn_no of the patient <input name=psn_no></label><br>")
-        obs = ("<label>Admitted to hospital? <select name=admitted><option value=''>—</option><option value=no>no</option>"
-               "<option value=yes>yes</option></select></label><br>") if c["cause"] == "emergency_observation" else ""
-        decide = (f"<form method=post action='/review/claims/{quote(no)}/decide'>{who}{obs}"
-                  "<label>Note <textarea name=note></textarea></label><br>"
-                  "<button name=decision value=approve>Approve</button> <button name=decision value=deny>Deny</button></form>")
-    body = (f"<p><a href=/review>← queue</a></p><dl><dt>Cause</dt><dd>{e(c['cause'])}: {e(c['detail'])}</dd>"
-            f"<dt>Person</dt><dd>{e(c['psn_no'] or 'unidentified, certno ' + str(c.get('certno')))}</dd>"
-            f"<dt>Visit</dt><dd>{e(json.dumps(c['visit'], ensure_ascii=False))}</dd>"
-            f"<dt>Paid by the patient</dt><dd>¥{yuan(c['medfee'])}</dd>"
-            f"<dt>Status</dt><dd id=status>{e(c['status'])}{' — ' + e(c['waiting']) if c.get('waiting') else ''}"
-            f"{' by ' + e(c['decided_by']) if c.get('decided_by') else ''}"
-            f"{' — reimbursed ¥' + yuan(c['amount']) if c.get('amount') else ''}</dd></dl>"
-            f"<h2>Items</h2><table id=items><tr><th>code</th><th>count</th><th>price</th></tr>{items}</table>"
-            f"<h2>Split the engine computes</h2>{split_html}{decide}")
-    return _page(f"Claim {no}", body, account=account)
+    return _page("claim.html", f"Claim {no}", account=account, c=c, split=split,
+                 visit_json=json.dumps(c["visit"], ensure_ascii=False),
+                 can_decide=c["status"] == RV.PENDING and account["role"] in DECIDE)
 
 
 @page(DECIDE)
@@ -363,8 +300,8 @@ async def page_decide_settlement(request, account):
 async def page_login(request: Request) -> Response:
     try:
         form = await _form(request)
-        db, now = _store(request).db, _now(request)
-        token = await _run(A.login, db, form.get("name", ""), form.get("password", ""), now=now)
+        accounts, now = _store(request).accounts, _now(request)
+        token = await _run(accounts.login, form.get("name", ""), form.get("password", ""), now=now)
     except SyncError as exc:
         return _login_form(exc.message, 401)
     resp = RedirectResponse("/review", status_code=303)
@@ -375,7 +312,7 @@ async def page_login(request: Request) -> Response:
 async def page_logout(request: Request) -> Response:
     token = _token(request)
     if token:
-        await _run(A.logout, _store(request).db, token)
+        await _run(_store(request).accounts.logout, token)
     resp = RedirectResponse("/review", status_code=303)
     resp.delete_cookie(COOKIE)
     return resp

@@ -25,7 +25,6 @@ async def http():
 async def centre(nursery, db_url):
     """The real centre (Starlette on hypercorn's trio worker) over a fresh store, bundles published by
     ``recon_support.KEY`` and the ledger seeded from the same person source data."""
-    from sync.centre import ledger
     from sync.centre.server import start_centre
     from sync.centre.store import open_store
     import recon_support as rs
@@ -33,7 +32,7 @@ async def centre(nursery, db_url):
     store = open_store(db_url)
     for raw in (rs.CAT_RAW, rs.POL_RAW, rs.PERSONS_RAW, rs.HOT_RAW):
         store.put_bundle(raw, now=rs.T0 - rs.DAY)
-    ledger.seed_from_persons(store.db, rs.PERSONS)
+    store.ledger.seed_from_persons(rs.PERSONS)
     running = await start_centre(nursery, store, rs.KEY)
     yield running
     running.stop()

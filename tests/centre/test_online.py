@@ -7,9 +7,8 @@ import json
 
 import trio
 
-from sync.centre import ledger as L
 from sync.centre import reconcile
-from recon_support import DAY, T0, PlayedEdge, built, person, visit
+from recon_support import T0, PlayedEdge, built, person, visit
 
 ITEMS = [{"code": "XJ01CAA040E001010101445", "cnt": "2", "pric": 1280}, {"code": "001102000010000", "cnt": "1",
                                                                           "pric": 1000}]
@@ -38,7 +37,7 @@ def entry_from_answer(answer: dict, data: dict) -> dict:
 
 async def test_online_settle_applies_once_and_the_journal_entry_is_confirmed(centre, http, tmp_path):
     a = await PlayedEdge.enrol(centre, http, tmp_path, "S-A")
-    before = L.load(centre.store.db, "P0001")
+    before = centre.store.ledger.load("P0001")
     data = request()
     r = await a.online_settle(data)
     assert r.status_code == 200, r.text
@@ -46,16 +45,16 @@ async def test_online_settle_applies_once_and_the_journal_entry_is_confirmed(cen
     res = ans["result"]
     assert res["medfee_sumamt"] == res["fund_pay_sumamt"] + res["acct_pay"] + res["psn_cash_pay"]
     assert ans["person"]["balc"] == before.balc and ans["basis"]["policy"]["policy_version"] == "2026.3"
-    after = L.load(centre.store.db, "P0001")
+    after = centre.store.ledger.load("P0001")
     assert after.balc == before.balc - res["acct_pay"] and after.fund_paid == before.fund_paid + res["hifp_pay"]
     again = await a.online_settle(data)                          # the counter retries after a lost answer
-    assert again.json() == ans and L.load(centre.store.db, "P0001") == after
+    assert again.json() == ans and centre.store.ledger.load("P0001") == after
     await a.journal_entry("settlement", entry_from_answer(ans, data), time=T0)
     await a.sync()
     await trio.to_thread.run_sync(reconcile.run_pending, centre.store)
     [o] = reconcile.outcomes(centre.store, psn_no="P0001")
     assert (o.outcome, o.codes) == ("confirmed", ("online_confirmed",))
-    assert L.load(centre.store.db, "P0001") == after            # not applied a second time
+    assert centre.store.ledger.load("P0001") == after            # not applied a second time
 
 
 async def test_online_refusals_are_typed(centre, http, tmp_path):
@@ -69,12 +68,12 @@ async def test_online_refusals_are_typed(centre, http, tmp_path):
         (request(req="m", visit={**visit(0), "med_type": "14", "chronic_code": "M03900"}), "no_policy_rule"),
         (request(req="i", items=[{"code": "X", "cnt": "1", "pric": 12.5}]), "invalid_input"),
     ]
-    before = L.load(centre.store.db, "P0001")
+    before = centre.store.ledger.load("P0001")
     for data, code in cases:
         r = await a.online_settle(data)
         assert r.status_code == 409 and r.json()["error"]["code"] == code, (code, r.text)
         assert r.json()["error"]["message"]
-    assert L.load(centre.store.db, "P0001") == before
+    assert centre.store.ledger.load("P0001") == before
     unsigned = await http.post(centre.url + "/v1/online/settle", json=request(req="u"))
     assert unsigned.status_code == 401
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from sync.centre import ledger as L
 from sync.centre import reconcile, review
 from sync.centre.store import Store
 from recon_support import (
@@ -14,7 +13,7 @@ def open_centre(url) -> Store:
     store = Store.open(url)
     for raw in (CAT_RAW, POL_RAW, HOT_RAW):
         store.put_bundle(raw, now=T0 - DAY)
-    L.seed_from_persons(store.db, PERSONS)
+    store.ledger.seed_from_persons(PERSONS)
     return store
 
 
@@ -55,14 +54,14 @@ def test_two_sites_debt_then_contribution(db_url):
         assert [(o.device, o.seq) for o in outs][:2] == [("D-A-1", 1), ("D-B-1", 1)]
         debt_out = [o for o in outs if "account_debt" in o.codes]
         assert len(debt_out) == 1 and debt_out[0].device == "D-B-1"
-        led = L.load(store.db, "P0003")
-        assert led.balc < 0 and L.debts(store.db, "P0003")[0]["amount"] == debt_out[0].debt
+        led = store.ledger.load("P0003")
+        assert led.balc < 0 and store.ledger.debts("P0003")[0]["amount"] == debt_out[0].debt
         # The counter that caused it hears about it.
         feed = store.downlink_since("D-B-1", 0)
         assert any(m["kind"] == "outcome" and m["payload"]["ref_seq"] == 1 for m in feed)
-        res = L.contribute(store.db, "P0003", 30000, who="test")
+        res = store.ledger.contribute("P0003", 30000, who="test")
         assert res["debt"] == 0 and res["debt_cleared"] == -led.balc
-        assert all(d["cleared_ms"] is not None for d in L.debts(store.db, "P0003"))
+        assert all(d["cleared_ms"] is not None for d in store.ledger.debts("P0003"))
     finally:
         store.close()
 
@@ -105,11 +104,11 @@ def test_hotlisted_card_offline_goes_to_review_and_blocks_pending_review(db_url)
         reconcile.run_pending(store, now=T0 + DAY)
         [o] = reconcile.outcomes(store, psn_no="P0004")
         assert (o.outcome, o.codes) == ("review", ("card_hotlisted",))
-        assert L.load(store.db, "P0004").open_reviews == 1
-        assert L.reviews(store.db, "P0004")[0]["code"] == "card_hotlisted"
-        L.close_review(store.db, "P0004", who="test", note="card was found")
-        assert L.load(store.db, "P0004").open_reviews == 0
-        assert [a["action"] for a in L.actions(store.db, "P0004")] == ["close_review"]
+        assert store.ledger.load("P0004").open_reviews == 1
+        assert store.ledger.reviews("P0004")[0]["code"] == "card_hotlisted"
+        store.ledger.close_review("P0004", who="test", note="card was found")
+        assert store.ledger.load("P0004").open_reviews == 0
+        assert [a["action"] for a in store.ledger.actions("P0004")] == ["close_review"]
     finally:
         store.close()
 
@@ -142,10 +141,10 @@ def test_two_centre_processes_reconciling_at_once_apply_everything_once(db_url):
         total = {k: sum(r[k] for r in results) for k in ("confirmed", "adjusted", "review", "rejected")}
         assert sum(total.values()) == 12                         # every entry decided exactly once
         assert len(store.db.query("SELECT * FROM recon_outcomes")) == 12
-        assert len(L.reviews(store.db, "P0004")) == 4 == L.load(store.db, "P0004").open_reviews
+        assert len(store.ledger.reviews("P0004")) == 4 == store.ledger.load("P0004").open_reviews
         assert len(review.claims(store, status=None)) == 4
-        led = L.load(store.db, "P0003")
-        assert led.balc == 30000 - 4 * 20000 and sum(d["amount"] for d in L.debts(store.db, "P0003")) == -led.balc
+        led = store.ledger.load("P0003")
+        assert led.balc == 30000 - 4 * 20000 and sum(d["amount"] for d in store.ledger.debts("P0003")) == -led.balc
     finally:
         other.close()
         store.close()
@@ -165,16 +164,16 @@ def test_reviewer_decides_disputed_settlements(db_url):
         a.append("settlement", settlement_body(snap, visit(1), req="S2"), time=T0 + DAY)
         upload(store, a)
         reconcile.run_pending(store, now=T0 + 2 * DAY)
-        before = L.load(store.db, "P0004")
+        before = store.ledger.load("P0004")
         assert before.open_reviews == 2 and [d["seq"] for d in review.disputed(store)] == [1, 2]
         [o1, o2] = reconcile.outcomes(store, psn_no="P0004")
         got = review.decide_settlement(store, "D-A-1", 1, accept=True, who="rev", note="card found, patient's own")
         assert got["decision"] == "accepted" and got["open_reviews"] == 1
-        after = L.load(store.db, "P0004")
+        after = store.ledger.load("P0004")
         assert after.balc == before.balc - o1.journaled["acct"]
         assert after.fund_paid == before.fund_paid + o1.journaled["fund"]
         review.decide_settlement(store, "D-A-1", 2, accept=False, who="rev", note="used by someone else")
-        assert L.load(store.db, "P0004").open_reviews == 0 and L.load(store.db, "P0004").balc == after.balc
+        assert store.ledger.load("P0004").open_reviews == 0 and store.ledger.load("P0004").balc == after.balc
         with pytest.raises(review.SettlementDecided):
             review.decide_settlement(store, "D-A-1", 2, accept=True, who="rev", note="again")
         with pytest.raises(review.SettlementNotUnderReview):
@@ -187,7 +186,7 @@ def test_reviewer_decides_disputed_settlements(db_url):
         told = [m["payload"] for m in store.downlink_since("D-A-1", 0) if m["kind"] == "outcome"]
         assert [(m["ref_seq"], m["outcome"]) for m in told][-2:] == [(1, "confirmed"), (2, "rejected")]
         assert review.disputed(store) == [] and len(review.disputed(store, open_only=False)) == 2
-        assert [x["action"] for x in L.actions(store.db, "D-A-1-1")] == ["settlement_accepted"]
+        assert [x["action"] for x in store.ledger.actions("D-A-1-1")] == ["settlement_accepted"]
         rep = report.daily(store, "S-A", "2026-11-20")
         assert rep["explained"] and rep["accepted"]["count"] == 0 and rep["outcomes"] == {"rejected": 1}
     finally:

@@ -10,7 +10,7 @@ import pytest
 from edge.settle import parse_catalogue, parse_policy
 from sync.centre import replay as rp
 from recon_support import (
-    CATALOGUE, CAT_RAW, DAY, ITEMS, POL_RAW, POLICY, T0, bundle_hash, claim_body, person, settlement_body, visit,
+    CATALOGUE, CAT_RAW, DAY, POL_RAW, POLICY, T0, bundle_hash, claim_body, person, settlement_body, visit,
 )
 
 

@@ -8,7 +8,6 @@ import json
 
 from nacl.signing import SigningKey
 
-from sync.centre import ledger as L
 from sync.centre import reconcile, report
 from sync.centre.store import Store
 from recon_support import (
@@ -26,9 +25,9 @@ def busy_day(url) -> Store:
         store.put_bundle(raw, now=T0 - DAY)
     store.put_bundle(built("hotlist", 10, {"cards": [{"card_id": person("P0004")["card_ids"][0], "reason": "lost"}]},
                            created=T0 - 60_000), now=T0 - 60_000)
-    L.seed_from_persons(store.db, PERSONS)
+    store.ledger.seed_from_persons(PERSONS)
     store.db.execute("UPDATE recon_persons SET deductible_used = 20000 WHERE psn_no = 'P0002'")
-    L.suspend(store.db, "P0005", "2026-11-01")
+    store.ledger.suspend("P0005", "2026-11-01")
     d = Device("D-S1-1")
     store.register_device(d.device, "S1", bytes(d.key.verify_key), now=T0 - DAY)
     other = Device("D-S2-1")                        # another site's entry must not count
@@ -60,7 +59,7 @@ def busy_day(url) -> Store:
 def test_totals_equal_accepted_entries_and_every_difference_is_explained(db_url):
     store = busy_day(db_url)
     try:
-        rep = report.daily(store.db, "S1", DATE)
+        rep = report.daily(store, "S1", DATE)
         site_devices = {"D-S1-1", "D-S1-2"}
         outs = [o for o in reconcile.outcomes(store) if o.device in site_devices and o.date == DATE]
         assert {o.outcome for o in outs} == {"confirmed", "adjusted", "review", "rejected"}

@@ -8,10 +8,8 @@ import pytest
 import trio
 
 import support
-from sync.centre import ledger as L
 from sync.centre import reconcile, review
-from sync.centre import reviewers as A
-from recon_support import DAY, T0, PlayedEdge, claim_body, person, visit
+from recon_support import T0, PlayedEdge, claim_body, person, visit
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -32,9 +30,8 @@ async def login(http, url, name, password):
 
 @pytest.fixture
 async def accounts(centre):
-    db = centre.store.db
-    await trio.to_thread.run_sync(lambda: A.add(db, "rev", "reviewer-pass", "reviewer", now=T0))
-    await trio.to_thread.run_sync(lambda: A.add(db, "aud", "auditor-pass", "auditor", now=T0))
+    await trio.to_thread.run_sync(lambda: centre.store.accounts.add("rev", "reviewer-pass", "reviewer", now=T0))
+    await trio.to_thread.run_sync(lambda: centre.store.accounts.add("aud", "auditor-pass", "auditor", now=T0))
 
 
 async def test_unauthenticated_and_wrong_role_requests_are_refused(centre, http, tmp_path, accounts):
@@ -84,8 +81,8 @@ async def test_deny_needs_a_note_and_a_decided_claim_stays_decided(centre, http,
     assert r.status_code == 409 and r.json()["error"]["code"] == "claim_decided"
     r = await http.get(centre.url + "/v1/review/claims/NOPE-1", headers=rev)
     assert r.status_code == 404 and r.json()["error"]["code"] == "claim_not_found"
-    assert [a["action"] for a in L.actions(centre.store.db, no)] == ["deny_claim"]
-    assert [a["action"] for a in L.actions(centre.store.db, "reviewer:rev")] == ["add_reviewer", "login"]
+    assert [a["action"] for a in centre.store.ledger.actions(no)] == ["deny_claim"]
+    assert [a["action"] for a in centre.store.ledger.actions("reviewer:rev")] == ["add_reviewer", "login"]
     journal = (await http.get(centre.url + f"/v1/review/actions?target={no}", headers=rev)).json()["actions"]
     assert [(a["who"], a["action"], a["detail"]["note"]) for a in journal] == [("rev", "deny_claim", "not our patient")]
     http.cookies.clear()

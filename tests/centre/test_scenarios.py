@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import trio
 
-from sync.centre import ledger as L
 from sync.centre import reconcile, review
-from sync.centre import reviewers as A
 from recon_support import (
     DAY, T0, PlayedEdge, built, claim_body, counter_text, person, settlement_body, visit,
 )
@@ -40,8 +38,8 @@ async def test_a_outage_at_two_sites_account_debt_cleared_by_contribution(centre
     await a.sync()
     counts = await reconcile_now(centre)
     assert counts["review"] == 0 and counts["rejected"] == 0
-    led = L.load(centre.store.db, "P0003")
-    debts = L.debts(centre.store.db, "P0003")
+    led = centre.store.ledger.load("P0003")
+    debts = centre.store.ledger.debts("P0003")
     assert led.balc < 0 and sum(d["amount"] for d in debts) == -led.balc
     assert all(d["cleared_ms"] is None for d in debts)
     await a.sync()
@@ -49,9 +47,9 @@ async def test_a_outage_at_two_sites_account_debt_cleared_by_contribution(centre
     told = a.messages("outcome") + b.messages("outcome")
     assert any("debt" in m["reason"] for m in told)
     # The next monthly contribution clears the debt.
-    res = await trio.to_thread.run_sync(lambda: L.contribute(centre.store.db, "P0003", 40000, who="test"))
+    res = await trio.to_thread.run_sync(lambda: centre.store.ledger.contribute("P0003", 40000, who="test"))
     assert res["debt"] == 0 and res["debt_cleared"] == -led.balc
-    assert all(d["cleared_ms"] is not None for d in L.debts(centre.store.db, "P0003"))
+    assert all(d["cleared_ms"] is not None for d in centre.store.ledger.debts("P0003"))
 
 
 async def test_b_stale_deductible_offline_patient_credited(centre, http, tmp_path):
@@ -74,7 +72,7 @@ async def test_b_stale_deductible_offline_patient_credited(centre, http, tmp_pat
 
 async def test_c_arrears_full_payment_then_cleared_auto_reimbursed(centre, http, tmp_path):
     a = await PlayedEdge.enrol(centre, http, tmp_path, "S-A")
-    await trio.to_thread.run_sync(lambda: L.suspend(centre.store.db, "P0001", "2026-11-01", "2026-11-30"))
+    await trio.to_thread.run_sync(lambda: centre.store.ledger.suspend("P0001", "2026-11-01", "2026-11-30"))
     snap = person("P0001", status="suspended")
     # Online: the centre refuses with `suspended`; the counter takes a full payment (cause arrears).
     resp = await a.online_settle({"req": "ON-1", "psn_no": "P0001", "card_id": snap["card_ids"][0],
@@ -87,14 +85,14 @@ async def test_c_arrears_full_payment_then_cleared_auto_reimbursed(centre, http,
     [c] = await trio.to_thread.run_sync(lambda: review.claims(centre.store, status="pending"))
     assert c["waiting"].startswith("wait")
     # The employer pays: arrears cleared; the next reconciliation pass approves the claim by itself.
-    await trio.to_thread.run_sync(lambda: L.clear_arrears(centre.store.db, "P0001", who="test"))
+    await trio.to_thread.run_sync(lambda: centre.store.ledger.clear_arrears("P0001", who="test"))
     counts = await reconcile_now(centre)
     assert counts["auto_approved"] == 1
     await a.sync()
     [r] = a.messages("reimbursement")
     assert r["claim_no"] == f"{a.device}-1" and r["amount"] > 0
     assert counter_text(r) == f"reimbursement of ¥{r['amount'] // 100}.{r['amount'] % 100:02d} approved for claim {a.device}-1"
-    acts = L.actions(centre.store.db, f"{a.device}-1")
+    acts = centre.store.ledger.actions(f"{a.device}-1")
     assert [(x["who"], x["action"]) for x in acts] == [("auto", "approve_claim")]
 
 
@@ -107,7 +105,7 @@ async def test_d_pending_review_full_payment_review_closes_auto_reimbursed(centr
     await a.journal_entry("settlement", bad, time=T0)
     await a.sync()
     await reconcile_now(centre)
-    assert L.load(centre.store.db, "P0001").open_reviews == 1
+    assert centre.store.ledger.load("P0001").open_reviews == 1
     resp = await a.online_settle({"req": "ON-2", "psn_no": "P0001", "card_id": snap["card_ids"][0],
                                   "visit": visit(1), "items": [{"code": "XJ01CAA040E001010101445", "cnt": "1",
                                                                 "pric": 1280}], "acct_used_flag": True})
@@ -117,7 +115,7 @@ async def test_d_pending_review_full_payment_review_closes_auto_reimbursed(centr
     await a.sync()
     await reconcile_now(centre)
     assert review.claims(centre.store, status="pending")[0]["claim_no"] == f"{a.device}-2"
-    await trio.to_thread.run_sync(lambda: L.close_review(centre.store.db, "P0001", who="test", note="explained"))
+    await trio.to_thread.run_sync(lambda: centre.store.ledger.close_review("P0001", who="test", note="explained"))
     assert (await reconcile_now(centre))["auto_approved"] == 1
     await a.sync()
     [r] = a.messages("reimbursement")
@@ -133,7 +131,7 @@ async def test_e_damaged_card_keyed_in_offline_claim_reviewer_approves(centre, h
     await reconcile_now(centre)
     [c] = review.claims(centre.store, status="pending")
     assert c["psn_no"] == "P0004" and c["waiting"].startswith("manual")   # identified by certno
-    await trio.to_thread.run_sync(lambda: A.add(centre.store.db, "wang", "s3cret-pass", "reviewer", now=T0))
+    await trio.to_thread.run_sync(lambda: centre.store.accounts.add("wang", "s3cret-pass", "reviewer", now=T0))
     login = await http.post(centre.url + "/v1/review/login", json={"name": "wang", "password": "s3cret-pass"})
     token = login.json()["token"]
     auth = {"authorization": f"Bearer {token}"}
@@ -146,7 +144,7 @@ async def test_e_damaged_card_keyed_in_offline_claim_reviewer_approves(centre, h
     await a.sync()
     [r] = a.messages("reimbursement")
     assert r["amount"] == expected and "identity checked" in r["reason"]
-    acts = L.actions(centre.store.db, c["claim_no"])
+    acts = centre.store.ledger.actions(c["claim_no"])
     assert acts[-1]["who"] == "wang" and acts[-1]["action"] == "approve_claim" and acts[-1]["at_ms"] > 0
 
 
@@ -178,7 +176,7 @@ async def test_g_emergency_observation_resolved_after_admission(centre, http, tm
     await a.sync()
     await reconcile_now(centre)
     assert all(c["waiting"].startswith("manual") for c in review.claims(centre.store))
-    await trio.to_thread.run_sync(lambda: A.add(centre.store.db, "li", "another-pass", "reviewer", now=T0))
+    await trio.to_thread.run_sync(lambda: centre.store.accounts.add("li", "another-pass", "reviewer", now=T0))
     token = (await http.post(centre.url + "/v1/review/login", json={"name": "li", "password": "another-pass"})).json()["token"]
     auth = {"authorization": f"Bearer {token}"}
     not_admitted = await http.post(centre.url + f"/v1/review/claims/{a.device}-1/admission", headers=auth,

@@ -165,18 +165,17 @@ def cmd_report(args) -> int:
 
 
 def cmd_reviewer_add(args) -> int:
-    from sync.centre import ledger, reviewers
+    from sync.centre.store import now_ms
 
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = getpass.getpass(f"password for {args.name}: ")
-    return _run(args, lambda store: _print(reviewers.add(store.db, args.name, password, args.role,
-                                                         now=ledger.now_ms())))
+    return _run(args, lambda store: _print(store.accounts.add(args.name, password, args.role, now=now_ms())))
 
 
 def _persons_from(path: str) -> list:
-    from sync.centre.ledger import BadOperation
+    from sync.centre.errors import BadOperation
 
     p = Path(path)
     if p.is_dir() or p.suffix == ".csv":
@@ -194,32 +193,26 @@ def _persons_from(path: str) -> list:
 
 
 def cmd_ledger_load(args) -> int:
-    from sync.centre import ledger
-    return _run(args, lambda store: _print(ledger.seed_from_persons(store.db, _persons_from(args.file))))
+    return _run(args, lambda store: _print(store.ledger.seed_from_persons(_persons_from(args.file))))
 
 
 def cmd_ledger_show(args) -> int:
-    from sync.centre import ledger
-
     def go(store):
-        out = ledger.snapshot(store.db, args.psn)
-        out["debt"] = ledger.require(store.db, args.psn).debt
+        out = store.ledger.snapshot(args.psn)
+        out["debt"] = store.ledger.require(args.psn).debt
         out["reviews"] = [{k: r[k] for k in ("code", "reason", "opened_ms", "closed_ms")}
-                          for r in ledger.reviews(store.db, args.psn)]
-        out["arrears"] = store.db.query("SELECT begin_date, end_date, cleared_ms FROM recon_arrears WHERE psn_no = ? "
-                                        "ORDER BY id", (args.psn,))
+                          for r in store.ledger.reviews(args.psn)]
+        out["arrears"] = store.ledger.arrears(args.psn)
         _print(out)
     return _run(args, go)
 
 
 def cmd_contribute(args) -> int:
-    from sync.centre import ledger
-    return _run(args, lambda store: _print(ledger.contribute(store.db, args.psn, args.amount, who=args.who)))
+    return _run(args, lambda store: _print(store.ledger.contribute(args.psn, args.amount, who=args.who)))
 
 
 def cmd_suspend(args) -> int:
-    from sync.centre import ledger
-    return _run(args, lambda store: _print(ledger.suspend(store.db, args.psn, args.begin, args.end, who=args.who)))
+    return _run(args, lambda store: _print(store.ledger.suspend(args.psn, args.begin, args.end, who=args.who)))
 
 
 def _then_approve(store, result: dict, psn: str) -> None:
@@ -229,15 +222,13 @@ def _then_approve(store, result: dict, psn: str) -> None:
 
 
 def cmd_clear_arrears(args) -> int:
-    from sync.centre import ledger
-    return _run(args, lambda store: _then_approve(store, ledger.clear_arrears(store.db, args.psn, who=args.who),
+    return _run(args, lambda store: _then_approve(store, store.ledger.clear_arrears(args.psn, who=args.who),
                                                   args.psn))
 
 
 def cmd_close_review(args) -> int:
-    from sync.centre import ledger
     return _run(args, lambda store: _then_approve(
-        store, ledger.close_review(store.db, args.psn, who=args.who, note=args.note), args.psn))
+        store, store.ledger.close_review(args.psn, who=args.who, note=args.note), args.psn))
 
 
 def cmd_dispute_list(args) -> int:

@@ -82,8 +82,11 @@ class Database:
     def _commit(self) -> None: ...
     def _rollback(self) -> None: ...
     def _cursor(self): ...
-    def _map(self, exc: Exception) -> Exception: ...
-    def _driver_errors(self) -> tuple[type[BaseException], ...]: ...
+    def _map(self, exc: BaseException) -> Exception:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _driver_errors(self) -> tuple[type[Exception], ...]:  # pragma: no cover - overridden
+        raise NotImplementedError
 
     # -- public API -------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -261,7 +264,7 @@ class SQLiteDatabase(Database):
     def _driver_errors(self):
         return (sqlite3.Error,)
 
-    def _map(self, exc: Exception) -> Exception:
+    def _map(self, exc: BaseException) -> Exception:
         if isinstance(exc, sqlite3.IntegrityError):
             return StoreConflict(f"SQLite refused a write: {exc}")
         return StoreError(f"SQLite error on {self.path}: {exc}; check disk space and permissions, then retry")
@@ -329,7 +332,7 @@ class PostgresDatabase(Database):
     def _driver_errors(self):
         return (self._psycopg.Error,)
 
-    def _map(self, exc: Exception) -> Exception:
+    def _map(self, exc: BaseException) -> Exception:
         if isinstance(exc, self._psycopg.errors.IntegrityError):
             return StoreConflict(f"PostgreSQL refused a write: {exc}")
         return StoreError(f"PostgreSQL error at {_redact(self.url)}: {exc}; check the server, then retry")

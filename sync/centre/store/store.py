@@ -14,7 +14,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Protocol
+from typing import Any, ContextManager, Iterable, Protocol
 
 import cbor2
 from nacl.signing import VerifyKey
@@ -22,10 +22,18 @@ from nacl.signing import VerifyKey
 from edge.journal.entry import GENESIS
 from sync import bundles as _bundles
 from sync.centre import ingest
+from sync.centre.lru import LRU
 from sync.errors import BadEnrolmentToken, DeviceRevoked, ReplayedRequest, StoreConflict, UnknownDevice
 
 from . import schema
+from .accounts import Accounts
+from .claims import Claims
 from .db import Database, open_db
+from .ledger import Ledgers
+from .recon import Recon
+
+
+PARSED_MAX = 16   # a few catalogue/policy versions in use at once, plus the hotlist
 
 
 def now_ms() -> int:
@@ -84,11 +92,24 @@ def _token_hash(token: str) -> str:
 
 
 class Store:
-    """The centre's durable state. ``Store.open(url)`` applies migrations."""
+    """The centre's durable state. ``Store.open(url)`` applies migrations.
+
+    Devices, enrolment, entries, bundles and the downlink feed are methods of the store itself; the
+    other areas are repositories on it, each the only code that writes its tables' SQL:
+    ``ledger`` (:class:`.ledger.Ledgers`), ``recon`` (:class:`.recon.Recon`), ``claims``
+    (:class:`.claims.Claims`), ``accounts`` (:class:`.accounts.Accounts`). Code outside ``store/``
+    uses these and :meth:`transaction`, never ``db`` itself.
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db
         schema.migrate(db)
+        self.ledger = Ledgers(db)
+        self.recon = Recon(db)
+        self.claims = Claims(db)
+        self.accounts = Accounts(db, self.ledger)
+        # Parsed bundles (by hash) and the current hotlist (by version), for online settlement.
+        self.parsed: LRU[Any] = LRU(PARSED_MAX)
 
     @classmethod
     def open(cls, url_or_path) -> "Store":
@@ -100,6 +121,10 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    def transaction(self) -> ContextManager[Database]:
+        """One transaction over several repository calls (nested: a savepoint)."""
+        return self.db.transaction()
 
     # -- devices and enrolment ---------------------------------------------------------------------
     def create_enrol_token(self, site: str, *, ttl_ms: int = 7 * 86_400_000, now: int | None = None) -> str:
@@ -142,13 +167,16 @@ class Store:
             raise StoreConflict("a device public key is 32 bytes (Ed25519)")
         self.db.execute("INSERT INTO devices (device, site, pubkey, status, enrolled_ms, high_water, last_hash) "
                         "VALUES (?, ?, ?, 'active', ?, 0, ?)", (device, site, bytes(pubkey), now, GENESIS))
-        return self.device(device)
+        info = self.device(device)
+        assert info is not None  # inserted just above
+        return info
 
     def device(self, device: str) -> DeviceInfo | None:
         return _device_row(self.db.query_one("SELECT * FROM devices WHERE device = ?", (device,)))
 
     def devices(self) -> list[DeviceInfo]:
-        return [_device_row(r) for r in self.db.query("SELECT * FROM devices ORDER BY device")]
+        return [DeviceInfo(r["device"], r["site"], bytes(r["pubkey"]), r["status"], r["high_water"], r["enrolled_ms"])
+                for r in self.db.query("SELECT * FROM devices ORDER BY device")]
 
     def require_device(self, device: str) -> DeviceInfo:
         info = self.device(device)
@@ -289,6 +317,13 @@ class Store:
             row["raw"] = bytes(row["raw"])
         return row
 
+    def bundles_of(self, kind: str) -> list[dict]:
+        """Every stored bundle of ``kind`` in version order: raw, created_ms."""
+        rows = self.db.query("SELECT raw, created_ms FROM bundles WHERE kind = ? ORDER BY version, id", (kind,))
+        for r in rows:
+            r["raw"] = bytes(r["raw"])
+        return rows
+
     def bundle_versions(self) -> dict[str, int]:
         return {r["kind"]: r["v"] for r in self.db.query("SELECT kind, max(version) AS v FROM bundles GROUP BY kind")}
 
@@ -305,6 +340,7 @@ class Store:
         row = self.db.query_one("INSERT INTO feed (device, kind, topic, full_bundle, payload, created_ms) "
                                 "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                                 (device, kind, topic, 1 if full else 0, cbor2.dumps(payload), now))
+        assert row is not None  # RETURNING gives the inserted row
         return row["id"]
 
     def downlink_since(self, device: str, cursor: int, limit: int = 100, max_bytes: int = 4_000_000) -> list[dict]:
@@ -325,7 +361,8 @@ class Store:
         # Sizes first, payloads only for the rows that fit: a 100k-item catalogue bundle is ~11 MB.
         rows = self.db.query("SELECT id, kind, topic, length(payload) AS size FROM feed WHERE id > ? AND "
                              "(device = ? OR device IS NULL) ORDER BY id LIMIT ?", (cursor, device, limit))
-        chosen, size, next_cursor = [], 0, cursor
+        chosen: list[dict] = []
+        size, next_cursor = 0, cursor
         for r in rows:
             if r["kind"] == "bundle" and r["id"] < floor.get(r["topic"], 0):
                 next_cursor = r["id"]

@@ -1,0 +1,120 @@
+"""Reconciliation's repository: outcomes, the reconciler's cursor, online settlements, claim rows as
+reconciliation writes them, and the per-site daily figures the report reads.
+
+The centre reaches it as ``store.recon``. Statements only; the rules live in
+:mod:`sync.centre.replay` (pure) and the driver in :mod:`sync.centre.reconcile`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Mapping, Sequence
+
+from .db import Database
+
+_OUTCOME_INSERT = (
+    "INSERT INTO recon_outcomes (device, seq, entry_id, site, psn_no, kind, mode, date, time, outcome, codes, "
+    "reason, differs, j_medfee, j_fund, j_acct, j_cash, j_dedc, a_medfee, a_fund, a_acct, a_cash, a_dedc, "
+    "credit, variance, debt, decided_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+    "?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+
+
+def _chunks(seq: Sequence, n: int = 500):
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
+
+
+class Recon:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- cursor ------------------------------------------------------------------------------------
+    def lock_cursor(self) -> int:
+        """The reconciler's cursor, locked for the caller's transaction.
+
+        The cursor row is the reconciler's lock: a second centre process (PostgreSQL) waits here
+        instead of replaying the same batch; on SQLite BEGIN IMMEDIATE serialises already."""
+        v = self.db.scalar({"sqlite": "SELECT last_id FROM recon_cursor WHERE name = 'entries'",
+                            "postgres": "SELECT last_id FROM recon_cursor WHERE name = 'entries' FOR UPDATE"})
+        return v or 0
+
+    def set_cursor(self, last_id: int) -> None:
+        if self.db.execute("UPDATE recon_cursor SET last_id = ? WHERE name = 'entries' AND last_id < ?",
+                           (last_id, last_id)) == 0:
+            self.db.execute("INSERT INTO recon_cursor (name, last_id) VALUES ('entries', ?) ON CONFLICT DO NOTHING",
+                            (last_id,))
+
+    # -- outcomes ----------------------------------------------------------------------------------
+    def decided_between(self, first_id: int, last_id: int) -> set[tuple[str, int]]:
+        """(device, seq) of the entries with ids in [first_id, last_id] that already have an outcome."""
+        return {(r["device"], r["seq"]) for r in self.db.query(
+            "SELECT device, seq FROM recon_outcomes WHERE entry_id BETWEEN ? AND ?", (first_id, last_id))}
+
+    def latest_times(self, psn_nos: list[str]) -> dict[str, int]:
+        """Per person, the time of the latest visit already reconciled."""
+        latest: dict[str, int] = {}
+        for chunk in _chunks(psn_nos):
+            marks = ", ".join("?" * len(chunk))
+            for r in self.db.query(f"SELECT psn_no, max(time) AS t FROM recon_outcomes WHERE psn_no IN ({marks}) "
+                                   "GROUP BY psn_no", chunk):
+                latest[r["psn_no"]] = r["t"]
+        return latest
+
+    def add_outcomes(self, rows: Iterable[Sequence[Any]]) -> None:
+        self.db.executemany(_OUTCOME_INSERT, rows)
+
+    def outcome(self, device: str, seq: int) -> dict | None:
+        return self.db.query_one("SELECT * FROM recon_outcomes WHERE device = ? AND seq = ?", (device, seq))
+
+    def outcomes(self, *, psn_no: str | None = None, device: str | None = None) -> list[dict]:
+        if psn_no is not None:
+            return self.db.query("SELECT * FROM recon_outcomes WHERE psn_no = ? ORDER BY time, device, seq", (psn_no,))
+        if device is not None:
+            return self.db.query("SELECT * FROM recon_outcomes WHERE device = ? ORDER BY seq", (device,))
+        return self.db.query("SELECT * FROM recon_outcomes ORDER BY time, device, seq")
+
+    def add_claim(self, c: Mapping[str, Any], site: str) -> None:
+        body = {k: c[k] for k in ("card", "visit", "items", "paid", "basis")}
+        self.db.execute(
+            "INSERT INTO recon_claims (claim_no, device, seq, site, psn_no, certno, cause, detail, date, time, "
+            "medfee, body, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending') ON CONFLICT DO NOTHING",
+            (c["claim_no"], c["device"], c["seq"], site, c["psn_no"], c.get("certno"), c["cause"], c["detail"],
+             c["date"], c["time"], c["paid"]["medfee_sumamt"], json.dumps(body, ensure_ascii=False, default=str)))
+
+    # -- online settlement -------------------------------------------------------------------------
+    def online(self, device: str, req: str) -> dict | None:
+        return self.db.query_one("SELECT * FROM recon_online WHERE device = ? AND req = ?", (device, req))
+
+    def add_online(self, device: str, req: str, psn_no: str, response: str, accepted: Mapping[str, int],
+                   now: int) -> None:
+        self.db.execute("INSERT INTO recon_online (device, req, psn_no, response, a_medfee, a_fund, a_acct, a_cash, "
+                        "a_dedc, at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (device, req, psn_no, response, accepted["medfee"], accepted["fund"], accepted["acct"],
+                         accepted["cash"], accepted["dedc"], now))
+
+    # -- the daily report --------------------------------------------------------------------------
+    def site_devices(self, site: str) -> list[str]:
+        return [r["device"] for r in self.db.query("SELECT device FROM devices WHERE site = ? ORDER BY device",
+                                                   (site,))]
+
+    def outcomes_of_day(self, site: str, date: str) -> list[dict]:
+        return self.db.query("SELECT * FROM recon_outcomes WHERE site = ? AND date = ? ORDER BY device, seq",
+                             (site, date))
+
+    def entries_of(self, devices: list[str]) -> list[dict]:
+        """(device, seq, kind, raw) of every stored entry of ``devices``."""
+        marks = ", ".join("?" * len(devices))
+        rows = self.db.query(f"SELECT device, seq, kind, raw FROM entries WHERE device IN ({marks}) "
+                             "ORDER BY device, seq", devices)
+        for r in rows:
+            r["raw"] = bytes(r["raw"])
+        return rows
+
+    def rejections_of(self, devices: list[str]) -> list[dict]:
+        marks = ", ".join("?" * len(devices))
+        return self.db.query(f"SELECT device, seq, code, message FROM rejections WHERE device IN ({marks}) "
+                             "ORDER BY device, seq", devices)
+
+    def claims_of_day(self, site: str, date: str) -> list[dict]:
+        return self.db.query("SELECT status, count(*) AS n, coalesce(sum(amount), 0) AS amount FROM recon_claims "
+                             "WHERE site = ? AND date = ? GROUP BY status", (site, date))
