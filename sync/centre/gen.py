@@ -17,6 +17,7 @@ import random
 import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "tests" / "data" / "cases"
@@ -76,7 +77,7 @@ def case_catalogue() -> list[dict]:
 def sample_catalogue() -> list[dict]:
     items = {it["code"]: it for it in case_catalogue()}
     for code, name, cls, cap, prop in EXTRA_ITEMS:
-        it = {"code": code, "name": name, "class": cls, "begndate": "2026-01-01", "enddate": None}
+        it: dict[str, Any] = {"code": code, "name": name, "class": cls, "begndate": "2026-01-01", "enddate": None}
         if cap is not None:
             it["pric_uplmt_amt"] = cap
         if prop is not None:
@@ -195,9 +196,10 @@ def large_catalogue(n: int, rng: random.Random) -> list[dict]:
     items = []
     for i in range(n):
         cls = rng.choices("ABC", weights=(60, 35, 5))[0]
-        it = {"code": f"XG{i:09d}{rng.randrange(10**11):011d}", "class": cls,
-              "name": f"{rng.choice(_DRUG_STEMS)}{rng.choice(_FORMS)} {rng.choice([5, 10, 20, 50, 100])}mg*{rng.choice([6, 12, 24, 30, 48])}",
-              "begndate": "2026-01-01", "enddate": None}
+        code = f"XG{i:09d}{rng.randrange(10**11):011d}"   # drawn before the name: same sequence as always
+        name = (f"{rng.choice(_DRUG_STEMS)}{rng.choice(_FORMS)} {rng.choice([5, 10, 20, 50, 100])}mg"
+                f"*{rng.choice([6, 12, 24, 30, 48])}")
+        it: dict[str, Any] = {"code": code, "class": cls, "name": name, "begndate": "2026-01-01", "enddate": None}
         if rng.random() < 0.5:
             it["pric_uplmt_amt"] = rng.randrange(200, 20000)
         if cls == "B":

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping, Protocol
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from edge.journal.entry import Entry, EntryFormatError, decode, unsigned_bytes
+from edge.journal.entry import EntryFormatError, decode, unsigned_bytes
 
 ACCEPTED, DUPLICATE, REJECTED, DEFERRED = "accepted", "duplicate", "rejected", "deferred"
 
@@ -51,11 +51,30 @@ MESSAGES = {
 }
 
 
+class Signed(Protocol):
+    """What planning reads of a verified entry: an :class:`Entry`, or the worker processes' compact copy."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def prev(self) -> bytes: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def time(self) -> int: ...
+    @property
+    def hash(self) -> bytes: ...
+    @property
+    def raw(self) -> bytes: ...
+    @property
+    def body(self) -> Mapping[str, Any]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Checked:
     seq: int
     raw: bytes
-    entry: Entry | None
+    entry: Signed | None
     code: str | None = None      # step-1 failure
     detail: str = ""
 
@@ -71,7 +90,7 @@ class Result:
 @dataclass(slots=True)
 class Plan:
     results: list[Result] = field(default_factory=list)
-    accept: list[tuple[Entry, bool]] = field(default_factory=list)     # (entry, chain_checked)
+    accept: list[tuple[Signed, bool]] = field(default_factory=list)     # (entry, chain_checked)
     reject: list[tuple[int, str, str, bool, bytes]] = field(default_factory=list)  # seq, code, msg, slot, raw
     high_water: int = 0
     last_hash: bytes | None = None
@@ -136,17 +155,19 @@ def plan(checked: list[Checked], *, high_water: int, last_hash: bytes | None,
             p.results.append(Result(seq, DEFERRED, "gap", _msg("gap", f"centre holds up to {p.high_water}")))
             continue
         # seq == expected
-        code, detail = c.code, c.detail
+        slot_code: str | None = c.code
+        detail = c.detail
         entry = c.entry
-        if code is None and p.last_hash is not None and entry.prev != p.last_hash:
-            code, detail = "broken_chain", ""
-        if code is not None:
-            msg = _msg(code, detail)
-            p.reject.append((seq, code, msg, True, c.raw))
-            p.results.append(Result(seq, REJECTED, code, msg))
+        if slot_code is None and p.last_hash is not None and entry is not None and entry.prev != p.last_hash:
+            slot_code, detail = "broken_chain", ""
+        if slot_code is not None:
+            msg = _msg(slot_code, detail)
+            p.reject.append((seq, slot_code, msg, True, c.raw))
+            p.results.append(Result(seq, REJECTED, slot_code, msg))
             p.high_water, p.last_hash = seq, None
-            seen_now[seq] = ("rejected", code)
+            seen_now[seq] = ("rejected", slot_code)
             continue
+        assert entry is not None  # step 1 passed (no code): the entry decoded
         p.accept.append((entry, p.last_hash is not None))
         p.results.append(Result(seq, ACCEPTED))
         p.high_water, p.last_hash = seq, entry.hash

@@ -24,7 +24,7 @@ import csv
 import json
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import cbor2
 
@@ -177,7 +177,7 @@ def _check(kind: str, data: Any, path: Path) -> None:
         raise SourceError(f"{path}: missing or malformed field {exc}; fix the source file and publish again") from exc
 
 
-def delta(kind: str, old: dict, new: dict) -> dict:
+def delta(kind: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> dict:
     key, coll = bundles.KEYS[kind], _COLL[kind]
     before = {r[key]: r for r in old.get(coll, [])}
     after = {r[key]: r for r in new.get(coll, [])}
@@ -217,6 +217,7 @@ def publish(store, key, source: str | Path, *, kinds=KINDS, now: int | None = No
     if all(p is None for p in payloads.values()):
         raise SourceError(f"{source} holds none of catalogue/policy/persons/hotlist (.json or .csv)")
     for kind in kinds:
-        if payloads[kind] is not None:
-            out.extend(publish_payload(store, key, kind, payloads[kind], now=now))
+        payload = payloads[kind]
+        if payload is not None:
+            out.extend(publish_payload(store, key, kind, payload, now=now))
     return out

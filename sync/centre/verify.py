@@ -36,7 +36,7 @@ class Verified:
 
 def _check_chunk(items: list, device: str, pubkey: bytes) -> list[tuple]:
     """Worker-process side: compact results, no Entry objects (they would be pickled back)."""
-    out = []
+    out: list[tuple] = []
     for c in ingest.check_entries(items, device, VerifyKey(pubkey)):
         if c.entry is None:
             out.append((c.seq, c.code, c.detail))
