@@ -25,22 +25,21 @@ async def post_frame(url: str, message: Any, *, client: httpx.AsyncClient | None
     unfinished). Callers still bound the whole call with ``fail_after``."""
     body = wire.encode(message) if body is None else body
     own = client is None
-    if own:
-        client = httpx.AsyncClient()
+    http = httpx.AsyncClient() if client is None else client
     try:
         try:
-            request = client.build_request(
+            request = http.build_request(
                 "POST", url, timeout=httpx.Timeout(wait_s),
                 headers={"content-type": wire.CONTENT_TYPE, "content-length": str(len(body)), **(headers or {})})
             request.stream = _OneChunk(body)
-            resp = await client.send(request)
+            resp = await http.send(request)
         except httpx.HTTPError as exc:
             raise TransportError(f"cannot reach the centre at {url}: {exc.__class__.__name__} {exc}; "
                                  "entries stay queued and are sent when it answers") from exc
         return answer_of(url, resp.status_code, resp.headers.get("content-type", ""), resp.content)
     finally:
         if own:
-            await client.aclose()
+            await http.aclose()
 
 
 class _OneChunk(httpx.AsyncByteStream):

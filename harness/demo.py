@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import httpx
@@ -48,11 +49,11 @@ ITEMS_B = [{"med_list_codg": "XC10AAA126A001010100971", "cnt": "3", "pric": 2345
 @dataclass
 class Stack:
     tmp: Path
-    store: object
-    key: object
-    centre: object
+    store: Any
+    key: Any
+    centre: Any
     centre_port: int
-    daemon: object            # edge.daemon.Running
+    daemon: Any               # edge.daemon.Running
     card: str                 # "virtual card (pcscd + vpcd)" | "simulated"
 
 
@@ -352,7 +353,7 @@ def main(*, scripted: bool = False, port: int = 8765, keep: bool = False) -> int
     tmp = Path(tempfile.mkdtemp(prefix="counter-demo-"))
     start_pcscd()
     use_card = False
-    card_cm = contextlib.nullcontext()
+    card_cm: contextlib.AbstractContextManager = contextlib.nullcontext()
     slot_fd = None
     if pcsc_ready() and not scripted:
         slot_fd = take_reader_slot(0)

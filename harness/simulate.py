@@ -20,9 +20,9 @@ _ITEMS = [("XJ01CAA040E001010101445", 1280), ("XM01AEB023N001010104051", 1450), 
 
 def pharmacy_sale(n: int, *, device: str = "D-S330300001-1", lines: int = 3) -> dict:
     """Body of the ``n``-th offline pharmacy sale (3 lines by default), amounts consistent."""
-    items = [{"code": _ITEMS[(n + i) % len(_ITEMS)][0], "cnt": str(1 + (n + i) % 3),
-              "pric": _ITEMS[(n + i) % len(_ITEMS)][1]} for i in range(lines)]
-    medfee = sum(int(it["cnt"]) * it["pric"] for it in items)
+    picked = [(_ITEMS[(n + i) % len(_ITEMS)], 1 + (n + i) % 3) for i in range(lines)]
+    items = [{"code": code, "cnt": str(cnt), "pric": pric} for (code, pric), cnt in picked]
+    medfee = sum(cnt * pric for (_, pric), cnt in picked)
     fund = medfee // 2
     acct = min(3000, medfee - fund)
     psn = f"3303{(n * 7919) % 10**14:014d}"

@@ -224,7 +224,8 @@ def make_batch(entries: Sequence, *, max_entries: int = BATCH_MAX_ENTRIES,
                max_bytes: int = BATCH_MAX_BYTES) -> list:
     """The longest prefix of ``entries`` (objects with ``.seq`` and ``.raw``) within both bounds;
     always at least one entry, so a single large entry still goes."""
-    out, size = [], 0
+    out: list = []
+    size = 0
     for e in entries[:max_entries]:
         if out and size + len(e.raw) > max_bytes:
             break
@@ -333,11 +334,10 @@ class UplinkCore:
             rewind, self.acked = result.ack, result.ack
         # The centre cannot hold more of our journal than we sent it, except after our own restore;
         # never acknowledge past the last entry of this batch.
-        ack = min(result.ack, max(self._sent))
-        if ack > self.acked:
-            self.acked = ack
-        else:
-            ack = None
+        top = min(result.ack, max(self._sent))
+        ack = None
+        if top > self.acked:
+            self.acked = ack = top
         return UploadActions(rewind, quarantine, ack, by_status[DEFERRED], by_status[ACCEPTED], by_status[DUPLICATE])
 
     def start_feed(self, limit: int = FEED_LIMIT) -> dict:
