@@ -58,12 +58,12 @@ from edge.settle import (
     CatalogueItem, PersonState, Policy, SettlementError, parse_items, parse_person, parse_visit, settle, yuan,
 )
 from edge.settle.inputs import parse_chronic
+from sync.bodies import AMOUNT_KEYS, CLAIM_CAUSES
 from sync.centre.errors import ClaimError, Refusal
 
 OUTCOMES = ("confirmed", "adjusted", "review", "rejected")
-CAUSES = ("offline_limit", "pending_review", "arrears", "card_unreadable", "emergency_observation")
-AMOUNT_KEYS = ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt", "inscp_scp_amt",
-               "act_pay_dedc", "hifp_pay", "acct_pay", "psn_cash_pay")
+# The body contract's own lists (sync.bodies), not copies: a cause or amount added there is seen here.
+CAUSES = CLAIM_CAUSES
 ZERO = {"medfee": 0, "fund": 0, "acct": 0, "cash": 0, "dedc": 0}
 
 
