@@ -1,4 +1,7 @@
-"""``edge run``, ``edge status`` and ``edge demo``: the counter daemon and its demo.
+"""``edge run`` and ``edge status``: the counter daemon.
+
+The demo boots a centre as well, so it lives outside the product (``python -m harness.demo``, what
+scripts/demo runs): the counter's CLI does not import the harness.
 
 Exit status: 0 ok; 2 bad configuration or not enrolled (message on stderr says what to do);
 ``edge status``: 0 online, 1 offline (the daemon answers, the centre does not), 3 the daemon does not answer.
@@ -27,16 +30,6 @@ def register(sub) -> None:
     p.add_argument("--url", help="the daemon's URL (default http://127.0.0.1:<counter.port>)")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(func=status)
-
-    p = sub.add_parser("demo", help="start a local centre and a counter with sample data (what scripts/demo runs)",
-                       description="Start a centre (SQLite, temporary directory), publish the sample bundles, enrol "
-                                   "a counter, start pcscd + the virtual card when possible, run the daemon and print "
-                                   "the counter URL. --scripted plays a whole day without a person and exits.")
-    p.add_argument("--scripted", action="store_true",
-                   help="run a scripted day (online, outage, claim, reconnection) and exit")
-    p.add_argument("--port", type=int, default=8765, help="counter port on 127.0.0.1 (default 8765; 0 = any free port)")
-    p.add_argument("--keep", action="store_true", help="keep the temporary directory (its path is printed)")
-    p.set_defaults(func=demo)
 
 
 def _config(args):
@@ -136,8 +129,3 @@ def status(args) -> int:
         print(f"journal: {'ok' if s['journal']['ok'] else 'NOT WRITABLE: ' + json.dumps(s['journal']['error'])}")
     return 0 if s["online"] else 1
 
-
-def demo(args) -> int:
-    from edge.counter import demo as demo_mod
-
-    return demo_mod.main(scripted=args.scripted, port=args.port, keep=args.keep)
