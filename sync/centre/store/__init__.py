@@ -1,8 +1,14 @@
-"""The centre's store: a portable database layer (:mod:`.db`) and the store API on top (:mod:`.store`).
+"""The centre's store: the only code of the centre that speaks SQL.
 
 ``open_store(url)`` opens SQLite (a path or ``sqlite:///path``; the embedded default) or PostgreSQL
-(``postgresql://...``; production) and applies the migrations in :mod:`.schema`. One implementation
-serves both backends: the SQL is written once in the portable dialect of :mod:`.db`.
+(``postgresql://...``; production) and applies every pending migration of the one ordered list in
+:mod:`.schema` (``schema.pending(db)`` / ``schema.migrate(db)`` for an explicit deploy step). One
+implementation serves both backends: the SQL is written once in the portable dialect of :mod:`.db`.
+
+Layout: :mod:`.store` (devices, enrolment, entries, bundles, downlink feed) and one repository per
+area, reached as attributes of the :class:`Store`: ``ledger`` (:mod:`.ledger`), ``recon``
+(:mod:`.recon`), ``claims`` (:mod:`.claims`), ``accounts`` (:mod:`.accounts`). Code outside this
+package gets the store (or a repository) and never writes SQL; ``tests/test_sql_owner.py`` enforces it.
 """
 
 from .db import Database, open_db
