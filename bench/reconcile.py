@@ -182,7 +182,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--store", default="sqlite", choices=("sqlite", "postgres", "none"))
     a = ap.parse_args()
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     print(f"python {platform.python_version()}, {cpu}, nproc {os.cpu_count()}; {a.entries:,} entries over "
           f"{a.persons:,} persons, {DEVICES} devices")
     t0 = time.perf_counter()

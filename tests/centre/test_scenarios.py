@@ -91,7 +91,8 @@ async def test_c_arrears_full_payment_then_cleared_auto_reimbursed(centre, http,
     await a.sync()
     [r] = a.messages("reimbursement")
     assert r["claim_no"] == f"{a.device}-1" and r["amount"] > 0
-    assert counter_text(r) == f"reimbursement of ¥{r['amount'] // 100}.{r['amount'] % 100:02d} approved for claim {a.device}-1"
+    assert counter_text(r) == (f"reimbursement of ¥{r['amount'] // 100}.{r['amount'] % 100:02d} approved for claim "
+                               f"{a.device}-1")
     acts = centre.store.ledger.actions(f"{a.device}-1")
     assert [(x["who"], x["action"]) for x in acts] == [("auto", "approve_claim")]
 
@@ -177,7 +178,8 @@ async def test_g_emergency_observation_resolved_after_admission(centre, http, tm
     await reconcile_now(centre)
     assert all(c["waiting"].startswith("manual") for c in review.claims(centre.store))
     await trio.to_thread.run_sync(lambda: centre.store.accounts.add("li", "another-pass", "reviewer", now=T0))
-    token = (await http.post(centre.url + "/v1/review/login", json={"name": "li", "password": "another-pass"})).json()["token"]
+    login = await http.post(centre.url + "/v1/review/login", json={"name": "li", "password": "another-pass"})
+    token = login.json()["token"]
     auth = {"authorization": f"Bearer {token}"}
     not_admitted = await http.post(centre.url + f"/v1/review/claims/{a.device}-1/admission", headers=auth,
                                    json={"admitted": False})
