@@ -78,6 +78,7 @@ class Settings:
     level: str = "village"               # institution level the policy rules are keyed by
     online_timeout: float = 2.0          # seconds to wait for the centre before settling offline
     retry_online_after: float = 30.0     # after a failure, skip the centre for this long
+    effects_wait: float = 0.005          # how long an answer waits for its entry's local effects
 
 
 def _medfee(items: list[Item]) -> int:
@@ -108,6 +109,8 @@ class Counter:
         self.journal_fault: dict | None = None
         self._lock = trio.Lock()
         self._full_payments: dict[str, offline.Decision] = {}
+        self._effects: list[tuple[Any, set, trio.Event]] = []   # journaled, local effects not yet applied
+        self._draining = False
         self.on_journaled: Callable[[], None] | None = None   # the daemon sets uplink.wake: send at once
 
     # -- facts ----------------------------------------------------------------------------------
@@ -218,7 +221,15 @@ class Counter:
 
     async def _prepare(self, data: Any, *, need_req: bool) -> Prepared:
         now = self.now()
-        return await _off_loop(lambda: self.prepare(data, need_req=need_req, now=now))
+        p = await _off_loop(lambda: self.prepare(data, need_req=need_req, now=now))
+        keys = {p.identity.card_id, p.identity.ssn, p.person.psn_no if p.person else None} - {None}
+        if any(k & keys for _, k, _ in self._effects):
+            # An earlier visit of this card or person is journaled but not yet in the cache (a bundle apply
+            # holds the writer): wait for it, then read the cache again, so offline limits see that visit.
+            await self.effects_applied(keys)
+            now = self.now()
+            p = await _off_loop(lambda: self.prepare(data, need_req=need_req, now=now))
+        return p
 
     def _engine(self, p: Prepared, acct_limit: int | None):
         """Run the engine on the cached catalogue (reads the cache: call it in a worker thread)."""
@@ -475,30 +486,19 @@ class Counter:
             pass
 
     async def _append_entry(self, kind: str, body: dict):
-        """Append durably, then apply the local effects; the journal entry (a duplicate ``req`` gives the
-        entry journaled before)."""
+        """Append durably; the journal entry (a duplicate ``req`` gives the entry journaled before).
+
+        The entry's local effects (person state, offline counters) go to the cache in order by one
+        background drainer (:meth:`_drain_effects`): the answer waits for them at most
+        ``Settings.effects_wait`` seconds, so a bundle apply holding the cache's writer never holds up a
+        visit. A later visit of the same card or person waits for them (:meth:`_prepare`)."""
         from edge.journal import DuplicateRequest, EntryFormatError, JournalError
 
         wall, mono = self.clock.wall_ms(), self.clock.mono_ns()
-
-        def append_then_apply():
-            # One worker-thread hop: the durable append, then its local effects (person state, counters).
-            entry = self.journal.append(kind, body, time_ms=wall, mono_ns=mono)
-            try:
-                self.cache.apply_entry(entry)
-            except Exception:
-                # The entry is durable; the counters catch up from the journal. Until then offline fails closed.
-                log.exception("local effects of an entry not applied",
-                              extra={"event": "counters_dirty", "seq": entry.seq})
-                try:
-                    self.cache.mark_counters_dirty()
-                except Exception:
-                    pass
-            return entry
-
         try:
             with trio.CancelScope(shield=True):   # once started, the durable append finishes
-                entry = await trio.to_thread.run_sync(append_then_apply)
+                entry = await trio.to_thread.run_sync(
+                    lambda: self.journal.append(kind, body, time_ms=wall, mono_ns=mono))
         except DuplicateRequest as exc:
             return exc.entry
         except JournalError as exc:
@@ -512,9 +512,45 @@ class Counter:
         self.journal_fault = None
         log.info("journaled", extra={"event": "journaled", "kind": kind, "seq": entry.seq,
                                      "mode": body.get("mode"), "cause": body.get("cause")})
+        done = trio.Event()
+        self._effects.append((entry, _effect_keys(body), done))
+        if not self._draining:
+            self._draining = True
+            trio.lowlevel.spawn_system_task(self._drain_effects, name="counter local effects")
+        with trio.move_on_after(self.settings.effects_wait):
+            await done.wait()
         if self.on_journaled is not None:
             self.on_journaled()
         return entry
+
+    async def _drain_effects(self) -> None:
+        """Apply queued entries' local effects in seq order (``apply_entry`` skips a seq at or below the
+        last applied one, so order matters), one worker-thread hop each. Never raises."""
+        try:
+            while self._effects:
+                entry, _, done = self._effects[0]
+                await trio.to_thread.run_sync(self._apply_effects, entry)
+                self._effects.pop(0)
+                done.set()
+        finally:
+            self._draining = False
+
+    def _apply_effects(self, entry) -> None:
+        try:
+            self.cache.apply_entry(entry)
+        except Exception:
+            # The entry is durable; the counters catch up from the journal. Until then offline fails closed.
+            log.exception("local effects of an entry not applied", extra={"event": "counters_dirty", "seq": entry.seq})
+            try:
+                self.cache.mark_counters_dirty()
+            except Exception:
+                pass
+
+    async def effects_applied(self, keys: set | None = None) -> None:
+        """Wait until the local effects of every queued entry (or of those touching ``keys``) are in the cache."""
+        for _, entry_keys, done in list(self._effects):
+            if keys is None or entry_keys & keys:
+                await done.wait()
 
     # -- receipts and status ----------------------------------------------------------------------
     def receipt_summary(self, entry) -> dict:
@@ -555,6 +591,12 @@ class Counter:
             "simulated_card": self.cards.simulated,
             "level": self.settings.level,
         }
+
+
+def _effect_keys(body: Mapping) -> set:
+    """Whom an entry's local effects touch: the card and the person."""
+    card = body.get("card") or {}
+    return {k for k in (card.get("card_id"), body.get("psn_no"), body.get("certno")) if k}
 
 
 def _opt_reason(data: Any) -> str:
