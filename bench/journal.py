@@ -162,7 +162,8 @@ def main() -> None:
     load = os.getloadavg()
     print(f"machine: {machine()}; date {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; "
           f"load average {load[0]:.1f}/{load[1]:.1f}; journal in {work}")
-    print(f"{args.runs} runs x {args.appends} durable appends (then as many with idle checkpoints) (~{size // entries} B/entry in SQLite, "
+    print(f"{args.runs} runs x {args.appends} durable appends (then as many with idle checkpoints) "
+          f"(~{size // entries} B/entry in SQLite, "
           f"{export_bytes // entries} B/entry exported); {entries} entries for export/verify; medians\n")
     print("| measure | median |")
     print("|---|---|")

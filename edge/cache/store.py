@@ -245,7 +245,8 @@ class Cache:
         for code in payload.get("delete", []) if delta else []:
             c.execute("DELETE FROM items WHERE code = ?", (code,))
             c.execute("DELETE FROM item_terms WHERE code = ?", (code,))
-        rows, term_rows = [], []
+        rows: list[tuple[str, str, str, str]] = []
+        term_rows: list[tuple[str, str]] = []
         for it in upserts:
             code, name = it["code"], it.get("name") or it["code"]
             py = normalise(it.get("py") or it.get("pinyin") or "") or initials(name)

@@ -85,7 +85,7 @@ def _int(value: str, name: str) -> int:
     return n
 
 
-def build_app(counter, *, openapi: dict | None = None) -> Starlette:
+def build_app(counter, *, openapi: dict | None = None) -> "LoopbackOnly":
     async def page(request: Request) -> Response:
         return HTMLResponse(_asset("index.html"))
 
@@ -155,6 +155,7 @@ def build_app(counter, *, openapi: dict | None = None) -> Starlette:
     routes.append(counter_metrics_route(counter))
 
     async def on_counter_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, CounterError)  # starlette calls this handler for CounterError only
         return _error(exc)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:

@@ -26,7 +26,7 @@ import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Any, Iterator, Protocol
 
 import cbor2
 from nacl.exceptions import BadSignatureError
@@ -170,7 +170,7 @@ def _verify_stream(f: io.BufferedReader, pubkey: VerifyKey | None) -> ExportRepo
     except Exception as exc:  # any shape error in the header means "not an export we can trust"
         return _fail("manifest", f"the export header cannot be read ({type(exc).__name__})")
     pinned = pubkey is not None
-    key = pubkey if pinned else embedded
+    key = pubkey if pubkey is not None else embedded
     if bytes(key) != bytes(embedded) or key_id(embedded) != kid:
         return _fail("key_mismatch", f"the export names key {kid}, the given public key is {key_id(key)}",
                      device=device, kid=kid, pinned=pinned)
@@ -190,7 +190,7 @@ def _verify_stream(f: io.BufferedReader, pubkey: VerifyKey | None) -> ExportRepo
         warnings.append("no --pubkey given: checked against the key inside the export (compare its key id "
                         f"{kid} with the centre's record)")
 
-    state = {"trailer": None, "truncated": False}
+    state: dict[str, Any] = {"trailer": None, "truncated": False}
 
     def entries() -> Iterator[bytes]:
         while True:

@@ -55,7 +55,7 @@ _PAGE = 512  # rows fetched per lock hold when iterating, so appends never wait 
 
 
 class Backlog(NamedTuple):
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count on purpose: the public field name
     oldest_time_ms: int | None
     bytes: int
 
@@ -69,12 +69,12 @@ class ResetReport:
 
 def _migration_0001(conn: sqlite3.Connection) -> None:
     db = sqlite_utils.Database(conn)
-    db["entries"].create({"seq": int, "hash": bytes, "kind": str, "time": int, "req": str, "raw": bytes},
+    db.table("entries").create({"seq": int, "hash": bytes, "kind": str, "time": int, "req": str, "raw": bytes},
                          pk="seq", not_null={"hash", "kind", "time", "raw"})
-    db["entries"].create_index(["req"], index_name="entries_req", unique=True)
-    db["outbox"].create({"seq": int, "size": int, "time": int, "q_code": str, "q_message": str},
+    db.table("entries").create_index(["req"], index_name="entries_req", unique=True)
+    db.table("outbox").create({"seq": int, "size": int, "time": int, "q_code": str, "q_message": str},
                         pk="seq", not_null={"size", "time"})
-    db["meta"].create({"key": str, "value": str}, pk="key", not_null={"value"})
+    db.table("meta").create({"key": str, "value": str}, pk="key", not_null={"value"})
 
 
 MIGRATIONS = (("0001_initial", _migration_0001),)

@@ -62,7 +62,7 @@ class Report:
             tail = f" up to seq {self.head_seq}" if self.count else ""
             warn = "".join(f"\nwarning: {w}" for w in self.warnings)
             return f"OK: {self.count} entries verified{tail}{warn}"
-        return (f"FAILED at seq {self.first_bad_seq}: {self.reason} — {REASONS.get(self.reason, '')}"
+        return (f"FAILED at seq {self.first_bad_seq}: {self.reason} — {REASONS.get(self.reason or '', '')}"
                 f"{': ' + self.detail if self.detail else ''} ({self.count} entries verified before it)")
 
     def to_dict(self) -> dict:

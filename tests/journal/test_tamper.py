@@ -17,7 +17,8 @@ N = 8
 @pytest.fixture
 def raws(store):
     for i in range(1, N + 1):
-        kind, body = ("settlement", bodies.settlement(f"R-{i:04d}")) if i % 3 == 0 else ("note", bodies.note(f"payload-{i:04d}"))
+        kind, body = (("settlement", bodies.settlement(f"R-{i:04d}")) if i % 3 == 0
+                      else ("note", bodies.note(f"payload-{i:04d}")))
         store.append(kind, body, time_ms=1_764_000_000_000 + i, mono_ns=i)
     return list(store.raw_entries())
 
