@@ -1,17 +1,19 @@
 """The edge cache: signed bundles from the centre, materialised in SQLite, plus per-card offline counters.
 
 Connections: one writer connection, guarded by a lock, for everything that writes (bundle applies,
-journal-derived state, notices, marks); and a read-only connection per thread for every read method
-(person lookups, item search, versions, policy, counters, notices). WAL lets those readers go on
-during a write transaction: they see the last committed state, so a 100k-item bundle apply never
-makes a person lookup wait. Every method blocks, so async callers use ``trio.to_thread.run_sync``.
-The schema is a list of named migrations (:func:`edge.storage.migrate`), applied when opened; writes
-go through :func:`edge.storage.atomic`. WAL with ``synchronous=NORMAL``: a power cut may lose the last commits
-but never corrupts the file, and what it can lose is re-derivable. Bundles are fetched again (the
-version goes back with them), and the per-card offline counters are rebuilt from the journal (which
-*is* fsynced on every append) because ``applied_seq`` goes back with them too (:meth:`Cache.catch_up`
-at start-up). So a counter can never go backwards; it saves one fsync per visit. Bundles are the
-exception: the uplink's feed cursor moves past a bundle once it is applied, so that commit is fsynced.
+journal-derived state, notices, marks); and read-only connections, taken from a small pool, for every
+read method (person lookups, item search, versions, policy, counters, notices). WAL lets those
+readers go on during a write transaction: they see the last committed state, so a 100k-item bundle
+apply never makes a person lookup wait. Every method blocks, so async callers use
+``trio.to_thread.run_sync``. The schema is a list of named migrations (:func:`edge.storage.migrate`),
+applied when opened; writes go through :func:`edge.storage.atomic`.
+
+WAL with ``synchronous=NORMAL``: a power cut may lose the last commits but never corrupts the file, and
+what it can lose is re-derivable. Bundles are fetched again (the version goes back with them), and the
+per-card offline counters are rebuilt from the journal (which *is* fsynced on every append) because
+``applied_seq`` goes back with them too (:meth:`Cache.catch_up` at start-up). So a counter can never go
+backwards; it saves one fsync per visit. Bundles are the exception: the uplink's feed cursor moves past
+a bundle once it is applied, so that commit is fsynced.
 
 Bundles are verified with the pinned centre key (:func:`sync.bundles.open_bundle`) before anything is
 written; a delta applies on the cached version only (upserts then deletes, the rules of
@@ -101,8 +103,7 @@ class Cache:
         self._lock = threading.RLock()
         self.path = path
         self._policy: tuple[int, Policy | None] | None = None
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
+        self._idle: list[sqlite3.Connection] = []   # read-only connections not in use (see _reader)
         self._readers_lock = threading.Lock()
         self._closed = False
 
@@ -131,9 +132,9 @@ class Cache:
             self._closed = True
             self._conn.close()
         with self._readers_lock:
-            for reader in self._readers:
+            for reader in self._idle:
                 reader.close()
-            self._readers.clear()
+            self._idle.clear()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -153,32 +154,42 @@ class Cache:
         finally:
             self._conn.execute("PRAGMA synchronous=NORMAL")
 
-    def _reader(self) -> sqlite3.Connection:
-        """This thread's read-only connection (opened on first use; closed by :meth:`close`)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
-        if self._closed:
-            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
-        conn = sqlite3.connect(f"{Path(self.path).resolve().as_uri()}?mode=ro", uri=True,
-                               check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA busy_timeout = 5000")
-        conn.execute("PRAGMA cache_size=-2000")
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection from the pool, for one read (opened when none is idle).
+
+        A pool rather than one per thread: trio's worker threads come and go, so per-thread
+        connections would pile up over a long-running day. The pool holds at most as many
+        connections as reads ever ran at once (trio's thread limiter bounds that).
+        """
         with self._readers_lock:
-            self._readers.append(conn)
-        self._local.conn = conn
-        return conn
+            if self._closed:
+                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = sqlite3.connect(f"{Path(self.path).resolve().as_uri()}?mode=ro", uri=True,
+                                   check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA cache_size=-2000")
+        try:
+            yield conn
+        finally:
+            with self._readers_lock:
+                if self._closed:
+                    conn.close()
+                else:
+                    self._idle.append(conn)
 
     def _q(self, sql: str, args: Iterable = ()) -> list[tuple]:
-        """A read on this thread's read-only connection: never waits for the writer's lock or transaction."""
+        """A read on a read-only connection: never waits for the writer's lock or transaction."""
         if self.path == ":memory:":   # a private in-memory database has no second connection
             with self._lock:
                 return self._read(self._conn, sql, args)
         try:
-            conn = self._reader()
+            with self._reader() as conn:
+                return self._read(conn, sql, args)
         except sqlite3.Error as exc:
             raise CacheUnavailable(f"the cache {self.path} cannot be read: {exc}") from exc
-        return self._read(conn, sql, args)
 
     def _read(self, conn: sqlite3.Connection, sql: str, args: Iterable) -> list[tuple]:
         try:

@@ -193,3 +193,12 @@ def test_migrations_are_recorded_and_a_pre_migration_cache_is_adopted(tmp_path):
         assert [r[0] for r in c._q("SELECT name FROM _migrations")] == [name for name, _ in MIGRATIONS]
     finally:
         c.close()
+
+
+def test_read_connections_are_pooled_not_one_per_thread(cache):
+    # trio's worker threads come and go all day; the read connections must not pile up with them.
+    for _ in range(20):
+        t = threading.Thread(target=lambda: cache.person("P0001"))
+        t.start()
+        t.join()
+    assert len(cache._idle) == 1
