@@ -11,7 +11,10 @@ no card I/O is measured) and measures over HTTP on loopback:
   * settle: POST /api/settle -> engine -> durable signed journal entry -> receipt JSON (p50/p99);
     each visit uses another person's card (a card's offline visits are limited by policy);
   * item search: GET /api/items?q=... over HTTP, and Cache.search in-process (p50/p99);
-  * the daemon's resident memory (VmRSS, and the peak VmHWM) after that work.
+  * the daemon's resident memory (VmRSS, and the peak VmHWM) after that work;
+  * settle p50/p99 **while a full 100k-item catalogue bundle applies** to the same cache file (another
+    process applies catalogue versions 2, 3, ... back to back while settles run), beside two floors
+    measured in the same run: the quiet settle p50/p99 above, and the disk's 4 KiB write+fsync p50/p99.
 
 Nothing here is asserted by tests.
 """
@@ -76,7 +79,59 @@ def build_state(tmp: Path, items: int, persons: int) -> tuple[Path, list[dict], 
                                     bundle_key=base64.b64encode(bytes(key.verify_key)).decode(),
                                     bundle_key_id="bench", enrolled_at="2026-11-24T00:00:00Z"))
     print(f"cache built from signed bundles: {items} items, {persons} persons in {load_s:.1f} s", flush=True)
-    return state, people, codes, names, load_s
+    catalogue = publish.load_source(src, "catalogue")
+    bundles = []
+    for v in range(2, 2 + APPLIES):
+        raw = build(key, kind="catalogue", version=v, payload=catalogue, created=int(time.time() * 1000))
+        (tmp / f"catalogue-{v}.bundle").write_bytes(raw)
+        bundles.append(tmp / f"catalogue-{v}.bundle")
+    return state, people, codes, names, load_s, bytes(key.verify_key), bundles
+
+
+APPLIES = 3
+
+
+def apply_worker(cache_path: str, verify_key_hex: str, paths: list[str]) -> None:
+    """Apply catalogue bundles one after the other (run as a separate process: its own GIL)."""
+    from nacl.signing import VerifyKey
+
+    from edge.cache import Cache
+
+    cache = Cache.open(cache_path)
+    key = VerifyKey(bytes.fromhex(verify_key_hex))
+    for path in paths:
+        t0 = time.perf_counter()
+        cache.apply_bundle(Path(path).read_bytes(), key, now_ms=int(time.time() * 1000))
+        print(f"{time.perf_counter() - t0:.2f}", flush=True)
+    cache.close()
+
+
+def fsync_floor(where: Path, n: int = 200) -> list[float]:
+    """The disk's own 4 KiB write + fsync latency (ms): what one durable journal append cannot beat."""
+    out = []
+    fd = os.open(where / "fsync-probe", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            os.write(fd, b"x" * 4096)
+            os.fsync(fd)
+            out.append((time.perf_counter() - t0) * 1000)
+    finally:
+        os.close(fd)
+        os.unlink(where / "fsync-probe")
+    return out
+
+
+def settle_once(c, p: dict, i: int, codes: list[str], rng: random.Random, tag: str) -> tuple[float, str]:
+    c.post("/api/card/simulate", json={"card_id": p["card_ids"][0], "certno": p["certno"]}).raise_for_status()
+    lines = [{"med_list_codg": code, "cnt": str(rng.randint(1, 3)), "pric": rng.randint(300, 3000)}
+             for code in rng.sample(codes, 3)]
+    t0 = time.perf_counter()
+    r = c.post("/api/settle", json={"req": f"BENCH-{tag}-{i}", "med_type": "11", "items": lines})
+    dt_ms = (time.perf_counter() - t0) * 1000
+    if r.status_code != 200:
+        raise SystemExit(f"settle failed: {r.text}")
+    return dt_ms, r.json()["mode"]
 
 
 def queries(names: list[str], rng: random.Random, n: int) -> list[str]:
@@ -97,7 +152,7 @@ def queries(names: list[str], rng: random.Random, n: int) -> list[str]:
 
 def run(args) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench-counter-"))
-    state, people, codes, names, load_s = build_state(tmp, args.items, args.persons)
+    state, people, codes, names, load_s, verify_key, bundles = build_state(tmp, args.items, args.persons)
     rng = random.Random(1)
     proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "--state-dir", str(state), "--port", "0",
                              "--simulated-card"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -112,27 +167,33 @@ def run(args) -> dict:
             settle_ms = []
             modes: dict[str, int] = {}
             for i in range(args.settles + 20):
-                p = people[i % len(people)]
-                c.post("/api/card/simulate", json={"card_id": p["card_ids"][0], "certno": p["certno"]}).raise_for_status()
-                lines = [{"med_list_codg": code, "cnt": str(rng.randint(1, 3)), "pric": rng.randint(300, 3000)}
-                         for code in rng.sample(codes, 3)]
-                body = {"req": f"BENCH-{i}", "med_type": "11", "items": lines}
-                t0 = time.perf_counter()
-                r = c.post("/api/settle", json=body)
-                dt_ms = (time.perf_counter() - t0) * 1000
-                if r.status_code != 200:
-                    raise SystemExit(f"settle failed: {r.text}")
-                modes[r.json()["mode"]] = modes.get(r.json()["mode"], 0) + 1
+                dt_ms, mode = settle_once(c, people[i % len(people)], i, codes, rng, "quiet")
+                modes[mode] = modes.get(mode, 0) + 1
                 if i >= 20:                       # the first few warm the caches
                     settle_ms.append(dt_ms)
+            # Settles while catalogue bundles apply to the same cache file in another process.
+            applier = subprocess.Popen([sys.executable, __file__, "--apply-worker", str(state / "cache.db"),
+                                        verify_key.hex(), *map(str, bundles)], cwd=ROOT, stdout=subprocess.PIPE,
+                                       text=True)
+            during_ms: list[float] = []
+            j = args.settles + 20
+            while applier.poll() is None:
+                dt_ms, mode = settle_once(c, people[j % len(people)], j, codes, rng, "apply")
+                modes[mode] = modes.get(mode, 0) + 1
+                during_ms.append(dt_ms)
+                j += 1
+            apply_s = [float(x) for x in applier.stdout.read().split()]
+            applier.stdout.close()
+            if applier.returncode != 0:
+                raise SystemExit("the bundle apply failed")
             qs = queries(names, rng, args.searches)
             http_ms = []
             for q in qs:
                 t0 = time.perf_counter()
                 c.get("/api/items", params={"q": q}).raise_for_status()
                 http_ms.append((time.perf_counter() - t0) * 1000)
-            status = {k: v for k, v in (line.split(":", 1) for line in
-                                        Path(f"/proc/{proc.pid}/status").read_text().splitlines()) if k in ("VmRSS", "VmHWM")}
+            proc_status = Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+            status = {k: v for k, v in (line.split(":", 1) for line in proc_status) if k in ("VmRSS", "VmHWM")}
         from edge.cache import Cache
         cache = Cache.open(state / "cache.db")
         direct_ms = []
@@ -141,6 +202,7 @@ def run(args) -> dict:
             cache.search(q)
             direct_ms.append((time.perf_counter() - t0) * 1000)
         cache.close()
+        fsync_ms = fsync_floor(state)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -156,6 +218,13 @@ def run(args) -> dict:
         "search_direct": {"n": len(direct_ms), "p50_ms": round(statistics.median(direct_ms), 3),
                           "p99_ms": round(pct(direct_ms, 99), 3)},
         "rss": {k: v.strip() for k, v in status.items()},
+        "settle_during_apply": {"n": len(during_ms), "applies": len(apply_s), "apply_s": apply_s,
+                                "p50_ms": round(statistics.median(during_ms), 2),
+                                "p99_ms": round(pct(during_ms, 99), 2), "max_ms": round(max(during_ms), 2),
+                                "p50_ratio_to_quiet": round(statistics.median(during_ms) / statistics.median(settle_ms), 2),
+                                "p99_ratio_to_quiet": round(pct(during_ms, 99) / pct(settle_ms, 99), 2)},
+        "fsync_4k": {"n": len(fsync_ms), "p50_ms": round(statistics.median(fsync_ms), 2),
+                     "p99_ms": round(pct(fsync_ms, 99), 2)},
     }
 
 
@@ -167,6 +236,9 @@ def _cpu() -> str:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--apply-worker"]:
+        apply_worker(sys.argv[2], sys.argv[3], sys.argv[4:])
+        return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--items", type=int, default=100_000)
     p.add_argument("--persons", type=int, default=50_000)

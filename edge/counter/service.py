@@ -44,6 +44,7 @@ from .requests import VisitRequest, parse_visit_request
 from .visit import AMOUNT_KEYS, ENGINE_ZH, ENGINE_ZH_DEFAULT, Prepared
 
 log = logging.getLogger("edge.counter")
+EFFECTS_RETRY_S = 120.0   # how long an entry's local effects wait for a busy cache before offline fails closed
 T = TypeVar("T")
 
 class Clock:
@@ -111,6 +112,8 @@ class Counter:
         self._full_payments: dict[str, offline.Decision] = {}
         self._effects: list[tuple[Any, set, trio.Event]] = []   # journaled, local effects not yet applied
         self._draining = False
+        self._receipts: dict[int, dict] = {}   # receipts built in the append's hop, by seq (a few)
+        self._effects_failed = False    # an entry's effects could not be applied: offline counters unknown
         self.on_journaled: Callable[[], None] | None = None   # the daemon sets uplink.wake: send at once
 
     # -- facts ----------------------------------------------------------------------------------
@@ -204,7 +207,8 @@ class Counter:
         # Keyed-in cards have no PIN to verify, so the account cannot pay (documented in docs/counter.md).
         acct = r.acct_used_flag and not identity.keyed_in
         visit = Visit(r.med_type, self.settings.level, today, acct, r.chronic_code)
-        counters = self.cache.offline_use(identity.card_id) if identity.card_id else None
+        counters = (self.cache.offline_use(identity.card_id) if identity.card_id and not self._effects_failed
+                    else None)
         facts = offline.Facts(
             centre_reachable=self.centre is not None and self.link.should_try(
                 now.wall_ms, int(self.settings.retry_online_after * 1000)),
@@ -220,16 +224,26 @@ class Counter:
         return Prepared(r, reader, identity, person, items, visit, facts, offline.decide(facts), basis, policy)
 
     async def _prepare(self, data: Any, *, need_req: bool) -> Prepared:
+        return (await self._prepare_quote(data, need_req=need_req, quote=False))[0]
+
+    async def _prepare_quote(self, data: Any, *, need_req: bool, quote: bool) -> tuple[Prepared, Any]:
+        """:meth:`prepare` in a worker thread; with ``quote``, an offline visit's engine result from the same
+        hop (the core asks for it next, with the same allowance: one thread hop fewer per visit)."""
+        def work(now: Now) -> tuple[Prepared, Any]:
+            p = self.prepare(data, need_req=need_req, now=now)
+            d = p.decision
+            ahead = quote and d.mode == offline.OFFLINE and p.person is not None
+            return p, (self._engine(p, d.acct_limit) if ahead else None)
+
         now = self.now()
-        p = await _off_loop(lambda: self.prepare(data, need_req=need_req, now=now))
+        p, result = await _off_loop(work, now)
         keys = {p.identity.card_id, p.identity.ssn, p.person.psn_no if p.person else None} - {None}
         if any(k & keys for _, k, _ in self._effects):
             # An earlier visit of this card or person is journaled but not yet in the cache (a bundle apply
             # holds the writer): wait for it, then read the cache again, so offline limits see that visit.
             await self.effects_applied(keys)
-            now = self.now()
-            p = await _off_loop(lambda: self.prepare(data, need_req=need_req, now=now))
-        return p
+            p, result = await _off_loop(work, self.now())
+        return p, result
 
     def _engine(self, p: Prepared, acct_limit: int | None):
         """Run the engine on the cached catalogue (reads the cache: call it in a worker thread)."""
@@ -307,7 +321,7 @@ class Counter:
             done = await self._existing(data)
             if done is not None:
                 return done
-            p = await self._prepare(data, need_req=True)
+            p, quote = await self._prepare_quote(data, need_req=True, quote=True)
             visit = core.VisitCore()
             action = visit.handle(core.Identified(p))
             card_error: CardProblem | None = None
@@ -317,9 +331,11 @@ class Counter:
                 elif isinstance(action, core.AskCentre):
                     event = await self._ask_centre(action.request)
                 elif isinstance(action, core.RunEngine):
-                    event = core.Settled(await _off_loop(self._engine, p, action.acct_limit))
+                    if quote is None or action.acct_limit != p.decision.acct_limit:
+                        quote = await _off_loop(self._engine, p, action.acct_limit)
+                    event, quote = core.Settled(quote), None
                 elif isinstance(action, core.Journal):
-                    event = core.Journaled(await self._append_entry(action.kind, action.body))
+                    event = core.Journaled(await self._append_entry(action.kind, action.body, receipt=True))
                 else:
                     raise AssertionError(f"the visit asked for an unknown action {action!r}")
                 action = visit.handle(event)
@@ -485,7 +501,7 @@ class Counter:
         except CounterError:
             pass
 
-    async def _append_entry(self, kind: str, body: dict):
+    async def _append_entry(self, kind: str, body: dict, *, receipt: bool = False):
         """Append durably; the journal entry (a duplicate ``req`` gives the entry journaled before).
 
         The entry's local effects (person state, offline counters) go to the cache in order by one
@@ -495,10 +511,15 @@ class Counter:
         from edge.journal import DuplicateRequest, EntryFormatError, JournalError
 
         wall, mono = self.clock.wall_ms(), self.clock.mono_ns()
+
+        def append():
+            # The receipt (item names from the cache's reader) in the same hop: the entry is durable already.
+            entry = self.journal.append(kind, body, time_ms=wall, mono_ns=mono)
+            return entry, (self.receipt_summary(entry) if receipt else None)
+
         try:
             with trio.CancelScope(shield=True):   # once started, the durable append finishes
-                entry = await trio.to_thread.run_sync(
-                    lambda: self.journal.append(kind, body, time_ms=wall, mono_ns=mono))
+                entry, view = await trio.to_thread.run_sync(append)
         except DuplicateRequest as exc:
             return exc.entry
         except JournalError as exc:
@@ -512,6 +533,10 @@ class Counter:
         self.journal_fault = None
         log.info("journaled", extra={"event": "journaled", "kind": kind, "seq": entry.seq,
                                      "mode": body.get("mode"), "cause": body.get("cause")})
+        if view is not None:
+            self._receipts[entry.seq] = view
+            while len(self._receipts) > 8:
+                self._receipts.pop(next(iter(self._receipts)))
         done = trio.Event()
         self._effects.append((entry, _effect_keys(body), done))
         if not self._draining:
@@ -525,26 +550,44 @@ class Counter:
 
     async def _drain_effects(self) -> None:
         """Apply queued entries' local effects in seq order (``apply_entry`` skips a seq at or below the
-        last applied one, so order matters), one worker-thread hop each. Never raises."""
+        last applied one, so order matters), one worker-thread hop each. A cache busy with another
+        writer (a bundle applied by another process) is retried for ``EFFECTS_RETRY_S``; after that the
+        offline counters are distrusted (offline fails closed) until the daemon catches up from the
+        journal at its next start. Never raises."""
         try:
             while self._effects:
                 entry, _, done = self._effects[0]
-                await trio.to_thread.run_sync(self._apply_effects, entry)
+                deadline = trio.current_time() + EFFECTS_RETRY_S
+                while not await trio.to_thread.run_sync(self._apply_effects, entry):
+                    if trio.current_time() >= deadline:
+                        self._effects_failed = True
+                        log.error("local effects of an entry not applied; offline counters distrusted",
+                                  extra={"event": "counters_dirty", "seq": entry.seq})
+                        await trio.to_thread.run_sync(self._mark_dirty)
+                        break
+                    await trio.sleep(0.2)
                 self._effects.pop(0)
                 done.set()
+        except BaseException:
+            self._effects_failed = True
+            raise
         finally:
             self._draining = False
 
-    def _apply_effects(self, entry) -> None:
+    def _apply_effects(self, entry) -> bool:
         try:
             self.cache.apply_entry(entry)
+            return True
         except Exception:
-            # The entry is durable; the counters catch up from the journal. Until then offline fails closed.
-            log.exception("local effects of an entry not applied", extra={"event": "counters_dirty", "seq": entry.seq})
-            try:
-                self.cache.mark_counters_dirty()
-            except Exception:
-                pass
+            log.warning("local effects of an entry waiting for the cache", exc_info=True,
+                        extra={"event": "effects_retry", "seq": entry.seq})
+            return False
+
+    def _mark_dirty(self) -> None:
+        try:
+            self.cache.mark_counters_dirty()
+        except Exception:
+            pass    # distrusted in memory already (_effects_failed)
 
     async def effects_applied(self, keys: set | None = None) -> None:
         """Wait until the local effects of every queued entry (or of those touching ``keys``) are in the cache."""
@@ -559,7 +602,8 @@ class Counter:
         return receipt_view(entry, self.cache)
 
     async def _receipt_of(self, entry) -> dict:
-        return await _off_loop(self.receipt_summary, entry)
+        view = self._receipts.pop(entry.seq, None)
+        return view if view is not None else await _off_loop(self.receipt_summary, entry)
 
     async def receipt(self, seq: int) -> dict:
         entry = await self._read_journal(self.journal.get, seq)
