@@ -135,7 +135,7 @@ def settle_once(c, p: dict, i: int, codes: list[str], rng: random.Random, tag: s
 
 
 def queries(names: list[str], rng: random.Random, n: int) -> list[str]:
-    from edge.cache.search import initials
+    from sync.pinyin import initials
 
     out = []
     for _ in range(n):

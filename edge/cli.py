@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edge import cligroups
+from sync import cligroups
 
 GROUPS = ("settle", "journal", "card", "sync", "daemon", "diagnose")
 

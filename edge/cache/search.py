@@ -8,27 +8,11 @@ Name substrings are covered by indexing every suffix of the product name (names 
 
 from __future__ import annotations
 
-import unicodedata
-from functools import lru_cache
+from sync.pinyin import initials, normalise
+
+__all__ = ["initials", "normalise", "terms", "upper_bound"]
 
 MAX_NAME_SUFFIXES = 16
-
-
-def normalise(text: str) -> str:
-    """Lower case, full-width to half-width (NFKC), no spaces: what both terms and queries go through."""
-    return "".join(unicodedata.normalize("NFKC", text).lower().split())
-
-
-@lru_cache(maxsize=1)
-def _pinyin():
-    from pypinyin import Style, lazy_pinyin
-    return lazy_pinyin, Style.FIRST_LETTER
-
-
-def initials(name: str) -> str:
-    """Pinyin initials of a name: 阿莫西林胶囊 -> amxljn (non-Chinese characters kept as they are)."""
-    lazy_pinyin, first = _pinyin()
-    return normalise("".join(lazy_pinyin(name, style=first, errors=lambda s: list(s))))
 
 
 def terms(code: str, name: str, py: str | None) -> set[str]:

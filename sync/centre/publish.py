@@ -137,7 +137,7 @@ def with_initials(items: list[dict]) -> list[dict]:
 
     Computed once here instead of on every edge: pypinyin needs ~0.5 ms a name, minutes for a 100k
     catalogue on an old counter PC (the edge cache uses ``py`` when the bundle carries it)."""
-    from edge.cache.search import initials
+    from sync.pinyin import initials
 
     memo: dict[str, str] = {}
     out = []
