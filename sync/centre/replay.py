@@ -58,7 +58,9 @@ from edge.settle import (
     CatalogueItem, PersonState, Policy, SettlementError, parse_items, parse_person, parse_visit, settle, yuan,
 )
 from edge.settle.inputs import parse_chronic
+from sync import bodies
 from sync.bodies import AMOUNT_KEYS, CLAIM_CAUSES
+from sync.errors import BodyError
 from sync.centre.errors import ClaimError, Refusal
 
 OUTCOMES = ("confirmed", "adjusted", "review", "rejected")
@@ -502,27 +504,22 @@ def _claim(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome, Led
     b = ev.body
     psn_no = ledger.psn_no if ledger is not None else None
     try:
-        cause = _get(b, "cause", str)
-        if cause not in CAUSES:
-            raise Refusal("rejected", "invalid_entry", f"claim cause {cause!r} is not one of {', '.join(CAUSES)}")
-        visit = _get(b, "visit", Mapping)
-        _get(b, "items", list)
-        paid = _get(b, "paid", Mapping)
-        medfee, acct, cash = (paid.get(k) for k in ("medfee_sumamt", "acct_pay", "psn_cash_pay"))
-        if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in (medfee, acct, cash)):
-            raise Refusal("rejected", "invalid_entry", "claim paid.medfee_sumamt/acct_pay/psn_cash_pay must be fen")
-        if medfee != acct + cash:
-            raise Refusal("rejected", "amounts_do_not_add",
-                          f"claim paid medfee ¥{yuan(medfee)} is not account + cash (¥{yuan(acct)} + ¥{yuan(cash)})")
-    except Refusal as r:
-        return Outcome(ev.device, ev.seq, ev.kind, psn_no, "", ev.time, "rejected", (r.code,), r.reason, {},
-                       dict(ZERO), dict(ZERO)), ledger
+        # The body contract's parser is the one check of the body's shape (sync.bodies).
+        claim = bodies.Claim.parse(b)
+    except BodyError as exc:
+        # A present, well-formed ``paid`` map blamed as a whole: its figures do not add up.
+        adds_up = not (exc.detail.get("field") == "paid" and isinstance(b, Mapping) and isinstance(b.get("paid"), Mapping))
+        code = "invalid_entry" if adds_up else "amounts_do_not_add"
+        return Outcome(ev.device, ev.seq, ev.kind, psn_no, "", ev.time, "rejected", (code,),
+                       f"claim body: {exc.message}", {}, dict(ZERO), dict(ZERO)), ledger
+    cause, paid, visit = claim.cause, dict(claim.paid), b["visit"]
+    medfee, acct, cash = paid["medfee_sumamt"], paid["acct_pay"], paid["psn_cash_pay"]
     date = visit.get("date") if isinstance(visit.get("date"), str) else ""
     journaled = {"medfee": medfee, "fund": 0, "acct": acct, "cash": cash, "dedc": 0}
     claim_no = f"{ev.device}-{ev.seq}"
     record = {"claim_no": claim_no, "device": ev.device, "seq": ev.seq, "psn_no": psn_no, "cause": cause,
-              "detail": str(b.get("detail", "")), "certno": b.get("certno"), "card": dict(b.get("card") or {}),
-              "visit": dict(visit), "items": list(b["items"]), "paid": dict(paid),
+              "detail": claim.detail, "certno": b.get("certno"), "card": dict(b["card"]),
+              "visit": dict(visit), "items": list(b["items"]), "paid": paid,
               "basis": dict(b.get("basis") or {}), "date": date, "time": ev.time}
     after = ledger
     debt = 0

@@ -251,3 +251,17 @@ def test_unidentified_claim_needs_a_reviewer():
 
 def test_every_rule_code_is_reachable_in_the_table():
     assert set(o for o, _ in rp.RULES.values()) == set(rp.OUTCOMES)
+
+
+@pytest.mark.parametrize("spoil, code", [
+    (lambda b: b.update(cause="felt_like_it"), "invalid_entry"),
+    (lambda b: b.pop("paid"), "invalid_entry"),
+    (lambda b: b["paid"].update(psn_cash_pay=b["paid"]["psn_cash_pay"] + 1), "amounts_do_not_add"),
+])
+def test_claim_bodies_are_checked_by_the_body_contract(spoil, code):
+    snap = person("P0001")
+    body = claim_body(snap, visit(), "arrears")
+    spoil(body)
+    _, outs = rp.replay_person(ledger_of(snap), [ev(body, kind="claim")], world())
+    assert (outs[0].outcome, outs[0].codes, outs[0].claim) == ("rejected", (code,), None)
+    assert "docs/entries.md" in outs[0].reason
