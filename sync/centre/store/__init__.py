@@ -12,6 +12,6 @@ package gets the store (or a repository) and never writes SQL; ``tests/test_sql_
 """
 
 from .db import Database, open_db
-from .store import BatchOutcome, DeviceInfo, Store, StoreAPI, now_ms, open_store
+from .store import BatchOutcome, DeviceInfo, Store, now_ms, open_store
 
-__all__ = ["Database", "open_db", "BatchOutcome", "DeviceInfo", "Store", "StoreAPI", "now_ms", "open_store"]
+__all__ = ["Database", "open_db", "BatchOutcome", "DeviceInfo", "Store", "now_ms", "open_store"]

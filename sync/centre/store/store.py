@@ -14,7 +14,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, ContextManager, Iterable, Protocol
+from typing import Any, ContextManager, Iterable
 
 import cbor2
 from nacl.signing import VerifyKey
@@ -66,18 +66,6 @@ class BatchOutcome:
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
-
-
-class StoreAPI(Protocol):
-    """What the centre's handlers and the reconciliation engineer rely on."""
-
-    def register_device(self, device: str, site: str, pubkey: bytes, *, now: int | None = None) -> DeviceInfo: ...
-    def device(self, device: str) -> DeviceInfo | None: ...
-    def put_entries(self, device: str, items: Iterable[tuple[int, bytes]], *, now: int | None = None) -> BatchOutcome: ...
-    def high_water(self, device: str) -> int: ...
-    def accepted_entries(self, after_id: int = 0, limit: int = 1000) -> list[dict]: ...
-    def post_downlink(self, device: str | None, kind: str, payload: Any) -> int: ...
-    def downlink_since(self, device: str, cursor: int, limit: int = 100, max_bytes: int = 4_000_000) -> list[dict]: ...
 
 
 def _device_row(row: dict | None) -> DeviceInfo | None:
