@@ -17,14 +17,10 @@ Engine refusals (``edge.settle.SettlementError``) and card errors (``edge.card.C
 to these at the service boundary so the API has one shape: ``{"error": {"code", "message", "zh", ...}}``.
 
 Every class takes ``Problem``'s one constructor shape ``(message, *, zh=None, hint=None, code=None,
-retryable=None, status=None, **detail)``. Callers that still pass ``zh`` as the second positional
-argument are accepted for now (``api.py`` and ``requests.py`` are being moved to ``zh=``); that
-positional form is the only departure and goes once they have.
+retryable=None, status=None, **detail)`` and sets only class defaults here.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from sync.problem import Problem
 
@@ -33,11 +29,6 @@ class CounterError(Problem):
     code = "counter_error"
     zh = "操作未完成，请重试或联系技术人员"
     status = 400
-
-    def __init__(self, message: str, legacy_zh: str | None = None, /, **kw: Any) -> None:
-        if legacy_zh is not None:
-            kw.setdefault("zh", legacy_zh)
-        super().__init__(message, **kw)
 
 
 class BadRequest(CounterError):
