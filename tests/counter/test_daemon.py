@@ -130,9 +130,9 @@ async def test_edge_run_stops_cleanly_on_sigterm(tmp_path, nursery):
         proc.stdout.close()
         proc.stderr.close()
     assert code == 0, err
-    logs = [json.loads(l) for l in err.splitlines() if l.startswith("{")]
-    assert any(l.get("event") == "stopped" for l in logs), err
-    assert any(l.get("event") == "journaled" for l in logs)
+    logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert any(rec.get("event") == "stopped" for rec in logs), err
+    assert any(rec.get("event") == "journaled" for rec in logs)
     assert "张三" not in err and ZHANGSAN["certno"] not in err
     with JournalStore.open(state_dir / "journal.db", signing_key=None, device=None) as j:
         assert j.count() == 1

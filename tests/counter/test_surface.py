@@ -76,7 +76,7 @@ def test_logs_drop_names_and_id_numbers_at_info():
     finally:
         logging.getLogger().removeHandler(handler)
         logging.getLogger().setLevel(level)
-    lines = [json.loads(l) for l in buf.getvalue().splitlines()]
+    lines = [json.loads(line) for line in buf.getvalue().splitlines()]
     info = lines[0]
     assert info["event"] == "card" and "certno" not in info and "psn_name" not in info
     assert "330302199001011235" not in info["msg"] and "张三" not in info["msg"]
