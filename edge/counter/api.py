@@ -153,6 +153,8 @@ def build_app(counter, *, openapi: dict | None = None) -> "LoopbackOnly":
     ]
     from edge.metrics import counter_metrics_route  # Prometheus /metrics, loopback only (docs/operations.md)
     routes.append(counter_metrics_route(counter))
+    from edge.his import his_routes  # the national 两定接口 for an existing HIS (docs/his.md), behind the same guards
+    routes.extend(his_routes(counter))
 
     async def on_counter_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, CounterError)  # starlette calls this handler for CounterError only

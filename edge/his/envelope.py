@@ -45,7 +45,9 @@ def parse(raw: bytes, *, path_infno: str | None, served: frozenset[str], now: dt
     """The request envelope, or :class:`EnvelopeError` saying in Chinese what is wrong with it."""
     try:
         data = json.loads(raw or b"", parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError):
+        # "\ud800" is valid JSON that no UTF-8 store can hold: refused here, before any work.
+        json.dumps(data, ensure_ascii=False, default=str).encode("utf-8")
+    except (ValueError, UnicodeError, RecursionError):
         raise EnvelopeError("the body is not valid JSON", zh="报文不是有效的JSON格式") from None
     if not isinstance(data, dict):
         raise EnvelopeError("the body must be a JSON object (the envelope)", zh="报文应为JSON对象")

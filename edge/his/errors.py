@@ -8,7 +8,8 @@
         ├── MoneyError            an amount is not yuan with at most two decimals
         ├── StateError            the transaction does not fit what came before (unknown mdtrt_id, a
         │                         settled visit changed, medfee disagreeing with the uploaded lines, ...)
-        └── MsgidReused           a msgid already answered a different infno
+        ├── MsgidReused           a msgid already answered a different infno
+        └── FullPaymentTaken      the visit became a full-payment claim (journaled; carries the claim number)
 
 The counter's own errors (``edge.counter.errors.CounterError``) are answered the same way: every
 business error is HTTP 200 with ``infcode`` -1 and a Chinese ``err_msg``, as the national platform does.
@@ -48,3 +49,12 @@ class StateError(HisError):
 class MsgidReused(HisError):
     code = "msgid_reused"
     zh = "报文ID已用于其他交易"
+
+
+class FullPaymentTaken(HisError):
+    """Not a refusal of the request: the visit was journaled as a full-payment claim (the patient pays
+    everything in cash). Answered as infcode -1 so that no HIS books a fund payment, and remembered
+    under its msgid like a settlement."""
+
+    code = "full_payment"
+    zh = "需全额垫付"

@@ -1,0 +1,50 @@
+"""The HTTP face of the drop-in, mounted on the counter API (edge/counter/api.py):
+
+* ``POST /fsi/api/rsfComIfsService/callService`` with ``infno`` in the body (most vendors);
+* ``POST /fsi/api/rsfComIfsService/callService/{infno}`` (the base-URL-plus-infno form).
+
+Always HTTP 200 with an envelope, even for a body that is not JSON (real servers answer business
+errors so, and a HIS reads ``infcode``). The counter API's guards (loopback only, caller
+authentication) wrap these routes like every other.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .envelope import CST, answer, dumps
+from .service import HisService
+
+log = logging.getLogger("edge.his")
+PATH = "/fsi/api/rsfComIfsService/callService"
+MAX_BODY = 1024 * 1024
+JSON_UTF8 = "application/json;charset=utf-8"
+
+
+def his_routes(counter: Any) -> list[Route]:
+    service: HisService | None = None
+
+    async def call(request: Request) -> Response:
+        nonlocal service
+        import datetime as dt
+
+        if service is None:
+            service = HisService.beside_journal(counter)
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            now = dt.datetime.now(CST)
+            return Response(dumps(answer("000000", now, now, err_msg="报文过大")), media_type=JSON_UTF8)
+        try:
+            body = await service.handle(raw, request.path_params.get("infno"))
+        except Exception:
+            log.exception("HIS message failed", extra={"event": "his_error"})
+            now = dt.datetime.now(CST)
+            body = dumps(answer("000000", now, now, err_msg="内部错误，本交易结果不确定，请用冲正(2601)或查询后再处理"))
+        return Response(body, media_type=JSON_UTF8)
+
+    return [Route(PATH, call, methods=["POST"]), Route(PATH + "/{infno}", call, methods=["POST"])]
