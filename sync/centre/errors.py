@@ -25,7 +25,8 @@
             ├── Refusal                      (rule code)          the pure core's rule table matched (internal)
             ├── ReportError                  bad_report_request   a report was asked for with bad arguments
             ├── SourceError                  bad_source           a publish source file is invalid
-            └── KeyFileError                 centre_key_unreadable the bundle-signing key file is unreadable
+            ├── KeyFileError                 centre_key_unreadable the bundle-signing key file is unreadable
+            └── BackupError                  bad_backup           a backup could not be written or verified, or restore refused
 
 Every class takes Problem's one constructor shape ``(message, *, zh=None, hint=None, code=None,
 retryable=None, status=None, **detail)``; only :class:`Refusal` adds structured arguments (the pure
@@ -169,3 +170,8 @@ class SourceError(CentreError):
 class KeyFileError(CentreError):
     code = "centre_key_unreadable"
     zh = "医保中心的签名密钥文件无法读取，请从备份恢复"
+
+
+class BackupError(CentreError):
+    code = "bad_backup"
+    zh = "备份文件无法校验或恢复条件不满足，未做任何恢复"

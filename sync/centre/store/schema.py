@@ -249,6 +249,16 @@ MIGRATIONS: tuple[Migration, ...] = (
     # The reconciler's cursor starts at 0 (was inserted lazily before the migrations were one list).
     Migration("recon-006-cursor-row", (
         "INSERT INTO recon_cursor (name, last_id) VALUES ('entries', 0) ON CONFLICT DO NOTHING",)),
+    # The restore epoch devices follow (one row, 'current') and the history of restores (store/restore.py).
+    Migration("restore-001-epoch", (
+        "CREATE TABLE restore_epoch (name TEXT PRIMARY KEY, epoch TEXT NOT NULL, started_ms BIGINT NOT NULL)",
+        """CREATE TABLE restores (
+            id SERIAL_PK,
+            epoch TEXT NOT NULL,
+            restored_ms BIGINT NOT NULL,
+            backup_created_ms BIGINT NOT NULL,
+            backup_sha256 TEXT NOT NULL)""",
+    )),
 )
 
 

@@ -30,6 +30,7 @@ from .accounts import Accounts
 from .claims import Claims
 from .db import Database, open_db
 from .ledger import Ledgers
+from .restore import Restores
 from .recon import Recon
 
 
@@ -96,6 +97,7 @@ class Store:
         self.recon = Recon(db)
         self.claims = Claims(db)
         self.accounts = Accounts(db, self.ledger)
+        self.restores = Restores(db)   # restore epoch (backup/restore, store/restore.py)
         # Parsed bundles (by hash) and the current hotlist (by version), for online settlement.
         self.parsed: LRU[Any] = LRU(PARSED_MAX)
 
