@@ -7,7 +7,7 @@ import sys
 
 from sync import cligroups
 
-GROUPS = ("settle", "journal", "card", "sync", "daemon", "diagnose")
+GROUPS = ("settle", "journal", "card", "sync", "daemon", "diagnose", "prices")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -115,6 +115,7 @@ async def run(cfg: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
 
     from edge.counter import CardDesk, CentreClient, Counter, Settings, SimulatedCards, build_app, serve
     from edge.counter.downlink import handle
+    from edge.counter.prices import PriceList
     from edge.uplink import CentreClient as SyncClient, Uplink
     from sync import auth
 
@@ -133,7 +134,7 @@ async def run(cfg: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with httpx.AsyncClient(trust_env=False) as http, trio.open_nursery() as nursery:
             if cfg.card.enabled and not cfg.card.simulated:
                 await nursery.start(card_service, cards, cfg.card.poll_interval_s)
-            urls = await nursery.start(serve, build_app(counter), cfg.counter.host, cfg.counter.port)
+            urls = await nursery.start(serve, build_app(counter, prices=PriceList.in_state_dir(cfg.state_dir)), cfg.counter.host, cfg.counter.port)
             uplink = None
             if cfg.sync.enabled:
                 uplink = Uplink(journal, SyncClient(device.centre_url, device.device, key, client=http),

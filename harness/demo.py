@@ -139,6 +139,7 @@ async def start_stack(nursery, tmp: Path, *, port: int = 0, simulated: bool = Tr
     token = store.create_enrol_token(SITE, ttl_ms=3_600_000)
     async with httpx.AsyncClient(trust_env=False) as client:
         await enroll(centre.url, token, state_dir, client=client)
+    seed_prices(state_dir)
     cfg = cfgmod.from_dict({"state_dir": str(state_dir),
                             "counter": {"port": port, "online_timeout_s": 2.0, "retry_online_after_s": 5.0},
                             "card": {"simulated": simulated, "enabled": True},
@@ -146,6 +147,14 @@ async def start_stack(nursery, tmp: Path, *, port: int = 0, simulated: bool = Tr
     running = await nursery.start(daemon.run, cfg)
     return Stack(tmp, store, key, centre, centre_port, running,
                  "simulated" if simulated else "virtual card (pcscd + vpcd)")
+
+
+def seed_prices(state_dir: Path) -> None:
+    """The site's own price list (what ``edge prices import`` does), so the page fills prices in."""
+    from edge.counter.prices import PriceList, parse_csv
+
+    with open(SAMPLE / "prices.csv", encoding="utf-8", newline="") as f:
+        PriceList.in_state_dir(state_dir).replace(parse_csv(f))
 
 
 def seed_ledger(store) -> None:

@@ -24,6 +24,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from sync import bodies
+from sync.errors import BodyError
+
 from .errors import BadRequest, CounterError
 from .openapi import spec
 from .receipts import qr_svg
@@ -68,10 +71,17 @@ async def _body(request: Request) -> Any:
         raise BadRequest("request body too large", zh="请求过大", code="invalid_input", status=413, field="body")
     try:
         # Exact decimals: a count 0.5 stays 0.5, never a binary float.
-        return json.loads(raw or b"null", parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = json.loads(raw or b"null", parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}", zh="请求内容不是有效的数据格式",
                          field="body") from exc
+    try:
+        # "\ud800" is valid JSON but no journal can encode a lone surrogate: refused before any work.
+        bodies.check_tree(data)
+    except BodyError as exc:
+        raise BadRequest(exc.message, zh="请求中含有无效字符或层级过深", code="invalid_input",
+                         field=exc.detail.get("field") or "body") from None
+    return data
 
 
 def _int(value: str, name: str) -> int:
@@ -85,7 +95,7 @@ def _int(value: str, name: str) -> int:
     return n
 
 
-def build_app(counter, *, openapi: dict | None = None) -> "LoopbackOnly":
+def build_app(counter, *, openapi: dict | None = None, prices=None) -> "LoopbackOnly":
     async def page(request: Request) -> Response:
         return HTMLResponse(_asset("index.html"))
 
@@ -120,6 +130,8 @@ def build_app(counter, *, openapi: dict | None = None) -> "LoopbackOnly":
     async def items(request: Request) -> Response:
         query = parse_items_query(request.query_params)
         found = await trio.to_thread.run_sync(counter.search, query.q, query.limit)
+        if prices is not None:   # the site's own price list (edge/counter/prices.py) fills what the catalogue lacks
+            found = await trio.to_thread.run_sync(prices.fill, found)
         return _json({"items": found})
 
     async def presettle(request: Request) -> Response:
@@ -160,12 +172,20 @@ def build_app(counter, *, openapi: dict | None = None) -> "LoopbackOnly":
         assert isinstance(exc, CounterError)  # starlette calls this handler for CounterError only
         return _error(exc)
 
+    async def on_body_error(request: Request, exc: Exception) -> Response:
+        # A body the contract refuses (sync.bodies) is the caller's input, refused before journaling:
+        # the builders parse their own output before anything is written.
+        assert isinstance(exc, BodyError)
+        return _json({"error": {"code": "invalid_input", "message": exc.message, "zh": "数据超出允许范围，未记账",
+                                "field": exc.detail.get("field")}}, 422)
+
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error in the counter API", extra={"event": "api_error", "path": request.url.path})
         return _json({"error": {"code": "internal_error", "message": "internal error; nothing was recorded unless a "
                                 "receipt was returned", "zh": "内部错误，请重试或联系技术人员"}}, 500)
 
-    app = Starlette(routes=routes, exception_handlers={CounterError: on_counter_error, Exception: on_unexpected})
+    app = Starlette(routes=routes, exception_handlers={CounterError: on_counter_error, BodyError: on_body_error,
+                                                       Exception: on_unexpected})
     return LoopbackOnly(app)
 
 
