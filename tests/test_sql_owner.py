@@ -21,8 +21,8 @@ ALLOWED_FILES = {
     "edge/cache/store.py",      # the catalogue/person cache's storage
     "edge/storage.py",          # the edge's shared transaction + migration helper
     "edge/db.py",               # (the same helper, if it is named so)
-    "edge/his/store.py",
-    "edge/counter/prices.py",   # the site's own price list (prices.db)        # the HIS drop-in's msgid and visit references (his.db)
+    "edge/his/store.py",        # the HIS drop-in's msgid and visit references (his.db)
+    "edge/counter/prices.py",   # the site's own price list (prices.db)
 }
 DB_CALLS = {"execute", "executemany", "executescript", "query"}
 SQL = re.compile(r"\bSELECT\s|\bINSERT\s+INTO\b|\bUPDATE\s+\w+\s+SET\b|\bUPDATE\s|\bDELETE\s+FROM\b|"
