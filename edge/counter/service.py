@@ -278,7 +278,13 @@ class Counter:
         return out
 
     async def read_card_status(self, reader: str | None = None) -> dict:
-        """:meth:`card_status` in a worker thread."""
+        """:meth:`card_status` in a worker thread, after the local effects of this card's visits are in."""
+        if self._effects:
+            try:
+                _, identity = self.cards.present(reader)
+                await self.effects_applied({identity.card_id, identity.ssn} - {None})
+            except CardProblem:
+                pass
         return await _off_loop(self.card_status, reader, self.clock.today())
 
     def search(self, q: str, limit: int = 20) -> list[dict]:

@@ -16,6 +16,7 @@ async def test_counters_and_balance_are_rebuilt_from_the_journal(counter, cards,
     r1 = await counter.settle({**VISIT, "req": "R-1"})
     r2 = await counter.settle({**VISIT, "req": "R-2"})
     used = r1["setlinfo"]["acct_pay"] + r2["setlinfo"]["acct_pay"]
+    await counter.effects_applied()     # local effects follow the answer (the journal is the truth)
     assert counter.cache.offline_use(CARD_ID) == (2, used)
     # A cache that lost its last commits (power cut) or was rebuilt: same bundles, no local effects yet.
     fresh = Cache.open(tmp_path / "rebuilt.db")
@@ -28,3 +29,44 @@ async def test_counters_and_balance_are_rebuilt_from_the_journal(counter, cards,
     assert fresh.person("P0001").state.balc == 50000 - used
     assert fresh.catch_up(journal.entries(fresh.applied_seq() + 1)) == 0
     fresh.close()
+
+
+async def test_a_held_cache_writer_holds_no_visit(counter, cards, cache):
+    """A bundle apply holds the cache's writer for seconds: a visit still answers at once (its local
+    effects follow when the writer is free), and the same card's next visit waits for them, so its
+    offline counters count the first visit."""
+    import threading
+
+    import trio
+
+    insert_card(cards)
+    release, held = threading.Event(), threading.Event()
+
+    def hold_writer():
+        with cache._tx():          # what apply_bundle holds for its whole transaction
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_writer)
+    holder.start()
+    try:
+        await trio.to_thread.run_sync(held.wait)
+        with trio.fail_after(5):
+            r1 = await counter.settle({**VISIT, "req": "HELD-1"})
+        assert r1["seq"] >= 1 and r1["mode"] == "offline"
+        assert cache.offline_use(CARD_ID) == (0, 0)        # effects not applied yet: the writer is held
+
+        async def release_soon():
+            await trio.sleep(0.3)
+            release.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(release_soon)
+            r2 = await counter.settle({**VISIT, "req": "HELD-2"})   # same card: waits for HELD-1's effects
+            assert release.is_set()
+        assert r2["mode"] == "offline"
+    finally:
+        release.set()
+        await trio.to_thread.run_sync(holder.join)
+    await counter.effects_applied()
+    assert cache.offline_use(CARD_ID) == (2, r1["setlinfo"]["acct_pay"] + r2["setlinfo"]["acct_pay"])
