@@ -11,7 +11,12 @@ core asks until it gives a final answer::
                   | Reject (the centre's engine said no) | Abandon (card pulled, wrong PIN: nothing journaled)
 
 ``presettle`` runs identify, decide, engine and fund check without the card check, the centre call and
-the journal. Visits are serialised by one lock (one counter, one journal): a double submit waits for the
+the journal. An entry's local effects (person state, offline counters: a cache write) are applied in
+seq order after the durable append by a background drainer; the answer waits for them only briefly, so
+a bundle apply holding the cache's writer holds no visit, and the same card's next visit (or its card
+status) waits for them, so the offline limits always count it.
+
+Visits are serialised by one lock (one counter, one journal): a double submit waits for the
 first and then finds its ``req`` in the journal, so it answers with the same entry.
 
 Nothing here reads a clock directly: :class:`Clock` is injected (tests use a fixed one).
