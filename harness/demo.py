@@ -43,6 +43,9 @@ LISI = {"card_id": "330300D15600000500B7C8D9E0F1A2B3", "certno": "33030319850615
 WANGFANG = {"card_id": "330300D15600000500000000000003E8", "certno": "33030219500101100X", "psn_name": "王芳"}
 ITEMS = [{"med_list_codg": "XJ01CAA040E001010101445", "cnt": "2", "pric": 1280},   # 阿莫西林胶囊 (A)
          {"med_list_codg": "001102000010000", "cnt": "1", "pric": 1000}]           # 门诊诊查费 (A)
+# 10 x 氨氯地平片 at ¥26.40 + 门诊诊查费: 李四 has ¥50 of the ¥200 deductible behind him, so the fund pays.
+ITEMS_FUND = [{"med_list_codg": "XC08CAA110A001010100653", "cnt": "10", "pric": 2640},
+              {"med_list_codg": "001102000010000", "cnt": "1", "pric": 1000}]
 ITEMS_B = [{"med_list_codg": "XC10AAA126A001010100971", "cnt": "3", "pric": 2345}]  # 阿托伐他汀钙片 (B)
 
 
@@ -212,16 +215,16 @@ async def scripted_day(nursery, stack: Stack, api: httpx.AsyncClient) -> dict:
         r = await api.post(endpoint, json=body)
         data = r.json()
         if r.status_code != 200:
-            _say(f"  {label}: {data['error']['code']} - {data['error']['zh']}")
+            _say(f"  {label}：{data['error']['zh']}")
             return data
         s = data["setlinfo"]
         extra = f" 理赔号 {data['claim_no']}" if data.get("claim_no") else ""
-        _say(f"  {label}: {data['mode_zh']} seq {data['seq']} 校验码 {data['digest']} 总额 {_yuan(s['medfee_sumamt'])} = "
+        _say(f"  {label}：{data['mode_zh']} 流水号 {data['seq']} 校验码 {data['digest']} 总额 {_yuan(s['medfee_sumamt'])} = "
              f"统筹 {_yuan(s['fund_pay_sumamt'])} + 账户 {_yuan(s['acct_pay'])} + 现金 {_yuan(s['psn_cash_pay'])}{extra}")
         summary["receipts"].append(data)
         return data
 
-    _say("== 1. 上午：联网结算 (online) ==")
+    _say("== 1. 上午：联网结算 ==")
     with trio.fail_after(30):  # the counter to reach the centre
         await wait_for(lambda: _online(api))
     with trio.fail_after(30):  # the first download of the sample bundles
@@ -229,18 +232,29 @@ async def scripted_day(nursery, stack: Stack, api: httpx.AsyncClient) -> dict:
     await card(ZHANGSAN)
     with trio.fail_after(30):  # the card
         await wait_for(lambda: _card_present(api))
-    await visit("张三 门诊 (账户支付, PIN)", {"req": "DEMO-1", "med_type": "11", "acct_used_flag": True, "pin": "123456",
-                                          "items": ITEMS})
-    await visit("张三 再次提交同一笔 (double submit)", {"req": "DEMO-1", "med_type": "11", "acct_used_flag": True,
+    await visit("张三 门诊（账户支付，输入密码）", {"req": "DEMO-1", "med_type": "11", "acct_used_flag": True,
+                                         "pin": "123456", "items": ITEMS})
+    await visit("张三 再次提交同一笔（重复提交只记一笔）", {"req": "DEMO-1", "med_type": "11", "acct_used_flag": True,
                                                 "pin": "123456", "items": ITEMS})
     await card(None)
+    # A visit past the deductible: the newcomer sees the fund pay, and why (the engine's own reasons).
+    await card(LISI)
+    with trio.fail_after(30):  # the card
+        await wait_for(lambda: _card_present(api))
+    fund_visit = {"req": "DEMO-1F", "med_type": "11", "acct_used_flag": False, "items": ITEMS_FUND}
+    quote = (await api.post("/api/presettle", json={k: v for k, v in fund_visit.items() if k != "req"})).json()
+    for r in quote.get("reasons", []):
+        if "起付线" in r.get("zh", "") or "统筹" in r.get("zh", ""):
+            _say(f"    {r['zh']}")
+    await visit("李四 门诊（超过起付线，统筹基金支付）", fund_visit)
+    await card(None)
 
-    _say("== 2. 中午：医保中心断网 (outage) ==")
+    _say("== 2. 中午：医保中心断网 ==")
     await stop_centre(stack)
     with trio.fail_after(30):  # the counter to notice the outage
         await wait_for(lambda: _offline(api))
     s = await status()
-    _say(f"  counter is {'online' if s['online'] else 'OFFLINE'}; banner shown on the page")
+    _say("  柜台已转为脱机模式（页面显示脱机横幅）" if not s["online"] else "  柜台仍显示联网")
     await card(ZHANGSAN)
     with trio.fail_after(30):  # the card
         await wait_for(lambda: _card_present(api))
@@ -250,18 +264,18 @@ async def scripted_day(nursery, stack: Stack, api: httpx.AsyncClient) -> dict:
     if stack.card == "simulated":
         await card(WANGFANG)
         body = {"req": "DEMO-3", "med_type": "11", "items": ITEMS}
-        r = await visit("王芳 (参保暂停) 结算", body)
+        r = await visit("王芳（参保暂停）结算", body)
         if r.get("error", {}).get("code") == "full_payment_required":
             await visit("王芳 全额垫付", body, endpoint="/api/claim")
         await card(None)
-    await visit("手工录入卡 (卡片损坏) 脱机", {"req": "DEMO-4", "med_type": "11", "items": ITEMS,
+    await visit("手工录入卡（卡片损坏）脱机", {"req": "DEMO-4", "med_type": "11", "items": ITEMS,
                                       "keyed_in": {"card_no": "A12345678", "certno": LISI["certno"]}},
                 endpoint="/api/claim")
     s = await status()
     summary["backlog_during_outage"] = s["backlog"]["count"]
-    _say(f"  backlog waiting for the centre: {s['backlog']['count']} entries")
+    _say(f"  待上传医保中心：{s['backlog']['count']} 笔")
 
-    _say("== 3. 下午：恢复联网 (reconnection) ==")
+    _say("== 3. 下午：恢复联网 ==")
     await restart_centre(nursery, stack)
     with trio.fail_after(60):  # the counter to reach the centre again
         await wait_for(lambda: _online(api))
@@ -269,14 +283,14 @@ async def scripted_day(nursery, stack: Stack, api: httpx.AsyncClient) -> dict:
         await wait_for(lambda: _backlog_empty(api))
     s = await status()
     summary["backlog_after"] = s["backlog"]["count"]
-    _say(f"  backlog now {s['backlog']['count']}")
+    _say(f"  待上传：{s['backlog']['count']} 笔" if s["backlog"]["count"] else "  脱机期间的记录已全部上传")
 
-    _say("== 4. 医保中心收到的数据 (what reached the centre) ==")
+    _say("== 4. 医保中心收到的数据 ==")
     device = s["device"]
     summary["device"] = device
     summary["centre_high_water"] = await trio.to_thread.run_sync(stack.store.high_water, device)
     summary["journaled"] = (await status())["journal"]["head"]
-    _say(f"  device {device}: centre holds entries 1..{summary['centre_high_water']}")
+    _say(f"  设备 {device}：医保中心已收到第 1 至 {summary['centre_high_water']} 条记录")
     try:
         from sync.centre import reconcile, report
         await trio.to_thread.run_sync(reconcile.run_pending, stack.store)
@@ -285,7 +299,7 @@ async def scripted_day(nursery, stack: Stack, api: httpx.AsyncClient) -> dict:
         _say(report.to_text(rep))
         summary["report"] = True
     except Exception as exc:  # the report is the reconciliation engineer's: show what we can
-        _say(f"  (daily report not available: {exc.__class__.__name__}: {exc})")
+        _say(f"  （日对账报表暂不可用：{exc.__class__.__name__}）")
     return summary
 
 
@@ -332,9 +346,14 @@ async def _main(scripted: bool, port: int, keep: bool, tmp: Path, use_card: bool
     async with trio.open_nursery() as nursery:
         stack = await start_stack(nursery, tmp, port=0 if scripted else port, simulated=not use_card)
         url = stack.daemon.url
-        _say(f"centre:  {stack.centre.url}  (SQLite in {tmp / 'centre'})")
-        _say(f"counter: {url}/   <- open this page in a browser")
-        if use_card:
+        if scripted:
+            _say(f"演示：医保中心 {stack.centre.url}，柜台 {url}（模拟读卡，无需浏览器）")
+        else:
+            _say(f"centre:  {stack.centre.url}  (SQLite in {tmp / 'centre'})")
+            _say(f"counter: {url}/   <- open this page in a browser")
+        if scripted:
+            pass
+        elif use_card:
             _say("card:    virtual card 张三 (PIN 123456) in reader 'Virtual PCD 00 00' via pcscd + vpcd")
         else:
             _say("card:    模拟读卡 SIMULATED (no virtual card in a reader); use the page's 模拟插卡 button "
@@ -344,7 +363,7 @@ async def _main(scripted: bool, port: int, keep: bool, tmp: Path, use_card: bool
                 with trio.fail_after(240):
                     summary = await scripted_day(nursery, stack, api)
                 ok = summary.get("backlog_after") == 0
-                _say("scripted day " + ("finished: everything reached the centre" if ok else "finished WITH A BACKLOG"))
+                _say("演示结束：" + ("全部记录已到达医保中心" if ok else "仍有记录未上传"))
                 _say("SUMMARY " + json.dumps({k: v for k, v in summary.items() if k != "receipts"}, ensure_ascii=False))
                 nursery.cancel_scope.cancel()
                 return 0 if ok else 1
