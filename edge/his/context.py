@@ -44,6 +44,23 @@ class Ctx:
     store: HisStore
     req: Request
     now: dt.datetime
+    operator: Any = None    # who the HIS acts as (the counter API's caller check); None: none configured
+
+    # The one visit path: Counter's public methods, with the caller's operator when there is one.
+    def _as(self) -> dict[str, Any]:
+        return {} if self.operator is None else {"operator": self.operator}
+
+    async def presettle(self, data: dict) -> dict:
+        return await self.counter.presettle(data, **self._as())
+
+    async def settle(self, data: dict) -> dict:
+        return await self.counter.settle(data, **self._as())
+
+    async def claim(self, data: dict) -> dict:
+        return await self.counter.claim(data, **self._as())
+
+    async def cancel(self, seq: int, data: dict) -> dict:
+        return await self.counter.cancel(seq, data, **self._as())
 
     async def thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(fn, *args)

@@ -127,7 +127,7 @@ async def _splits(ctx: Ctx, v: dict) -> dict[str, dict]:
     lines = _unsettled(v)
     psn = person_of(ctx, v["psn_no"])
     try:
-        quote = await ctx.counter.presettle(visit_data(psn, req=None, med_type=v["med_type"], acct=False, lines=lines,
+        quote = await ctx.presettle(visit_data(psn, req=None, med_type=v["med_type"], acct=False, lines=lines,
                                                        pin=None, chronic_code=v.get("chronic_code")))
     except CounterError:
         return {}    # no split (card not in the reader, unknown person...): 2206/2207 will say why
@@ -170,7 +170,7 @@ def _setl_args(ctx: Ctx, v: dict, psn: dict, clr_type: str = "11") -> dict[str, 
 
 async def presettle(ctx: Ctx) -> Out:
     d, v, psn, lines = await _settle_input(ctx)
-    q = await ctx.counter.presettle(visit_data(psn, req=None, med_type=v["med_type"], acct=flag(d, "acct_used_flag"),
+    q = await ctx.presettle(visit_data(psn, req=None, med_type=v["med_type"], acct=flag(d, "acct_used_flag"),
                                                lines=lines, pin=None, chronic_code=v.get("chronic_code")))
     s = q["setlinfo"]
     warn = None
@@ -209,7 +209,7 @@ async def cancel_visit(ctx: Ctx, v: dict, sid: str, *, cash_key: str, clr_type: 
     if entry is None or seq is None or entry["seq"] != seq:
         raise StateError(f"setl_id {sid} is not a settlement of this visit", zh=f"结算ID {sid} 不属于该就诊",
                          field="setl_id")
-    r = await ctx.counter.cancel(seq, {"reason": f"HIS {ctx.req.infno} {ctx.req.msgid}"})
+    r = await ctx.cancel(seq, {"reason": f"HIS {ctx.req.infno} {ctx.req.msgid}"})
     entry["cancelled"] = True
     for ln in v["lines"].values():
         if ln.get("setl_id") == sid:

@@ -42,7 +42,7 @@ def _visit_doc(ctx: Ctx, psn: dict, info: dict, lines: list[dict]) -> dict:
 async def presettle(ctx: Ctx) -> Out:
     info, psn, lines, cat = await _input(ctx)
     v = _visit_doc(ctx, psn, info, lines)
-    q = await ctx.counter.presettle(visit_data(psn, req=None, med_type=v["med_type"],
+    q = await ctx.presettle(visit_data(psn, req=None, med_type=v["med_type"],
                                                acct=flag(info, "acct_used_flag"), lines=lines, pin=None))
     splits = q["lines"] if q["lines"] and "inscp_scp_amt" in q["lines"][0] else [None] * len(lines)
     info_out = setlinfo(q["setlinfo"], setl_id=None, when=None, **_setl_args(ctx, v, psn, PHARMACY))
@@ -61,7 +61,7 @@ async def settle(ctx: Ctx) -> Out:
                       pin=info.get("pin") if isinstance(info.get("pin"), str) else None)
     # The per-line split for detlcutinfo: the counter's receipt keeps totals only, so the same engine is
     # asked for the lines first (nothing journaled by a pre-settlement).
-    q = await ctx.counter.presettle({k: val for k, val in data.items() if k not in ("req", "pin")})
+    q = await ctx.presettle({k: val for k, val in data.items() if k not in ("req", "pin")})
     splits = q["lines"] if q["lines"] and "inscp_scp_amt" in q["lines"][0] else [None] * len(lines)
     r = await settlement.settle(ctx, data)
     sid = settlement.setl_id(r)

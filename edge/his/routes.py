@@ -4,14 +4,21 @@
 * ``POST /fsi/api/rsfComIfsService/callService/{infno}`` (the base-URL-plus-infno form).
 
 Always HTTP 200 with an envelope, even for a body that is not JSON (real servers answer business
-errors so, and a HIS reads ``infcode``). The counter API's guards (loopback only, caller
-authentication) wrap these routes like every other.
+errors so, and a HIS reads ``infcode``). The counter API's guards (loopback only) wrap these routes like
+every other.
+
+Caller authentication hook: ``his_routes(counter, authenticate=...)``. ``authenticate(request)`` is the
+counter API's caller check (the HIS's installation token, in a header or, for a HIS that can only set
+a URL, in the query string ``?access_token=``); it returns the operator the HIS acts as, or raises the
+API's error (answered as HTTP 401/403 with the API's error body: an unauthenticated caller gets no
+envelope). The operator is passed to every ``Counter`` call as ``operator=``. Until the counter API
+provides it, ``authenticate`` is None and the loopback guard is the only one.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,7 +33,7 @@ MAX_BODY = 1024 * 1024
 JSON_UTF8 = "application/json;charset=utf-8"
 
 
-def his_routes(counter: Any) -> list[Route]:
+def his_routes(counter: Any, authenticate: Callable[[Request], Awaitable[Any]] | None = None) -> list[Route]:
     service: HisService | None = None
 
     async def call(request: Request) -> Response:
@@ -35,12 +42,13 @@ def his_routes(counter: Any) -> list[Route]:
 
         if service is None:
             service = HisService.beside_journal(counter)
+        operator = await authenticate(request) if authenticate is not None else None
         raw = await request.body()
         if len(raw) > MAX_BODY:
             now = dt.datetime.now(CST)
             return Response(dumps(answer("000000", now, now, err_msg="报文过大")), media_type=JSON_UTF8)
         try:
-            body = await service.handle(raw, request.path_params.get("infno"))
+            body = await service.handle(raw, request.path_params.get("infno"), operator=operator)
         except Exception:
             log.exception("HIS message failed", extra={"event": "his_error"})
             now = dt.datetime.now(CST)

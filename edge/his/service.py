@@ -51,16 +51,16 @@ class HisService:
         """The service with its store in ``his.db`` next to the counter's journal."""
         return cls(counter, HisStore(Path(counter.journal.path).with_name("his.db")))
 
-    async def handle(self, raw: bytes, path_infno: str | None = None) -> bytes:
+    async def handle(self, raw: bytes, path_infno: str | None = None, *, operator: Any = None) -> bytes:
         received = self._now()
         try:
             req = parse(raw, path_infno=path_infno, served=SERVED, now=received)
         except EnvelopeError as exc:
             return dumps(answer("000000", received, self._now(), err_msg=exc.zh))
         async with self._lock:
-            return await self._answer(req)
+            return await self._answer(req, operator)
 
-    async def _answer(self, req: Request) -> bytes:
+    async def _answer(self, req: Request, operator: Any) -> bytes:
         here = area(req.header)
         prior = await trio.to_thread.run_sync(self.store.message, req.msgid)
         if prior is not None:
@@ -73,7 +73,7 @@ class HisService:
                 exc = MsgidReused(f"msgid {req.msgid} answered a {prior['infno']} already",
                                   zh=f"报文ID {req.msgid} 已用于交易{prior['infno']}，请使用新的报文ID")
             return dumps(answer(here, req.received, self._now(), err_msg=exc.zh))
-        ctx = Ctx(self.counter, self.store, req, req.received)
+        ctx = Ctx(self.counter, self.store, req, req.received, operator)
         try:
             out = await HANDLERS[req.infno](ctx)
         except FullPaymentTaken as exc:

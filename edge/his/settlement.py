@@ -37,9 +37,9 @@ def warn(receipt: dict) -> str | None:
 async def settle(ctx: Ctx, data: dict) -> dict:
     """The receipt of a settled visit, or :class:`FullPaymentTaken` after journaling the claim."""
     try:
-        r = await ctx.counter.settle(data)
+        r = await ctx.settle(data)
     except FullPaymentRequired:
-        r = await ctx.counter.claim(data)
+        r = await ctx.claim(data)
     if r.get("kind") == "claim":
         raise full_payment(r)
     return r
