@@ -113,7 +113,7 @@ def build_app(counter, *, openapi: dict | None = None, prices=None) -> "Loopback
         return _json(await counter.status())
 
     async def card(request: Request) -> Response:
-        return _json(counter.card_status(request.query_params.get("reader") or None))
+        return _json(await counter.read_card_status(request.query_params.get("reader") or None))
 
     async def simulate_card(request: Request) -> Response:
         from .cards import simulated_identity
@@ -125,7 +125,7 @@ def build_app(counter, *, openapi: dict | None = None, prices=None) -> "Loopback
             return _json({"present": False})
         card = parse_simulated_card(await _body(request))
         counter.cards.insert(simulated_identity(card_id=card.card_id, ssn=card.certno, name=card.psn_name))
-        return _json(counter.card_status())
+        return _json(await counter.read_card_status())
 
     async def items(request: Request) -> Response:
         query = parse_items_query(request.query_params)

@@ -28,7 +28,9 @@ async def test_status_reports_cache_backlog_and_mode(api):
     s = (await api.get("/api/status")).json()
     assert s["online"] is False and s["backlog"]["count"] == 0
     assert set(s["cache"]["bundles"]) == {"catalogue", "policy", "persons", "hotlist"}
-    assert s["cache"]["age_s"] == 0 and s["journal"]["ok"] is True and s["simulated_card"] is True
+    # The fixture marked the cache fresh just before the server started; on a loaded machine that start
+    # can take a second or two of real time, and age_s is whole seconds of the real clock.
+    assert 0 <= s["cache"]["age_s"] <= 2 and s["journal"]["ok"] is True and s["simulated_card"] is True
 
 
 async def test_item_search(api):
