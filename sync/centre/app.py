@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sync import protocol, wire
-from sync.centre import online, review_web
+from sync.centre import ectoken, online, review_web
 from sync.centre.auth import authenticate_device
 from sync.centre.metrics import CentreMetrics
 from sync.centre.store import now_ms
@@ -37,7 +37,7 @@ from sync.errors import SyncError
 from sync.keys import key_id
 
 log = logging.getLogger("sync.centre")
-ROUTE_MODULES = (online, review_web)   # each exports ``routes``
+ROUTE_MODULES = (online, review_web, ectoken)   # each exports ``routes``
 MAX_BODY = 16 * 1024 * 1024
 
 

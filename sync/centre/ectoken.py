@@ -1,0 +1,91 @@
+"""医保电子凭证 test tokens: the centre stands in for the national decoder (demo and tests only).
+
+A token is ``<area 6><"ec"><base32(psn_no + tag)>`` in lower case, at most 50 characters (the
+interface's ``mdtrt_cert_no`` is C(50)), where ``tag`` is the first 6 bytes of a keyed BLAKE2b of the
+area and psn_no under a key derived from the centre's bundle-signing key: the centre can tell its own
+tokens from forged ones without storing anything, and a counter treats the token as opaque (it never
+decodes one: only the centre resolves it, online).
+
+Route: ``POST /v1/ectoken/resolve`` (device-signed like every edge call, ``sync.auth``) with
+``{"ec_token": "..."}`` -> ``{"psn_no": "..."}``, or 404 ``unknown_token``. Command: ``centre ec-token
+--psn-no X`` (sync/centre/commands/ectoken.py) prints a token.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from sync.errors import SyncError
+
+TAG = 6
+MAX_TOKEN = 50
+MAX_PSN = 20      # longer psn_no would not fit C(50)
+
+
+class TokenError(ValueError):
+    pass
+
+
+def _key(signing_key) -> bytes:
+    return hashlib.blake2b(bytes(signing_key), person=b"ec-token", digest_size=32).digest()
+
+
+def _tag(signing_key, area: str, psn_no: str) -> bytes:
+    return hmac.new(_key(signing_key), f"{area}|{psn_no}".encode(), "sha256").digest()[:TAG]
+
+
+def issue(signing_key, psn_no: str, area: str = "330300") -> str:
+    if not (len(area) == 6 and area.isdigit()):
+        raise TokenError("area must be 6 digits")
+    if not psn_no or len(psn_no) > MAX_PSN or not psn_no.isascii():
+        raise TokenError(f"psn_no must be 1 to {MAX_PSN} ASCII characters")
+    raw = psn_no.encode() + _tag(signing_key, area, psn_no)
+    return area + "ec" + base64.b32encode(raw).decode().rstrip("=").lower()
+
+
+def resolve(signing_key, token: str) -> str | None:
+    """The psn_no of one of this centre's tokens; None for anything else."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN or token[6:8] != "ec" or not token[:6].isdigit():
+        return None
+    body = token[8:].upper()
+    try:
+        raw = base64.b32decode(body + "=" * (-len(body) % 8))
+    except ValueError:
+        return None
+    if len(raw) <= TAG:
+        return None
+    try:
+        psn_no = raw[:-TAG].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return psn_no if hmac.compare_digest(raw[-TAG:], _tag(signing_key, token[:6], psn_no)) else None
+
+
+async def resolve_route(request: Request) -> JSONResponse:
+    from sync.centre.auth import authenticate_device
+
+    try:
+        body = await request.body()
+        await authenticate_device(request, body)
+    except SyncError as exc:
+        return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.status)
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        data = None
+    token = data.get("ec_token") if isinstance(data, dict) else None
+    psn_no = resolve(request.app.state.bundle_key, token) if isinstance(token, str) else None
+    if psn_no is None:
+        return JSONResponse({"error": {"code": "unknown_token", "message": "not an e-voucher token of this centre",
+                                       "zh": "医保电子凭证无效或已过期"}}, status_code=404)
+    return JSONResponse({"psn_no": psn_no})
+
+
+routes = [Route("/v1/ectoken/resolve", resolve_route, methods=["POST"])]
