@@ -7,7 +7,7 @@ import sys
 
 from sync import cligroups
 
-GROUPS = ("core", "review")
+GROUPS = ("core", "review", "ectoken")
 
 
 def build_parser() -> argparse.ArgumentParser:
