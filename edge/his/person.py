@@ -53,6 +53,21 @@ async def _by_certno(ctx: Ctx, certno: str, cert_type: str) -> dict:
     if person is None:
         raise StateError("the person is not in the local insured list", zh="本地参保人名单中没有此身份证号码的参保人",
                          field="mdtrt_cert_no")
+    return _without_card(person, certno, cert_type)
+
+
+async def _by_token(ctx: Ctx, token: str) -> dict:
+    from .ecvoucher import resolve
+
+    psn_no = await resolve(ctx, token)
+    person = await ctx.thread(ctx.counter.cache.person, psn_no)
+    if person is None or not person.certno:
+        raise StateError("the e-voucher's person is not in the local insured list",
+                         zh="本地参保人名单中没有该电子凭证的参保人，请等待名单更新", field="mdtrt_cert_no")
+    return _without_card(person, person.certno, "01")
+
+
+def _without_card(person: Any, certno: str, cert_type: str) -> dict:
     i = _insu(person.state)
     return {"psn_no": person.psn_no, "cert_type": cert_type, "card_id": None, "certno": certno,
             "psn_name": str(person.snapshot.get("name") or ""), "gend": "1" if int(certno[16]) % 2 else "2",
@@ -67,8 +82,7 @@ async def identify(ctx: Ctx) -> Out:
     elif kind == "02":
         psn = await _by_certno(ctx, text(d, "mdtrt_cert_no"), "02")
     elif kind == "01":
-        from .ecvoucher import by_token
-        psn = await by_token(ctx, text(d, "mdtrt_cert_no", most=100))
+        psn = await _by_token(ctx, text(d, "mdtrt_cert_no", most=100))
     else:
         raise FieldError(f"mdtrt_cert_type {kind} is not 01, 02 or 03", zh="就诊凭证类型应为01、02或03",
                          field="mdtrt_cert_type")

@@ -4,6 +4,9 @@ project: what the fixtures hand them is a base URL and a switch for the centre."
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import httpx
 import pytest
 import trio
@@ -23,6 +26,13 @@ class Site:
 
     async def start_centre(self) -> None:
         await restart_centre(self._nursery, self._stack)
+
+    def ec_token(self, psn_no: str) -> str:
+        """A 医保电子凭证 test token from the centre's own command (as the demo gets one)."""
+        out = subprocess.run([sys.executable, "-m", "sync.centre", "ec-token", "--data-dir",
+                              str(self._stack.tmp / "centre"), "--psn-no", psn_no],
+                             capture_output=True, text=True, check=True, timeout=60)
+        return out.stdout.strip()
 
 
 async def _ready(api: httpx.AsyncClient) -> bool:

@@ -243,3 +243,41 @@ async def test_a_card_other_than_the_one_in_the_reader_is_refused(his):
     await his.insert_card(LISI)
     await his.refused("1101", {"data": {"mdtrt_cert_type": "03", "mdtrt_cert_no": "A00000001|" + BUSI,
                                         "card_sn": ZHANGSAN["card_id"], "psn_cert_type": "90"}})
+
+
+async def _voucher_visit(his: His, token: str) -> tuple[str, str]:
+    out = await his.ok("1101", {"data": {"mdtrt_cert_type": "01", "mdtrt_cert_no": token, "psn_cert_type": "01"}})
+    psn_no = out["output"]["baseinfo"]["psn_no"]
+    mdtrt_id = await his.register(psn_no, ("01", token))
+    await his.ok("2204", {"feedetail": his.feedetail(mdtrt_id, psn_no)})
+    return psn_no, mdtrt_id
+
+
+async def test_e_voucher_online_the_centre_names_the_person(his, site):
+    token = site.ec_token("3303000000000002")
+    assert len(token) <= 50 and token.startswith("330300ec")
+    psn_no, mdtrt_id = await _voucher_visit(his, token)
+    assert psn_no == "3303000000000002"
+    head = await his.head()
+    out = await his.ok("2207", his.setl_data(mdtrt_id, psn_no, "35.60", acct="0", pin=None, cert=("01", token)))
+    assert out["warn_msg"] is None and out["output"]["setlinfo"]["mdtrt_cert_type"] == "01"
+    balanced(out["output"]["setlinfo"])
+    assert await his.head() == head + 1
+    forged = token[:-2] + ("aa" if token[-2:] != "aa" else "bb")
+    bad = await his.refused("1101", {"data": {"mdtrt_cert_type": "01", "mdtrt_cert_no": forged}})
+    assert "电子凭证无效" in bad["err_msg"]
+
+
+async def test_e_voucher_offline(his, site):
+    token = site.ec_token("3303000000000002")
+    psn_no, mdtrt_id = await _voucher_visit(his, token)     # identified while the centre answered
+    await site.stop_centre()
+    head = await his.head()
+    # A visit identified by voucher has no card: offline it becomes a full-payment claim (journaled once).
+    body = his.setl_data(mdtrt_id, psn_no, "35.60", acct="0", pin=None, cert=("01", token))
+    out = await his.refused("2207", body)
+    assert "全额" in out["err_msg"] and await his.head() == head + 1
+    # A new voucher cannot be resolved without the centre: refused in Chinese, nothing settled.
+    fresh = site.ec_token("3303000000000001")
+    again = await his.refused("1101", {"data": {"mdtrt_cert_type": "01", "mdtrt_cert_no": fresh}})
+    assert "无法连接" in again["err_msg"] and await his.head() == head + 1
