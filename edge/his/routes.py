@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Awaitable, Callable
 
+import trio
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -35,13 +36,15 @@ JSON_UTF8 = "application/json;charset=utf-8"
 
 def his_routes(counter: Any, authenticate: Callable[[Request], Awaitable[Any]] | None = None) -> list[Route]:
     service: HisService | None = None
+    opening = trio.Lock()      # two first requests at once still open one service (one msgid lock)
 
     async def call(request: Request) -> Response:
         nonlocal service
         import datetime as dt
 
-        if service is None:
-            service = HisService.beside_journal(counter)
+        async with opening:
+            if service is None:   # opened on first use, off the event loop (a SQLite file and its migrations)
+                service = await trio.to_thread.run_sync(HisService.beside_journal, counter)
         operator = await authenticate(request) if authenticate is not None else None
         raw = await request.body()
         if len(raw) > MAX_BODY:

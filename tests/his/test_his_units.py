@@ -1,0 +1,97 @@
+"""The drop-in's pure parts: exact yuan <-> fen, the envelopes, the msgid store (no daemons)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+import pytest
+
+from edge.his.envelope import CST, answer, dumps, parse
+from edge.his.errors import EnvelopeError, MoneyError
+from edge.his.money import fen, yuan
+from edge.his.store import HisStore
+
+NOW = dt.datetime(2026, 12, 1, 9, 30, 0, 123000, tzinfo=CST)
+SERVED = frozenset({"1101", "2207"})
+
+
+@pytest.mark.parametrize("value, expected", [
+    (Decimal("12.8"), 1280), (Decimal("0.01"), 1), ("35.60", 3560), (7, 700), (Decimal("12.800000"), 1280),
+    ("0", 0), (Decimal("99999999999999.99"), 9999999999999999)])
+def test_yuan_to_fen_exactly(value, expected):
+    assert fen(value, "x") == expected
+
+
+@pytest.mark.parametrize("value", [Decimal("12.805"), "0.001", 12.8, True, None, "1e2", "abc", "-1.00", " ", "NaN",
+                                   Decimal("100000000000000.00")])
+def test_more_precision_or_not_a_plain_amount_is_refused(value):
+    with pytest.raises(MoneyError) as exc:
+        fen(value, "pric")
+    assert exc.value.zh and any("\u4e00" <= c <= "\u9fff" for c in exc.value.zh)
+
+
+def test_fen_to_yuan_has_two_places_and_never_a_float():
+    assert yuan(452) == Decimal("4.52") and str(yuan(-2510)) == "-25.10" and str(yuan(0)) == "0.00"
+    with pytest.raises(TypeError):
+        yuan(4.52)    # type: ignore[arg-type]
+
+
+def test_request_envelope_with_input_as_object_or_json_string():
+    env = {"infno": "2207", "msgid": "H1", "mdtrtarea_admvs": "330300", "input": {"data": {"medfee_sumamt": 4.52}}}
+    r = parse(json.dumps(env).encode(), path_infno=None, served=SERVED, now=NOW)
+    assert r.infno == "2207" and r.input["data"]["medfee_sumamt"] == Decimal("4.52")
+    env["input"] = json.dumps(env["input"])
+    assert parse(json.dumps(env).encode(), path_infno=None, served=SERVED, now=NOW).input == r.input
+    del env["infno"]
+    assert parse(json.dumps(env).encode(), path_infno="2207", served=SERVED, now=NOW).infno == "2207"
+
+
+@pytest.mark.parametrize("raw, path", [
+    (b"{", None), (b'{"msgid": "a", "input": {}}', None), (b'{"infno": "9999", "msgid": "a", "input": {}}', None),
+    (b'{"infno": "2207", "msgid": "a", "input": 3}', None), (b'{"infno": "2207", "input": {}}', None),
+    (b'{"infno": "2207", "msgid": "a", "input": {}}', "1101"), (b'"\\ud800"', None),
+    (b'{"infno": "2207", "msgid": "\\ud800", "input": {}}', None), (b"[" * 100000, None)])
+def test_bad_envelopes_are_envelope_errors_in_chinese(raw, path):
+    with pytest.raises(EnvelopeError) as exc:
+        parse(raw, path_infno=path, served=SERVED, now=NOW)
+    assert any("\u4e00" <= c <= "\u9fff" for c in exc.value.zh)
+
+
+def test_response_envelope_formats():
+    later = NOW + dt.timedelta(milliseconds=15)
+    ok = json.loads(dumps(answer("330300", NOW, later, output={"a": Decimal("4.52")})), parse_float=Decimal)
+    assert ok["infcode"] == 0 and isinstance(ok["infcode"], int) and ok["err_msg"] is None
+    assert ok["refmsg_time"] == "20261201093000123" and ok["respond_time"] == "20261201093000138"
+    assert len(ok["inf_refmsgid"]) == 30 and ok["inf_refmsgid"].startswith("33030020261201093000")
+    assert ok["output"]["a"] == Decimal("4.52")
+    assert b'"a":4.52' in dumps(answer("330300", NOW, later, output={"a": Decimal("4.52")}))
+    bad = json.loads(dumps(answer("330300", NOW, later, err_msg="报文格式不正确")))
+    assert bad["infcode"] == -1 and bad["err_msg"] == "报文格式不正确"
+
+
+def test_an_echoed_text_cannot_pose_as_a_number():
+    assert json.loads(dumps({"psn_name": "\x1fdec:1"}))["psn_name"] == "dec:1"
+    with pytest.raises(TypeError):
+        dumps({"a": 4.52})
+
+
+def test_store_keeps_answers_and_reversals(tmp_path):
+    s = HisStore(tmp_path / "his.db")
+    try:
+        s.remember("M1", "2207", b'{"infcode":0}', 7)
+        s.remember("M1", "2207", b'{"infcode":-1}', 8)        # first answer wins
+        assert s.message("M1") == {"infno": "2207", "answer": '{"infcode":0}', "seq": 7, "reversed_by": None}
+        s.mark_reversed("M2", "R1", "2207")                    # reversed before it arrived
+        assert s.message("M2") == {"infno": "2207", "answer": "", "seq": None, "reversed_by": "R1"}
+        s.put("visit", "V1", {"a": 1})
+        s.put("visit", "V1", {"a": 2})
+        assert s.get("visit", "V1") == {"a": 2} and s.get("visit", "V2") is None
+    finally:
+        s.close()
+    again = HisStore(tmp_path / "his.db")     # reopened: migrations once, data kept
+    try:
+        assert again.message("M1")["seq"] == 7
+    finally:
+        again.close()
