@@ -100,9 +100,9 @@ def build_app(counter, *, openapi: dict | None = None, prices=None) -> "Loopback
         return HTMLResponse(_asset("index.html"))
 
     async def receipt_page(request: Request) -> Response:
-        from .receipt_page import render
-        view = await counter.receipt(_int(request.path_params["seq"], "seq"))
-        return HTMLResponse(render(view))
+        from .receipt_page import page as receipt_html   # a Chinese page for an unknown receipt, too
+        code, html = await receipt_html(counter, request.path_params["seq"], request.query_params.get("paper"))
+        return HTMLResponse(html, status_code=code)
 
     document = openapi or spec()   # generated once from the request models
 

@@ -9,13 +9,10 @@ Screenshots (the viewport only: what the clerk sees) go to test-artifacts/counte
 
 from __future__ import annotations
 
-import httpx
 import pytest
 import trio
 
-from harness.demo import ZHANGSAN, start_stack, wait_for
-
-from .test_counter_page import ARTIFACTS, _browser, _ready, _require_chromium
+from .test_counter_page import ARTIFACTS, _browser
 
 pytestmark = pytest.mark.browser
 VIEWPORTS = {"1366x768": {"width": 1366, "height": 768}, "1024x600": {"width": 1024, "height": 600}}
@@ -43,18 +40,6 @@ def _key_label(page, button: str) -> str:
 
 def _cart_names(page) -> list[str]:
     return [t.split("\n")[0] for t in page.locator("#cart tbody tr td:first-child").all_inner_texts()]
-
-
-@pytest.fixture
-async def stack(tmp_path, nursery):
-    _require_chromium()
-    s = await start_stack(nursery, tmp_path, probe_s=0.5, idle_s=0.5)
-    async with httpx.AsyncClient(base_url=s.daemon.url, trust_env=False) as api:
-        with trio.fail_after(30):
-            await wait_for(lambda: _ready(api))
-        await api.post("/api/card/simulate", json=ZHANGSAN)
-        s.api = api
-        yield s
 
 
 def _page(p, url: str, size: str):
