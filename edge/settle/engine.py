@@ -7,10 +7,13 @@ Rules (DOMAIN.md section 4), all amounts integer fen, every rounding ROUND_HALF_
              over the price cap -> overlmt_amt = round(cnt × (pric − cap))
              preselfpay = round((amount − overlmt) × selfpay_prop)      (class B only)
              inscp_scp = amount − overlmt − preselfpay
-  per visit  act_pay_dedc = min(inscp, max(0, deductible − used))       (0 when suspended)
+  per visit  the rule valid on the visit date; its accumulator's totals of the visit date's year
+             act_pay_dedc = min(inscp, max(0, deductible − used))       (0 when suspended)
              hifp_pay = round((inscp − dedc) × ratio) capped by the annual and per-visit caps
              psn_part = medfee − fund
-             acct_pay = min(balc, psn_part, acct_limit) when allowed and agreed, else 0
+             acct_pay = min(balc, psn_part − not account-payable own-pay, acct_limit) when allowed and
+                        agreed, else 0
+  chronic    a 14 visit's lines outside the filing's item list are own-pay (settle them as 11)
              cash = psn_part − acct_pay
 
 Nothing here reads a clock, a file or a random source: ``visit.date`` and ``acct_limit`` (the offline
@@ -24,7 +27,7 @@ from typing import Any, Mapping
 
 from .errors import CannotCancel, NoChronicFiling, NoPolicyRule
 from .inputs import (
-    INSUTYPES, PSN_TYPES, CatalogueItem, Item, PersonState, Policy, Visit, check_total,
+    DEFAULT_ACCUMULATOR, INSUTYPES, PSN_TYPES, CatalogueItem, Item, PersonState, Policy, Visit, check_total,
     parse_catalogue, parse_items, parse_person, parse_policy, parse_visit,
 )
 from .money import mul, round_fen
@@ -33,7 +36,7 @@ from .result import Cancellation, Line, Reason, Settlement
 ENGINE_VERSION = "1"
 
 
-def _line(item: Item, cat: CatalogueItem | None, visit: Visit) -> Line:
+def _line(item: Item, cat: CatalogueItem | None, visit: Visit, scope: frozenset[str] | None = None) -> Line:
     amount = round_fen(mul(item.cnt, item.pric))
     name = cat.name if cat is not None else (item.name or item.code)
     cls = cat.cls if cat is not None else None
@@ -51,6 +54,9 @@ def _line(item: Item, cat: CatalogueItem | None, visit: Visit) -> Line:
     if cat.cls == "C":
         reasons.append(Reason("class_c", amount))
         return line(amount, 0, 0, 0)
+    if scope is not None and item.code not in scope:
+        reasons.append(Reason("chronic_out_of_scope", amount, {"code": visit.chronic_code}))
+        return line(amount, 0, 0, 0)
 
     overlmt = 0
     cap = cat.pric_uplmt_amt
@@ -67,16 +73,21 @@ def _line(item: Item, cat: CatalogueItem | None, visit: Visit) -> Line:
     return line(0, overlmt, preself, inscp)
 
 
-def _check_chronic(person: PersonState, visit: Visit) -> Reason | None:
+def _check_chronic(person: PersonState, visit: Visit) -> tuple[Reason, frozenset[str] | None] | None:
+    """The filing reason and the item codes it covers (None: any), or None for a visit that is not 14."""
     if visit.med_type != "14":
         return None
     code = visit.chronic_code
-    if code is None or not any(f.covers(code, visit.date) for f in person.chronic):
+    filings = [f for f in person.chronic if code is not None and f.covers(code, visit.date)]
+    if not filings:
         what = f"disease {code}" if code else "this visit (no disease code given)"
         raise NoChronicFiling(
             f"no chronic-disease filing (门诊慢特病备案) for {what} valid on {visit.date.isoformat()}: "
             "settle as ordinary outpatient (med_type 11) or have the patient file the disease first")
-    return Reason("chronic_filing", None, {"code": code})
+    scope: frozenset[str] | None = frozenset()
+    for f in filings:
+        scope = None if scope is None or f.items is None else scope | f.items
+    return Reason("chronic_filing", None, {"code": code}), scope
 
 
 def settle(policy: Policy, catalogue: Mapping[str, CatalogueItem], person: PersonState, visit: Visit,
@@ -86,18 +97,24 @@ def settle(policy: Policy, catalogue: Mapping[str, CatalogueItem], person: Perso
     ``acct_limit`` caps the account payment (the offline allowance left for this card); ``None``
     means no cap beyond the balance.
     """
-    rule = policy.rule_for(person.insutype, person.psn_type, visit.med_type, visit.level)
+    rule = policy.rule_for(person.insutype, person.psn_type, visit.med_type, visit.level, visit.date)
     if rule is None:
+        dated = policy.rule_for(person.insutype, person.psn_type, visit.med_type, visit.level) is not None
         raise NoPolicyRule(
             f"the policy (version {policy.version or '?'}) has no rule for insutype {person.insutype}, "
-            f"person type {person.psn_type}, med_type {visit.med_type} at level {visit.level}: "
-            "check the visit type and the institution level, or refresh the policy bundle")
+            f"person type {person.psn_type}, med_type {visit.med_type} at level {visit.level}"
+            + (f" valid on {visit.date.isoformat()}" if dated else "") + ": "
+            "check the visit type, the institution level and the date, or refresh the policy bundle")
     reasons: list[Reason] = []
     chronic = _check_chronic(person, visit)
+    scope: frozenset[str] | None = None
     if chronic is not None:
-        reasons.append(chronic)
+        reasons.append(chronic[0])
+        scope = chronic[1]
 
-    lines = [_line(it, catalogue.get(it.code), visit) for it in items]
+    year, acc = visit.date.year, rule.accumulator
+    used, paid = person.totals(year, acc, policy.default_accumulator)
+    lines = [_line(it, catalogue.get(it.code), visit, scope) for it in items]
     medfee = ownpay = overlmt = preself = inscp = 0
     for line in lines:
         medfee += line.det_item_fee_sumamt
@@ -113,14 +130,14 @@ def settle(policy: Policy, catalogue: Mapping[str, CatalogueItem], person: Perso
         hifp = 0
         reasons.append(Reason("suspended", 0))
     else:
-        dedc = min(inscp, max(0, rule.deductible - person.deductible_used))
-        reasons.append(Reason("deductible", dedc, {"deductible": rule.deductible, "used": person.deductible_used}))
+        dedc = min(inscp, max(0, rule.deductible - used))
+        reasons.append(Reason("deductible", dedc, {"deductible": rule.deductible, "used": used}))
         hifp = round_fen(mul(inscp - dedc, rule.ratio))
         reasons.append(Reason("ratio", hifp, {"ratio": rule.ratio, "base": inscp - dedc}))
-        cap_left = max(0, rule.annual_cap - person.fund_paid)
+        cap_left = max(0, rule.annual_cap - paid)
         if hifp > cap_left:
             hifp = cap_left
-            reasons.append(Reason("annual_cap", hifp, {"cap": rule.annual_cap, "paid": person.fund_paid}))
+            reasons.append(Reason("annual_cap", hifp, {"cap": rule.annual_cap, "paid": paid}))
         if rule.visit_cap is not None and hifp > rule.visit_cap:
             hifp = rule.visit_cap
             reasons.append(Reason("visit_cap", hifp, {"cap": rule.visit_cap}))
@@ -133,7 +150,14 @@ def settle(policy: Policy, catalogue: Mapping[str, CatalogueItem], person: Perso
     elif not visit.acct_used_flag:
         reasons.append(Reason("acct_not_used", 0))
     else:
-        acct = max(0, min(person.balc, psn_part))
+        # Goods the account may not pay for (class C health supplements, unless the policy allows it)
+        # are own-pay in full, so their amount comes off the part the account may cover.
+        barred = sum(line.fulamt_ownpay_amt for line, it in zip(lines, items)
+                     if (cat := catalogue.get(it.code)) is not None and not policy.acct_payable(cat))
+        payable = psn_part - barred
+        if barred:
+            reasons.append(Reason("acct_not_payable", barred))
+        acct = max(0, min(person.balc, payable))
         if acct_limit is not None and acct > acct_limit:
             acct = max(0, acct_limit)
             reasons.append(Reason("account_offline_limit", acct, {"limit": acct_limit, "balc": person.balc}))
@@ -142,20 +166,28 @@ def settle(policy: Policy, catalogue: Mapping[str, CatalogueItem], person: Perso
     cash = psn_part - acct
     reasons.append(Reason("cash", cash))
 
-    after = person.with_state(balc=person.balc - acct, deductible_used=person.deductible_used + dedc,
-                              fund_paid=person.fund_paid + hifp)
+    before = {"balc": person.balc, "deductible_used": used, "fund_paid": paid}
+    after = {"balc": person.balc - acct, "deductible_used": used + dedc, "fund_paid": paid + hifp}
     return Settlement(
         engine=ENGINE_VERSION, policy_version=policy.version, psn_no=person.psn_no,
         insutype=person.insutype, psn_type=person.psn_type, med_type=visit.med_type, level=visit.level,
         date=visit.date.isoformat(), rule=rule,
         medfee_sumamt=medfee, fulamt_ownpay_amt=ownpay, overlmt_selfpay=overlmt, preselfpay_amt=preself,
         inscp_scp_amt=inscp, act_pay_dedc=dedc, hifp_pay=hifp, fund_pay_sumamt=hifp, psn_part_amt=psn_part,
-        acct_pay=acct, psn_cash_pay=cash, state_before=person.state(), state_after=after.state(),
-        lines=tuple(lines), reasons=tuple(reasons),
+        acct_pay=acct, psn_cash_pay=cash, state_before=before, state_after=after,
+        lines=tuple(lines), reasons=tuple(reasons), year=year, accumulator=acc,
     )
 
 
-def cancel(settlement: Settlement | Mapping[str, Any], person: PersonState) -> Cancellation:
+def apply(policy: Policy, person: PersonState, s: Settlement) -> PersonState:
+    """The person after a settlement: its account pay and its totals in the year and accumulator it drew on."""
+    return person.with_totals(balc=person.balc - s.acct_pay, year=s.year, accumulator=s.accumulator,
+                              used=s.state_after["deductible_used"], paid=s.state_after["fund_paid"],
+                              default=policy.default_accumulator)
+
+
+def cancel(settlement: Settlement | Mapping[str, Any], person: PersonState, *,
+           default: str = DEFAULT_ACCUMULATOR) -> Cancellation:
     """Reverse a settlement (撤销): give back the account payment and undo deductible and fund progress.
 
     ``person`` is the state now (possibly after later visits); the result is that state with this
@@ -166,16 +198,28 @@ def cancel(settlement: Settlement | Mapping[str, Any], person: PersonState) -> C
         dedc, hifp, acct = int(s["act_pay_dedc"]), int(s["hifp_pay"]), int(s["acct_pay"])
     except (KeyError, TypeError, ValueError):
         raise CannotCancel("this is not a settlement result: act_pay_dedc, hifp_pay and acct_pay are needed") from None
-    if dedc > person.deductible_used or hifp > person.fund_paid:
+    got = s.get("basis")
+    basis: Mapping[str, Any] = got if isinstance(got, Mapping) else {}
+    year, acc = basis.get("year"), basis.get("accumulator") or DEFAULT_ACCUMULATOR
+    if isinstance(year, int) and not isinstance(year, bool):
+        used, paid = person.totals(year, acc, default)
+    else:       # a result from before policy years: the flat totals
+        year, used, paid = None, person.deductible_used, person.fund_paid
+    if dedc > used or hifp > paid:
         raise CannotCancel(
             "the person's year-to-date totals are lower than this settlement added (new year or already "
             "cancelled?): cancel at the centre instead")
-    after = person.with_state(balc=person.balc + acct, deductible_used=person.deductible_used - dedc,
-                              fund_paid=person.fund_paid - hifp)
+    if year is None:
+        after = person.with_state(balc=person.balc + acct, deductible_used=used - dedc, fund_paid=paid - hifp)
+    else:
+        after = person.with_totals(balc=person.balc + acct, year=year, accumulator=acc, used=used - dedc,
+                                   paid=paid - hifp, default=default)
+    state_before = {"balc": person.balc, "deductible_used": used, "fund_paid": paid}
+    state_after = {"balc": after.balc, "deductible_used": used - dedc, "fund_paid": paid - hifp}
     return Cancellation(psn_no=person.psn_no, medfee_sumamt=int(s.get("medfee_sumamt", 0)),
                         act_pay_dedc=dedc, hifp_pay=hifp, acct_pay=acct,
                         psn_cash_pay=int(s.get("psn_cash_pay", 0)),
-                        state_before=person.state(), state_after=after.state())
+                        state_before=state_before, state_after=state_after)
 
 
 def settle_case(case: Mapping[str, Any], *, acct_limit: int | None = None) -> Settlement:
@@ -196,4 +240,4 @@ def settle_case(case: Mapping[str, Any], *, acct_limit: int | None = None) -> Se
     return settle(policy, catalogue, person, visit, items, acct_limit=acct_limit)
 
 
-__all__ = ["settle", "cancel", "settle_case", "ENGINE_VERSION", "INSUTYPES", "PSN_TYPES"]
+__all__ = ["settle", "cancel", "apply", "settle_case", "ENGINE_VERSION", "INSUTYPES", "PSN_TYPES"]

@@ -36,6 +36,14 @@ TEMPLATES: dict[str, tuple[_Render, _Render]] = {
     "in_scope": (
         lambda p: f"class {p['cls']}: ¥{y(p['amount'])} within the policy scope",
         lambda p: f"{'甲' if p['cls'] == 'A' else '乙'}类：¥{y(p['amount'])} 进入政策范围"),
+    "chronic_out_of_scope": (
+        lambda p: f"not among the items the chronic-disease filing {p['code']} covers: paid in full by the "
+                  "patient here (settle it as an ordinary outpatient visit, med_type 11)",
+        lambda p: f"不在门诊慢特病备案 {p['code']} 的用药范围内：本次全部自费（可另按普通门诊结算）"),
+    "acct_not_payable": (
+        lambda p: f"¥{y(p['amount'])} of goods the personal account may not pay for (such as class C health "
+                  "supplements): paid in cash",
+        lambda p: f"¥{y(p['amount'])} 为个人账户不得支付的项目（如丙类保健品）：须现金支付"),
     "chronic_filing": (
         lambda p: f"chronic-disease filing {p['code']} on record",
         lambda p: f"门诊慢特病备案 {p['code']} 有效"),

@@ -95,6 +95,8 @@ class Settlement:
     state_after: dict
     lines: tuple[Line, ...]
     reasons: tuple[Reason, ...]
+    year: int = 0                  # the policy year the visit settled in (its date's year)
+    accumulator: str = "default"   # the accumulator its deductible and annual cap drew on
 
     @property
     def balc(self) -> int:
@@ -117,6 +119,7 @@ class Settlement:
             "level": self.level, "date": self.date,
             "rule": {"deductible": r.deductible, "ratio": str(r.ratio), "annual_cap": r.annual_cap,
                      "visit_cap": r.visit_cap, "acct_allowed": r.acct_allowed},
+            "year": self.year, "accumulator": self.accumulator,
         }
         return out
 
