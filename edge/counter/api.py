@@ -167,6 +167,8 @@ def build_app(counter, *, openapi: dict | None = None, prices=None) -> "Loopback
     routes.append(counter_metrics_route(counter))
     from edge.his import his_routes  # the national 两定接口 for an existing HIS (docs/his.md), behind the same guards
     routes.extend(his_routes(counter))
+    from .shift import shift_routes  # today's visits and the shift close (交班/日结), same guards
+    routes.extend(shift_routes(counter))
 
     async def on_counter_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, CounterError)  # starlette calls this handler for CounterError only

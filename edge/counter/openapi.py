@@ -141,6 +141,11 @@ SEQ = [{"name": "seq", "in": "path", "required": True, "schema": {"type": "integ
 HTML = {"200": {"description": "HTML", "content": {"text/html": {}}}}
 
 
+def _shift_paths() -> dict:
+    from .shift import openapi_paths
+    return openapi_paths()
+
+
 def spec() -> dict:
     return {
         "openapi": "3.1.0",
@@ -184,6 +189,7 @@ def spec() -> dict:
                                        "responses": HTML}},
             "/": {"get": {"summary": "the counter page (HTML)", "responses": HTML}},
             "/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "OpenAPI"}}}},
+            **_shift_paths(),     # edge/counter/shift.py: today's visits and the shift close
             "/metrics": {"get": {"summary": "Prometheus metrics (text format 0.0.4): settlements by mode, offline "
                                             "share, backlog, card errors (see docs/operations.md)",
                                  "responses": {"200": {"description": "metrics", "content": {"text/plain": {}}}}}},
