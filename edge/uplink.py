@@ -29,6 +29,7 @@ httpx exceptions never escape: they become :class:`sync.errors.TransportError`.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -61,6 +62,7 @@ class DownlinkDeferred(Exception):
     """Raised by an ``on_downlink`` callback that cannot take this message now (e.g. ``edge sync --once``
     run without the daemon, which owns outcomes): the feed stops before it and resumes there later."""
 CURSOR_FILE = "downlink.json"
+REGISTER_PROBE_S = 3.0   # retry interval while the centre does not know this device (re-registration)
 
 
 def wall_ms() -> int:
@@ -112,7 +114,9 @@ class UplinkStatus:
     quarantined: list = field(default_factory=list)    # [(seq, code, message)]
     refused: list = field(default_factory=list)        # [{"id", "code", "message"}] downlink refusals
     rewinds: list = field(default_factory=list)        # [(from_acked, to_seq)]
+    resyncs: list = field(default_factory=list)        # [why] downlink read again from 0 (centre restored)
     cursor: int = 0
+    epoch: str | None = None                           # the centre's restore epoch the cursor belongs to
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,8 @@ class Uplink:
     def __init__(self, journal, client: CentreClient, *, state_dir: str | os.PathLike | None = None,
                  on_downlink: Callable[[dict], Awaitable[None]] | None = None,
                  batch_entries: int = protocol.BATCH_MAX_ENTRIES, batch_bytes: int = protocol.BATCH_MAX_BYTES,
-                 backoff: protocol.Backoff | None = None, idle_s: float = 30.0, request_s: float = 60.0) -> None:
+                 backoff: protocol.Backoff | None = None, idle_s: float = 30.0, request_s: float = 60.0,
+                 register_probe_s: float = REGISTER_PROBE_S) -> None:
         self.journal = journal
         self.client = client
         self.state_dir = Path(state_dir) if state_dir is not None else None
@@ -142,21 +147,25 @@ class Uplink:
         self.backoff = backoff or protocol.Backoff()
         self.idle_s = idle_s
         self.request_s = request_s
-        self.status = UplinkStatus(cursor=self._load_cursor())
-        self.core = protocol.UplinkCore(client.device, acked=0, cursor=self.status.cursor)
+        self.register_probe_s = register_probe_s
+        cursor, epoch = self._load_cursor()
+        self.status = UplinkStatus(cursor=cursor, epoch=epoch)
+        self.core = protocol.UplinkCore(client.device, acked=0, cursor=cursor, epoch=epoch)
         self._wake = trio.Event()
 
     # -- cursor persistence ----------------------------------------------------------------------
-    def _load_cursor(self) -> int:
+    def _load_cursor(self) -> tuple[int, str | None]:
         if self.state_dir is None:
-            return 0
+            return 0, None
         try:
-            return int(json.loads((self.state_dir / CURSOR_FILE).read_text())["cursor"])
+            saved = json.loads((self.state_dir / CURSOR_FILE).read_text())
+            epoch = saved.get("epoch")
+            return int(saved["cursor"]), epoch if isinstance(epoch, str) else None
         except FileNotFoundError:
-            return 0
-        except (ValueError, KeyError, TypeError):
+            return 0, None
+        except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("uplink: %s is damaged; reading the downlink again from the start", CURSOR_FILE)
-            return 0
+            return 0, None
 
     def _save_cursor(self, cursor: int) -> None:
         if self.state_dir is None:
@@ -164,7 +173,7 @@ class Uplink:
         tmp = self.state_dir / (CURSOR_FILE + ".tmp")
         try:
             with open(tmp, "w") as f:
-                json.dump({"cursor": cursor}, f)
+                json.dump({"cursor": cursor, "epoch": self.core.epoch}, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.state_dir / CURSOR_FILE)
@@ -249,7 +258,7 @@ class Uplink:
         return len(seqs)
 
     async def _downlink(self) -> int:
-        count = 0
+        count = resyncs = 0
         while True:
             msg = self.core.start_feed()
             try:
@@ -260,6 +269,18 @@ class Uplink:
                 raise
             if actions.rewind_to is not None:
                 await self._rewind(actions.rewind_to)
+            if actions.resync is not None:
+                resyncs += 1
+                if resyncs > 1:
+                    raise TransportError(f"the centre's feed keeps changing under us ({actions.resync}); "
+                                         "retrying later")
+                log.warning("uplink: %s: reading the downlink again from the start (bundles already held are "
+                            "skipped, notices deduplicated by id)", actions.resync)
+                self.status.resyncs.append(actions.resync)
+                await self._j(self._save_cursor, 0)
+                self.status.cursor, self.status.epoch = 0, actions.epoch
+                continue
+            self.status.epoch = actions.epoch
             for m in actions.messages:
                 try:
                     await self._deliver(m)
@@ -308,6 +329,15 @@ class Uplink:
                                  f"{exc.__class__.__name__}: {exc}; it is retried") from exc
 
     # -- forever -------------------------------------------------------------------------------------
+    def unknown_device_advice(self) -> str:
+        """What the technician does when the centre does not know this device (docs/sync.md)."""
+        pub = base64.b64encode(bytes(self.client.key.verify_key)).decode()
+        site = self.client.device.split("-")[1] if self.client.device.count("-") >= 2 else "SITE"
+        return (f"the centre does not know device {self.client.device} (it was restored from a backup taken "
+                f"before this device enrolled): on the centre run `centre register {self.client.device} "
+                f"--site {site} --pubkey {pub}` (docs/sync.md, \"Restored centre\"); do not re-enrol this "
+                f"counter. Entries stay queued; retrying every {self.register_probe_s:g} s")
+
     def wake(self) -> None:
         """Ask for a round now (e.g. right after a settlement was journaled)."""
         self._wake.set()
@@ -327,11 +357,20 @@ class Uplink:
                 # and the backlog must never be abandoned. Non-retryable errors wait the longest.
                 self.status.failures += 1
                 self.status.last_error = exc.to_dict()
-                if not exc.retryable:
-                    log.error("uplink: the centre refused: %s (%s)", exc.message, exc.code)
-                    self.backoff.failures = max(self.backoff.failures, 30)
-                delay = self.backoff.next_delay()
-                log.info("uplink: %s; next try in %.1f s", exc.message, delay)
+                if exc.code == "unknown_device":
+                    # The centre lost this device (restored from a backup taken before it enrolled): the
+                    # technician registers it there; ask again soon so it drains within seconds of that.
+                    # (The centre's own message may name another procedure; ours is the one for a counter.)
+                    delay = self.backoff.rng.uniform(self.register_probe_s / 2, self.register_probe_s)
+                    if self.status.failures == 1 or self.status.failures % 100 == 0:
+                        log.error("uplink: %s", self.unknown_device_advice())
+                    log.info("uplink: the centre does not know this device yet; next try in %.1f s", delay)
+                else:
+                    if not exc.retryable:
+                        log.error("uplink: the centre refused: %s (%s)", exc.message, exc.code)
+                        self.backoff.failures = max(self.backoff.failures, 30)
+                    delay = self.backoff.next_delay()
+                    log.info("uplink: %s; next try in %.1f s", exc.message, delay)
             with trio.move_on_after(delay):
                 await self._wake.wait()
 

@@ -11,12 +11,16 @@ Messages (CBOR maps, field ``t`` names the type; framed by :mod:`sync.wire`; sch
     upload         edge -> centre  {t, device, entries: [[seq, entry bytes], ...]}
     upload_result  centre -> edge  {t, ack, results: [[seq, status, code|null, message|null], ...]}
     feed           edge -> centre  {t, cursor, limit}
-    feed_page      centre -> edge  {t, messages: [{kind, id, payload}], cursor, more, high_water}
+    feed_page      centre -> edge  {t, messages: [{kind, id, payload}], cursor, more, high_water, ? epoch, ? head}
     error          centre -> edge  {t, code, message, retryable}
 
 ``ack`` is the highest contiguous seq the centre durably holds for the device (accepted or rejected
 and recorded). ``high_water`` in a feed page is the same number: a device learns it on every poll,
-even with nothing to send, so it notices a centre restored from an older backup.
+even with nothing to send, so it notices a centre restored from an older backup. ``epoch`` (the
+centre's restore epoch, a new random id at each ``centre restore``) and ``head`` (the feed's newest
+id) tell the device its downlink position no longer means anything: a new epoch, or a head below the
+cursor, and :meth:`UplinkCore.feed_page` answers ``resync`` (read the feed again from 0; bundles are
+deduplicated by version and hash, notices by id).
 
 Uplink state machine (one request in flight; a failure returns to IDLE and grows the backoff)::
 
@@ -190,10 +194,17 @@ class FeedPage:
     cursor: int
     more: bool
     high_water: int
+    epoch: str | None = None      # the centre's restore epoch (absent from older centres)
+    head: int | None = None       # the feed's newest id
 
     def to_msg(self) -> dict:
-        return {"t": "feed_page", "messages": self.messages, "cursor": self.cursor, "more": self.more,
-                "high_water": self.high_water}
+        msg = {"t": "feed_page", "messages": self.messages, "cursor": self.cursor, "more": self.more,
+               "high_water": self.high_water}
+        if self.epoch is not None:
+            msg["epoch"] = self.epoch
+        if self.head is not None:
+            msg["head"] = self.head
+        return msg
 
     @classmethod
     def from_msg(cls, msg: Any) -> "FeedPage":
@@ -203,8 +214,10 @@ class FeedPage:
             if not isinstance(m, dict) or m.get("kind") not in ("bundle", "outcome", "reimbursement") \
                     or not isinstance(m.get("id"), int):
                 raise MessageError(f"feed_page.messages[{i}] must be {{kind, id, payload}}")
+        epoch = _need(msg, "epoch", str, "feed_page") if "epoch" in msg else None
+        head = _need(msg, "head", int, "feed_page") if "head" in msg else None
         return cls(msgs, _need(msg, "cursor", int, "feed_page"), bool(msg.get("more")),
-                   _need(msg, "high_water", int, "feed_page"))
+                   _need(msg, "high_water", int, "feed_page"), epoch, head)
 
 
 def error_message(exc) -> dict:
@@ -289,16 +302,19 @@ class FeedActions:
     cursor: int
     more: bool
     rewind_to: int | None
+    resync: str | None = None     # why the downlink restarts from 0 (messages are then empty)
+    epoch: str | None = None      # the epoch to save with the cursor
 
 
 class UplinkCore:
     """The edge side of the protocol. ``acked`` is the journal's acked_seq when the core starts."""
 
-    def __init__(self, device: str, *, acked: int = 0, cursor: int = 0) -> None:
+    def __init__(self, device: str, *, acked: int = 0, cursor: int = 0, epoch: str | None = None) -> None:
         self.device = device
         self.state = State.IDLE
         self.acked = acked
         self.cursor = cursor
+        self.epoch = epoch
         self._sent: list[int] = []
 
     def _go(self, event: str) -> None:
@@ -352,7 +368,18 @@ class UplinkCore:
         rewind = None
         if page.high_water < self.acked:
             rewind, self.acked = page.high_water, page.high_water
-        return FeedActions(page.messages, page.cursor, page.more, rewind)
+        why = None
+        if page.epoch is not None and self.epoch is not None and page.epoch != self.epoch:
+            why = f"the centre was restored from a backup (epoch {self.epoch} -> {page.epoch})"
+        elif page.head is not None and page.head < self.cursor:
+            why = f"the centre's feed ends at {page.head}, below our cursor {self.cursor}"
+        if page.epoch is not None:
+            self.epoch = page.epoch       # a centre's first epoch is adopted as is
+        if why is not None:
+            # The page answered a cursor from another timeline: drop it, read again from the start.
+            self.cursor = 0
+            return FeedActions([], 0, True, rewind, why, self.epoch)
+        return FeedActions(page.messages, page.cursor, page.more, rewind, None, self.epoch)
 
     def applied(self, cursor: int) -> None:
         """The driver applied (and persisted) the feed up to ``cursor``."""

@@ -12,6 +12,7 @@ import trio
 
 from sync import auth
 from sync.centre.store import DeviceInfo
+from sync.errors import StaleRequest
 
 
 async def authenticate_device(request, body: bytes | None = None) -> DeviceInfo:
@@ -25,6 +26,11 @@ async def authenticate_device(request, body: bytes | None = None) -> DeviceInfo:
     now = state.clock()
     auth.verify_request(signed, info.verify_key, request.method, path, body, now_ms=now,
                         max_skew_ms=state.max_skew_ms)
+    # Nonces newer than a restored backup were lost with it: refuse anything signed before the restore.
+    restored = (await trio.to_thread.run_sync(state.store.restores.epoch)).started_ms
+    if signed.time_ms < restored:
+        raise StaleRequest(f"request signed before the centre was restored from a backup (at {restored} ms): "
+                           "sign a fresh request", retryable=True)
     await trio.to_thread.run_sync(lambda: state.store.use_nonce(signed.device, signed.nonce, signed.time_ms,
                                                                 keep_ms=2 * state.max_skew_ms))
     return info

@@ -7,7 +7,7 @@ import sys
 
 from sync import cligroups
 
-GROUPS = ("core", "review", "ectoken")
+GROUPS = ("core", "review", "ectoken", "backup")
 
 
 def build_parser() -> argparse.ArgumentParser:
