@@ -117,7 +117,8 @@ async def feed(request: Request) -> Response:
     def page():
         msgs, cursor = store.downlink_page(info.device, req.cursor, req.limit)
         more = store.feed_head() > cursor and bool(msgs)
-        return protocol.FeedPage(msgs, cursor, more, store.high_water(info.device))
+        return protocol.FeedPage(msgs, cursor, more, store.high_water(info.device),
+                                 epoch=store.restores.epoch().id, head=store.feed_head())  # restore epoch: docs/sync.md
 
     result = await trio.to_thread.run_sync(page)
     return frame_response(result.to_msg())
