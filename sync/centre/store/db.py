@@ -202,8 +202,21 @@ class Database:
     def _migration_lock(self) -> None:
         """Held until the migration's transaction ends; SQLite's BEGIN IMMEDIATE serialises already."""
 
+    def try_lock(self, key: int) -> bool:
+        """Take a transaction-scoped lock named ``key`` if free (an election among workers); never waits.
+        SQLite: always True (BEGIN IMMEDIATE already makes the caller the only writer)."""
+        return True
+
+    def reopen(self) -> "Database":
+        """A new connection to the same database (background work runs on its own connections)."""
+        raise NotImplementedError
+
     def migrations(self) -> list[str]:
-        self.execute(_MIGRATIONS_TABLE)
+        # Under the migration lock: concurrent CREATE TABLE IF NOT EXISTS races on PostgreSQL's catalogue
+        # (a unique violation), which killed workers started together on a fresh database.
+        with self.transaction():
+            self._migration_lock()
+            self.execute(_MIGRATIONS_TABLE)
         return [r["name"] for r in self.query("SELECT name FROM schema_migrations ORDER BY applied_ms, name")]
 
     def close(self) -> None:
@@ -247,6 +260,11 @@ class SQLiteDatabase(Database):
 
     def _translate(self, statement: str) -> str:
         return statement.replace("SERIAL_PK", "INTEGER PRIMARY KEY AUTOINCREMENT")
+
+    def reopen(self) -> "Database":
+        if self.path == ":memory:":
+            return self  # a private in-memory database has no second connection
+        return SQLiteDatabase(self.path)
 
     def _begin(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
@@ -325,6 +343,12 @@ class PostgresDatabase(Database):
     def _migration_lock(self) -> None:
         # Two centre processes starting together: the second waits here, then finds the migration recorded.
         self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_MIGRATION_LOCK,))
+
+    def try_lock(self, key: int) -> bool:
+        return bool(self._conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0])
+
+    def reopen(self) -> "Database":
+        return PostgresDatabase(self.url)
 
     def _cursor(self):
         return self._conn.cursor()

@@ -8,9 +8,20 @@ The centre reaches it as ``store.recon``. Statements only; the rules live in
 from __future__ import annotations
 
 import json
+import zlib
 from typing import Any, Iterable, Mapping, Sequence
 
 from .db import Database
+from .schema import BUCKETS
+
+# The entry kinds reconciliation decides; only these are queued at ingest.
+QUEUED_KINDS = ("settlement", "cancel", "claim")
+
+
+def bucket_of(key: str) -> int:
+    """The work-queue bucket of a person (or of a certno / device standing in for one): stable across
+    processes and machines (crc32, not Python's salted hash)."""
+    return zlib.crc32(key.encode("utf-8")) % BUCKETS
 
 _OUTCOME_INSERT = (
     "INSERT INTO recon_outcomes (device, seq, entry_id, site, psn_no, kind, mode, date, time, outcome, codes, "
@@ -44,7 +55,55 @@ class Recon:
             self.db.execute("INSERT INTO recon_cursor (name, last_id) VALUES ('entries', ?) ON CONFLICT DO NOTHING",
                             (last_id,))
 
+    # -- the work queue ------------------------------------------------------------------------------
+    def enqueue(self, rows: Iterable[tuple[int, int]]) -> None:
+        """(entry_id, bucket) rows, written in the ingest transaction."""
+        self.db.executemany("INSERT INTO recon_queue (entry_id, bucket) VALUES (?, ?) ON CONFLICT DO NOTHING", rows)
+
+    def claim_buckets(self, limit: int) -> list[int]:
+        """Claim up to ``limit`` buckets with queued entries for the caller's transaction.
+
+        PostgreSQL: the bucket rows are locked FOR UPDATE SKIP LOCKED, so concurrent workers take
+        disjoint buckets and never wait for each other; a person (one bucket) is on one worker at a
+        time. SQLite: BEGIN IMMEDIATE already makes the caller the only writer."""
+        return [r["bucket"] for r in self.db.query({
+            "sqlite": "SELECT DISTINCT bucket FROM recon_queue ORDER BY bucket LIMIT ?",
+            "postgres": "SELECT b.bucket FROM recon_buckets b WHERE EXISTS (SELECT 1 FROM recon_queue q "
+                        "WHERE q.bucket = b.bucket) ORDER BY b.bucket LIMIT ? FOR UPDATE OF b SKIP LOCKED",
+        }, (limit,))]
+
+    def queued(self, buckets: list[int], limit: int) -> list[dict]:
+        """Up to ``limit`` queued entries of the claimed ``buckets``, by entry id."""
+        if not buckets:
+            return []
+        marks = ", ".join("?" * len(buckets))
+        return self.db.query(
+            "SELECT e.id, e.device, e.seq, e.kind, e.time, e.psn_no, e.req, e.raw, e.chain_checked, q.bucket "
+            f"FROM recon_queue q JOIN entries e ON e.id = q.entry_id WHERE q.bucket IN ({marks}) "
+            "ORDER BY q.entry_id LIMIT ?", (*buckets, limit))
+
+    def dequeue(self, entry_ids: Sequence[int]) -> None:
+        for chunk in _chunks(list(entry_ids)):
+            marks = ", ".join("?" * len(chunk))
+            self.db.execute(f"DELETE FROM recon_queue WHERE entry_id IN ({marks})", chunk)
+
+    def queue_length(self) -> int:
+        return self.db.scalar("SELECT count(*) FROM recon_queue")
+
+    def elect(self, role: int) -> bool:
+        """True if the caller's transaction is the one worker doing ``role`` now (never waits)."""
+        return self.db.try_lock(role)
+
     # -- outcomes ----------------------------------------------------------------------------------
+    def decided_ids(self, entry_ids: Sequence[int]) -> set[tuple[str, int]]:
+        """(device, seq) of the given entries that already have an outcome."""
+        out: set[tuple[str, int]] = set()
+        for chunk in _chunks(list(entry_ids)):
+            marks = ", ".join("?" * len(chunk))
+            out |= {(r["device"], r["seq"]) for r in self.db.query(
+                f"SELECT device, seq FROM recon_outcomes WHERE entry_id IN ({marks})", chunk)}
+        return out
+
     def decided_between(self, first_id: int, last_id: int) -> set[tuple[str, int]]:
         """(device, seq) of the entries with ids in [first_id, last_id] that already have an outcome."""
         return {(r["device"], r["seq"]) for r in self.db.query(

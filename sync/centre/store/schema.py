@@ -33,6 +33,9 @@ from dataclasses import dataclass
 
 from .db import SQL, Database
 
+# Reconciliation buckets: a person's entries all fall in one (crc32 of psn_no). Enough to spread a
+# backlog over many workers; changing it needs a migration that re-buckets the queue.
+BUCKETS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +252,38 @@ MIGRATIONS: tuple[Migration, ...] = (
     # The reconciler's cursor starts at 0 (was inserted lazily before the migrations were one list).
     Migration("recon-006-cursor-row", (
         "INSERT INTO recon_cursor (name, last_id) VALUES ('entries', 0) ON CONFLICT DO NOTHING",)),
+    # Reconciliation as a work queue partitioned by person (the id cursor skipped entries whose
+    # transaction committed after a higher id). Ingest enqueues each entry under its person's bucket;
+    # a worker claims bucket rows (FOR UPDATE SKIP LOCKED) so one person is never on two workers.
+    # Entries stored before this migration and not yet decided wait in bucket -1 (one worker at a time).
+    Migration("scale-001-recon-queue", (
+        """CREATE TABLE recon_buckets (bucket INTEGER PRIMARY KEY)""",
+        f"""WITH RECURSIVE n(b) AS (SELECT -1 UNION ALL SELECT b + 1 FROM n WHERE b < {BUCKETS - 1})
+            INSERT INTO recon_buckets (bucket) SELECT b FROM n""",
+        """CREATE TABLE recon_queue (
+            entry_id BIGINT PRIMARY KEY,
+            bucket INTEGER NOT NULL)""",
+        "CREATE INDEX recon_queue_bucket ON recon_queue (bucket, entry_id)",
+        """INSERT INTO recon_queue (entry_id, bucket) SELECT e.id, -1 FROM entries e
+            WHERE e.kind IN ('settlement', 'cancel', 'claim') AND NOT EXISTS
+            (SELECT 1 FROM recon_outcomes o WHERE o.device = e.device AND o.seq = e.seq)""",
+    )),
+    # The downlink feed's cursor is a position given in commit order (ids are not): a row is written
+    # with pos NULL and published after its transaction commits, under the feed_clock row's lock.
+    # Rows already there keep their id as position, so a device's id cursor stays valid.
+    Migration("scale-002-feed-position", (
+        "ALTER TABLE feed ADD COLUMN pos BIGINT",
+        "UPDATE feed SET pos = id",
+        "CREATE UNIQUE INDEX feed_pos ON feed (pos)",
+        "CREATE INDEX feed_device_pos ON feed (device, pos)",
+        "CREATE INDEX feed_unpublished ON feed (id) WHERE pos IS NULL",
+        "CREATE TABLE feed_clock (name TEXT PRIMARY KEY, last BIGINT NOT NULL)",
+        "INSERT INTO feed_clock (name, last) SELECT 'feed', coalesce(max(id), 0) FROM feed",
+    )),
+    # Database-wide settings every worker must agree on (the bundle-signing key id).
+    Migration("scale-003-settings", (
+        "CREATE TABLE centre_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL, set_ms BIGINT NOT NULL)",
+    )),
     # The restore epoch devices follow (one row, 'current') and the history of restores (store/restore.py).
     Migration("restore-001-epoch", (
         "CREATE TABLE restore_epoch (name TEXT PRIMARY KEY, epoch TEXT NOT NULL, started_ms BIGINT NOT NULL)",

@@ -31,7 +31,7 @@ from .claims import Claims
 from .db import Database, open_db
 from .ledger import Ledgers
 from .restore import Restores
-from .recon import Recon
+from .recon import QUEUED_KINDS, Recon, bucket_of
 
 
 PARSED_MAX = 16   # a few catalogue/policy versions in use at once, plus the hotlist
@@ -90,9 +90,10 @@ class Store:
     uses these and :meth:`transaction`, never ``db`` itself.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, migrate: bool = True) -> None:
         self.db = db
-        schema.migrate(db)
+        if migrate:
+            schema.migrate(db)
         self.ledger = Ledgers(db)
         self.recon = Recon(db)
         self.claims = Claims(db)
@@ -102,8 +103,32 @@ class Store:
         self.parsed: LRU[Any] = LRU(PARSED_MAX)
 
     @classmethod
-    def open(cls, url_or_path) -> "Store":
-        return cls(open_db(url_or_path))
+    def open(cls, url_or_path, *, migrate: bool = True) -> "Store":
+        """``migrate=False``: a worker of a deployed centre; ``centre migrate`` applies the schema first."""
+        return cls(open_db(url_or_path), migrate=migrate)
+
+    def sibling(self) -> "Store":
+        """The same database on a new connection (the reconciler's, so request handlers never wait on
+        the connection a reconciliation batch holds)."""
+        db = self.db.reopen()
+        return self if db is self.db else Store(db, migrate=False)
+
+    def pending_migrations(self) -> list[str]:
+        return schema.pending(self.db)
+
+    # -- database-wide settings ------------------------------------------------------------------
+    def setting(self, name: str) -> str | None:
+        return self.db.scalar("SELECT value FROM centre_settings WHERE name = ?", (name,))
+
+    def settle_setting(self, name: str, value: str, *, now: int | None = None) -> str:
+        """Record ``value`` under ``name`` unless one is recorded already; returns the recorded value
+        (the first writer wins, so every worker can compare its own against it)."""
+        now = now_ms() if now is None else now
+        self.db.execute("INSERT INTO centre_settings (name, value, set_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                        (name, value, now))
+        v = self.setting(name)
+        assert v is not None  # inserted just above, or already there
+        return v
 
     @property
     def backend(self) -> str:
@@ -143,10 +168,19 @@ class Store:
             site = row["site"]
             n = self.db.scalar("SELECT count(*) FROM devices WHERE site = ?", (site,)) + 1
             device = f"D-{site}-{n}"
-            while self.db.query_one("SELECT device FROM devices WHERE device = ?", (device,)):
-                n += 1
-                device = f"D-{site}-{n}"
-            info = self.register_device(device, site, pubkey, now=now)
+            while True:
+                while self.db.query_one("SELECT device FROM devices WHERE device = ?", (device,)):
+                    n += 1
+                    device = f"D-{site}-{n}"
+                try:
+                    # A savepoint: a simultaneous enrolment of the same site may take this number
+                    # first (its insert commits while ours waits on the key); take the next one.
+                    with self.db.transaction():
+                        info = self.register_device(device, site, pubkey, now=now)
+                    break
+                except StoreConflict:
+                    n += 1
+                    device = f"D-{site}-{n}"
             self.db.execute("UPDATE enrol_tokens SET used_by = ?, used_ms = ? WHERE token_hash = ?",
                             (device, now, _token_hash(token)))
             return info
@@ -229,6 +263,7 @@ class Store:
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(device, e.seq, e.kind, e.time, _text(e.body.get("psn_no")), _text(e.body.get("req")),
                       e.hash, e.raw, 1 if ok else 0, now) for e, ok in p.accept])
+                self._enqueue(device, [e for e, _ in p.accept])
             if p.reject:
                 self.db.executemany(
                     "INSERT INTO rejections (device, seq, code, message, slot, raw, received_ms) "
@@ -237,6 +272,35 @@ class Store:
             self.db.execute("UPDATE devices SET high_water = ?, last_hash = ?, last_seen_ms = ? WHERE device = ?",
                             (p.high_water, p.last_hash, now, device))
         return BatchOutcome(device, p.high_water, p.results)
+
+    def _enqueue(self, device: str, accepted: list) -> None:
+        """Put the batch's reconcilable entries on the work queue, each under its person's bucket, in
+        the ingest transaction: an entry is stored and queued together, whatever the commit order."""
+        todo = [e for e in accepted if e.kind in QUEUED_KINDS]
+        if not todo:
+            return
+        seqs = [e.seq for e in todo]
+        ids = {r["seq"]: r["id"] for r in self.db.query(
+            "SELECT id, seq FROM entries WHERE device = ? AND seq BETWEEN ? AND ?", (device, min(seqs), max(seqs)))}
+        rows = []
+        for e in todo:
+            body = e.body if isinstance(e.body, dict) else {}
+            psn = _text(body.get("psn_no"))
+            if psn is None and e.kind == "claim":
+                # A claim with only a certno: the person is resolved now when known (the reconciler
+                # resolves it the same way), else the certno is its own bucket.
+                certno = _text(body.get("certno"))
+                psn = self.ledger.psn_by_certno(certno) or (f"certno:{certno}" if certno else None)
+            rows.append((ids[e.seq], bucket_of(psn if psn is not None else f"device:{device}")))
+        self.recon.enqueue(rows)
+
+    def queued_entries(self, buckets: list[int], limit: int) -> list[dict]:
+        """Queued entries of ``buckets`` (claimed by the caller), oldest first, ``body`` decoded."""
+        rows = self.recon.queued(buckets, limit)
+        for r in rows:
+            r["raw"] = bytes(r["raw"])
+            r["body"] = cbor2.loads(r["raw"])["body"]
+        return rows
 
     def high_water(self, device: str) -> int:
         v = self.db.scalar("SELECT high_water FROM devices WHERE device = ?", (device,))
@@ -326,12 +390,45 @@ class Store:
 
     def _post(self, device, kind, payload, *, topic: str | None = None, full: bool = False,
               now: int | None = None) -> int:
+        """Write the message unpublished (no position); outside a caller's transaction it is published
+        at once, inside one it is published after that transaction commits (:meth:`publish_feed`)."""
         now = now_ms() if now is None else now
         row = self.db.query_one("INSERT INTO feed (device, kind, topic, full_bundle, payload, created_ms) "
                                 "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                                 (device, kind, topic, 1 if full else 0, cbor2.dumps(payload), now))
         assert row is not None  # RETURNING gives the inserted row
+        if not self.db.in_transaction:
+            self.publish_feed()
+            pos = self.db.scalar("SELECT pos FROM feed WHERE id = ?", (row["id"],))
+            return pos if pos is not None else row["id"]
         return row["id"]
+
+    def publish_feed(self, *, wait: bool = True) -> int:
+        """Give committed, unpublished feed rows their positions, in one transaction under the
+        feed_clock row's lock: positions grow in publication order, and every row a reader can see
+        with a position was committed before any higher position was given. ``wait=False`` (the
+        poll path): when another worker is publishing, return at once (it publishes ours too).
+        Returns the number of rows published."""
+        if self.db.in_transaction:
+            return 0  # our own rows are not committed yet; the caller publishes after its commit
+        if self.db.query_one("SELECT id FROM feed WHERE pos IS NULL LIMIT 1") is None:
+            return 0  # the usual poll: nothing to publish, no write transaction
+        with self.db.transaction():
+            lock = "FOR UPDATE" if wait else "FOR UPDATE SKIP LOCKED"
+            last = self.db.scalar({"sqlite": "SELECT last FROM feed_clock WHERE name = 'feed'",
+                                   "postgres": f"SELECT last FROM feed_clock WHERE name = 'feed' {lock}"})
+            if last is None:
+                return 0
+            ids = [r["id"] for r in self.db.query("SELECT id FROM feed WHERE pos IS NULL ORDER BY id")]
+            if not ids:
+                return 0
+            # Never below the row's own id: a restore lifts the id sequence above every cursor a device
+            # may hold (store/restore.py), and this lifts the positions with it.
+            base = max(last, ids[0] - 1)
+            self.db.executemany("UPDATE feed SET pos = ? WHERE id = ?", [(base + i + 1, fid) for i, fid in
+                                                                         enumerate(ids)])
+            self.db.execute("UPDATE feed_clock SET last = ? WHERE name = 'feed'", (base + len(ids),))
+            return len(ids)
 
     def downlink_since(self, device: str, cursor: int, limit: int = 100, max_bytes: int = 4_000_000) -> list[dict]:
         """Messages for ``device`` after ``cursor``: [{"kind", "id", "payload"}], oldest first."""
@@ -345,12 +442,14 @@ class Store:
         follows it (older bundles are superseded), so the next cursor may skip rows."""
         floor: dict[str, int] = {}
         if cursor == 0:
-            for r in self.db.query("SELECT topic, max(id) AS id FROM feed WHERE kind = 'bundle' AND full_bundle = 1 "
-                                   "GROUP BY topic"):
+            for r in self.db.query("SELECT topic, max(pos) AS id FROM feed WHERE kind = 'bundle' AND full_bundle = 1 "
+                                   "AND pos IS NOT NULL GROUP BY topic"):
                 floor[r["topic"]] = r["id"]
         # Sizes first, payloads only for the rows that fit: a 100k-item catalogue bundle is ~11 MB.
-        rows = self.db.query("SELECT id, kind, topic, length(payload) AS size FROM feed WHERE id > ? AND "
-                             "(device = ? OR device IS NULL) ORDER BY id LIMIT ?", (cursor, device, limit))
+        self.publish_feed(wait=False)
+        # The cursor is a position (commit order), not an id: a row committed late gets a higher position.
+        rows = self.db.query("SELECT pos AS id, kind, topic, length(payload) AS size FROM feed WHERE pos > ? AND "
+                             "(device = ? OR device IS NULL) ORDER BY pos LIMIT ?", (cursor, device, limit))
         chosen: list[dict] = []
         size, next_cursor = 0, cursor
         for r in rows:
@@ -364,12 +463,12 @@ class Store:
             next_cursor = r["id"]
         out = []
         for r in chosen:
-            payload = self.db.scalar("SELECT payload FROM feed WHERE id = ?", (r["id"],))
+            payload = self.db.scalar("SELECT payload FROM feed WHERE pos = ?", (r["id"],))
             out.append({"kind": r["kind"], "id": r["id"], "payload": cbor2.loads(bytes(payload))})
         return out, next_cursor
 
     def feed_head(self) -> int:
-        return self.db.scalar("SELECT coalesce(max(id), 0) FROM feed")
+        return self.db.scalar("SELECT coalesce(max(pos), 0) FROM feed")
 
 
 def _text(v) -> str | None:

@@ -1,0 +1,119 @@
+"""The reconciliation work queue on PostgreSQL: workers (each its own connection, in threads here)
+reconcile disjoint person buckets in parallel; one person is never replayed on two workers at once;
+every entry is decided exactly once; an entry whose replay raises is quarantined and the rest
+proceed."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from recon_support import CAT_RAW, DAY, HOT_RAW, POL_RAW, T0, Device, person, settlement_body, visit
+
+from sync.centre import reconcile
+from sync.centre.store import Store
+
+PERSONS = [person(f"P{i:04d}") for i in range(1, 41)]
+
+
+def open_centre(url) -> Store:
+    store = Store.open(url)
+    for raw in (CAT_RAW, POL_RAW, HOT_RAW):
+        store.put_bundle(raw, now=T0 - DAY)
+    store.ledger.seed_from_persons(PERSONS)
+    return store
+
+
+def backlog(store, devices: int, per_device: int) -> int:
+    n = 0
+    for k in range(devices):
+        d = Device(f"D-S{k}-1")
+        store.register_device(d.device, f"S{k}", bytes(d.key.verify_key), now=T0 - DAY)
+        for i in range(per_device):
+            p = PERSONS[(k * 7 + i) % len(PERSONS)]
+            d.append("settlement", settlement_body(p, visit(0), req=f"{k}-{i}"), time=T0 + i * 60_000 + k)
+        assert store.put_entries(d.device, d.items(), now=T0).ack == per_device
+        n += per_device
+    return n
+
+
+def test_workers_reconcile_in_parallel_one_person_on_one_worker(pg_url, monkeypatch):
+    setup = open_centre(pg_url)
+    total = backlog(setup, devices=6, per_device=40)
+    workers = [Store.open(pg_url, migrate=False) for _ in range(3)]
+    active: dict[object, int] = {}
+    overlaps: list[object] = []
+    by_worker: dict[int, int] = {}
+    guard = threading.Lock()
+
+    def probe(event, key):
+        with guard:
+            if event == "enter":
+                if active.get(key):
+                    overlaps.append(key)
+                active[key] = active.get(key, 0) + 1
+            else:
+                active[key] -= 1
+        if event == "enter":
+            time.sleep(0.002)  # widen the window a second worker would have to step into
+
+    monkeypatch.setattr(reconcile, "PROBE", probe)
+    monkeypatch.setattr(reconcile, "BUCKETS_PER_BATCH", 2)
+    errors: list[BaseException] = []
+
+    def work(i, store):
+        try:
+            while True:
+                c = reconcile.run_pending(store, now=T0 + DAY, batch=25, max_batches=1, recheck=False)
+                with guard:
+                    by_worker[i] = by_worker.get(i, 0) + sum(c[o] for o in ("confirmed", "adjusted", "review",
+                                                                          "rejected"))
+                if not c["more"] and store.recon.queue_length() == 0:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i, s)) for i, s in enumerate(workers)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not errors, errors
+        assert overlaps == []                                     # never one person on two workers
+        outs = setup.db.query("SELECT device, seq FROM recon_outcomes")
+        assert len(outs) == total == len({(o["device"], o["seq"]) for o in outs})   # each exactly once
+        assert sum(by_worker.values()) == total
+        assert sum(1 for n in by_worker.values() if n > 0) >= 2   # the work was shared
+    finally:
+        for s in (setup, *workers):
+            s.close()
+
+
+@pytest.mark.parametrize("poison", [OverflowError("int too large to convert"), ValueError("bad body")])
+def test_a_poisoned_entry_is_quarantined_and_the_rest_proceed(db_url, monkeypatch, poison):
+    store = open_centre(db_url)
+    try:
+        total = backlog(store, devices=3, per_device=10)
+        real = reconcile.rp.replay_person
+
+        def replay(ledger, events, world, *, done=frozenset()):
+            events = list(events)
+            if any(e.body.get("req") == "1-4" for e in events):
+                raise poison
+            return real(ledger, events, world, done=done)
+
+        monkeypatch.setattr(reconcile.rp, "replay_person", replay)
+        counts = reconcile.run_pending(store, now=T0 + DAY)
+        assert sum(counts[o] for o in reconcile.rp.OUTCOMES) == total
+        bad = store.recon.outcome("D-S1-1", 5)
+        assert bad["outcome"] == "review" and reconcile.QUARANTINE_CODE in bad["codes"]
+        assert "隔离" in bad["reason"]
+        reviews = store.db.query("SELECT code FROM recon_reviews WHERE device = 'D-S1-1' AND seq = 5")
+        assert [r["code"] for r in reviews] == [reconcile.QUARANTINE_CODE]
+        others = store.db.query("SELECT outcome FROM recon_outcomes WHERE NOT (device = 'D-S1-1' AND seq = 5)")
+        assert len(others) == total - 1 and all(r["outcome"] != "review" for r in others)
+        assert store.recon.queue_length() == 0
+    finally:
+        store.close()
