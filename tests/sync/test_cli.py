@@ -27,7 +27,7 @@ def subcommands(parser):
     return action, action.choices
 
 
-@pytest.mark.parametrize("parser,names", [(centre_parser, ("run", "enroll-token", "publish", "devices", "rejections", "register", "revoke")),
+@pytest.mark.parametrize("parser,names", [(centre_parser, ("run", "migrate", "enroll-token", "publish", "devices", "rejections", "register", "revoke")),
                                           (edge_parser, ("enroll", "sync"))])
 def test_commands_have_help_and_docs(parser, names):
     action, choices = subcommands(parser())

@@ -1,7 +1,12 @@
-"""`centre` commands: run, enroll-token, publish, devices, rejections, register, revoke.
+"""`centre` commands: run, migrate, enroll-token, publish, devices, rejections, register, revoke.
 
 Every command takes ``--data-dir`` (default ./var/centre: holds bundle.key and, unless ``--db`` says
 otherwise, the SQLite store centre.db) and ``--db`` (a path, sqlite:///path or postgresql://...).
+
+Several workers over one PostgreSQL: ``centre migrate`` is the deploy step (the schema under an
+advisory lock); ``centre run`` on PostgreSQL then refuses an older schema instead of migrating it
+itself (SQLite, one process owning its file, still migrates on start). ``--bundle-key FILE`` (or
+CENTRE_BUNDLE_KEY) is the deployed signing key every worker shares (:mod:`sync.centre.keys`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ def _common(p) -> None:
                    help=f"centre data directory: bundle-signing key, default store (default {DEFAULT_DATA_DIR})")
     p.add_argument("--db", default=None, metavar="URL",
                    help="store: a SQLite path, sqlite:///path or postgresql://user@host/db (default DIR/centre.db)")
+    p.add_argument("--bundle-key", default=None, metavar="FILE",
+                   help="the centre's bundle-signing key, deployed to every worker (default $CENTRE_BUNDLE_KEY, "
+                        "else DIR/bundle.key, created on first use)")
 
 
 def register(sub) -> None:
@@ -32,6 +40,13 @@ def register(sub) -> None:
     p.add_argument("--verify-processes", type=int, default=0, metavar="N",
                    help="verify uploaded entries in N worker processes (default 0: worker threads)")
     p.set_defaults(func=run)
+
+    p = sub.add_parser("migrate", help="apply pending schema migrations (the deploy step before starting workers)",
+                       description="Apply every pending migration of the centre's schema, under PostgreSQL's "
+                                   "advisory lock (safe to run from several machines at once), and record the "
+                                   "bundle-signing key's id. Prints the names applied.")
+    _common(p)
+    p.set_defaults(func=migrate)
 
     p = sub.add_parser("enroll-token", help="issue a one-time enrolment token for a new device of a site",
                        description="Print a one-time token; on the counter PC run `edge enroll URL TOKEN`.")
@@ -91,17 +106,60 @@ def _fail(exc) -> int:
     return 1
 
 
+def _key(args):
+    from sync.centre.keys import resolve
+
+    return resolve(args.data_dir, getattr(args, "bundle_key", None))
+
+
+def migrate(args) -> int:
+    from sync.centre.keys import check_recorded
+    from sync.centre.store import Store
+    from sync.centre.store import schema
+    from sync.errors import SyncError
+
+    try:
+        store = Store.open(db_url(args), migrate=False)
+        try:
+            done = schema.migrate(store.db)
+            key_id = check_recorded(store, _key(args))
+        finally:
+            store.close()
+    except SyncError as exc:
+        return _fail(exc)
+    for name in done:
+        print(name)
+    print(f"centre: schema up to date ({len(done)} applied now); bundle key id {key_id}", file=sys.stderr)
+    return 0
+
+
 def run(args) -> int:
     import trio
 
-    from sync.centre.keys import load_or_create
+    from sync.centre.keys import check_recorded
     from sync.centre.server import run_centre
+    from sync.centre.store import Store
     from sync.errors import SyncError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        store = _open(args)
-        key = load_or_create(args.data_dir)
+        url = db_url(args)
+        # PostgreSQL is shared by many workers: the schema is a deploy step, never a side effect of
+        # starting one (workers started together on a fresh or upgraded schema used to die).
+        store = Store.open(url, migrate=not url.startswith(("postgresql://", "postgres://")))
+        try:
+            pending = store.pending_migrations()
+            if pending:
+                print(f"centre: the database schema is older than this centre ({len(pending)} migrations pending: "
+                      f"{', '.join(pending)}); run `centre migrate --db URL` first, then start the workers "
+                      "[schema_pending]", file=sys.stderr)
+                store.close()
+                return 2
+            check_recorded(store, _key(args))
+            key = _key(args)
+        except BaseException:
+            store.close()
+            raise
     except SyncError as exc:
         return _fail(exc)
 
@@ -137,14 +195,15 @@ def enroll_token(args) -> int:
 
 
 def publish(args) -> int:
-    from sync.centre.keys import load_or_create
+    from sync.centre.keys import check_recorded
     from sync.centre.publish import KINDS, publish as do_publish
     from sync.errors import SyncError
 
     try:
         store = _open(args)
         try:
-            key = load_or_create(args.data_dir)
+            key = _key(args)
+            check_recorded(store, key)
             rows = do_publish(store, key, args.source, kinds=tuple(args.kind or KINDS))
         finally:
             store.close()
