@@ -71,7 +71,7 @@ def hotlist(src, *cards):
 
 
 @pytest.mark.slow
-async def test_backup_traffic_restore_traffic(nursery, http, tmp_path, db_url):
+async def test_backup_traffic_restore_traffic(nursery, http, tmp_path, db_url, caplog):
     data = tmp_path / "centre"
     key = load_or_create(data)
     store = open_store(db_url)
@@ -136,6 +136,7 @@ async def test_backup_traffic_restore_traffic(nursery, http, tmp_path, db_url):
             c.sell(41, 50)
             c.connect(centre.url)
             await c.uplink.sync_once()
+            assert c.uplink.status.resyncs and "restored" in c.uplink.status.resyncs[0]   # the new epoch seen
         await trio.sleep(1)
         assert up.status.last_error is not None and up.status.last_error["code"] == "unknown_device"
 
@@ -145,9 +146,13 @@ async def test_backup_traffic_restore_traffic(nursery, http, tmp_path, db_url):
                                                            "--data-dir", str(data)]) == 0
         registered = trio.current_time()
         with trio.fail_after(10):                      # seconds, not the 300 s backoff; no wake()
-            while await trio.to_thread.run_sync(store.entry_count, late_cfg.device) < 40:
+            while (await trio.to_thread.run_sync(store.entry_count, late_cfg.device) < 40
+                   or (await trio.to_thread.run_sync(late.journal.backlog)).count):
                 await trio.sleep(0.1)
         assert trio.current_time() - registered < 10
+        said = [r.getMessage() for r in caplog.records if r.name == "edge.uplink"]
+        assert any(f"centre register {late_cfg.device} --site {SITE} --pubkey {pub}" in m for m in said)
+        assert not any("edge enroll" in m for m in said)
 
         # every entry exactly once, in each counter's own chain
         assert store.entry_count() == 140 and store.rejections() == []
