@@ -146,6 +146,11 @@ def _shift_paths() -> dict:
     return openapi_paths()
 
 
+def _his_paths() -> dict:
+    from edge.his.routes import openapi_paths
+    return openapi_paths()
+
+
 def spec() -> dict:
     return {
         "openapi": "3.1.0",
@@ -190,6 +195,7 @@ def spec() -> dict:
             "/": {"get": {"summary": "the counter page (HTML)", "responses": HTML}},
             "/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "OpenAPI"}}}},
             **_shift_paths(),     # edge/counter/shift.py: today's visits and the shift close
+            **_his_paths(),       # edge/his: the national 两定接口 (docs/his.md)
             "/metrics": {"get": {"summary": "Prometheus metrics (text format 0.0.4): settlements by mode, offline "
                                             "share, backlog, card errors (see docs/operations.md)",
                                  "responses": {"200": {"description": "metrics", "content": {"text/plain": {}}}}}},

@@ -59,3 +59,15 @@ def his_routes(counter: Any, authenticate: Callable[[Request], Awaitable[Any]] |
         return Response(body, media_type=JSON_UTF8)
 
     return [Route(PATH, call, methods=["POST"]), Route(PATH + "/{infno}", call, methods=["POST"])]
+
+
+def openapi_paths() -> dict:
+    """The two routes in the counter API's OpenAPI document (the envelope itself is docs/his.md's)."""
+    op = {"post": {"summary": "the national 两定接口 (HIS drop-in): one envelope in, one out; always HTTP 200, "
+                              "infcode 0 or -1 (docs/his.md)",
+                   "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
+                   "responses": {"200": {"description": "the response envelope",
+                                         "content": {"application/json": {"schema": {"type": "object"}}}}}}}
+    with_infno = {"post": {**op["post"], "parameters": [{"name": "infno", "in": "path", "required": True,
+                                                         "schema": {"type": "string"}}]}}
+    return {PATH: op, PATH + "/{infno}": with_infno}
