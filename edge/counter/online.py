@@ -15,6 +15,7 @@ from typing import Any, Callable
 import httpx
 
 PATH = "/v1/online/settle"
+LOOKUP_PATH = "/v1/online/lookup"
 HEALTH_PATH = "/health"
 
 
@@ -23,10 +24,11 @@ class CentreUnreachable(Exception):
 
 
 class CentreRefusal(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, detail: dict | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.detail = detail or {}     # e.g. a req_conflict's two totals
 
 
 @dataclass
@@ -69,10 +71,27 @@ class CentreClient:
         await self._client.aclose()
 
     async def settle(self, request: dict[str, Any]) -> dict[str, Any]:
+        data = await self._call(PATH, request)
+        if not isinstance(data, dict) or not isinstance(data.get("result"), dict):
+            raise CentreUnreachable("centre answer lacks a result")
+        return data
+
+    async def lookup(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """Did the centre settle this req (an earlier answer lost or late)? Its answer, or None if not."""
+        data = await self._call(LOOKUP_PATH, request)
+        if not isinstance(data, dict) or not isinstance(data.get("settled"), bool):
+            raise CentreUnreachable("centre lookup answer lacks 'settled'")
+        if not data["settled"]:
+            return None
+        if not isinstance(data.get("result"), dict):
+            raise CentreUnreachable("centre lookup answer lacks a result")
+        return {k: v for k, v in data.items() if k != "settled"}
+
+    async def _call(self, path: str, request: dict[str, Any]) -> Any:
         body = json.dumps(request, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        headers = {"content-type": "application/json", **self._sign("POST", PATH, body)}
+        headers = {"content-type": "application/json", **self._sign("POST", path, body)}
         try:
-            resp = await self._client.post(self.base_url + PATH, content=body, headers=headers)
+            resp = await self._client.post(self.base_url + path, content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise CentreUnreachable(f"{type(exc).__name__}: {exc}") from exc
         if resp.status_code >= 500 or resp.status_code in (401, 403, 404, 405, 408, 429):
@@ -85,9 +104,8 @@ class CentreClient:
             raise CentreUnreachable("centre answer is not JSON") from exc
         if resp.status_code != 200:
             err = (data or {}).get("error") or {}
-            raise CentreRefusal(str(err.get("code", "centre_refused")), str(err.get("message", "")))
-        if not isinstance(data, dict) or not isinstance(data.get("result"), dict):
-            raise CentreUnreachable("centre answer lacks a result")
+            detail = {k: v for k, v in err.items() if k not in ("code", "message")} if isinstance(err, dict) else {}
+            raise CentreRefusal(str(err.get("code", "centre_refused")), str(err.get("message", "")), detail)
         return data
 
     async def ping(self) -> bool:

@@ -341,6 +341,8 @@ class Counter:
                     event, card_error = await self._confirm(action)
                 elif isinstance(action, core.AskCentre):
                     event = await self._ask_centre(action.request)
+                elif isinstance(action, core.LookUp):
+                    event = await self._look_up(action.request)
                 elif isinstance(action, core.RunEngine):
                     if quote is None or action.acct_limit != p.decision.acct_limit:
                         quote = await _off_loop(self._engine, p, action.acct_limit)
@@ -364,6 +366,8 @@ class Counter:
         if isinstance(action, core.FullPayment):
             raise self._full_payment(p, action.decision)
         if isinstance(action, core.Reject):
+            if action.code == "req_conflict":
+                raise _req_conflict(p.req.req, action.detail or {})
             raise BadRequest(action.message, zh=action.zh, code=action.code)
         if isinstance(action, core.Abandon):
             if card_error is not None:
@@ -387,7 +391,7 @@ class Counter:
     async def _ask_centre(self, request: dict) -> core.Event:
         """Ask the centre, bounded by ``online_timeout``; keep the link state for the banner."""
         if self.centre is None:
-            return core.CentreFailed("no centre configured")
+            return core.CentreFailed("no centre configured", sent=False)
         answer = None
         try:
             with trio.move_on_after(self.settings.online_timeout):
@@ -398,13 +402,36 @@ class Counter:
             return core.CentreFailed(str(exc))
         except CentreRefusal as exc:
             self.link.ok(self.clock.wall_ms())
-            return core.CentreRefused(exc.code, exc.message)
+            return core.CentreRefused(exc.code, exc.message, exc.detail)
         if answer is None:
             self.link.failed(self.clock.wall_ms(), "timeout")
-            log.info("centre silent, settling offline", extra={"event": "online_fallback", "why": "timeout"})
+            log.info("centre silent, asking whether the req settled", extra={"event": "online_timeout"})
             return core.CentreFailed("timeout")
         self.link.ok(self.clock.wall_ms())
         return core.CentreAnswered(answer)
+
+    async def _look_up(self, request: dict) -> core.Event:
+        """After a failed online attempt: did the centre settle this req anyway (answer late or lost)?
+        Bounded by ``online_timeout`` too; if the lookup fails, the visit falls back offline and
+        reconciliation recognises the req if the centre had settled it after all."""
+        lookup = getattr(self.centre, "lookup", None)
+        if lookup is None:
+            return core.CentreFailed("the centre client cannot look a req up", sent=False)
+        found = None
+        try:
+            with trio.move_on_after(self.settings.online_timeout):
+                found = await lookup(request)
+        except CentreUnreachable as exc:
+            log.info("req lookup failed, settling offline", extra={"event": "online_fallback", "why": str(exc)})
+            return core.CentreFailed(str(exc))
+        except CentreRefusal as exc:
+            return core.CentreRefused(exc.code, exc.message, exc.detail)
+        if found is None:
+            log.info("the centre did not settle this req, settling offline", extra={"event": "online_fallback"})
+            return core.CentreFailed("not settled at the centre")
+        self.link.ok(self.clock.wall_ms())
+        log.info("the centre had settled this req: journaling its answer", extra={"event": "online_late_answer"})
+        return core.CentreAnswered(found)
 
     async def claim(self, data: Any) -> dict:
         """Journal a full-payment claim (the patient pays everything; the fund part is reviewed later).
@@ -434,22 +461,49 @@ class Counter:
             self._full_payments.pop(p.req.req or "", None)
             return out
 
-    async def cancel(self, seq: Any, data: Any) -> dict:
-        """Reverse a settlement of this device (撤销) with a new entry; the old entry is never edited."""
+    async def cancel(self, seq: Any, data: Any, *, operator: Any = None) -> dict:
+        """Reverse a settlement of this device (撤销) with a new entry; the old entry is never edited.
+
+        Integrity (DOMAIN.md 8, "One visit, one charge"): the cancel names the settlement (its seq here,
+        and the device if the receipt is from elsewhere: another site's receipt is refused here), the
+        same person is present (the card in the reader now, or the certno typed in for a keyed-in
+        visit), the operator holds the ``cancel`` role (None: the system operator, every role), and a
+        reason is given. Its req lives in the counter's own key space (``@cancel:N``), so no caller
+        req can block it. A settlement the centre already reconciled is reversed there by the cancel's
+        own outcome (a reversing adjustment); what the counter cannot reverse (no local person state)
+        is cancelled at the centre (``centre cancel``)."""
         from edge.settle import CannotCancel, cancel as engine_cancel
 
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
             raise BadRequest("seq must be the journal number of a settlement", zh="流水号不正确", field="seq")
+        if operator is not None and "cancel" not in getattr(operator, "roles", ()):
+            raise CounterError(f"operator {getattr(operator, 'id', '?')} may not cancel settlements",
+                               zh="您没有撤销结算的权限", code="not_allowed", status=403)
+        data = data if isinstance(data, Mapping) else {}
+        device = data.get("device")
+        if device is not None and device != self.journal.device:
+            raise CounterError(f"receipt {device}/{seq} is from another site: cancel it where it was settled",
+                               zh="这张票据不是本机开具的，请到原结算机构撤销", code="cancel_other_site", status=409,
+                               device=device)
         async with self._lock:
             self._check_journal()
-            req = f"cancel:{seq}"
+            req = core.internal_req("cancel", seq)
             prior = await self._read_journal(self.journal.find_by_req, req)
+            if prior is None:     # journals written before the key space: cancel:N, if it is this cancel
+                legacy = await self._read_journal(self.journal.find_by_req, f"cancel:{seq}")
+                if legacy is not None and legacy.kind == "cancel" and legacy.body.get("cancels") == seq:
+                    prior = legacy
             if prior is not None:
                 return await self._receipt_of(prior)
             entry = await self._read_journal(self.journal.get, seq)
             if entry is None or entry.kind != "settlement":
                 raise BadRequest(f"there is no settlement with journal seq {seq}", zh=f"没有流水号为 {seq} 的结算",
                                  code="unknown_settlement", status=404, field="seq")
+            reason = data.get("reason")
+            if not isinstance(reason, str) or not reason.strip():
+                raise BadRequest("a cancel needs a reason", zh="请填写撤销原因", code="reason_required",
+                                 field="reason")
+            await self._same_person(entry, data)
             person = await _off_loop(self.cache.person, entry.body["psn_no"])
             if person is None:
                 raise BadRequest("the person is not in the cache: cancel at the centre",
@@ -461,9 +515,34 @@ class Counter:
             a = entry.body["amounts"]
             body = bodies.Cancel(req=req, cancels=seq, psn_no=entry.body["psn_no"],
                                  amounts={k: int(a[k]) for k in AMOUNT_KEYS}, state_after=c.state_after).build()
-            # The clerk's reason is kept beside the contract's fields (the contract ignores unknown keys).
-            body["reason"] = _opt_reason(data)
+            # The clerk's reason and who cancelled are kept beside the contract's fields (the contract
+            # ignores unknown keys).
+            body["reason"] = reason.strip()[:200]
+            if operator is not None:
+                body["operator"] = {"id": str(operator.id), "name": str(operator.name)}
             return await self._receipt_of(await self._append_entry("cancel", body))
+
+    async def _same_person(self, entry, data: Mapping) -> None:
+        """The settlement's person is here: their card in the reader, or (keyed-in visit) their certno."""
+        card = entry.body.get("card") or {}
+        psn_no = entry.body.get("psn_no")
+        if card.get("keyed_in"):
+            certno = data.get("certno")
+            if not isinstance(certno, str) or not certno:
+                raise BadRequest("this visit was keyed in: give the patient's certno to cancel it",
+                                 zh="此笔结算为手工录入卡号，撤销时请填写参保人身份证号", code="certno_required",
+                                 field="certno")
+            who = await _off_loop(self.cache.person_for_card, None, certno)
+            same = who is not None and who.psn_no == psn_no
+        else:
+            reader = data.get("reader") if isinstance(data.get("reader"), str) else None
+            _, identity = self.cards.present(reader)
+            who = await _off_loop(self.cache.person_for_card, identity.card_id, identity.ssn)
+            same = identity.card_id == card.get("card_id") or (who is not None and who.psn_no == psn_no)
+        if not same:
+            raise CounterError(f"settlement {entry.seq} is another person's: cancel needs that person's card",
+                               zh="读卡器中的卡与被撤销结算的参保人不符，不能撤销", code="cancel_other_person",
+                               status=409, seq=entry.seq)
 
     # -- steps ----------------------------------------------------------------------------------
     async def _read_journal(self, fn, *args):
@@ -485,11 +564,18 @@ class Counter:
 
     async def _existing(self, data: Any) -> dict | None:
         req = data.get("req") if isinstance(data, Mapping) else None
-        if not isinstance(req, str) or not req:
+        if not core.caller_req_ok(req):
+            raise BadRequest(f"req may not start with {core.INTERNAL!r}: that key space is the counter's own",
+                             zh=f"业务流水号不能以“{core.INTERNAL}”开头", code="invalid_input", field="req")
+        if not isinstance(req, str) or not req.strip():
             return None
+        req = req.strip()
         entry = await self._read_journal(self.journal.find_by_req, req)
         if entry is None:
             return None
+        conflict = core.content_conflict(dict(data), entry.kind, entry.body)
+        if conflict is not None:
+            raise _req_conflict(req, conflict)
         if entry.kind == "refusal":
             raise Refused(f"request {req} was refused earlier: {entry.body.get('what', '')}",
                           zh=offline.REFUSAL_ZH.get(entry.body.get("code"), "已拒绝结算"),
@@ -646,6 +732,22 @@ class Counter:
             "simulated_card": self.cards.simulated,
             "level": self.settings.level,
         }
+
+
+def _req_conflict(req: Any, detail: Mapping) -> CounterError:
+    """The same req with another visit: nothing journaled; both totals shown."""
+    settled = (detail.get("settled") or {}).get("medfee_sumamt")
+    asked = (detail.get("asked") or {}).get("medfee_sumamt")
+
+    def y(v: Any) -> str:
+        return "?" if not isinstance(v, int) else f"¥{v // 100}.{v % 100:02d}"
+
+    return CounterError(f"req {req} was settled earlier for another visit (total {y(settled)}); this request totals "
+                        f"{y(asked)}: give the new visit a new req",
+                        zh=f"业务流水号 {req} 已用于另一笔结算（总额 {y(settled)}），本次请求总额 {y(asked)}，本次未结算；"
+                           "请为本次就诊使用新的流水号",
+                        code="req_conflict", status=409, req=req, settled={"medfee_sumamt": settled},
+                        asked={"medfee_sumamt": asked})
 
 
 def _effect_keys(body: Mapping) -> set:

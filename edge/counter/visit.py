@@ -14,16 +14,30 @@ accepts (first column: state; right: event -> the states it may lead to)::
                      CardPulled     -> abandoned
     asking_centre    CentreAnswered -> journaling
                      CentreRefused  -> refused | full_payment | rejected
+                     CentreFailed   -> looking_up | settling | refused | full_payment
+    looking_up       CentreAnswered -> journaling
+                     CentreRefused  -> refused | full_payment | rejected
                      CentreFailed   -> settling | refused | full_payment
     settling         Settled        -> confirming_card | journaling | full_payment | abandoned
     journaling       Journaled      -> done
 
 ``done``, ``refused``, ``full_payment``, ``rejected`` (the centre refused with an engine error) and
-``abandoned`` (card pulled, wrong PIN, PIN missing) are final. A keyed-in card has no card to confirm
-(and never lets the account pay), so it goes from ``start`` straight to ``asking_centre``. Every legal event is in
-:data:`TRANSITIONS`; any other raises :class:`VisitOrderError` and changes nothing (like h11's
-``_state.py``). The card is confirmed exactly once per visit: before the centre is asked (the PIN is
-checked before the centre commits anything) or, offline, after the fund check.
+``abandoned`` (card pulled, wrong PIN, PIN missing) are final.
+
+One req, one charge: the req (device + the caller's request id) is the settlement's identity at the
+centre. When an online attempt fails after the request may have reached the centre (a timeout, a
+broken connection: ``CentreFailed(sent=True)``), the visit does not fall back offline at once: it
+asks the centre whether that req settled (``LookUp``, state ``looking_up``). A found answer is
+journaled as the online settlement it was; a failed or empty lookup falls back as before (and
+reconciliation recognises an offline entry whose req the centre had settled: no money moves twice).
+The centre refuses the same req with other content (``req_conflict``): that is ``rejected``, nothing
+is journaled. :func:`content_conflict` is the same check against this device's own journal.
+
+A keyed-in card has no card to confirm (and never lets the account pay), so it goes from ``start``
+straight to ``asking_centre``. Every legal event is in :data:`TRANSITIONS`; any other raises
+:class:`VisitOrderError` and changes nothing (like h11's ``_state.py``). The card is confirmed exactly
+once per visit: before the centre is asked (the PIN is checked before the centre commits anything) or,
+offline, after the fund check.
 
 Theory of operation
 -------------------
@@ -58,8 +72,8 @@ from sync.bodies import AMOUNT_KEYS
 from .errors import CounterError
 from .requests import VisitRequest
 
-START, CONFIRMING_CARD, ASKING_CENTRE, SETTLING, JOURNALING = (
-    "start", "confirming_card", "asking_centre", "settling", "journaling")
+START, CONFIRMING_CARD, ASKING_CENTRE, LOOKING_UP, SETTLING, JOURNALING = (
+    "start", "confirming_card", "asking_centre", "looking_up", "settling", "journaling")
 DONE, REFUSED, FULL_PAYMENT, REJECTED, ABANDONED = "done", "refused", "full_payment", "rejected", "abandoned"
 FINAL = frozenset({DONE, REFUSED, FULL_PAYMENT, REJECTED, ABANDONED})
 
@@ -70,7 +84,10 @@ TRANSITIONS: dict[str, dict[str, frozenset[str]]] = {
                       "CardPulled": frozenset({ABANDONED})},
     ASKING_CENTRE: {"CentreAnswered": frozenset({JOURNALING}),
                     "CentreRefused": frozenset({REFUSED, FULL_PAYMENT, REJECTED}),
-                    "CentreFailed": frozenset({SETTLING, REFUSED, FULL_PAYMENT})},
+                    "CentreFailed": frozenset({LOOKING_UP, SETTLING, REFUSED, FULL_PAYMENT})},
+    LOOKING_UP: {"CentreAnswered": frozenset({JOURNALING}),
+                 "CentreRefused": frozenset({REFUSED, FULL_PAYMENT, REJECTED}),
+                 "CentreFailed": frozenset({SETTLING, REFUSED, FULL_PAYMENT})},
     SETTLING: {"Settled": frozenset({CONFIRMING_CARD, JOURNALING, FULL_PAYMENT, ABANDONED})},
     JOURNALING: {"Journaled": frozenset({DONE})},
     **{s: {} for s in FINAL},
@@ -82,6 +99,7 @@ ENGINE_ZH = {"no_policy_rule": "政策中没有适用于此类就诊的规则，
              "invalid_input": "就诊数据不正确，请核对后重新提交",
              "unknown_item": "目录中没有此项目，请重新搜索"}
 ENGINE_ZH_DEFAULT = "无法结算此次就诊，请核对就诊信息"
+REQ_CONFLICT_ZH = "此业务流水号已用于另一笔结算（项目或金额不同），本次未结算；请为本次就诊使用新的流水号"
 
 
 class VisitOrderError(CounterError):
@@ -146,11 +164,13 @@ class CentreAnswered:
 class CentreRefused:
     code: str
     message: str = ""
+    detail: Any = None              # the centre's structured extras (a req_conflict's two totals)
 
 
 @dataclass(frozen=True)
 class CentreFailed:
     why: str = ""
+    sent: bool = True               # the request may have reached the centre (then look the req up first)
 
 
 @dataclass(frozen=True)
@@ -182,6 +202,13 @@ class ConfirmCard(Action):
 
 @dataclass(frozen=True)
 class AskCentre(Action):
+    request: dict
+
+
+@dataclass(frozen=True)
+class LookUp(Action):
+    """Ask the centre whether this req settled (the same request: it checks the content too)."""
+
     request: dict
 
 
@@ -225,6 +252,7 @@ class Reject(Action):
     code: str
     message: str
     zh: str
+    detail: Any = None
 
 
 @dataclass(frozen=True)
@@ -338,10 +366,16 @@ class VisitCore:
                                       "本机和医保中心都未能识别此参保人，请核对卡片或社会保障号码")
         if mapped is None:
             self.state = REJECTED
+            if e.code == "req_conflict":
+                return Reject(e.code, e.message or e.code, REQ_CONFLICT_ZH, e.detail)
             return Reject(e.code, e.message or e.code, "医保中心拒绝结算：" + ENGINE_ZH.get(e.code, ENGINE_ZH_DEFAULT))
         return self._route(mapped)
 
     def _on_CentreFailed(self, e: CentreFailed) -> Action:
+        if self.state == ASKING_CENTRE and e.sent:
+            # The centre may have committed before the answer was lost: ask it before settling again offline.
+            self.state = LOOKING_UP
+            return LookUp(centre_request(self.p))
         # The centre is silent: the same facts, decided again without it (the card stays confirmed).
         facts = dataclasses.replace(self.p.facts, centre_reachable=False)
         return self._route(offline.decide(facts))
@@ -374,6 +408,58 @@ class VisitCore:
         r = self.result
         return Journal("settlement", settlement_body(self.p, "offline", r.to_dict(), result_sha(r.to_json()),
                                                      self.decision))
+
+
+# -- one req, one visit (pure) ---------------------------------------------------------------------
+INTERNAL = "@"     # internal ids (a cancel's req) start with it; a caller's req never may (caller_req)
+
+
+def internal_req(kind: str, ref: int) -> str:
+    """A journal req in the device's own key space: e.g. ``@cancel:7`` (a caller cannot send it)."""
+    return f"{INTERNAL}{kind}:{ref}"
+
+
+def caller_req_ok(req: Any) -> bool:
+    return not (isinstance(req, str) and req.strip().startswith(INTERNAL))
+
+
+def _norm_items(items: Any) -> list[tuple[str, str, int | None]] | None:
+    from decimal import Decimal, InvalidOperation
+
+    out = []
+    for it in items if isinstance(items, list) else []:
+        if not isinstance(it, dict):
+            return None
+        code = it.get("med_list_codg", it.get("code"))
+        try:
+            cnt = str(Decimal(str(it.get("cnt", "1"))).normalize())
+        except (InvalidOperation, ValueError):
+            return None
+        pric = it.get("pric")
+        out.append((str(code), cnt, pric if isinstance(pric, int) and not isinstance(pric, bool) else None))
+    return sorted(out, key=lambda x: (x[0], x[1], -1 if x[2] is None else x[2]))
+
+
+def content_conflict(data: Any, kind: str, body: dict) -> dict | None:
+    """The same req again: None when the request names the journaled visit (same visit type, same items
+    and counts, and the same prices where the request gives one), else the two totals (a conflict)."""
+    if kind not in ("settlement", "claim") or not isinstance(data, dict):
+        return None
+    asked = _norm_items(data.get("items"))
+    done = _norm_items(body.get("items"))
+    visit = body.get("visit") or {}
+    same = (asked is not None and done is not None and len(asked) == len(done)
+            and str(data.get("med_type")) == str(visit.get("med_type"))
+            and all(a[0] == d[0] and a[1] == d[1] and a[2] in (None, d[2]) for a, d in zip(asked, done)))
+    if same:
+        return None
+    settled = (body.get("amounts") or body.get("paid") or {}).get("medfee_sumamt")
+    total: int | None = None
+    prices = [a[2] for a in asked or []]
+    if asked is not None and all(isinstance(p, int) for p in prices):
+        from decimal import Decimal
+        total = sum(round_fen(mul(Decimal(a[1]), int(a[2] or 0))) for a in asked)
+    return {"settled": {"medfee_sumamt": settled}, "asked": {"medfee_sumamt": total}}
 
 
 # -- entry bodies (pure) ---------------------------------------------------------------------------

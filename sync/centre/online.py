@@ -12,13 +12,25 @@ The centre settles with the same engine against its authoritative ledger and the
 catalogue and policy, and applies the result to the ledger at once, keyed by (device, req): a
 retried request gets the stored answer and changes nothing. When the counter's journal entry
 (``mode: "online"``, same ``req``) arrives, reconciliation confirms it against that record without
-applying it twice (:mod:`sync.centre.replay`, rule ``online_confirmed``).
+applying it twice (:mod:`sync.centre.replay`, rule ``online_confirmed``); an *offline* entry with a
+req the centre already settled online (the answer came too late) is recognised the same way
+(``already_settled_online``) and moves no money again.
+
+The req is the settlement's identity, and the visit's content is bound to it: the stored answer keeps
+a digest of the normalised request (person, card, visit, items), and the same req with other content
+is refused (409 ``req_conflict`` with both totals) instead of answering with the first visit's figures.
+
+``POST /v1/online/lookup`` (device-signed, same request body): did this req settle here, and with
+what? 200 ``{"settled": true, <the stored answer>}`` or ``{"settled": false}``; 409 ``req_conflict``
+as above. The counter asks it after an online attempt failed, before it falls back offline.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
+from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
 import cbor2
@@ -27,7 +39,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from edge.settle import SettlementError, parse_catalogue, parse_items, parse_policy, parse_visit, settle
+from edge.settle import (
+    SettlementError, parse_catalogue, parse_items, parse_policy, parse_visit, round_fen, settle, yuan,
+)
+from edge.settle.money import mul
 from sync.centre.world import hotlist
 from sync.centre.errors import OnlineRefused
 from sync.errors import SyncError
@@ -58,6 +73,67 @@ def _refuse(code: str, message: str) -> OnlineRefused:
     return OnlineRefused(message, code=code)
 
 
+def request_digest(psn_no: str, data: Mapping[str, Any]) -> str:
+    """The visit's content, normalised (counts as exact decimals, items in code order): what one req
+    stands for. Two requests with the same req and another digest are two different visits."""
+    raw = data.get("visit")
+    visit: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    items = []
+    for it in data.get("items") or []:
+        if not isinstance(it, Mapping):
+            continue
+        try:
+            cnt = str(Decimal(str(it.get("cnt"))).normalize())
+        except (InvalidOperation, ValueError):
+            cnt = str(it.get("cnt"))
+        items.append([str(it.get("code", it.get("med_list_codg"))), cnt, it.get("pric")])
+    norm = {"psn_no": psn_no, "card_id": data.get("card_id"),
+            "visit": {k: visit.get(k) for k in ("med_type", "date", "chronic_code", "observation")},
+            "acct_used_flag": bool(data.get("acct_used_flag", visit.get("acct_used_flag", False))),
+            "items": sorted(items, key=lambda x: (x[0], x[1], str(x[2])))}
+    return hashlib.sha256(json.dumps(norm, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+def _asked_total(data: Mapping[str, Any]) -> int | None:
+    try:
+        return sum(round_fen(mul(Decimal(str(it["cnt"])), int(it["pric"]))) for it in data["items"])
+    except (KeyError, TypeError, ValueError, InvalidOperation, ArithmeticError):
+        return None
+
+
+def _settled(store, device: str, req: str, psn_no: str, data: Mapping[str, Any]) -> dict | None:
+    """The stored answer for (device, req), or None; the same req with other content is a conflict."""
+    done = store.recon.online(device, req)
+    if done is None:
+        return None
+    response = json.loads(done["response"])
+    digest = response.pop("request_digest", None)
+    if digest is not None and digest != request_digest(psn_no, data):
+        settled = int(done["a_medfee"])
+        raise OnlineRefused(f"req {req} was settled earlier for another visit (total ¥{yuan(settled)}); this request "
+                            f"lists other items or another person: give the new visit a new req",
+                            code="req_conflict", zh="此业务流水号已用于另一笔结算，请为本次就诊使用新的流水号",
+                            req=req, settled={"medfee_sumamt": settled}, asked={"medfee_sumamt": _asked_total(data)})
+    return response
+
+
+def _psn_no(store, data: Mapping[str, Any]) -> str | None:
+    psn_no = data.get("psn_no")
+    if isinstance(psn_no, str) and psn_no:
+        return psn_no
+    certno = data.get("certno")
+    return store.ledger.psn_by_certno(certno) if isinstance(certno, str) else None
+
+
+def lookup_online(store, device: str, data: Mapping[str, Any]) -> dict:
+    """Did (device, req) settle online here, and with what? Read only. Blocking (worker thread)."""
+    req = data.get("req")
+    if not isinstance(req, str) or not req:
+        raise _refuse("invalid_input", "req is a required text field")
+    found = _settled(store, device, req, _psn_no(store, data) or "", data)
+    return {"settled": False} if found is None else {"settled": True, **found}
+
+
 def settle_online(store, device: str, data: Mapping[str, Any], *, now: int) -> dict:
     """Settle one visit online for ``device``; idempotent by (device, req). Blocking (worker thread)."""
     req, psn_no = data.get("req"), data.get("psn_no")
@@ -73,9 +149,9 @@ def settle_online(store, device: str, data: Mapping[str, Any], *, now: int) -> d
     if not isinstance(data.get("visit"), Mapping) or not isinstance(data.get("items"), list):
         raise _refuse("invalid_input", "visit (an object) and items (a list) are required")
     with store.transaction():
-        done = store.recon.online(device, req)
+        done = _settled(store, device, req, psn_no, data)
         if done is not None:
-            return json.loads(done["response"])
+            return done
         led = store.ledger.load(psn_no, lock=True)
         if led is None:
             raise _refuse("unknown_person", f"the centre has no insured person {psn_no}: check the card, or take a "
@@ -114,13 +190,22 @@ def settle_online(store, device: str, data: Mapping[str, Any], *, now: int) -> d
                     "basis": {"catalogue": {"version": cat_row["version"], "hash": cat_row["hash"]},
                               "policy": {"version": pol_row["version"], "hash": pol_row["hash"],
                                          "policy_version": policy.version}}}
-        store.recon.add_online(device, req, psn_no, json.dumps(response, ensure_ascii=False),
+        stored = {**response, "request_digest": request_digest(psn_no, data)}
+        store.recon.add_online(device, req, psn_no, json.dumps(stored, ensure_ascii=False),
                                {"medfee": s.medfee_sumamt, "fund": s.hifp_pay, "acct": s.acct_pay,
                                 "cash": s.psn_cash_pay, "dedc": s.act_pay_dedc}, now)
     return response
 
 
 async def online_settle(request: Request) -> JSONResponse:
+    return await _signed_call(request, lambda store, device, data, now: settle_online(store, device, data, now=now))
+
+
+async def online_lookup(request: Request) -> JSONResponse:
+    return await _signed_call(request, lambda store, device, data, now: lookup_online(store, device, data))
+
+
+async def _signed_call(request: Request, fn) -> JSONResponse:
     from sync.centre.auth import authenticate_device
 
     try:
@@ -133,11 +218,14 @@ async def online_settle(request: Request) -> JSONResponse:
         if not isinstance(data, dict):
             raise _refuse("invalid_input", "the body must be a JSON object")
         store, now = request.app.state.store, request.app.state.clock()
-        out = await trio.to_thread.run_sync(lambda: settle_online(store, info.device, data, now=now))
+        out = await trio.to_thread.run_sync(lambda: fn(store, info.device, data, now))
         return JSONResponse(out)
     except SyncError as exc:
-        return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.status)
+        # The detail (a conflict's two totals) rides along for the counter to show.
+        return JSONResponse({"error": {**exc.detail, "code": exc.code, "message": exc.message, "zh": exc.zh}},
+                            status_code=exc.status)
 
 
-routes = [Route("/v1/online/settle", online_settle, methods=["POST"])]
+routes = [Route("/v1/online/settle", online_settle, methods=["POST"]),
+          Route("/v1/online/lookup", online_lookup, methods=["POST"])]
 

@@ -84,12 +84,30 @@ PATHS: dict[str, tuple[dict, list[tuple[Any, type, str]]]] = {
         (v.Journaled(ENTRY), v.Done, v.DONE)]),
     "online failure -> offline (card confirmed once)": (dict(centre=True), [
         (v.CardConfirmed(), v.AskCentre, v.ASKING_CENTRE),
-        (v.CentreFailed("timeout"), v.RunEngine, v.SETTLING),
+        (v.CentreFailed("timeout"), v.LookUp, v.LOOKING_UP),      # did the req settle before the answer was lost?
+        (v.CentreFailed("lookup failed"), v.RunEngine, v.SETTLING),
         (v.Settled(FakeResult(1200)), v.Journal, v.JOURNALING),
         (v.Journaled(ENTRY), v.Done, v.DONE)]),
     "online failure -> offline limit -> full payment": (dict(centre=True, offline_visits=3), [
         (v.CardConfirmed(), v.AskCentre, v.ASKING_CENTRE),
-        (v.CentreFailed("timeout"), v.FullPayment, v.FULL_PAYMENT)]),
+        (v.CentreFailed("timeout"), v.LookUp, v.LOOKING_UP),
+        (v.CentreFailed("not settled at the centre"), v.FullPayment, v.FULL_PAYMENT)]),
+    "late answer found by the lookup -> online entry": (dict(centre=True), [
+        (v.CardConfirmed(), v.AskCentre, v.ASKING_CENTRE),
+        (v.CentreFailed("timeout"), v.LookUp, v.LOOKING_UP),
+        (v.CentreAnswered(ANSWER), v.Journal, v.JOURNALING),
+        (v.Journaled(ENTRY), v.Done, v.DONE)]),
+    "nothing sent -> offline without a lookup": (dict(centre=True), [
+        (v.CardConfirmed(), v.AskCentre, v.ASKING_CENTRE),
+        (v.CentreFailed("no centre configured", sent=False), v.RunEngine, v.SETTLING)]),
+    "same req, other visit -> rejected": (dict(centre=True), [
+        (v.CardConfirmed(), v.AskCentre, v.ASKING_CENTRE),
+        (v.CentreRefused("req_conflict", "other visit", {"settled": {"medfee_sumamt": 7400}}), v.Reject,
+         v.REJECTED)]),
+    "lookup finds a conflict -> rejected": (dict(centre=True), [
+        (v.CardConfirmed(), v.AskCentre, v.ASKING_CENTRE),
+        (v.CentreFailed("timeout"), v.LookUp, v.LOOKING_UP),
+        (v.CentreRefused("req_conflict", "other visit"), v.Reject, v.REJECTED)]),
     "offline ok": (dict(), [
         (v.Settled(FakeResult(1200)), C, v.CONFIRMING_CARD),
         (v.CardConfirmed(), v.Journal, v.JOURNALING),
@@ -129,6 +147,10 @@ PATHS: dict[str, tuple[dict, list[tuple[Any, type, str]]]] = {
 FIRST = {  # what Identified leads to, per path
     "online ok": (C, v.CONFIRMING_CARD), "online failure -> offline (card confirmed once)": (C, v.CONFIRMING_CARD),
     "online failure -> offline limit -> full payment": (C, v.CONFIRMING_CARD),
+    "late answer found by the lookup -> online entry": (C, v.CONFIRMING_CARD),
+    "nothing sent -> offline without a lookup": (C, v.CONFIRMING_CARD),
+    "same req, other visit -> rejected": (C, v.CONFIRMING_CARD),
+    "lookup finds a conflict -> rejected": (C, v.CONFIRMING_CARD),
     "offline ok": (v.RunEngine, v.SETTLING), "offline fund cap -> full payment": (v.RunEngine, v.SETTLING),
     "offline visits limit -> full payment": (v.FullPayment, v.FULL_PAYMENT),
     "refused: hotlisted": (v.Refuse, v.REFUSED), "refused: expired (even online)": (v.Refuse, v.REFUSED),
@@ -178,11 +200,58 @@ def test_online_ok_journals_the_centre_answer_after_the_pin():
 def test_centre_failure_decides_again_offline_without_a_second_card_check():
     core, actions = drive("online failure -> offline (card confirmed once)")
     assert sum(isinstance(a, v.ConfirmCard) for a in actions) == 1
-    assert actions[2] == v.RunEngine(29000)       # allowance 30000 - 1000 used offline
-    j = actions[3]
+    assert isinstance(actions[2], v.LookUp) and actions[2].request == actions[1].request   # the same req, looked up
+    assert actions[3] == v.RunEngine(29000)       # allowance 30000 - 1000 used offline
+    j = actions[4]
     assert isinstance(j, v.Journal) and j.body["mode"] == "offline" and j.body["acct_limit"] == 29000
     assert j.body["basis"]["limits"]["visit_fund"] == [1200, 20000]
     assert core.decision is not None and core.decision.mode == offline.OFFLINE
+
+
+def test_a_late_answer_found_by_the_lookup_is_journaled_online_once():
+    core, actions = drive("late answer found by the lookup -> online entry")
+    assert not any(isinstance(a, v.RunEngine) for a in actions)     # no offline settlement of the same req
+    j = actions[3]
+    assert isinstance(j, v.Journal) and j.body["mode"] == "online" and j.body["req"] == actions[1].request["req"]
+    assert j.body["amounts"]["hifp_pay"] == 1200
+
+
+def test_a_req_conflict_journals_nothing_and_carries_both_totals():
+    core, actions = drive("same req, other visit -> rejected")
+    r = actions[-1]
+    assert isinstance(r, v.Reject) and r.code == "req_conflict" and r.detail == {"settled": {"medfee_sumamt": 7400}}
+    assert "流水号" in r.zh and not any(isinstance(a, v.Journal) for a in actions)
+
+
+def test_looking_up_takes_only_centre_events():
+    core = v.VisitCore()
+    core.handle(v.Identified(prepared(centre=True)))
+    core.handle(v.CardConfirmed())
+    core.handle(v.CentreFailed("timeout"))
+    with pytest.raises(v.VisitOrderError):
+        core.handle(v.Settled(FakeResult(1200)))
+    assert core.state == v.LOOKING_UP
+
+
+@pytest.mark.parametrize("req,ok", [("POS-1", True), ("cancel:7", True), ("@cancel:7", False), (" @x", False),
+                                    (None, True)])
+def test_internal_reqs_live_in_their_own_key_space(req, ok):
+    assert v.caller_req_ok(req) is ok
+    assert not v.caller_req_ok(v.internal_req("cancel", 7))
+
+
+def test_same_req_same_visit_is_no_conflict_and_another_cart_is():
+    body = {"visit": {"med_type": "11"}, "items": [{"code": "X1", "cnt": "2", "pric": 1280},
+                                                   {"code": "X2", "cnt": "1", "pric": 1000}],
+            "amounts": {"medfee_sumamt": 3560}}
+    same = {"med_type": "11", "items": [{"med_list_codg": "X2", "cnt": "1.0"}, {"med_list_codg": "X1", "cnt": "2",
+                                                                              "pric": 1280}]}
+    assert v.content_conflict(same, "settlement", body) is None
+    other = {"med_type": "11", "items": [{"med_list_codg": "X2", "cnt": "1", "pric": 1000}]}
+    assert v.content_conflict(other, "settlement", body) == {"settled": {"medfee_sumamt": 3560},
+                                                            "asked": {"medfee_sumamt": 1000}}
+    assert v.content_conflict({**same, "med_type": "14"}, "settlement", body) is not None
+    assert v.content_conflict(other, "refusal", {"code": "x"}) is None
 
 
 def test_full_payment_carries_the_cause():
@@ -281,7 +350,7 @@ def test_a_handler_that_fails_leaves_the_visit_as_it_was():
     with pytest.raises(KeyError):
         core.handle(v.CentreAnswered({"no": "result"}))     # a malformed centre answer
     assert core.__dict__ == before and core.state == v.ASKING_CENTRE
-    assert isinstance(core.handle(v.CentreFailed("bad answer")), v.RunEngine)
+    assert isinstance(core.handle(v.CentreFailed("bad answer")), v.LookUp)     # it may have committed: ask first
 
 
 def test_the_docstring_table_lists_every_transition():
