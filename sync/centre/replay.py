@@ -27,6 +27,8 @@ The outcome is the first row of :data:`RULES` whose test holds (h11-style: the t
     review    keyed_in_offline     a keyed-in card settled offline (never allowed)
     review    online_mismatch      online entry differs from what the centre settled for that req
     confirmed online_confirmed     online entry equal to what the centre settled (applied once)
+    confirmed already_settled_online  offline entry whose req the centre settled online (answer too late):
+                                   equal amounts, nothing applied again (other amounts: online_mismatch)
     review    centre_refuses       the engine refuses the visit with the centre's state
     review    fund_over_limits     fund paid more than the centre computes, beyond the offline limits
     adjusted  (fund_variance | patient_credit | account_debt, any combination)
@@ -225,6 +227,7 @@ RULES: dict[str, tuple[str, bool]] = {
     "keyed_in_offline": ("review", True),
     "online_mismatch": ("review", True),
     "online_confirmed": ("confirmed", False),
+    "already_settled_online": ("confirmed", False),
     "centre_refuses": ("review", True),
     "fund_over_limits": ("review", True),
     "fund_variance": ("adjusted", False),
@@ -386,21 +389,24 @@ def _settlement(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome
                           {"hotlist.version": [(b.get('basis') or {}).get('hotlist', {}).get('version'), hot.version]})
         if mode == "offline" and card.get("keyed_in"):
             raise Refusal("review", "keyed_in_offline", "a keyed-in card was settled offline, which the rules forbid")
-        if mode == "online":
-            req = b.get("req")
-            rec = world.online(ev.device, req) if isinstance(req, str) else None
-            if rec is not None:
-                acc = dict(rec["accepted"])
-                if {k: acc[k] for k in ("medfee", "fund", "acct", "cash")} != \
-                        {k: journaled[k] for k in ("medfee", "fund", "acct", "cash")}:
-                    diff = {f"amounts.{k}": [journaled[k], acc[k]] for k in ("medfee", "fund", "acct", "cash")
-                            if journaled[k] != acc[k]}
-                    raise Refusal("review", "online_mismatch", "the edge journaled other amounts than the centre "
-                                  f"settled online for req {b.get('req')}: {_describe(diff)}", diff)
-                out = Outcome(ev.device, ev.seq, ev.kind, psn_no, date, ev.time, "confirmed", ("online_confirmed",),
-                              f"online settlement {b.get('req')} confirmed: already applied when the centre settled it",
-                              {}, journaled, acc, mode=mode)
-                return out, ledger
+        # One req, one charge: an offline entry whose req the centre settled online is that settlement.
+        req = b.get("req")
+        rec = world.online(ev.device, req) if isinstance(req, str) else None
+        if rec is not None:
+            acc = dict(rec["accepted"])
+            if {k: acc[k] for k in ("medfee", "fund", "acct", "cash")} != \
+                    {k: journaled[k] for k in ("medfee", "fund", "acct", "cash")}:
+                diff = {f"amounts.{k}": [journaled[k], acc[k]] for k in ("medfee", "fund", "acct", "cash")
+                        if journaled[k] != acc[k]}
+                raise Refusal("review", "online_mismatch", "the edge journaled other amounts than the centre "
+                              f"settled online for req {b.get('req')}: {_describe(diff)}", diff)
+            code = "online_confirmed" if mode == "online" else "already_settled_online"
+            why = ("confirmed: already applied when the centre settled it" if mode == "online" else
+                   "journaled offline after the centre had settled it online (its answer came too late): "
+                   "already applied then, not applied again")
+            out = Outcome(ev.device, ev.seq, ev.kind, psn_no, date, ev.time, "confirmed", (code,),
+                          f"{mode} settlement {b.get('req')} {why}", {}, journaled, acc, mode=mode)
+            return out, ledger
         # 3. The centre's view of the same visit.
         day = visit.date
         centre_person = ledger.person(day)
