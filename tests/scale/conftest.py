@@ -8,3 +8,4 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "centre"))
+sys.path.insert(0, str(Path(__file__).parent))
