@@ -16,6 +16,8 @@ import trio
 from edge.settle import yuan
 from sync import bodies
 
+from .visit import internal_req
+
 log = logging.getLogger("edge.counter.downlink")
 
 OUTCOME_ZH = {"confirmed": "结算已核对无误", "adjusted": "结算已由医保中心调整", "review": "结算转人工审核",
@@ -34,7 +36,12 @@ def notice_text(kind: str, p: dict) -> str:
     text = OUTCOME_ZH.get(str(p.get("outcome")), "医保中心核对结果")
     credit = int(p.get("credit") or 0)
     if credit > 0:
-        text += f"，多付的 ¥{yuan(credit)} 已退还"
+        # Say only what moved: a credit the centre put into the account says so (with the new balance);
+        # any other credit is owed, not yet paid (it is paid out at the counter against a signature).
+        if p.get("credited_to") == "account" and isinstance(p.get("balc"), int):
+            text += f"，多付的 ¥{yuan(credit)} 已退回个人账户，账户余额 ¥{yuan(p['balc'])}"
+        else:
+            text += f"，多付 ¥{yuan(credit)}，应退还患者，尚未支付"
     return text
 
 
@@ -61,7 +68,8 @@ async def handle(counter, verify_key, message: dict) -> None:
         f"{kind}:{mid}", kind, {**payload, "zh": zh}, psn_no=psn_no, now_ms=now))
     ref_seq = payload.get("ref_seq")
     claim_no = payload.get("claim_no")
-    body = bodies.Outcome(req=f"downlink:{mid}", what=kind,
+    # The notice's req is in the counter's own key space: no caller req can collide with it.
+    body = bodies.Outcome(req=internal_req("downlink", mid), what=kind,
                           ref_seq=ref_seq if isinstance(ref_seq, int) and not isinstance(ref_seq, bool) else None,
                           claim_no=None if claim_no is None else str(claim_no),
                           outcome=str(payload.get("outcome") or kind), credit=int(payload.get("credit") or 0),

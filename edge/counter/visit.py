@@ -414,7 +414,7 @@ class VisitCore:
 INTERNAL = "@"     # internal ids (a cancel's req) start with it; a caller's req never may (caller_req)
 
 
-def internal_req(kind: str, ref: int) -> str:
+def internal_req(kind: str, ref: int | str) -> str:
     """A journal req in the device's own key space: e.g. ``@cancel:7`` (a caller cannot send it)."""
     return f"{INTERNAL}{kind}:{ref}"
 

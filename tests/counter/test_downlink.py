@@ -39,7 +39,7 @@ async def test_outcome_and_reimbursement_are_shown_when_the_card_is_read(counter
                                  "payload": {"claim_no": "D-1-9", "psn_no": "P0001", "amount": 3560, "reason": "ok"}})
     notices = counter.card_status()["notices"]
     assert [n["payload"]["zh"] for n in notices] == [
-        "结算已由医保中心调整，多付的 ¥1.20 已退还", "全额垫付（理赔号 D-1-9）审核通过，报销 ¥35.60"]
+        "结算已由医保中心调整，多付 ¥1.20，应退还患者，尚未支付", "全额垫付（理赔号 D-1-9）审核通过，报销 ¥35.60"]
     kinds = [journal.get(s).kind for s in range(1, journal.head()[0] + 1)]
     assert kinds == ["settlement", "outcome", "outcome"]
 
