@@ -28,8 +28,6 @@ NULLABLE = {"2206": {"setl_id", "setl_time", "clr_optins", "clr_way", "clr_type"
             "2101": {"setl_id", "setl_time"},
             "1101": {"psn_insu_date", "paus_insu_date"}}
 
-pytestmark = pytest.mark.slow
-
 
 def section(text: str, heading: str) -> str:
     start = text.index(heading)
@@ -205,6 +203,7 @@ async def _answers(his: His) -> dict[str, dict]:
     return got
 
 
+@pytest.mark.slow
 async def test_every_output_field_of_section_6_is_present_with_its_type(site):
     support.require(f"the interface facts at {FACTS}", FACTS.exists())
     spec = field_tables(FACTS.read_text(encoding="utf-8"))
