@@ -205,8 +205,9 @@ class Store:
     def require_device(self, device: str) -> DeviceInfo:
         info = self.device(device)
         if info is None:
-            raise UnknownDevice(f"device {device!r} is not enrolled at this centre: enrol it with "
-                                "`edge enroll URL TOKEN`")
+            raise UnknownDevice(f"device {device!r} is not enrolled at this centre: a new counter enrols with "
+                                "`edge enroll URL TOKEN`; one enrolled after the backup this centre was "
+                                "restored from is registered here (`centre register DEVICE --site S --pubkey KEY`)")
         if not info.active:
             raise DeviceRevoked(f"device {device} was revoked at the centre: its uploads are refused; "
                                 "contact the centre to re-enrol it")
