@@ -21,7 +21,7 @@ from .visit import internal_req
 log = logging.getLogger("edge.counter.downlink")
 
 OUTCOME_ZH = {"confirmed": "结算已核对无误", "adjusted": "结算已由医保中心调整", "review": "结算转人工审核",
-              "rejected": "结算未被医保中心接受"}
+              "rejected": "结算未被医保中心接受", "cancelled_at_centre": "结算已由医保中心撤销"}
 
 
 def notice_text(kind: str, p: dict) -> str:
@@ -34,6 +34,8 @@ def notice_text(kind: str, p: dict) -> str:
             return f"全额垫付（理赔号 {p.get('claim_no')}）审核通过，报销 ¥{yuan(amount)}"
         return f"全额垫付（理赔号 {p.get('claim_no')}）审核未通过：{p.get('reason', '')}"
     text = OUTCOME_ZH.get(str(p.get("outcome")), "医保中心核对结果")
+    if p.get("outcome") == "cancelled_at_centre" and p.get("reason"):
+        return str(p["reason"])          # the centre's own words: what was reversed, what is owed
     credit = int(p.get("credit") or 0)
     if credit > 0:
         # Say only what moved: a credit the centre put into the account says so (with the new balance);
@@ -69,7 +71,7 @@ async def handle(counter, verify_key, message: dict) -> None:
     ref_seq = payload.get("ref_seq")
     claim_no = payload.get("claim_no")
     # The notice's req is in the counter's own key space: no caller req can collide with it.
-    body = bodies.Outcome(req=internal_req("downlink", mid), what=kind,
+    body = bodies.Outcome(req=internal_req("downlink", str(mid)), what=kind,
                           ref_seq=ref_seq if isinstance(ref_seq, int) and not isinstance(ref_seq, bool) else None,
                           claim_no=None if claim_no is None else str(claim_no),
                           outcome=str(payload.get("outcome") or kind), credit=int(payload.get("credit") or 0),

@@ -504,6 +504,11 @@ class Counter:
                 raise BadRequest("a cancel needs a reason", zh="请填写撤销原因", code="reason_required",
                                  field="reason")
             await self._same_person(entry, data)
+            notices = await _off_loop(self.cache.notices_for, entry.body["psn_no"])
+            if any(n["payload"].get("ref_seq") == seq and n["payload"].get("outcome") == "cancelled_at_centre"
+                   for n in notices if n["kind"] == "outcome"):
+                raise CounterError(f"settlement {seq} was cancelled at the centre already",
+                                   zh="此笔结算已由医保中心撤销，不能再次撤销", code="already_cancelled", status=409)
             person = await _off_loop(self.cache.person, entry.body["psn_no"])
             if person is None:
                 raise BadRequest("the person is not in the cache: cancel at the centre",

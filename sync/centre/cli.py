@@ -7,7 +7,7 @@ import sys
 
 from sync import cligroups
 
-GROUPS = ("core", "review", "ectoken", "backup")
+GROUPS = ("core", "review", "ectoken", "backup", "cancel")
 
 
 def build_parser() -> argparse.ArgumentParser:

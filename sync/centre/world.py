@@ -8,6 +8,7 @@ it; neither imports the other for it (the review queue runs after reconciliation
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any, Mapping
 
 import cbor2
@@ -74,6 +75,9 @@ class StoreWorld:
 
     def outcome_of(self, device, seq):
         row = self.store.recon.outcome(device, seq)
+        if row is not None and self.store.payouts.cancelled(device, seq):
+            # Reversed at the centre (sync/centre/cancel.py): a later counter cancel reverses nothing.
+            return replace(outcome_from_row(row), outcome="cancelled_at_centre")
         return None if row is None else outcome_from_row(row)
 
     def online(self, device, req):

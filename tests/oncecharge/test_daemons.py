@@ -135,3 +135,51 @@ async def test_cancel_names_the_site(stack):
     r = await stack.api.post(f"/api/settlements/{mine['seq']}/cancel",
                              json={"reason": "退费", "device": "D-S330300999-1"})
     assert r.status_code in (403, 409) and r.json()["error"]["code"] == "cancel_other_site", r.text
+
+
+async def test_cancel_after_reconciliation_is_a_reversing_adjustment(stack):
+    """A cancel at the counter of a settlement the centre already reconciled reverses it at the centre
+    (its own outcome, cancel_applied); the settlement's outcome row stays as it was."""
+    await insert(stack.api, LISI)
+    s = (await stack.api.post("/api/settle", json={"req": "RC-1", **VISIT})).json()
+    await sent_and_reconciled(stack)
+    device = stack.daemon.counter.journal.device
+    settled = dict(stack.store.recon.outcome(device, s["seq"]))
+    assert balance(stack, LISI_PSN) == 52500 - s["setlinfo"]["acct_pay"]
+    c = await stack.api.post(f"/api/settlements/{s['seq']}/cancel", json={"reason": "退费"})
+    assert c.status_code == 200, c.text
+    await sent_and_reconciled(stack)
+    assert balance(stack, LISI_PSN) == 52500
+    assert "cancel_applied" in _codes(stack, c.json()["seq"])
+    assert dict(stack.store.recon.outcome(device, s["seq"])) == settled          # never an edit
+
+
+async def test_centre_cancel_reverses_once_and_tells_the_counter(stack, capsys):
+    """What the counter cannot cancel has a centre path: `centre cancel` reverses the reconciled
+    settlement, the counter shows it when the card is read, and refuses its own cancel afterwards."""
+    from sync.centre import cli
+
+    await insert(stack.api, LISI)
+    s = (await stack.api.post("/api/settle", json={"req": "CC-1", **VISIT})).json()
+    await sent_and_reconciled(stack)
+    device = stack.daemon.counter.journal.device
+    db = str(stack.tmp / "centre" / "centre.db")
+    args = ["cancel", "--db", db, "--data-dir", str(stack.tmp / "centre"), "--device", device, "--seq",
+            str(s["seq"]), "--reason", "参保人异地就医退费", "--who", "王审核"]
+    rc = await trio.to_thread.run_sync(cli.main, args)
+    assert rc == 0, capsys.readouterr().err
+    assert balance(stack, LISI_PSN) == 52500
+    again = await trio.to_thread.run_sync(cli.main, args)                        # idempotent: once
+    assert again == 0 and balance(stack, LISI_PSN) == 52500
+
+    async def noticed():
+        await insert(stack.api, LISI)
+        card = (await stack.api.get("/api/card")).json()
+        return any(n["payload"].get("outcome") == "cancelled_at_centre" and n["payload"].get("ref_seq") == s["seq"]
+                   for n in card.get("notices", []))
+    from oncecharge.conftest import until
+    await until(noticed, "the centre's cancel notice on the counter")
+    r = await stack.api.post(f"/api/settlements/{s['seq']}/cancel", json={"reason": "退费"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "already_cancelled", r.text
+    await sent_and_reconciled(stack)
+    assert balance(stack, LISI_PSN) == 52500

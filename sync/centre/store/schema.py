@@ -294,6 +294,28 @@ MIGRATIONS: tuple[Migration, ...] = (
             backup_created_ms BIGINT NOT NULL,
             backup_sha256 TEXT NOT NULL)""",
     )),
+    # Cancels of reconciled settlements done at the centre (store/payouts.py): the reversed amounts.
+    Migration("oncecharge-001-centre-cancels", (
+        """CREATE TABLE centre_cancels (
+            device TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            site TEXT NOT NULL,
+            psn_no TEXT NOT NULL,
+            date TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            who TEXT NOT NULL,
+            r_medfee BIGINT NOT NULL, r_fund BIGINT NOT NULL, r_acct BIGINT NOT NULL, r_cash BIGINT NOT NULL,
+            r_dedc BIGINT NOT NULL,
+            credit BIGINT NOT NULL,
+            at_ms BIGINT NOT NULL,
+            PRIMARY KEY (device, seq))""",
+    )),
+    # Year-to-date totals per policy year: the year the flat totals belong to, and the other
+    # (year, accumulator) pairs as JSON rows [year, name, deductible_used, fund_paid].
+    Migration("years-001-ledger-years", (
+        "ALTER TABLE recon_persons ADD COLUMN ytd_year INTEGER",
+        "ALTER TABLE recon_persons ADD COLUMN accs TEXT NOT NULL DEFAULT '[]'",
+    )),
 )
 
 
