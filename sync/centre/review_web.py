@@ -210,7 +210,53 @@ def _message(title: str, message: str, status: int, account: dict | None = None,
 
 
 def _login_form(message: str = "", status: int = 200) -> HTMLResponse:
-    return _page("login.html", "Claims review 全额垫付审核 — log in", status, message=message)
+    return _page("login.html", "全额垫付审核 · 登录", status, message=message)
+
+
+# What the reviewer reads: Chinese for every refusal the desk can meet (stored codes, never raw English).
+_ERROR_ZH = {"bad_login": "用户名或密码错误", "not_logged_in": "请先登录", "session_expired": "登录已过期，请重新登录",
+             "wrong_role": "当前账号无权执行此操作", "claim_not_found": "没有这个理赔号",
+             "claim_decided": "该理赔已处理，不能重复决定",
+             "claim_not_computable": "无法计算报销金额：参保人未识别或数据不全，请填写参保人编号或驳回并说明理由",
+             "note_required": "驳回必须填写理由（柜台会告知患者）",
+             "not_observation": "该理赔不是急诊留观", "bad_form": "请选择批准或驳回"}
+
+
+def _zh(exc: Exception) -> str:
+    code = getattr(exc, "code", None)
+    return getattr(exc, "zh", None) or _ERROR_ZH.get(str(code), f"操作未完成（代码 {code}），请联系技术人员")
+
+
+def _site(device: str | None) -> str:
+    parts = (device or "").split("-")
+    return "-".join(parts[1:-1]) if len(parts) >= 3 and parts[0] == "D" else "（未知）"
+
+
+def _dup_key(c: dict) -> tuple:
+    items = tuple(sorted((str(it.get("code")), str(it.get("cnt")), str(it.get("pric"))) for it in c.get("items", [])))
+    return (c.get("psn_no") or c.get("certno"), c.get("date"), items)
+
+
+def _duplicates(claims: list[dict]) -> dict[str, list[str]]:
+    """Claims of the same person, day and items: each claim number -> the others like it."""
+    groups: dict[tuple, list[str]] = {}
+    for c in claims:
+        groups.setdefault(_dup_key(c), []).append(c["claim_no"])
+    return {no: [o for o in nos if o != no] for nos in groups.values() if len(nos) > 1 for no in nos}
+
+
+FILTERS = ("site", "person", "date", "cause")
+
+
+def _filters(request: Request) -> dict[str, str]:
+    return {k: (request.query_params.get(k) or "").strip()[:64] for k in FILTERS}
+
+
+def _matches(c: dict, f: dict[str, str]) -> bool:
+    person = " ".join(str(c.get(k) or "") for k in ("psn_no", "certno"))
+    return ((not f["site"] or f["site"] in _site(c.get("device"))) and (not f["person"] or f["person"] in person)
+            and (not f["date"] or str(c.get("date") or "") == f["date"])
+            and (not f["cause"] or c.get("cause") == f["cause"]))
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -229,12 +275,11 @@ def page(roles):
             except A.NotLoggedIn as exc:
                 return _login_form(exc.message, 401)
             except A.WrongRole as exc:
-                return _message("Not allowed", exc.message, 403)
+                return _message("无权操作", _zh(exc), 403)
             try:
                 return await fn(request, account)
             except (SyncError, R.ReportError) as exc:
-                return _message("Refused", getattr(exc, "message", str(exc)), getattr(exc, "status", 400), account,
-                                back=True)
+                return _message("操作未完成", _zh(exc), getattr(exc, "status", 400), account, back=True)
         return handler
     return wrap
 
@@ -248,22 +293,64 @@ async def page_root(request: Request) -> Response:
 
 
 async def _queue(request, account) -> Response:
-    store = _store(request)
-    pending = await _run(RV.claims, store, status=RV.PENDING)
-    decided = [c for c in await _run(RV.claims, store, status=None) if c["status"] != RV.PENDING][-20:]
+    store, f = _store(request), _filters(request)
+    every = await _run(RV.claims, store, status=None)
+    for c in every:
+        c["site"] = _site(c.get("device"))
+    shown = [c for c in every if _matches(c, f)]
+    pending = [c for c in shown if c["status"] == RV.PENDING]
+    decided = [c for c in shown if c["status"] != RV.PENDING][-20:]
     disputes = await _run(RV.disputed, store)
-    return _page("queue.html", "Claims review 全额垫付审核", account=account, pending=pending, decided=decided,
-                 disputes=disputes, can_decide=account["role"] in DECIDE)
+    from sync.centre.pages import CAUSE_ZH
+    return _page("queue.html", "全额垫付审核", account=account, pending=pending, decided=decided,
+                 disputes=disputes, can_decide=account["role"] in DECIDE, filters=f, causes=list(CAUSE_ZH.items()),
+                 dups=_duplicates(every))
+
+
+@page(READ)
+async def page_claims_csv(request, account):
+    """The filtered claims as CSV (UTF-8 with BOM so that spreadsheet programs read the Chinese)."""
+    import csv
+    import io
+
+    from edge.settle import yuan
+    from sync.centre.pages import CAUSE_ZH, STATUS_ZH
+
+    f = _filters(request)
+    every = await _run(RV.claims, _store(request), status=None)
+    dups = _duplicates(every)
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["理赔号", "原因", "参保人编号", "证件号", "机构", "就诊日期", "患者已付(元)", "状态", "报销金额(元)",
+                "审核人", "审核意见", "疑似重复"])
+    for c in every:
+        if _matches(c, f):
+            w.writerow([c["claim_no"], CAUSE_ZH.get(c["cause"], c["cause"]), c.get("psn_no") or "", c.get("certno") or "",
+                        _site(c.get("device")), c.get("date") or "", yuan(int(c.get("medfee") or 0)),
+                        STATUS_ZH.get(c["status"], c["status"]),
+                        yuan(int(c["amount"])) if c.get("amount") is not None and c["status"] != RV.PENDING else "",
+                        c.get("decided_by") or "", c.get("note") or "", "、".join(dups.get(c["claim_no"], []))])
+    return Response("\ufeff" + out.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"content-disposition": "attachment; filename=claims.csv"})
 
 
 @page(READ)
 async def page_claim(request, account):
+    return await _claim_page(request, account, request.path_params["claim_no"])
+
+
+async def _claim_page(request, account, no: str, *, error: str = "", form: dict | None = None,
+                      status: int = 200) -> Response:
+    """The claim with its split as tables; ``error`` is shown on this same page, above the form it came from."""
     store = _store(request)
-    no = request.path_params["claim_no"]
     c = await _run(RV.claim, store, no)
     split = c["split"] if c["status"] != RV.PENDING else await _run(RV.preview, store, no)
-    return _page("claim.html", f"Claim {no}", account=account, c=c, split=split,
-                 visit_json=json.dumps(c["visit"], ensure_ascii=False),
+    others = [o for o in await _run(RV.claims, store, status=None, psn_no=c["psn_no"]) if o["claim_no"] != no] \
+        if c.get("psn_no") else []
+    dup_of = [o["claim_no"] for o in others if _dup_key(o) == _dup_key(c)]
+    return _page("claim.html", f"理赔 {no}", status, account=account, c=c, split=split, site=_site(c.get("device")),
+                 split_error="参保人未识别或数据不全" if split and "error" in split else "暂无",
+                 dup_of=dup_of, error=error, form=form or {},
                  can_decide=c["status"] == RV.PENDING and account["role"] in DECIDE)
 
 
@@ -272,16 +359,32 @@ async def page_decide(request, account):
     form = await _form(request)
     no = request.path_params["claim_no"]
     store, now = _store(request), _now(request)
-    note = form.get("note", "")
-    if form.get("admitted") in ("yes", "no"):
-        await _run(RV.decide_admission, store, no, admitted=form["admitted"] == "yes", who=account["name"], note=note,
-                   now=now)
-    elif form.get("decision") == "approve":
-        await _run(RV.approve, store, no, who=account["name"], note=note, psn_no=form.get("psn_no") or None, now=now)
-    elif form.get("decision") == "deny":
-        await _run(RV.deny, store, no, who=account["name"], note=note, now=now)
-    else:
-        raise SyncError("choose approve or deny", code="bad_form")
+    note, decision, admitted = form.get("note", "").strip(), form.get("decision"), form.get("admitted")
+    c = await _run(RV.claim, store, no)
+    # Refusals are shown on the claim's own page, with what was typed kept (never a page leading elsewhere).
+    problem = ""
+    if decision not in ("approve", "deny"):
+        problem = _ERROR_ZH["bad_form"]
+    elif decision == "deny" and not note:
+        problem = _ERROR_ZH["note_required"]
+    elif c["cause"] == "emergency_observation" and decision == "approve":
+        if admitted not in ("yes", "no"):
+            problem = "急诊留观：请先选择患者是否入院（转入住院），再批准"
+        elif form.get("confirm") != "1":
+            problem = "请勾选“我已核实入院情况”以确认入院决定"
+    if problem:
+        return await _claim_page(request, account, no, error=problem, form=form, status=400)
+    try:
+        if c["cause"] == "emergency_observation" and decision == "approve":
+            yes = admitted == "yes"
+            await _run(RV.decide_admission, store, no, admitted=yes, who=account["name"],
+                       note=note or ("已转入住院，费用并入住院结算" if yes else "未转入住院，按急诊报销"), now=now)
+        elif decision == "approve":
+            await _run(RV.approve, store, no, who=account["name"], note=note, psn_no=form.get("psn_no") or None, now=now)
+        else:
+            await _run(RV.deny, store, no, who=account["name"], note=note, now=now)
+    except SyncError as exc:
+        return await _claim_page(request, account, no, error=_zh(exc), form=form, status=getattr(exc, "status", 400))
     return RedirectResponse(f"/review/claims/{quote(no)}", status_code=303)
 
 
@@ -290,7 +393,7 @@ async def page_decide_settlement(request, account):
     form = await _form(request)
     p = request.path_params
     if form.get("decision") not in ("accept", "reject"):
-        raise SyncError("choose accept or reject", code="bad_form")
+        raise SyncError("choose accept or reject", code="bad_form", zh="请选择接受或拒绝")
     await _run(RV.decide_settlement, _store(request), p["device"], int(p["seq"]),
                accept=form["decision"] == "accept", who=account["name"], note=form.get("note", ""),
                now=_now(request))
@@ -303,7 +406,7 @@ async def page_login(request: Request) -> Response:
         accounts, now = _store(request).accounts, _now(request)
         token = await _run(accounts.login, form.get("name", ""), form.get("password", ""), now=now)
     except SyncError as exc:
-        return _login_form(exc.message, 401)
+        return _login_form(_zh(exc), 401)
     resp = RedirectResponse("/review", status_code=303)
     resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=A.SESSION_MS // 1000)
     return resp
@@ -342,6 +445,7 @@ routes = [
     Route("/review/login", page_login, methods=["POST"]),
     Route("/review/logout", page_logout, methods=["POST"]),
     Route("/review/report", page_report, methods=["GET"]),
+    Route("/review/claims.csv", page_claims_csv, methods=["GET"]),
     Route("/review/claims/{claim_no}", page_claim, methods=["GET"]),
     Route("/review/claims/{claim_no}/decide", page_decide, methods=["POST"]),
 ]

@@ -57,7 +57,7 @@ async def test_unauthenticated_and_wrong_role_requests_are_refused(centre, http,
     # Pages: no session -> the login form (401); an auditor cannot post a decision (403).
     http.cookies.clear()   # the API logins above left a session cookie in this client
     page = await http.get(url + f"/review/claims/{no}")
-    assert page.status_code == 401 and "Log in" in page.text
+    assert page.status_code == 401 and "登录" in page.text
     aud_cookie = {"cookie": "review_session=" + aud["authorization"][7:]}
     page = await http.post(url + f"/review/claims/{no}/decide", content="decision=approve&psn_no=P0004",
                            headers={**aud_cookie, "content-type": "application/x-www-form-urlencoded"})
@@ -123,13 +123,13 @@ async def test_reviewer_page_in_chromium_logs_in_and_approves(centre, http, tmp_
     support.require("Debian's chromium at /usr/bin/chromium", os.path.exists(CHROMIUM))
     no = await queued_claim(centre, http, tmp_path)
     got = await trio.to_thread.run_sync(_browser_flow, centre.url, no)
-    assert "wrong password" in got["refused"]
-    assert no in got["queue"] and "card_unreadable" in got["queue"]
-    assert got["fund"].startswith("fund pays ¥") and "XJ01CAA040E001010101445" in got["items"]
+    assert "用户名或密码错误" in got["refused"]
+    assert no in got["queue"] and "卡片无法读取" in got["queue"]
+    assert got["fund"].startswith("¥") and "XJ01CAA040E001010101445" in got["items"]
     c = review.claim(centre.store, no)
     assert c["status"] == "approved" and c["decided_by"] == "rev"
-    assert "approved" in got["status"] and f"¥{c['amount'] // 100}.{c['amount'] % 100:02d}" in got["status"]
-    assert got["fund"] == f"fund pays ¥{c['amount'] // 100}.{c['amount'] % 100:02d}"
+    assert "已批准" in got["status"] and f"¥{c['amount'] // 100}.{c['amount'] % 100:02d}" in got["status"]
+    assert got["fund"] == f"¥{c['amount'] // 100}.{c['amount'] % 100:02d}"
 
 
 async def test_disputed_settlement_decisions_need_the_reviewer_role(centre, http, tmp_path, accounts):

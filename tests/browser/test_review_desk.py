@@ -1,0 +1,116 @@
+"""The centre's review desk in Chinese, in Debian's Chromium at both screen sizes: an emergency-observation
+claim cannot be approved before the admission decision is chosen and confirmed, a denial needs a note
+(refused on the same page, in Chinese), and decided claims show their amount and note."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from harness.demo import ITEMS, ITEMS_FUND, WANGFANG, ZHANGSAN, wait_for
+
+from .test_counter_keyboard import VIEWPORTS, _shot
+
+pytestmark = pytest.mark.browser
+ENGLISH = ("emergency_observation", "arrears", "pending", "approved", "denied", "Approve", "Deny", "queue")
+
+
+async def _claims(s) -> dict:
+    from sync.centre import reconcile, review
+
+    api = s.api
+    eo = {"req": "EO-1", "med_type": "13", "acct_used_flag": False, "observation": True,
+          "card_id": ZHANGSAN["card_id"], "items": ITEMS_FUND}
+    r = await api.post("/api/claim", json=eo)
+    assert r.status_code == 200, r.text
+    await api.post("/api/card/simulate", json=WANGFANG)
+    ar = {"req": "AR-1", "med_type": "11", "acct_used_flag": False, "card_id": WANGFANG["card_id"], "items": ITEMS}
+    r = await api.post("/api/settle", json=ar)               # arrears is known at the centre only
+    assert r.status_code == 409 and r.json()["error"]["code"] == "full_payment_required", r.text
+    r = await api.post("/api/claim", json=ar)
+    assert r.status_code == 200, r.text
+
+    async def sent():
+        return (await api.get("/api/status")).json()["backlog"]["count"] == 0
+    with trio.fail_after(30):  # the uplink to send both claims
+        await wait_for(sent)
+    await trio.to_thread.run_sync(reconcile.run_pending, s.store)
+    await trio.to_thread.run_sync(lambda: s.store.accounts.add("rev", "reviewer-pass", "reviewer", now=0))
+    causes = {c["cause"]: c["claim_no"] for c in await trio.to_thread.run_sync(review.claims, s.store)}
+    return causes
+
+
+def _desk(url: str, size: str, eo: str, ar: str) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    from .test_counter_page import _browser
+
+    got: dict = {}
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport=VIEWPORTS[size], locale="zh-CN")
+            page.goto(url + "/review")
+            got["login"] = page.inner_text("body")
+            page.fill("input[name=name]", "rev")
+            page.fill("input[name=password]", "reviewer-pass")
+            page.click("button[type=submit]")
+            page.wait_for_selector("#queue")
+            got["queue"] = page.inner_text("body")
+            _shot(page, f"review-{size}-queue")
+            page.click(f"a[href='/review/claims/{eo}']")
+            page.wait_for_selector("#status")
+            got["claim"] = page.inner_text("body")
+            page.click("button[value=approve]")                  # no admission decision chosen
+            page.wait_for_selector("[role=alert]")
+            got["no_admission"] = page.inner_text("[role=alert]")
+            got["no_admission_url"] = page.url
+            _shot(page, f"review-{size}-admission-required")
+            page.select_option("select[name=admitted]", "no")
+            page.click("button[value=approve]")                  # chosen, not confirmed
+            page.wait_for_selector("[role=alert]")
+            got["no_confirm"] = page.inner_text("[role=alert]")
+            page.select_option("select[name=admitted]", "no")
+            page.check("input[name=confirm]")
+            page.fill("textarea[name=note]", "未入院，按急诊报销")
+            page.click("button[value=approve]")
+            page.wait_for_selector("#status")
+            got["approved"] = page.inner_text("#status")
+            _shot(page, f"review-{size}-approved")
+            page.goto(f"{url}/review/claims/{ar}")
+            page.click("button[value=deny]")                     # deny without a note
+            page.wait_for_selector("[role=alert]")
+            got["deny_no_note"] = page.inner_text("[role=alert]")
+            got["deny_page_has_form"] = page.locator("button[value=deny]").count()
+            _shot(page, f"review-{size}-deny-needs-note")
+            page.fill("textarea[name=note]", "单位欠费未补缴")
+            page.click("button[value=deny]")
+            page.wait_for_selector("#status")
+            got["denied"] = page.inner_text("#status")
+            page.goto(url + "/review")
+            got["decided"] = page.inner_text("#decided")
+        finally:
+            browser.close()
+    return got
+
+
+@pytest.mark.parametrize("size", list(VIEWPORTS))
+async def test_review_desk_approves_and_denies_in_chinese(stack, size):
+    from sync.centre import review
+
+    causes = await _claims(stack)
+    eo, ar = causes["emergency_observation"], causes["arrears"]
+    got = await trio.to_thread.run_sync(_desk, stack.centre.url, size, eo, ar)
+    assert "登录" in got["login"]
+    assert "急诊留观" in got["queue"] and "参保暂停" in got["queue"]
+    for word in ENGLISH:
+        assert word not in got["queue"] and word not in got["claim"], word
+    assert "是否入院" in got["no_admission"] and got["no_admission_url"].endswith(f"/review/claims/{eo}/decide")
+    assert "确认" in got["no_confirm"]
+    c = review.claim(stack.store, eo)
+    assert c["status"] == "approved" and c["amount"] is not None
+    shown = f"¥{c['amount'] // 100:,}.{c['amount'] % 100:02d}"
+    assert "已批准" in got["approved"] and "未入院，按急诊报销" in got["approved"] and shown in got["approved"]
+    assert "理由" in got["deny_no_note"] and got["deny_page_has_form"] == 1
+    assert "已驳回" in got["denied"] and "单位欠费未补缴" in got["denied"]
+    assert "已批准" in got["decided"] and "已驳回" in got["decided"]
