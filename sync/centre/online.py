@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
@@ -180,12 +179,12 @@ def settle_online(store, device: str, data: Mapping[str, Any], *, now: int) -> d
             s = settle(policy, catalogue, person, visit, items)
         except SettlementError as exc:
             raise _refuse(exc.code, exc.message) from None
-        store.ledger.save(replace(led, balc=led.balc - s.acct_pay, deductible_used=led.deductible_used + s.act_pay_dedc,
-                           fund_paid=led.fund_paid + s.hifp_pay), now=now)
+        # The visit's own year and accumulator move (edge.settle: policy years), not one flat total.
+        store.ledger.save(led.apply(s, policy), now=now)
         person_out = {"psn_no": psn_no, "insutype": person.insutype, "psn_type": person.psn_type,
                       "status": person.status, "chronic": list(led.chronic), "balc": person.balc,
                       "deductible_used": person.deductible_used, "fund_paid": person.fund_paid,
-                      "pending_review": False}
+                      "pending_review": False, "year": person.year, "accumulators": person.accumulators_json()}
         response = {"person": person_out, "result": json.loads(s.to_json()),
                     "basis": {"catalogue": {"version": cat_row["version"], "hash": cat_row["hash"]},
                               "policy": {"version": pol_row["version"], "hash": pol_row["hash"],

@@ -25,6 +25,9 @@ The outcome is the first row of :data:`RULES` whose test holds (h11-style: the t
     review    agent_miscomputed    the engine on the edge's own inputs gives other amounts/sha
     review    card_hotlisted       card on the hotlist before the visit, used offline
     review    keyed_in_offline     a keyed-in card settled offline (never allowed)
+    review    time_went_back       entry timed before its predecessor in the same device's chain
+    review    offline_limits       offline entry whose recorded limits are missing or broken (checked on
+                                   every offline entry, whatever its amounts)
     review    online_mismatch      online entry differs from what the centre settled for that req
     confirmed online_confirmed     online entry equal to what the centre settled (applied once)
     confirmed already_settled_online  offline entry whose req the centre settled online (answer too late):
@@ -46,6 +49,10 @@ Claims (full payment) are accepted as paid (fund 0) and queued; :func:`claim_dec
 one may be approved automatically and :func:`reimburse` computes the fund's share with the engine.
 Cancels reverse the accepted amounts of the settlement they name.
 
+Years: the ledger's year-to-date totals belong to (policy year, accumulator) pairs. Each settlement
+replays with the totals of its own visit date's year and moves only those, so a 31 December visit
+uploaded in January is judged on December's totals and never adds to January's (see :class:`Ledger`).
+
 Idempotency: an entry whose key is in ``done`` is skipped, so replaying the same entries again
 returns the ledger unchanged and no outcomes.
 """
@@ -57,8 +64,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from edge.settle import (
-    CatalogueItem, PersonState, Policy, SettlementError, parse_items, parse_person, parse_visit, settle, yuan,
+    CatalogueItem, PersonState, Policy, Settlement, SettlementError, parse_items, parse_person, parse_visit, settle,
+    yuan,
 )
+from edge.settle.inputs import DEFAULT_ACCUMULATOR
 from edge.settle.inputs import parse_chronic
 from sync import bodies
 from sync.bodies import AMOUNT_KEYS, CLAIM_CAUSES
@@ -86,7 +95,14 @@ class Arrears:
 
 @dataclass(frozen=True, slots=True)
 class Ledger:
-    """Authoritative state of one person at the centre."""
+    """Authoritative state of one person at the centre.
+
+    ``deductible_used`` / ``fund_paid`` are the default accumulator's totals of policy year ``year``
+    (None: a ledger loaded without a year, whose flat totals count for whatever year is settled, as
+    before policy years; loading the person source data with a ``year`` stamps it). Every other
+    (year, accumulator) pair is in ``accs`` as (year, name, used, paid) rows.
+    Settling a later year rolls the flat pair forward and keeps the older year in ``accs``.
+    """
 
     psn_no: str
     insutype: str
@@ -97,6 +113,43 @@ class Ledger:
     chronic: tuple = ()                 # raw filings (codes or {code, begndate, enddate})
     arrears: tuple[Arrears, ...] = ()
     open_reviews: int = 0
+    year: int | None = None
+    accs: tuple[tuple[int, str, int, int], ...] = ()
+
+    def accumulators(self) -> dict[tuple[int, str], tuple[int, int]]:
+        return {(y, a): (u, p) for y, a, u, p in self.accs}
+
+    def totals(self, year: int, accumulator: str, default: str = DEFAULT_ACCUMULATOR) -> tuple[int, int]:
+        return self._state(_dt.date(year, 1, 1)).totals(year, accumulator, default)
+
+    def progress(self, year: int, accumulator: str, dedc: int, fund: int,
+                 default: str = DEFAULT_ACCUMULATOR) -> "Ledger":
+        """This ledger with ``dedc`` / ``fund`` added to one (year, accumulator) total (negative: a reversal)."""
+        accs = self.accumulators()
+        stamped = self.year is not None
+        flat_year = self.year if self.year is not None else year
+        if accumulator == default and year > flat_year:
+            # A new year for the default accumulator: the flat pair moves on, the old year stays on record.
+            accs[(flat_year, default)] = (self.deductible_used, self.fund_paid)
+            used, paid = accs.pop((year, default), (0, 0))
+            flat_year, flat = year, (used, paid)
+        else:
+            flat = (self.deductible_used, self.fund_paid)
+        if accumulator == default and year == flat_year:
+            flat = (max(0, flat[0] + dedc), max(0, flat[1] + fund))
+        else:
+            used, paid = accs.get((year, accumulator), (0, 0))
+            accs[(year, accumulator)] = (max(0, used + dedc), max(0, paid + fund))
+        rows = tuple(sorted((y, a, u, p) for (y, a), (u, p) in accs.items()))
+        return replace(self, deductible_used=flat[0], fund_paid=flat[1], year=flat_year if stamped else None,
+                       accs=rows)
+
+    def apply(self, s: Settlement, policy: Policy, *, acct: int | None = None, dedc: int | None = None,
+              fund: int | None = None) -> "Ledger":
+        """The ledger after a settlement (by default its own amounts; the accepted ones when given)."""
+        moved = self.progress(s.year, s.accumulator, s.act_pay_dedc if dedc is None else dedc,
+                              s.hifp_pay if fund is None else fund, policy.default_accumulator)
+        return replace(moved, balc=self.balc - (s.acct_pay if acct is None else acct))
 
     def suspended_on(self, day: _dt.date) -> bool:
         return any(a.covers(day) and not a.cleared for a in self.arrears)
@@ -105,12 +158,18 @@ class Ledger:
         return "suspended" if self.suspended_on(day) else "active"
 
     def person(self, day: _dt.date, *, treat_active: bool = False) -> PersonState:
+        return self._state(day, "active" if treat_active else self.status_on(day))
+
+    def _state(self, day: _dt.date, status: str = "active") -> PersonState:
         return PersonState(
-            psn_no=self.psn_no, insutype=self.insutype, psn_type=self.psn_type,
-            status="active" if treat_active else self.status_on(day),
+            psn_no=self.psn_no, insutype=self.insutype, psn_type=self.psn_type, status=status,
             chronic=parse_chronic(list(self.chronic), "ledger.chronic"),
             balc=self.balc, deductible_used=self.deductible_used, fund_paid=self.fund_paid,
-            pending_review=self.open_reviews > 0)
+            pending_review=self.open_reviews > 0, year=self.year, accumulators=self.accumulators())
+
+    def accumulators_json(self) -> dict[str, dict[str, dict[str, int]]]:
+        """The (year, accumulator) totals as the persons bundle and ``person.accumulators`` carry them."""
+        return self._state(_dt.date(2000, 1, 1)).accumulators_json()
 
     def state(self) -> dict:
         return {"balc": self.balc, "deductible_used": self.deductible_used, "fund_paid": self.fund_paid}
@@ -149,6 +208,7 @@ class StaticWorld:
     outcomes: dict = field(default_factory=dict)       # (device, seq) -> Outcome
     onlines: dict = field(default_factory=dict)        # (device, req) -> {"accepted": {...}}
     outcome_lookup: Callable[[str, int], "Outcome | None"] | None = None
+    times: dict = field(default_factory=dict)          # (device, seq) -> entry time (chain order checks)
 
     def policy(self, version, hash):
         return self.policies.get((version, hash))
@@ -167,6 +227,9 @@ class StaticWorld:
 
     def online(self, device, req):
         return self.onlines.get((device, req))
+
+    def entry_time(self, device, seq):
+        return self.times.get((device, seq))
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +267,8 @@ class Outcome:
     debt: int = 0                  # new account debt this entry caused
     opens_review: bool = False     # the person becomes pending_review
     claim: Mapping[str, Any] | None = None   # claim record to queue (claims only)
+    accumulator: str = DEFAULT_ACCUMULATOR   # the accumulator a settlement drew on (a cancel reverses it)
+    default_accumulator: str = DEFAULT_ACCUMULATOR
 
     @property
     def key(self) -> tuple[str, int]:
@@ -225,6 +290,8 @@ RULES: dict[str, tuple[str, bool]] = {
     "agent_miscomputed": ("review", True),
     "card_hotlisted": ("review", True),
     "keyed_in_offline": ("review", True),
+    "time_went_back": ("review", True),
+    "offline_limits": ("review", True),
     "online_mismatch": ("review", True),
     "online_confirmed": ("confirmed", False),
     "already_settled_online": ("confirmed", False),
@@ -285,10 +352,15 @@ def _bundles(body: Mapping, world: World) -> tuple[Policy, Mapping[str, Catalogu
     return policy, catalogue
 
 
-def _person_diff(edge: PersonState, centre: PersonState) -> dict:
+def _person_diff(edge: PersonState, centre: PersonState, year: int, acc: str, default: str) -> dict:
+    """What differed between the two states, as far as this visit reads them (its year and accumulator)."""
     out = {}
-    for name in ("insutype", "psn_type", "status", "balc", "deductible_used", "fund_paid"):
+    for name in ("insutype", "psn_type", "status", "balc"):
         a, b = getattr(edge, name), getattr(centre, name)
+        if a != b:
+            out[f"person.{name}"] = [a, b]
+    for name, a, b in zip(("deductible_used", "fund_paid"), edge.totals(year, acc, default),
+                          centre.totals(year, acc, default)):
         if a != b:
             out[f"person.{name}"] = [a, b]
     if edge.chronic != centre.chronic:
@@ -325,6 +397,20 @@ def _within_limits(body: Mapping, policy: Policy, e_fund: int) -> tuple[bool, st
         if pair[1] != bound or pair[0] > bound:
             return False, f"offline limit {name} recorded as {pair[0]} of {pair[1]}, policy bound {bound}"
     return True, "within the offline limits"
+
+
+def _limits_recorded(body: Mapping, policy: Policy, journaled: Mapping[str, int],
+                     acct_limit: int | None) -> tuple[bool, str]:
+    """Does an offline entry record every offline limit it was settled under, each held?"""
+    lim = policy.offline
+    if lim is None:
+        return False, "the policy in force has no offline limits"
+    if acct_limit is None or acct_limit > lim.offline_acct_allowance:
+        return False, (f"the account allowance was not applied (acct_limit {acct_limit}, policy allowance "
+                       f"¥{yuan(lim.offline_acct_allowance)})")
+    if journaled["acct"] > acct_limit:
+        return False, f"account paid ¥{yuan(journaled['acct'])} beyond the allowance left ¥{yuan(acct_limit)}"
+    return _within_limits(body, policy, journaled["fund"])
 
 
 # ------------------------------------------------------------------------------------- replay ---
@@ -389,6 +475,7 @@ def _settlement(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome
                           {"hotlist.version": [(b.get('basis') or {}).get('hotlist', {}).get('version'), hot.version]})
         if mode == "offline" and card.get("keyed_in"):
             raise Refusal("review", "keyed_in_offline", "a keyed-in card was settled offline, which the rules forbid")
+
         # One req, one charge: an offline entry whose req the centre settled online is that settlement.
         req = b.get("req")
         rec = world.online(ev.device, req) if isinstance(req, str) else None
@@ -410,7 +497,7 @@ def _settlement(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome
         # 3. The centre's view of the same visit.
         day = visit.date
         centre_person = ledger.person(day)
-        differs = _person_diff(edge_person, centre_person)
+        differs = _person_diff(edge_person, centre_person, mine.year, mine.accumulator, policy.default_accumulator)
         try:
             # Same state in, same settlement out (the engine is pure): the common case costs one run.
             same_state = not differs and edge_person.chronic == centre_person.chronic
@@ -438,6 +525,16 @@ def _settlement(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome
             out = Outcome(ev.device, ev.seq, ev.kind, psn_no, date, ev.time, "review", ("fund_over_limits",),
                           reason, differs, journaled, dict(ZERO), mode=mode, opens_review=True)
             return out, replace(ledger, open_reviews=ledger.open_reviews + 1)
+    if mode == "offline":
+        # Every offline entry, whatever its amounts: a clock or counter fault at the edge can let a
+        # visit through unchecked that the centre would otherwise confirm as "same".
+        ok, why = _limits_recorded(b, policy, journaled, acct_limit)
+        if not ok:
+            out = Outcome(ev.device, ev.seq, ev.kind, psn_no, date, ev.time, "review", ("offline_limits",),
+                          f"offline settlement outside its offline limits: {why}", differs, journaled, dict(ZERO),
+                          mode=mode, opens_review=True)
+            return out, replace(ledger, open_reviews=ledger.open_reviews + 1)
+    if e_fund > c_fund:
         variance = e_fund - c_fund
         accepted = _split(journaled["medfee"], e_fund, journaled["acct"], journaled["dedc"])
         codes.append("fund_variance")
@@ -458,19 +555,20 @@ def _settlement(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome
         notes.append(f"account paid ¥{yuan(accepted['acct'])} with ¥{yuan(ledger.balc)} left at the centre "
                      f"(used at another site while offline): balance now ¥{yuan(balc_after)}, a debt of "
                      f"¥{yuan(-balc_after)} that the next contribution clears")
-    after = replace(ledger, balc=balc_after, deductible_used=ledger.deductible_used + accepted["dedc"],
-                    fund_paid=ledger.fund_paid + accepted["fund"])
+    after = ledger.apply(ours, policy, acct=accepted["acct"], dedc=accepted["dedc"], fund=accepted["fund"])
     if codes:
         reason = "; ".join(notes) + f". Data that differed: {_describe(differs)}"
         out = Outcome(ev.device, ev.seq, ev.kind, psn_no, date, ev.time, "adjusted", tuple(codes), reason, differs,
-                      journaled, accepted, mode=mode, credit=credit, variance=variance, debt=debt)
+                      journaled, accepted, mode=mode, credit=credit, variance=variance, debt=debt,
+                      accumulator=ours.accumulator, default_accumulator=policy.default_accumulator)
     else:
         ours_sha = mine_sha if ours is mine else result_sha256(ours)
         same_bytes = isinstance(b.get("result_sha256"), bytes) and b["result_sha256"] == ours_sha
         reason = ("same result, byte for byte" if same_bytes else
                   f"same amounts; the state the edge settled on differed: {_describe(differs)}")
         out = Outcome(ev.device, ev.seq, ev.kind, psn_no, date, ev.time, "confirmed", ("same",), reason, differs,
-                      journaled, accepted, mode=mode)
+                      journaled, accepted, mode=mode, accumulator=ours.accumulator,
+                      default_accumulator=policy.default_accumulator)
     return out, after
 
 
@@ -498,9 +596,10 @@ def _cancel(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome, Le
                        {}, journaled, dict(ZERO)), ledger
     a = orig.accepted
     accepted = {k: -a[k] for k in ("medfee", "fund", "acct", "cash", "dedc")}
-    after = replace(ledger, balc=ledger.balc + a["acct"],
-                    deductible_used=max(0, ledger.deductible_used - a["dedc"]),
-                    fund_paid=max(0, ledger.fund_paid - a["fund"]))
+    # The reversal moves the totals of the cancelled visit's own year (and accumulator).
+    year = _dt.date.fromisoformat(orig.date).year if orig.date else ledger.year or 0
+    after = replace(ledger.progress(year, orig.accumulator, -a["dedc"], -a["fund"], orig.default_accumulator),
+                    balc=ledger.balc + a["acct"])
     return Outcome(ev.device, ev.seq, ev.kind, psn_no, orig.date, ev.time, "confirmed", ("cancel_applied",),
                    f"cancel of seq {target}: reversed fund ¥{yuan(a['fund'])}, account ¥{yuan(a['acct'])}, "
                    f"deductible ¥{yuan(a['dedc'])}", {}, journaled, accepted), after
@@ -542,6 +641,31 @@ def _claim(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome, Led
 HANDLERS = {"settlement": _settlement, "cancel": _cancel, "claim": _claim}
 
 
+def _went_back(ev: Event, ledger: Ledger | None, prev: int) -> tuple[Outcome, Ledger | None]:
+    """A settlement timed before its predecessor in the same chain: the device's clock went back."""
+    b = ev.body
+    psn_no = b.get("psn_no") if isinstance(b.get("psn_no"), str) else None
+    got = b.get("visit")
+    visit: Mapping[str, Any] = got if isinstance(got, Mapping) else {}
+    date = str(visit.get("date") or "")
+    got = b.get("amounts")
+    amounts: Mapping[str, Any] = got if isinstance(got, Mapping) else {}
+    try:
+        journaled = _journaled(amounts)
+    except KeyError:
+        journaled = dict(ZERO)
+    minutes = (prev - ev.time) // 60_000
+    out = Outcome(ev.device, ev.seq, ev.kind, psn_no, date, ev.time, "review", ("time_went_back",),
+                  f"entry {ev.seq} is timed {minutes} min before entry {ev.seq - 1} of the same device: the "
+                  "counter's clock went back, so its offline limits (cache age, visit counts) cannot be trusted",
+                  {"time": [ev.time, prev]}, journaled, dict(ZERO),
+                  mode=b.get("mode") if b.get("mode") in ("online", "offline") else None,
+                  opens_review=ledger is not None)
+    if ledger is not None:
+        ledger = replace(ledger, open_reviews=ledger.open_reviews + 1)
+    return out, ledger
+
+
 def result_sha256(settlement) -> bytes:
     import hashlib
     return hashlib.sha256(settlement.to_json().encode("utf-8")).digest()[:16]
@@ -558,11 +682,20 @@ def replay_person(ledger: Ledger | None, events: Iterable[Event], world: World, 
     outcomes: list[Outcome] = []
     seen = set(done)
     local = _Chain(world)
-    for ev in sorted(events, key=sort_key):
+    events = sorted(events, key=sort_key)
+    times = {ev.key: ev.time for ev in events}
+    entry_time = getattr(world, "entry_time", None)
+    for ev in events:
         if ev.key in seen or ev.kind not in HANDLERS:
             continue
         seen.add(ev.key)
-        out, ledger = HANDLERS[ev.kind](ev, ledger, local)
+        prev = times.get((ev.device, ev.seq - 1))
+        if prev is None and entry_time is not None:
+            prev = entry_time(ev.device, ev.seq - 1)
+        if ev.kind == "settlement" and prev is not None and ev.time < prev:
+            out, ledger = _went_back(ev, ledger, prev)
+        else:
+            out, ledger = HANDLERS[ev.kind](ev, ledger, local)
         local.outcomes[ev.key] = out
         outcomes.append(out)
     return ledger, outcomes
@@ -651,8 +784,10 @@ def reimbursement(claim: Mapping[str, Any], ledger: Ledger, world: World, *, med
 def approve(claim: Mapping[str, Any], ledger: Ledger, world: World, *, med_type: str | None = None):
     """Approve: (amount, settlement, ledger after). The fund's progress moves; the amount is paid out."""
     s = reimbursement(claim, ledger, world, med_type=med_type)
-    after = replace(ledger, deductible_used=ledger.deductible_used + s.act_pay_dedc,
-                    fund_paid=ledger.fund_paid + s.hifp_pay)
+    (_cv, _ch), (pv, ph) = basis_of(claim)
+    policy = world.policy(pv, ph)
+    default = policy.default_accumulator if policy is not None else DEFAULT_ACCUMULATOR
+    after = ledger.progress(s.year, s.accumulator, s.act_pay_dedc, s.hifp_pay, default)
     return s.hifp_pay, s, after
 
 

@@ -190,8 +190,11 @@ def decide_settlement(store, device: str, seq: int, *, accept: bool, who: str, n
         was_open = rev["closed_ms"] is None
         codes = json.loads(out["codes"])
         if accept:
-            led = replace(led, balc=led.balc - out["j_acct"], deductible_used=led.deductible_used + out["j_dedc"],
-                             fund_paid=led.fund_paid + out["j_fund"])
+            # The visit's own year (its date) moves; the accumulator is not stored with the outcome.
+            year = str(out["date"])[:4]
+            led = replace(led.progress(int(year) if year.isdigit() else led.year or 0, "default", out["j_dedc"],
+                                       out["j_fund"]),
+                          balc=led.balc - out["j_acct"])
             store.claims.accept_settlement(device, seq, codes=codes + ["reviewer_accepted"],
                                            reason=f"{out['reason']} — accepted by {who}: {note}")
         else:

@@ -42,7 +42,13 @@ def _ledger(row: dict, arrears: list[dict]) -> rp.Ledger:
         arrears=tuple(rp.Arrears(_dt.date.fromisoformat(a["begin_date"]),
                                  _dt.date.fromisoformat(a["end_date"]) if a["end_date"] else None,
                                  a["cleared_ms"] is not None) for a in arrears),
-        open_reviews=row["open_reviews"])
+        open_reviews=row["open_reviews"], year=row.get("ytd_year"),
+        accs=tuple(tuple(a) for a in json.loads(row.get("accs") or "[]")))
+
+
+def _accs(ledger: rp.Ledger) -> str:
+    # Year-to-date totals of other (policy year, accumulator) pairs (edge.settle: policy years).
+    return json.dumps([list(a) for a in ledger.accs], ensure_ascii=False)
 
 
 def _for_update(sql: str) -> dict:
@@ -109,10 +115,10 @@ class Ledgers:
                     updated += 1
                 else:
                     db.execute("INSERT INTO recon_persons (psn_no, certno, card_ids, insutype, psn_type, chronic, "
-                               "balc, deductible_used, fund_paid, open_reviews, updated_ms) "
-                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               "balc, deductible_used, fund_paid, open_reviews, updated_ms, ytd_year) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                (state.psn_no, certno, cards, state.insutype, state.psn_type, chronic, state.balc,
-                                state.deductible_used, state.fund_paid, 0, now))
+                                state.deductible_used, state.fund_paid, 0, now, state.year))
                     added += 1
                     if state.pending_review:
                         self._open_review(state.psn_no, None, None, "source_pending_review",
@@ -161,9 +167,10 @@ class Ledgers:
     def save(self, ledger: rp.Ledger, *, now: int | None = None) -> None:
         """Write the money and review count back (arrears are changed only by their own operations)."""
         db = self.db
-        db.execute("UPDATE recon_persons SET balc = ?, deductible_used = ?, fund_paid = ?, open_reviews = ?, updated_ms = ? "
-                   "WHERE psn_no = ?", (ledger.balc, ledger.deductible_used, ledger.fund_paid, ledger.open_reviews,
-                                        now_ms() if now is None else now, ledger.psn_no))
+        db.execute("UPDATE recon_persons SET balc = ?, deductible_used = ?, fund_paid = ?, open_reviews = ?, "
+                   "updated_ms = ?, ytd_year = ?, accs = ? WHERE psn_no = ?",
+                   (ledger.balc, ledger.deductible_used, ledger.fund_paid, ledger.open_reviews,
+                    now_ms() if now is None else now, ledger.year, _accs(ledger), ledger.psn_no))
 
     def psn_by_certno(self, certno: str | None) -> str | None:
         db = self.db
@@ -182,7 +189,8 @@ class Ledgers:
         return {"psn_no": led.psn_no, "certno": row["certno"], "card_ids": json.loads(row["card_ids"]),
                 "insutype": led.insutype, "psn_type": led.psn_type, "status": led.status_on(day),
                 "chronic": list(led.chronic), "balc": led.balc, "deductible_used": led.deductible_used,
-                "fund_paid": led.fund_paid, "pending_review": led.open_reviews > 0}
+                "fund_paid": led.fund_paid, "pending_review": led.open_reviews > 0,
+                "year": led.year, "accumulators": led.accumulators_json()}
 
     def snapshots(self, *, day: _dt.date | None = None) -> list[dict]:
         """Every person, for the persons bundle: publishing from the ledger keeps edges' snapshots fresh."""
@@ -292,6 +300,6 @@ class Ledgers:
     def save_many(self, ledgers: Iterable[rp.Ledger], *, now: int) -> None:
         """Write many persons' money and review counts in one statement (the reconciler's batch)."""
         self.db.executemany("UPDATE recon_persons SET balc = ?, deductible_used = ?, fund_paid = ?, open_reviews = ?, "
-                            "updated_ms = ? WHERE psn_no = ?",
-                            [(led.balc, led.deductible_used, led.fund_paid, led.open_reviews, now, led.psn_no)
-                             for led in ledgers])
+                            "updated_ms = ?, ytd_year = ?, accs = ? WHERE psn_no = ?",
+                            [(led.balc, led.deductible_used, led.fund_paid, led.open_reviews, now, led.year,
+                              _accs(led), led.psn_no) for led in ledgers])
