@@ -21,8 +21,9 @@ async def _claims(s) -> dict:
     api = s.api
     eo = {"req": "EO-1", "med_type": "13", "acct_used_flag": False, "observation": True,
           "card_id": ZHANGSAN["card_id"], "items": ITEMS_FUND}
-    r = await api.post("/api/claim", json=eo)
-    assert r.status_code == 200, r.text
+    for req in ("EO-1", "EO-2"):             # the same visit twice: a duplicate the desk must flag
+        r = await api.post("/api/claim", json={**eo, "req": req})
+        assert r.status_code == 200, r.text
     await api.post("/api/card/simulate", json=WANGFANG)
     ar = {"req": "AR-1", "med_type": "11", "acct_used_flag": False, "card_id": WANGFANG["card_id"], "items": ITEMS}
     r = await api.post("/api/settle", json=ar)               # arrears is known at the centre only
@@ -36,7 +37,7 @@ async def _claims(s) -> dict:
         await wait_for(sent)
     await trio.to_thread.run_sync(reconcile.run_pending, s.store)
     await trio.to_thread.run_sync(lambda: s.store.accounts.add("rev", "reviewer-pass", "reviewer", now=0))
-    causes = {c["cause"]: c["claim_no"] for c in await trio.to_thread.run_sync(review.claims, s.store)}
+    causes = {c["cause"]: c["claim_no"] for c in reversed(await trio.to_thread.run_sync(review.claims, s.store))}
     return causes
 
 
@@ -57,6 +58,8 @@ def _desk(url: str, size: str, eo: str, ar: str) -> dict:
             page.click("button[type=submit]")
             page.wait_for_selector("#queue")
             got["queue"] = page.inner_text("body")
+            got["dups"] = page.locator("#queue .dup").count()
+            got["csv"] = page.request.get(url + "/review/claims.csv?cause=arrears").text()
             _shot(page, f"review-{size}-queue")
             page.click(f"a[href='/review/claims/{eo}']")
             page.wait_for_selector("#status")
@@ -102,6 +105,9 @@ async def test_review_desk_approves_and_denies_in_chinese(stack, size):
     eo, ar = causes["emergency_observation"], causes["arrears"]
     got = await trio.to_thread.run_sync(_desk, stack.centre.url, size, eo, ar)
     assert "登录" in got["login"]
+    assert got["dups"] == 2                                         # each of the two identical claims is flagged
+    assert got["csv"].splitlines()[0].lstrip("\ufeff").startswith("理赔号,原因")
+    assert ar in got["csv"] and "参保暂停" in got["csv"] and eo not in got["csv"]
     assert "急诊留观" in got["queue"] and "参保暂停" in got["queue"]
     for word in ENGLISH:
         assert word not in got["queue"] and word not in got["claim"], word
