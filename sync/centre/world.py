@@ -80,6 +80,9 @@ class StoreWorld:
             return replace(outcome_from_row(row), outcome="cancelled_at_centre")
         return None if row is None else outcome_from_row(row)
 
+    def entry_time(self, device, seq):
+        return self.store.entry_time(device, seq)
+
     def online(self, device, req):
         row = self.store.recon.online(device, req)
         if row is None:

@@ -305,6 +305,10 @@ class Store:
             r["body"] = cbor2.loads(r["raw"])["body"]
         return rows
 
+    def entry_time(self, device: str, seq: int) -> int | None:
+        """The time an accepted entry of ``device`` carries (replay checks a chain's times never go back)."""
+        return self.db.scalar("SELECT time FROM entries WHERE device = ? AND seq = ?", (device, seq))
+
     def high_water(self, device: str) -> int:
         v = self.db.scalar("SELECT high_water FROM devices WHERE device = ?", (device,))
         if v is None:
