@@ -303,6 +303,28 @@ async def scripted_day(nursery, stack: Stack, api: httpx.AsyncClient) -> dict:
     return summary
 
 
+REVIEWER = ("reviewer", "review-demo")      # the interactive demo's reviewer login (printed at start)
+
+
+async def _centre_keys(nursery, stack: Stack) -> None:
+    """c/r + Enter on the terminal cut and restore the centre (the counter's offline banner, then the sync)."""
+    if not sys.stdin.isatty():
+        return
+    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    up = True
+    async with stdin:
+        async for chunk in stdin:
+            for key in chunk.decode(errors="replace").split():
+                if key == "c" and up:
+                    await stop_centre(stack)
+                    up = False
+                    _say("centre cut: the counter goes offline within seconds (脱机模式)")
+                elif key == "r" and not up:
+                    await restart_centre(nursery, stack)
+                    up = True
+                    _say("centre restored: the backlog is sent")
+
+
 async def _online(api):
     return (await api.get("/api/status")).json()["online"]
 
@@ -367,11 +389,18 @@ async def _main(scripted: bool, port: int, keep: bool, tmp: Path, use_card: bool
                 _say("SUMMARY " + json.dumps({k: v for k, v in summary.items() if k != "receipts"}, ensure_ascii=False))
                 nursery.cancel_scope.cancel()
                 return 0 if ok else 1
-            _say("press Ctrl-C to stop")
+            await trio.to_thread.run_sync(lambda: stack.store.accounts.add(
+                REVIEWER[0], REVIEWER[1], "reviewer", now=int(dt.datetime.now().timestamp() * 1000)))
+            _say(f"审核台 review desk: {stack.centre.url}/review   用户名 {REVIEWER[0]}  密码 {REVIEWER[1]}")
+            _say(f"  (another reviewer: centre reviewer add NAME --db {stack.tmp / 'centre' / 'centre.db'})")
+            _say("keys: c + Enter = cut the centre (the page shows 脱机模式), r + Enter = restore it, Ctrl-C = stop")
             import signal
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    break
+            async with trio.open_nursery() as keys:
+                keys.start_soon(_centre_keys, nursery, stack)
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        break
+                keys.cancel_scope.cancel()
             _say("demo: stopping")
             nursery.cancel_scope.cancel()
     return 0
