@@ -119,13 +119,26 @@ def status(args) -> int:
     if args.json:
         print(json.dumps(s, ensure_ascii=False, indent=2))
     else:
-        b = s["backlog"]
-        print(f"device {s['device']}: {'ONLINE' if s['online'] else 'OFFLINE'}"
-              f"{' (last error: ' + s['last_error'] + ')' if s.get('last_error') else ''}")
-        print(f"backlog: {b['count']} entries, {b['bytes']} bytes, oldest {b['oldest_age_s']} s")
-        age = s["cache"]["age_s"]
-        print(f"cache: refreshed {'never' if age is None else str(age) + ' s ago'}; " + ", ".join(
-            f"{k} v{v['version']} ({v['age_s']} s)" for k, v in sorted(s["cache"]["bundles"].items())))
-        print(f"journal: {'ok' if s['journal']['ok'] else 'NOT WRITABLE: ' + json.dumps(s['journal']['error'])}")
+        print(status_text(s))
     return 0 if s["online"] else 1
+
+
+def status_text(s: dict) -> str:
+    """The status in words: an empty backlog, a cache never refreshed, no bundles are said, never printed as None."""
+    b = s.get("backlog")
+    lines = [f"device {s['device']}: {'ONLINE' if s['online'] else 'OFFLINE'}"
+             f"{' (last error: ' + s['last_error'] + ')' if s.get('last_error') else ''}"]
+    if b is None:
+        lines.append("backlog: unknown (the journal cannot be read)")
+    elif not b["count"]:
+        lines.append("backlog: empty (everything was sent)")
+    else:
+        oldest = "unknown" if b.get("oldest_age_s") is None else f"{b['oldest_age_s']} s"
+        lines.append(f"backlog: {b['count']} entries, {b['bytes']} bytes, oldest {oldest}")
+    age = s["cache"]["age_s"]
+    bundles = ", ".join(f"{k} v{v['version']} ({v['age_s']} s)" for k, v in sorted(s["cache"]["bundles"].items()))
+    lines.append(f"cache: refreshed {'never' if age is None else str(age) + ' s ago'}; "
+                 f"{bundles or 'no bundles yet'}")
+    lines.append(f"journal: {'ok' if s['journal']['ok'] else 'NOT WRITABLE: ' + json.dumps(s['journal']['error'])}")
+    return "\n".join(lines)
 
