@@ -207,10 +207,17 @@ def restore(url: str, path: str | os.PathLike, *, data_dir: str | os.PathLike,
         raise BackupError(f"no bundle-signing key in {data_dir}: restore the data directory's {KEY_FILE} first "
                           "(counters pinned it; a new key would make them refuse every bundle)")
     key = load_or_create(data_dir)
+    now = _now_ms() if now_ms is None else now_ms
+    if backend == "sqlite" and sqlite_in_use(sqlite_path(url)):
+        raise BackupError(f"{sqlite_path(url)} is open in another process: stop the centre before restoring")
+    # The restore numbers bundles and feed positions from this clock, above what the lost database issued;
+    # a clock behind the backup or an earlier restore would hand out versions counters already hold.
+    seen = max(manifest.created_ms, _last_restore_ms(url, backend))
+    if now < seen:
+        raise BackupError(f"this machine's clock ({now} ms) is behind the backup or an earlier restore ({seen} ms): "
+                          "fix the clock (NTP) and run the restore again; nothing was restored")
     if backend == "sqlite":
         db_path = sqlite_path(url)
-        if sqlite_in_use(db_path):
-            raise BackupError(f"{db_path} is open in another process: stop the centre before restoring")
         db_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = db_path.with_name(db_path.name + ".restoring")
         with open(path, "rb") as src, open(tmp, "wb") as dst:
@@ -218,7 +225,7 @@ def restore(url: str, path: str | os.PathLike, *, data_dir: str | os.PathLike,
             shutil.copyfileobj(src, dst, CHUNK)
             dst.flush()
             os.fsync(dst.fileno())
-        problem = sqlite_check(tmp)
+        problem = sqlite_check(tmp) or _holds_migrations(tmp, manifest.migrations)
         if problem is not None:
             tmp.unlink()
             raise BackupError(f"the database inside {path} is damaged ({problem}): nothing was restored")
@@ -243,7 +250,6 @@ def restore(url: str, path: str | os.PathLike, *, data_dir: str | os.PathLike,
                 shutil.copyfileobj(src, dst, CHUNK)
             _pg_tool(["pg_restore", "--no-owner", "--no-acl", "--exit-on-error", "--single-transaction",
                       "--dbname", str(url), str(dump)], "pg_restore")
-    now = _now_ms() if now_ms is None else now_ms
     store = open_store(url)
     try:
         epoch = store.restores.begin(now=now, backup_created_ms=manifest.created_ms,
@@ -252,6 +258,38 @@ def restore(url: str, path: str | os.PathLike, *, data_dir: str | os.PathLike,
     finally:
         store.close()
     return Restored(manifest, epoch.id, republished)
+
+
+def _holds_migrations(path: Path, names: list[str]) -> str | None:
+    """None when the SQLite file at ``path`` records exactly the migrations its manifest names (a sound
+    SQLite file of something else, wrapped by hand, must not replace the centre's database)."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as c:
+            held = sorted(r[0] for r in c.execute("SELECT name FROM schema_migrations"))
+        c.close()
+    except sqlite3.DatabaseError:
+        return "no schema_migrations table: not a centre database"
+    return None if held == sorted(names) else "its migrations differ from the manifest's: not this backup's database"
+
+
+def _last_restore_ms(url: str, backend: str) -> int:
+    """When the database about to be replaced was last restored (0 if unknown: missing, damaged, never)."""
+    from sync.centre.store.db import open_db
+
+    if backend == "sqlite" and not sqlite_path(url).exists():
+        return 0
+    try:
+        db = open_db(url)
+    except Exception:
+        return 0  # a damaged database is what restores are for: its history is simply unknown
+    try:
+        return int(db.scalar("SELECT coalesce(max(restored_ms), 0) FROM restores") or 0)
+    except Exception:
+        return 0
+    finally:
+        db.close()
 
 
 def _republish(store, key, now: int) -> dict[str, int]:

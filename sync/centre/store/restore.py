@@ -69,6 +69,9 @@ class Restores:
                 self.db.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'feed'", (top,))
             else:
                 self.db.query_one("SELECT setval(pg_get_serial_sequence('feed', 'id'), ?)", (top,))
+            # Positions (the cursor devices hold) too: rows the backup caught unpublished would otherwise
+            # be numbered from the old clock and reuse positions the lost timeline gave other notices.
+            self.db.execute("UPDATE feed_clock SET last = ? WHERE name = 'feed' AND last < ?", (top, top))
         self._epoch = new
         return new
 
