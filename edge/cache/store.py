@@ -27,6 +27,7 @@ fails the counters are marked untrustworthy and offline settlement fails closed 
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import sqlite3
 import threading
@@ -38,6 +39,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import cbor2
 
 from edge.settle import CatalogueItem, PersonState, Policy, SettlementError, parse_catalogue, parse_person, parse_policy
+from edge.settle.inputs import DEFAULT_ACCUMULATOR
 from sync.bundles import KINDS, BundleError, BundleMalformed, open_bundle
 
 from edge.storage import Migration, atomic, migrate, statements
@@ -73,7 +75,25 @@ def _migration_0001(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
-MIGRATIONS: tuple[Migration, ...] = (("0001_initial", _migration_0001),)
+def _migration_0002(conn: sqlite3.Connection) -> None:
+    # Local person state becomes the centre's snapshot + this device's entries the snapshot does not
+    # reflect (``local_effects``), and offline counters count per person, not per card: the card rows
+    # are summed into their person's row (a card of no known person keeps a card row).
+    conn.execute("CREATE TABLE IF NOT EXISTS local_effects (seq INTEGER PRIMARY KEY, psn_no TEXT NOT NULL, "
+                 "acct INTEGER NOT NULL, dedc INTEGER NOT NULL, fund INTEGER NOT NULL, year INTEGER, "
+                 "accumulator TEXT)")
+    conn.execute("CREATE INDEX IF NOT EXISTS local_effects_psn ON local_effects (psn_no, seq)")
+    rows = conn.execute("SELECT u.card_id, pc.psn_no, u.visits, u.acct_used, u.fund_used FROM offline_use u "
+                        "LEFT JOIN person_cards pc ON pc.card_id = u.card_id").fetchall()
+    conn.execute("DELETE FROM offline_use")
+    for card_id, psn_no, visits, acct, fund in rows:
+        conn.execute("INSERT INTO offline_use (card_id, visits, acct_used, fund_used) VALUES (?, ?, ?, ?) "
+                     "ON CONFLICT(card_id) DO UPDATE SET visits = visits + excluded.visits, "
+                     "acct_used = acct_used + excluded.acct_used, fund_used = fund_used + excluded.fund_used",
+                     (_use_key(psn_no, None, card_id), visits, acct, fund))
+
+
+MIGRATIONS: tuple[Migration, ...] = (("0001_initial", _migration_0001), ("0002_local_effects", _migration_0002))
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,11 +361,29 @@ class Cache:
 
     # -- persons and hotlist --------------------------------------------------------------------
     def _person(self, row: tuple | None) -> Person | None:
+        """The centre's snapshot plus this device's entries it does not reflect (its ``reflects_seq``)."""
         if row is None:
             return None
         psn_no, certno, data, balc, dedc, fund = row
         snap = json.loads(data)
         st = parse_person({**snap, "balc": balc, "deductible_used": dedc, "fund_paid": fund})
+        device = self._meta("device")
+        reflects = snap.get("reflects_seq") if isinstance(snap.get("reflects_seq"), Mapping) else {}
+        seen = reflects.get(device, 0) if device is not None else 0
+        seen = seen if isinstance(seen, int) and not isinstance(seen, bool) else 0
+        effects = self._q("SELECT acct, dedc, fund, year, accumulator FROM local_effects WHERE psn_no = ? AND seq > ? "
+                          "ORDER BY seq", (psn_no, seen))
+        if effects:
+            policy = self.policy()
+            default = policy.default_accumulator if policy is not None else DEFAULT_ACCUMULATOR
+            for acct, d, f, year, acc in effects:
+                if year is None:
+                    st = st.with_state(balc=st.balc - acct, deductible_used=max(0, st.deductible_used + d),
+                                       fund_paid=max(0, st.fund_paid + f))
+                else:
+                    used, paid = st.totals(year, acc or default, default)
+                    st = st.with_totals(balc=st.balc - acct, year=year, accumulator=acc or default,
+                                        used=max(0, used + d), paid=max(0, paid + f), default=default)
         return Person(psn_no, certno, st, snap)
 
     def person(self, psn_no: str) -> Person | None:
@@ -398,11 +436,16 @@ class Cache:
         with self._tx() as c:
             self._set_meta(c, "counters_dirty", 1)
 
-    def offline_use(self, card_id: str) -> tuple[int, int] | None:
-        """(visits, account fen) used offline by this card since its last online settlement; None = unknown."""
+    def offline_use(self, card_id: str, certno: str | None = None) -> tuple[int, int] | None:
+        """(visits, account fen) used offline by this card's person since their last online settlement.
+
+        Counted per person (DOMAIN.md 6): every card of the person, found by card or by ID number
+        (an old card, a new one, another region's card with the same certno). None = unknown."""
         if not self.counters_trusted():
             return None
-        rows = self._q("SELECT visits, acct_used FROM offline_use WHERE card_id = ?", (card_id,))
+        person = self.person_for_card(card_id, certno)
+        key = _use_key(person.psn_no if person else None, certno, card_id)
+        rows = self._q("SELECT visits, acct_used FROM offline_use WHERE card_id = ?", (key,))
         return (rows[0][0], rows[0][1]) if rows else (0, 0)
 
     def apply_entry(self, entry) -> bool:
@@ -413,33 +456,63 @@ class Cache:
             if entry.seq <= done:
                 return False
             body = entry.body
+            device = getattr(entry, "device", None)
+            if isinstance(device, str) and device:
+                self._set_meta(c, "device", device)
             if entry.kind == "settlement":
-                self._apply_settlement(c, body)
+                self._apply_settlement(c, entry.seq, body, self._accumulator_of(body))
             elif entry.kind == "cancel":
-                after, psn = body.get("state_after"), body.get("psn_no")
-                if after and psn:
-                    c.execute("UPDATE persons SET balc = ?, deductible_used = ?, fund_paid = ? WHERE psn_no = ?",
-                              (after["balc"], after["deductible_used"], after["fund_paid"], psn))
+                self._apply_cancel(c, entry.seq, body)
             self._set_meta(c, "applied_seq", entry.seq)
         return True
 
+    def _accumulator_of(self, body: Mapping) -> tuple[int | None, str | None]:
+        """The policy year and accumulator a journaled settlement drew on (from the cached policy)."""
+        visit, person = body.get("visit") or {}, body.get("person") or {}
+        try:
+            day = _dt.date.fromisoformat(str(visit.get("date")))
+        except ValueError:
+            return None, None
+        policy = self.policy()
+        rule = None if policy is None else policy.rule_for(
+            str(person.get("insutype")), str(person.get("psn_type")), str(visit.get("med_type")),
+            str(visit.get("level")), day)
+        return day.year, (rule.accumulator if rule is not None else None)
+
     @staticmethod
-    def _apply_settlement(c: sqlite3.Connection, body: Mapping) -> None:
-        a, p = body["amounts"], body.get("person") or {}
+    def _apply_settlement(c: sqlite3.Connection, seq: int, body: Mapping, where: tuple[int | None, str | None]) -> None:
+        # The effect is recorded, not folded into the snapshot: a later bundle that does not reflect
+        # this seq keeps it (a bundle never erases usage the centre has not seen).
+        a = body["amounts"]
         psn = body.get("psn_no")
-        if psn and p:
-            c.execute("UPDATE persons SET balc = ?, deductible_used = ?, fund_paid = ? WHERE psn_no = ?",
-                      (p["balc"] - a["acct_pay"], p["deductible_used"] + a["act_pay_dedc"],
-                       p["fund_paid"] + a["hifp_pay"], psn))
+        if psn:
+            c.execute("INSERT OR REPLACE INTO local_effects (seq, psn_no, acct, dedc, fund, year, accumulator) "
+                      "VALUES (?,?,?,?,?,?,?)", (seq, psn, a["acct_pay"], a["act_pay_dedc"], a["hifp_pay"], *where))
         card_id = (body.get("card") or {}).get("card_id")
-        if not card_id:
+        key = _use_key(psn, body.get("certno"), card_id)
+        if key is None:
             return
         if body.get("mode") == "online":
-            c.execute("DELETE FROM offline_use WHERE card_id = ?", (card_id,))
+            c.execute("DELETE FROM offline_use WHERE card_id = ?", (key,))
         else:
             c.execute("INSERT INTO offline_use (card_id, visits, acct_used, fund_used) VALUES (?, 1, ?, ?) "
                       "ON CONFLICT(card_id) DO UPDATE SET visits = visits + 1, acct_used = acct_used + excluded.acct_used, "
-                      "fund_used = fund_used + excluded.fund_used", (card_id, a["acct_pay"], a["hifp_pay"]))
+                      "fund_used = fund_used + excluded.fund_used", (key, a["acct_pay"], a["hifp_pay"]))
+
+    @staticmethod
+    def _apply_cancel(c: sqlite3.Connection, seq: int, body: Mapping) -> None:
+        psn = body.get("psn_no")
+        if not psn:
+            return
+        orig = c.execute("SELECT acct, dedc, fund, year, accumulator FROM local_effects WHERE seq = ?",
+                         (body.get("cancels"),)).fetchone()
+        if orig is None:
+            a = body.get("amounts") or {}
+            orig = (abs(int(a.get("acct_pay", 0))), abs(int(a.get("act_pay_dedc", 0))),
+                    abs(int(a.get("hifp_pay", 0))), None, None)
+        acct, dedc, fund, year, acc = orig
+        c.execute("INSERT OR REPLACE INTO local_effects (seq, psn_no, acct, dedc, fund, year, accumulator) "
+                  "VALUES (?,?,?,?,?,?,?)", (seq, psn, -acct, -dedc, -fund, year, acc))
 
     def catch_up(self, entries: Iterable) -> int:
         """Apply journal entries beyond ``applied_seq`` (given in seq order); clears the dirty mark."""
@@ -460,6 +533,15 @@ class Cache:
         return [{"id": i, "kind": k, "payload": json.loads(p), "received_ms": r}
                 for i, k, p, r in self._q("SELECT id, kind, payload, received_ms FROM notices WHERE psn_no = ? "
                                           "ORDER BY received_ms", (psn_no,))]
+
+
+def _use_key(psn_no: str | None, certno: str | None, card_id: str | None) -> str | None:
+    """Offline counters count per person: psn_no, else the ID number, else (unknown person) the card."""
+    if psn_no:
+        return f"psn:{psn_no}"
+    if certno:
+        return f"certno:{certno}"
+    return f"card:{card_id}" if card_id else None
 
 
 __all__ = ["Cache", "Person", "Refresh", "CacheError", "CacheUnavailable", "BundleError"]

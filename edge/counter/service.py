@@ -212,7 +212,8 @@ class Counter:
         # Keyed-in cards have no PIN to verify, so the account cannot pay (documented in docs/counter.md).
         acct = r.acct_used_flag and not identity.keyed_in
         visit = Visit(r.med_type, self.settings.level, today, acct, r.chronic_code)
-        counters = (self.cache.offline_use(identity.card_id) if identity.card_id and not self._effects_failed
+        # Per person across cards (the ID number finds another region's card of the same person).
+        counters = (self.cache.offline_use(identity.card_id, identity.ssn) if identity.card_id and not self._effects_failed
                     else None)
         facts = offline.Facts(
             centre_reachable=self.centre is not None and self.link.should_try(

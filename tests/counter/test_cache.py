@@ -109,7 +109,8 @@ def test_offline_counters_follow_the_journal_and_reset_online(cache):
     assert not cache.apply_entry(entry(1, "settlement", settlement("offline")))  # once per seq
     cache.apply_entry(entry(2, "settlement", settlement("offline", acct=200)))
     assert cache.offline_use(CARD_ID) == (2, 1200)
-    assert cache.person("P0001").state.balc == 50000 - 200
+    # Local state is the snapshot plus each of this device's entries (not the last entry's own view).
+    assert cache.person("P0001").state.balc == 50000 - 1000 - 200
     cache.apply_entry(entry(3, "settlement", settlement("online")))
     assert cache.offline_use(CARD_ID) == (0, 0)
 
