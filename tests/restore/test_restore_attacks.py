@@ -3,7 +3,6 @@ a real counter daemon. Each test is one finding or one attack that held (named i
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import subprocess
 import sys
@@ -245,3 +244,61 @@ async def test_a_request_captured_from_a_leading_clock_is_refused_after_the_rest
             running.stop()
             await trio.sleep(0)
             store.close()
+
+
+# -- the gap: a hotlist published after the restore, through a real counter daemon ----------------------
+async def _until(check, within: float = 60.0):
+    with trio.fail_after(within):
+        while not await check():
+            await trio.sleep(0.1)
+
+
+@pytest.mark.slow
+async def test_daemon_refuses_offline_a_card_hotlisted_after_the_restore(nursery, tmp_path):
+    """The real counter daemon (demo stack, SQLite): backup; a hotlist published after the backup reaches
+    the counter (a version the restore loses); restore; the card is hotlisted at the restored centre;
+    the counter takes it; with the centre stopped, the counter's /api/settle refuses the card offline."""
+    demo = pytest.importorskip("harness.demo")
+    from sync.centre.store import now_ms
+
+    stack = await demo.start_stack(nursery, tmp_path, simulated=True, probe_s=0.5, idle_s=0.5)
+    url = f"sqlite:///{tmp_path}/centre/centre.db"
+    async with httpx.AsyncClient(base_url=stack.daemon.url, trust_env=False) as api:
+        async def status():
+            return (await api.get("/api/status")).json()
+
+        async def holds_hotlist(version):
+            return (await status())["cache"]["bundles"].get("hotlist", {}).get("version") == version
+
+        await _until(lambda: holds_hotlist(stack.store.bundle_versions()["hotlist"]))
+        archive = tmp_path / "nightly.backup"
+        await trio.to_thread.run_sync(lambda: centre_backup.backup(url, archive))
+        lost = _hotlist(stack.store, stack.key, now_ms(), "330300D15600000500000000000000FF")
+        await _until(lambda: holds_hotlist(lost))
+
+        await demo.stop_centre(stack)
+        stack.store.close()
+        await trio.to_thread.run_sync(lambda: centre_backup.restore(url, archive, data_dir=tmp_path / "centre"))
+        stack.store = open_store(url)
+        blocked = _hotlist(stack.store, stack.key, now_ms(), demo.ZHANGSAN["card_id"])
+        assert blocked > lost
+        await demo.restart_centre(nursery, stack)
+        await _until(lambda: holds_hotlist(blocked))
+
+        await demo.stop_centre(stack)
+        await _until(lambda: _offline(api))
+        (await api.post("/api/card/simulate", json=demo.ZHANGSAN)).raise_for_status()
+        await _until(lambda: _present(api))
+        r = await api.post("/api/settle", json={"req": "R-1", "med_type": "11", "acct_used_flag": True,
+                                                "pin": "123456", "items": demo.ITEMS})
+        assert r.status_code != 200 and r.json()["error"]["code"] == "card_hotlisted", r.text
+        assert r.json()["error"].get("zh"), r.text       # the clerk is told, in Chinese
+    stack.store.close()
+
+
+async def _offline(api):
+    return not (await api.get("/api/status")).json()["online"]
+
+
+async def _present(api):
+    return (await api.get("/api/card")).json()["present"]
