@@ -38,10 +38,12 @@ from typing import Any, Callable
 
 import trio
 
+from sync.centre import payouts
 from sync.centre import replay as rp
 from sync.centre import review
 from sync.centre.store import now_ms
 from sync.centre.world import StoreWorld, outcome_from_row
+from sync.errors import StoreError
 
 log = logging.getLogger("sync.centre.reconcile")
 KINDS = ("settlement", "cancel", "claim")
@@ -161,9 +163,22 @@ def _reconcile_rows(store, world, rows, sites, now) -> list[rp.Outcome]:
                 with store.transaction():
                     out += _reconcile_groups(store, world, {key: [r]}, sites, now, done)
             except Exception as exc:  # noqa: BLE001 - this entry is the poison: quarantine it
+                if not _is_poison(exc):
+                    raise  # the database, not the entry (a lost connection, a missing column): retry later
                 with store.transaction():
                     out.append(_quarantine(store, r, key if isinstance(key, str) else None, exc, sites, now))
     return out
+
+
+def _is_poison(exc: BaseException) -> bool:
+    """Does this failure belong to the entry (quarantine it) or to the centre (stop, retry the batch)?
+    Any error of the replay itself is the entry's; of the store's errors, only a value the database
+    refuses (PostgreSQL's data exceptions, class 22: a number out of range, bad text) is."""
+    if not isinstance(exc, StoreError):
+        return True
+    cause = exc.__cause__
+    sqlstate = getattr(cause, "sqlstate", None)
+    return (isinstance(sqlstate, str) and sqlstate.startswith("22")) or isinstance(cause, OverflowError)
 
 
 def _quarantine(store, r, psn_no: str | None, exc: BaseException, sites, now) -> rp.Outcome:
@@ -193,6 +208,7 @@ def _reconcile_groups(store, world, groups, sites, now, done) -> list[rp.Outcome
     for key, members in groups.items():
         psn_no = key if isinstance(key, str) else None
         ids = {(r["device"], r["seq"]): r["id"] for r in members}
+        entry_bodies = {(r["device"], r["seq"]): r["body"] for r in members}
         events = [rp.Event(r["device"], r["seq"], r["kind"], r["time"], r["body"]) for r in members]
         before = ledgers.get(psn_no) if psn_no is not None else None
         if PROBE is not None:
@@ -215,8 +231,9 @@ def _reconcile_groups(store, world, groups, sites, now, done) -> list[rp.Outcome
                 ledger.record_debt(o.psn_no, o.device, o.seq, o.debt, now)
             if o.claim is not None:
                 recon.add_claim(o.claim, site)
+            notice = payouts.after_outcome(store, o, entry_bodies.get(o.key), site, after, now)   # money owed
             if o.kind == "settlement" and o.outcome != "confirmed":
-                store.post_downlink(o.device, "outcome", o.downlink(), now=now)
+                store.post_downlink(o.device, "outcome", notice, now=now)
             out.append(o)
         if after is not None and after != before:
             saves.append(after)

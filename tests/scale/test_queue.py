@@ -5,6 +5,7 @@ proceed."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -68,8 +69,10 @@ def test_workers_reconcile_in_parallel_one_person_on_one_worker(pg_url, monkeypa
             s.close()
 
 
-@pytest.mark.parametrize("poison", [OverflowError("int too large to convert"), ValueError("bad body")])
+@pytest.mark.parametrize("poison", [OverflowError("int too large to convert"), ValueError("bad body"),
+                                    "credit beyond int64"])
 def test_a_poisoned_entry_is_quarantined_and_the_rest_proceed(db_url, monkeypatch, poison):
+    """The replay raising, or an outcome the database refuses (PostgreSQL: numeric value out of range)."""
     store = open_centre(db_url)
     try:
         total = backlog(store, devices=3, per_device=10)
@@ -77,9 +80,14 @@ def test_a_poisoned_entry_is_quarantined_and_the_rest_proceed(db_url, monkeypatc
 
         def replay(ledger, events, world, *, done=frozenset()):
             events = list(events)
-            if any(e.body.get("req") == "1-4" for e in events):
+            hit = any(e.body.get("req") == "1-4" for e in events)
+            if hit and isinstance(poison, Exception):
                 raise poison
-            return real(ledger, events, world, done=done)
+            after, outs = real(ledger, events, world, done=done)
+            if hit:
+                outs = [dataclasses.replace(o, credit=2**70) if o.seq == 5 and o.device == "D-S1-1" else o
+                        for o in outs]
+            return after, outs
 
         monkeypatch.setattr(reconcile.rp, "replay_person", replay)
         counts = reconcile.run_pending(store, now=T0 + DAY)
@@ -92,5 +100,30 @@ def test_a_poisoned_entry_is_quarantined_and_the_rest_proceed(db_url, monkeypatc
         others = store.db.query("SELECT outcome FROM recon_outcomes WHERE NOT (device = 'D-S1-1' AND seq = 5)")
         assert len(others) == total - 1 and all(r["outcome"] != "review" for r in others)
         assert store.recon.queue_length() == 0
+    finally:
+        store.close()
+
+
+def test_a_failing_database_stops_the_batch_instead_of_quarantining(db_url, monkeypatch):
+    """A systemic error (here: a column missing) is the centre's, not the entries': nothing is
+    quarantined, the queue keeps the entries, and the next pass after the repair decides them."""
+    from sync.errors import StoreError
+
+    store = open_centre(db_url)
+    try:
+        total = backlog(store, devices=2, per_device=5)
+        real = type(store.recon).add_outcomes
+
+        def broken(self, rows):
+            raise StoreError("column does not exist") from KeyError("ytd_year")
+
+        monkeypatch.setattr(type(store.recon), "add_outcomes", broken)
+        with pytest.raises(StoreError):
+            reconcile.run_pending(store, now=T0 + DAY)
+        assert store.db.scalar("SELECT count(*) FROM recon_outcomes") == 0
+        assert store.recon.queue_length() == total
+        monkeypatch.setattr(type(store.recon), "add_outcomes", real)
+        counts = reconcile.run_pending(store, now=T0 + DAY)
+        assert sum(counts[o] for o in reconcile.rp.OUTCOMES) == total and counts["review"] == 0
     finally:
         store.close()
