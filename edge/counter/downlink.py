@@ -31,7 +31,9 @@ def notice_text(kind: str, p: dict) -> str:
         # Older centres sent no status: then only a positive amount meant approval.
         status = p.get("status") or ("approved" if amount > 0 else "denied")
         if status == "approved":
-            return f"全额垫付（理赔号 {p.get('claim_no')}）审核通过，报销 ¥{yuan(amount)}"
+            text = f"全额垫付（理赔号 {p.get('claim_no')}）审核通过，报销 ¥{yuan(amount)}"
+            # Owed in cash at a counter, not yet paid: say so (and the payout number to pay it under).
+            return text + (f"，待柜台支付（退款号 {p['payout_no']}）" if p.get("payout_no") else "")
         return f"全额垫付（理赔号 {p.get('claim_no')}）审核未通过：{p.get('reason', '')}"
     text = OUTCOME_ZH.get(str(p.get("outcome")), "医保中心核对结果")
     if p.get("outcome") == "cancelled_at_centre" and p.get("reason"):
@@ -40,8 +42,15 @@ def notice_text(kind: str, p: dict) -> str:
     if credit > 0:
         # Say only what moved: a credit the centre put into the account says so (with the new balance);
         # any other credit is owed, not yet paid (it is paid out at the counter against a signature).
-        if p.get("credited_to") == "account" and isinstance(p.get("balc"), int):
-            text += f"，多付的 ¥{yuan(credit)} 已退回个人账户，账户余额 ¥{yuan(p['balc'])}"
+        to_account = int(p.get("to_account") or 0) if p.get("credited_to") in ("account", "payout") else 0
+        payout = int(p.get("payout") or 0)
+        if to_account or payout:
+            if to_account:
+                text += f"，多付的 ¥{yuan(to_account)} 已退回个人账户"
+                if isinstance(p.get("balc"), int):
+                    text += f"，账户余额 ¥{yuan(p['balc'])}"
+            if payout:
+                text += f"，多付的现金 ¥{yuan(payout)} 待柜台退还（退款号 {p.get('payout_no')}）"
         else:
             text += f"，多付 ¥{yuan(credit)}，应退还患者，尚未支付"
     return text

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from edge.settle import yuan
+from sync.centre import payouts
 from sync.centre import replay as rp
 from sync.centre.errors import BadOperation
 from sync.centre.store import now_ms
@@ -66,12 +67,17 @@ def cancel_settlement(store, device: str, seq: int, *, reason: str, who: str, no
         reversed_ = {k: -out.accepted[k] for k in KEYS}
         store.payouts.add_cancel(device, seq, site=row["site"], psn_no=row["psn_no"], date=row["date"],
                                  reason=reason.strip(), who=who, reversed_=reversed_, credit=int(row["credit"]), now=now)
-        refund = reversed_["acct"] + reversed_["cash"]
+        # What the queue owed for it (a credit) is void; the cash the patient paid is owed back.
+        # The patient is owed back all the cash they paid: the accepted cash plus a credit still owed.
+        voided = payouts.void_for(store, device, seq, note=f"settlement cancelled at the centre: {reason.strip()}",
+                                  now=now)
+        back = reversed_["cash"] + voided
+        payout_no = payouts.queue_cancel(store, row, back, now)
+        cash = f"现金 ¥{yuan(back)} 待柜台退还（退款号 {payout_no}）" if payout_no else "无现金需退还"
         store.post_downlink(device, "outcome", {
-            "ref_seq": seq, "outcome": CANCELLED, "psn_no": row["psn_no"], "credit": 0,
+            "ref_seq": seq, "outcome": CANCELLED, "psn_no": row["psn_no"], "credit": 0, "payout_no": payout_no,
             "reason": f"医保中心已撤销此结算（{reason.strip()}）：统筹 ¥{yuan(reversed_['fund'])}、"
-                      f"个人账户 ¥{yuan(reversed_['acct'])} 已冲回；现金 ¥{yuan(reversed_['cash'])} 应退还患者",
-            "refund": refund}, now=now)
+                      f"个人账户 ¥{yuan(reversed_['acct'])} 已冲回；{cash}"}, now=now)
         store.ledger.record_action(who, "cancel_settlement", f"{device}/{seq}",
                                    {"reason": reason.strip(), **reversed_}, now=now)
         return _answer(store.payouts.cancel_of(device, seq))

@@ -29,6 +29,7 @@ from typing import Any
 import cbor2
 
 from edge.settle import yuan
+from sync.centre import payouts
 from sync.centre.errors import ReportError
 from sync.centre.pages import render
 
@@ -133,6 +134,8 @@ def daily(store, site: str, date: str) -> dict[str, Any]:
         "journaled": journaled, "accepted": accepted, "by_kind": by_kind, "outcomes": outcomes,
         "credit": totals["credit"], "variance": totals["variance"], "debt": totals["debt"],
         "claims": {c["status"]: {"count": int(c["n"]), "reimbursed": int(c["amount"])} for c in claims},
+        # Money owed to patients in cash (credits, approved claims, centre cancels): owed, paid, outstanding.
+        "payouts": payouts.day_rows(store, site, date),
         "differences": differences, "adjustments": adjustments, "pending": pending,
         "rejected_at_ingest": [dict(r) for r in rejected],
         "explained": all(v == 0 for v in unexplained.values()) and all(d["reason"] for d in differences),
@@ -175,6 +178,12 @@ def to_text(report: dict) -> str:
              "outcomes: " + (", ".join(f"{k} {v}" for k, v in sorted(report["outcomes"].items())) or "none"),
              f"credits to patients ¥{yuan(report['credit'])}, offline variance ¥{yuan(report['variance'])}, "
              f"account debts ¥{yuan(report['debt'])}"]
+    po = report.get("payouts") or {"site": {"owed": 0, "paid": 0, "outstanding": 0}, "patients": []}
+    lines.append(f"owed to patients ¥{yuan(po['site']['owed'])}, paid ¥{yuan(po['site']['paid'])}, "
+                 f"outstanding ¥{yuan(po['site']['outstanding'])}")
+    for p in po["patients"]:
+        lines.append(f"  {p['psn_no']}: owed ¥{yuan(p['owed'])}, paid ¥{yuan(p['paid'])}, "
+                     f"outstanding ¥{yuan(p['outstanding'])}")
     if report["claims"]:
         lines.append("claims: " + ", ".join(f"{k} {v['count']} (reimbursed ¥{yuan(v['reimbursed'])})"
                                             for k, v in sorted(report["claims"].items())))

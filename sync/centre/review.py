@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from edge.settle import yuan
+from sync.centre import payouts
 from sync.centre import replay as rp
 from sync.centre.store import now_ms
 from sync.centre.world import StoreWorld
@@ -103,9 +104,11 @@ def approve(store, claim_no: str, *, who: str, note: str = "", med_type: str | N
         store.ledger.save(after, now=now)
         store.claims.decide(claim_no, status=APPROVED, amount=amount, who=who, now=now, note=note, split=_split(s))
         reason = note or f"approved by {who}"
+        # The reimbursement is owed in cash at a counter: queued, and the notice names its payout number.
+        payout_no = payouts.queue_claim(store, {**c, "claim_no": claim_no}, amount, now)
         store.post_downlink(c["device"], "reimbursement",
                             {"claim_no": claim_no, "psn_no": c["psn_no"], "amount": amount, "reason": reason,
-                             "status": APPROVED}, now=now)
+                             "status": APPROVED, "payout_no": payout_no}, now=now)
         store.ledger.record_action(who, "approve_claim", claim_no, {"amount": amount, "note": note, "psn_no": c["psn_no"],
                                                              "med_type": med_type}, now=now)
     return {"claim_no": claim_no, "status": APPROVED, "amount": amount, "psn_no": c["psn_no"],

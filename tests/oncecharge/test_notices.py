@@ -14,8 +14,14 @@ def test_a_credit_not_yet_paid_is_not_announced_as_refunded():
 
 def test_a_credit_put_into_the_account_says_so_with_the_new_balance():
     zh = notice_text("outcome", {"ref_seq": 3, "outcome": "adjusted", "credit": 14000, "credited_to": "account",
-                                 "balc": 64000})
-    assert "已退回个人账户" in zh and "¥640.00" in zh
+                                 "to_account": 14000, "balc": 64000})
+    assert "已退回个人账户" in zh and "¥140.00" in zh and "¥640.00" in zh and "待柜台" not in zh
+
+
+def test_a_cash_credit_is_owed_at_the_counter_under_its_payout_number():
+    zh = notice_text("outcome", {"ref_seq": 3, "outcome": "adjusted", "credit": 14000, "credited_to": "payout",
+                                 "payout": 14000, "payout_no": "P-D-1-3"})
+    assert "待柜台退还" in zh and "P-D-1-3" in zh and "已退还" not in zh and "个人账户" not in zh
 
 
 def test_notice_and_cancel_reqs_are_in_the_counters_key_space():

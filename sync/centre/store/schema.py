@@ -316,6 +316,24 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE recon_persons ADD COLUMN ytd_year INTEGER",
         "ALTER TABLE recon_persons ADD COLUMN accs TEXT NOT NULL DEFAULT '[]'",
     )),
+    # Money owed to patients and paid in cash at a counter (store/payouts.py): credits, approved claims.
+    Migration("oncecharge-002-payouts", (
+        """CREATE TABLE payouts (
+            payout_no TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            device TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            site TEXT NOT NULL,
+            psn_no TEXT NOT NULL,
+            date TEXT NOT NULL,
+            amount BIGINT NOT NULL,
+            status TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            closed_ms BIGINT,
+            note TEXT)""",
+        "CREATE INDEX payouts_site ON payouts (site, date)",
+        "CREATE INDEX payouts_ref ON payouts (device, seq)",
+    )),
 )
 
 

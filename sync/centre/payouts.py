@@ -1,0 +1,101 @@
+"""Money owed to patients: where a credit goes, the payout queue, and what the counter is told.
+
+A ``patient_credit`` is paid back the way the money came (DOMAIN.md 8, "One visit, one charge"):
+
+* the account's share (what the account paid beyond the share the centre accepts) is already back:
+  the ledger moves by the accepted amounts only, so the centre's balance never lost it; the next
+  persons snapshot carries it to the counters, and the notice says so with the new balance;
+* the cash share joins the payout queue (``P-<device>-<seq>``), owed until a counter pays it.
+
+An approved claim's reimbursement joins the queue too (``C-<claim no>``), and so does the cash a
+centre cancel reverses (``X-<device>-<seq>``). A cancel of a settlement voids what the queue still
+owes for it (the report no longer owes it). Every notice states what actually happened: credited
+to the account (with the balance), or owed in cash with its payout number — never "refunded" for
+money that has not moved.
+
+Not built yet: the counter's signed ``payout`` entry and receipt, and the centre marking a payout
+paid from it (:meth:`store.payouts.close_payout` with ``paid`` is the hook).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from sync.centre import replay as rp
+from sync.centre.store.payouts import OWED, VOID
+
+
+def outcome_notice(store, o: rp.Outcome, site: str, ledger: rp.Ledger | None, now: int) -> dict:
+    """The downlink ``outcome`` payload of a settlement outcome; a credit is split and queued here."""
+    msg = o.downlink()
+    if o.kind != "settlement" or o.credit <= 0 or o.psn_no is None:
+        return msg
+    to_account = max(0, min(o.credit, o.journaled["acct"] - o.accepted["acct"]))
+    to_cash = o.credit - to_account
+    msg["psn_no"] = o.psn_no
+    if to_account:
+        msg.update(credited_to="account", to_account=to_account)
+        if ledger is not None:
+            msg["balc"] = ledger.balc
+    if to_cash:
+        payout_no = f"P-{o.device}-{o.seq}"
+        store.payouts.add_payout(payout_no, source="credit", device=o.device, seq=o.seq, site=site, psn_no=o.psn_no,
+                                 date=o.date, amount=to_cash, now=now)
+        msg.update(payout_no=payout_no, payout=to_cash)
+        if not to_account:
+            msg["credited_to"] = "payout"
+    return msg
+
+
+def after_outcome(store, o: rp.Outcome, body: Mapping[str, Any] | None, site: str, ledger: rp.Ledger | None,
+                  now: int) -> dict:
+    """What the queue does with one new outcome (reconcile calls it); the outcome's downlink payload."""
+    if o.kind == "cancel" and "cancel_applied" in o.codes and body is not None:
+        target = body.get("cancels")
+        if isinstance(target, int) and not isinstance(target, bool):
+            void_for(store, o.device, target, note=f"settlement cancelled at the counter (seq {o.seq})", now=now)
+        return o.downlink()
+    return outcome_notice(store, o, site, ledger, now)
+
+
+def void_for(store, device: str, seq: int, *, note: str, now: int) -> int:
+    """Void what the queue still owes for settlement (device, seq); how much was voided."""
+    voided = 0
+    for p in store.payouts.payouts_of(device, seq):
+        if p["status"] == OWED and store.payouts.close_payout(p["payout_no"], VOID, note=note, now=now):
+            voided += int(p["amount"])
+    return voided
+
+
+def queue_claim(store, claim: Mapping[str, Any], amount: int, now: int) -> str | None:
+    """An approved claim's reimbursement, owed in cash; its payout number (None for ¥0)."""
+    if amount <= 0 or not claim.get("psn_no"):
+        return None
+    payout_no = f"C-{claim['claim_no']}"
+    store.payouts.add_payout(payout_no, source="claim", device=claim["device"], seq=int(claim["seq"]),
+                             site=claim.get("site") or claim["device"], psn_no=claim["psn_no"],
+                             date=claim.get("date") or "", amount=amount, now=now)
+    return payout_no
+
+
+def queue_cancel(store, row: Mapping[str, Any], cash: int, now: int) -> str | None:
+    """The cash a centre cancel reverses, owed back to the patient."""
+    if cash <= 0:
+        return None
+    payout_no = f"X-{row['device']}-{row['seq']}"
+    store.payouts.add_payout(payout_no, source="cancel", device=row["device"], seq=int(row["seq"]), site=row["site"],
+                             psn_no=row["psn_no"], date=row["date"], amount=cash, now=now)
+    return payout_no
+
+
+def day_rows(store, site: str, date: str) -> dict:
+    """Owed / paid / outstanding, per patient and for the site (the daily report's rows)."""
+    patients: dict[str, dict[str, int]] = {}
+    for p in store.payouts.payouts_of_day(site, date):
+        if p["status"] == VOID:
+            continue
+        row = patients.setdefault(p["psn_no"], {"owed": 0, "paid": 0, "outstanding": 0})
+        row["owed"] += int(p["amount"])
+        row["paid" if p["status"] != OWED else "outstanding"] += int(p["amount"])
+    total = {k: sum(r[k] for r in patients.values()) for k in ("owed", "paid", "outstanding")}
+    return {"site": total, "patients": [{"psn_no": k, **v} for k, v in sorted(patients.items())]}

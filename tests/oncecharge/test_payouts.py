@@ -1,0 +1,107 @@
+"""Money owed to patients moves (issue 13, findings 5 and 6), on the real store and reconciler (SQLite):
+a credit's account share is back in the account (the notice gives the balance), its cash share is
+queued as a payout (the notice gives the payout number, never "已退还"); an approved claim is queued
+the same way; a cancel voids what is still owed; the daily report shows owed / paid / outstanding per
+patient and per site."""
+
+from __future__ import annotations
+
+import pytest
+
+from centre.recon_support import (
+    CAT_RAW, DAY, HOT_RAW, PERSONS, POL_RAW, T0, Device, claim_body, person, settlement_body, visit,
+)
+from edge.counter.downlink import notice_text
+from sync.centre import cancel, reconcile, report, review
+from sync.centre.store import Store
+
+DATE = "2026-11-19"
+
+
+@pytest.fixture
+def day(tmp_path):
+    store = Store.open(str(tmp_path / "centre.db"))
+    for raw in (CAT_RAW, POL_RAW, HOT_RAW):
+        store.put_bundle(raw, now=T0 - DAY)
+    store.ledger.seed_from_persons(PERSONS)
+    store.db.execute("UPDATE recon_persons SET deductible_used = 20000 WHERE psn_no = 'P0002'")
+    d = Device("D-S1-1")
+    store.register_device(d.device, "S1", bytes(d.key.verify_key), now=T0 - DAY)
+    # The counters' snapshots did not know the deductible was met: the patient paid it, the fund should have.
+    d.append("settlement", settlement_body(person("P0002", deductible_used=0), visit(0, acct=True), req="A-1"),
+             time=T0)                                                                       # credit: the account
+    d.append("settlement", settlement_body(person("P0001", deductible_used=0), visit(0, acct=False), req="C-1"),
+             time=T0 + 1)                                                                   # credit: cash
+    d.append("claim", claim_body(person("P0003"), visit(0), "offline_limit", req="F-1"), time=T0 + 2)
+    store.put_entries(d.device, d.items(), now=T0)
+    reconcile.run_pending(store, now=T0 + DAY)
+    yield store, d
+    store.close()
+
+
+def _outcome_notices(store, device):
+    return {m["payload"]["ref_seq"]: m["payload"] for m in store.downlink_since(device, 0)
+            if m["kind"] == "outcome"}
+
+
+def test_a_credit_goes_back_the_way_it_came_and_the_notice_says_what_moved(day):
+    store, d = day
+    notes = _outcome_notices(store, d.device)
+    acct = notes[1]
+    assert acct["credit"] > 0 and acct["credited_to"] == "account" and acct["to_account"] == acct["credit"]
+    assert acct["balc"] == store.ledger.load("P0002").balc
+    assert "payout_no" not in acct
+    cash = notes[2]
+    assert cash["credit"] > 0 and cash["credited_to"] == "payout" and cash["payout"] == cash["credit"]
+    owed = store.payouts.payout(cash["payout_no"])
+    assert owed["status"] == "owed" and owed["amount"] == cash["credit"] and owed["psn_no"] == "P0001"
+    for p in (acct, cash):
+        zh = notice_text("outcome", p)
+        assert "已退还" not in zh
+    assert "个人账户余额" not in notice_text("outcome", cash) and cash["payout_no"] in notice_text("outcome", cash)
+    claim = store.payouts.payout(f"C-{d.device}-3")           # the claim was approved automatically
+    rep = report.daily(store, "S1", DATE)
+    owed = cash["credit"] + claim["amount"]
+    assert rep["payouts"]["site"] == {"owed": owed, "paid": 0, "outstanding": owed}
+    assert rep["payouts"]["patients"] == [
+        {"psn_no": "P0001", "owed": cash["credit"], "paid": 0, "outstanding": cash["credit"]},
+        {"psn_no": "P0003", "owed": claim["amount"], "paid": 0, "outstanding": claim["amount"]}]
+    assert "outstanding" in report.to_text(rep)
+
+
+def test_after_the_settlement_is_cancelled_the_report_no_longer_owes_the_credit(day):
+    store, d = day
+    a = settlement_body(person("P0001", deductible_used=0), visit(0, acct=False), req="C-1")["amounts"]
+    d.append("cancel", {"req": "@cancel:2", "cancels": 2, "psn_no": "P0001", "amounts": a,
+                        "state_after": {"balc": 50000, "deductible_used": 0, "fund_paid": 0}}, time=T0 + 10)
+    store.put_entries(d.device, d.items(4), now=T0 + DAY)
+    reconcile.run_pending(store, now=T0 + 2 * DAY)
+    assert store.payouts.payout("P-D-S1-1-2")["status"] == "void"
+    rows = report.daily(store, "S1", DATE)["payouts"]["patients"]
+    assert [r["psn_no"] for r in rows] == ["P0003"]               # P0001 is owed nothing any more
+
+
+def test_an_approved_claim_is_owed_as_a_payout_and_the_notice_names_it(day):
+    store, d = day
+    [c] = review.claims(store, status="approved")                 # offline_limit: approved automatically
+    out = review.claim(store, c["claim_no"])
+    assert out["amount"] > 0
+    [msg] = [m["payload"] for m in store.downlink_since(d.device, 0) if m["kind"] == "reimbursement"]
+    assert msg["payout_no"] == f"C-{c['claim_no']}"
+    p = store.payouts.payout(msg["payout_no"])
+    assert p["status"] == "owed" and p["amount"] == out["amount"] and p["source"] == "claim"
+    zh = notice_text("reimbursement", msg)
+    assert "审核通过" in zh and "待柜台支付" in zh and msg["payout_no"] in zh
+
+
+def test_a_centre_cancel_voids_the_owed_credit_and_owes_the_cash_back(day):
+    store, d = day
+    out = cancel.cancel_settlement(store, d.device, 2, reason="重复收费", who="王审核", now=T0 + DAY)
+    assert store.payouts.payout("P-D-S1-1-2")["status"] == "void"
+    back = store.payouts.payout(f"X-{d.device}-2")
+    paid_in_cash = 3560                                           # accepted cash + the credit no longer owed
+    assert back["status"] == "owed" and back["amount"] == paid_in_cash and out["reversed"]["cash"] < paid_in_cash
+    again = cancel.cancel_settlement(store, d.device, 2, reason="重复收费", who="王审核", now=T0 + DAY)
+    assert again == out
+    rows = {r["psn_no"]: r for r in report.daily(store, "S1", DATE)["payouts"]["patients"]}
+    assert rows["P0001"] == {"psn_no": "P0001", "owed": paid_in_cash, "paid": 0, "outstanding": paid_in_cash}
