@@ -14,7 +14,9 @@ retried request gets the stored answer and changes nothing. When the counter's j
 (``mode: "online"``, same ``req``) arrives, reconciliation confirms it against that record without
 applying it twice (:mod:`sync.centre.replay`, rule ``online_confirmed``); an *offline* entry with a
 req the centre already settled online (the answer came too late) is recognised the same way
-(``already_settled_online``) and moves no money again.
+(``already_settled_online``) and moves no money again. The other order — the request itself arrives
+late, after the device uploaded its offline entry for that req — is refused (409
+``already_journaled``).
 
 The req is the settlement's identity, and the visit's content is bound to it: the stored answer keeps
 a digest of the normalised request (person, card, visit, items), and the same req with other content
@@ -151,6 +153,12 @@ def settle_online(store, device: str, data: Mapping[str, Any], *, now: int) -> d
         done = _settled(store, device, req, psn_no, data)
         if done is not None:
             return done
+        if store.payouts.journaled_req(device, req):
+            # A request that arrives after the counter gave up on it and journaled the visit offline (or as a
+            # claim): that entry is the visit; settling it here too would move the money twice.
+            raise OnlineRefused(f"req {req} is already journaled by this device (settled offline or claimed): "
+                                "it is not settled again online", code="already_journaled",
+                                zh="此业务流水号已在本机记账（脱机结算或全额垫付），不再联网结算")
         led = store.ledger.load(psn_no, lock=True)
         if led is None:
             raise _refuse("unknown_person", f"the centre has no insured person {psn_no}: check the card, or take a "

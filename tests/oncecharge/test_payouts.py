@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from centre.recon_support import (
-    CAT_RAW, DAY, HOT_RAW, PERSONS, POL_RAW, T0, Device, claim_body, person, settlement_body, visit,
+    CAT_RAW, DAY, HOT_RAW, ITEMS, PERSONS, POL_RAW, T0, Device, claim_body, person, settlement_body, visit,
 )
 from edge.counter.downlink import notice_text
 from sync.centre import cancel, reconcile, report, review
@@ -105,3 +105,18 @@ def test_a_centre_cancel_voids_the_owed_credit_and_owes_the_cash_back(day):
     assert again == out
     rows = {r["psn_no"]: r for r in report.daily(store, "S1", DATE)["payouts"]["patients"]}
     assert rows["P0001"] == {"psn_no": "P0001", "owed": paid_in_cash, "paid": 0, "outstanding": paid_in_cash}
+
+
+def test_an_online_request_arriving_after_its_offline_entry_is_not_settled_again(day):
+    """The other order of a late answer: the counter gave up, settled offline and uploaded; the delayed
+    request then reaches the centre. It is refused, and the ledger does not move a second time."""
+    from sync.centre.errors import OnlineRefused
+    from sync.centre.online import settle_online
+
+    store, d = day
+    before = store.ledger.load("P0002").balc
+    with pytest.raises(OnlineRefused) as info:
+        settle_online(store, d.device, {"req": "A-1", "psn_no": "P0002", "visit": visit(0), "items": ITEMS,
+                                         "acct_used_flag": True}, now=T0)
+    assert info.value.code == "already_journaled" and info.value.status == 409
+    assert store.ledger.load("P0002").balc == before

@@ -40,6 +40,12 @@ class Payouts:
         return self.db.query("SELECT * FROM centre_cancels WHERE site = ? AND date = ? ORDER BY device, seq",
                              (site, date))
 
+    def journaled_req(self, device: str, req: str) -> bool:
+        """The device uploaded a settlement or claim under ``req`` (settled offline, or a claim)."""
+        row = self.db.query_one("SELECT 1 AS x FROM entries WHERE device = ? AND req = ? AND kind IN "
+                                "('settlement', 'claim')", (device, req))
+        return row is not None
+
     def counter_cancelled(self, device: str, seq: int) -> bool:
         """The device journaled its own cancel of ``seq`` (its req is ``@cancel:N``; ``cancel:N`` before
         the counter's key space)."""
