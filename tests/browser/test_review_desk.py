@@ -120,3 +120,37 @@ async def test_review_desk_approves_and_denies_in_chinese(stack, size):
     assert "理由" in got["deny_no_note"] and got["deny_page_has_form"] == 1
     assert "已驳回" in got["denied"] and "单位欠费未补缴" in got["denied"]
     assert "已批准" in got["decided"] and "已驳回" in got["decided"]
+    # The counter is told (downlink) and the clerk acknowledges the notice: it does not come back.
+    await stack.api.post("/api/card/simulate", json=ZHANGSAN)
+
+    async def told():
+        return any(n["kind"] == "reimbursement" for n in (await stack.api.get("/api/card")).json().get("notices", []))
+    with trio.fail_after(30):  # the next sync round brings the reimbursement down
+        await wait_for(told)
+    seen = await trio.to_thread.run_sync(_notice, stack.daemon.url, size)
+    assert "审核通过" in seen["text"] and "approved" not in seen["text"] and "denied" not in seen["text"]
+    assert seen["after_ack"] == 0 and seen["after_reload"] == 0
+
+
+def _notice(url: str, size: str) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    from .test_counter_page import _browser
+
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport=VIEWPORTS[size], locale="zh-CN")
+            page.goto(url + "/")
+            page.wait_for_selector("#card .notice")
+            got = {"text": page.inner_text("#card .notice")}
+            _shot(page, f"notice-{size}")
+            page.click("#card .notice button.ack")
+            got["after_ack"] = page.locator("#card .notice").count()
+            page.reload()
+            page.wait_for_selector("#card[data-present='1']")
+            page.wait_for_timeout(1500)                     # a card refresh or two
+            got["after_reload"] = page.locator("#card .notice").count()
+            return got
+        finally:
+            browser.close()
