@@ -11,6 +11,8 @@ last centre contact say) and asks :func:`decide` which way the visit goes. The t
     centre reachable                            -> online        (the centre decides the rest;
                                                                    its refusals map via after_centre)
     --- offline from here; every limit fails closed (unknown counts as failed) ---
+    clock fault (below the time floor, or far    -> full_payment  offline_limit  (clock)
+      from the centre's: edge.counter.clock)
     card keyed in (not physically read)          -> full_payment  card_unreadable
     no person snapshot                           -> full_payment  offline_limit  (person_snapshot)
     insured status suspended                     -> full_payment  arrears
@@ -21,7 +23,9 @@ last centre contact say) and asks :func:`decide` which way the visit goes. The t
     otherwise                                    -> offline, acct_limit = allowance − account used
 
 The visit fund cap can only be checked once the engine has computed the fund part, so an offline
-decision goes through :func:`check_fund` with the engine's ``hifp_pay`` before it is final.
+decision goes through :func:`check_fund` with the engine's ``hifp_pay`` before it is final;
+check_fund also refuses an offline decision that does not carry the limits :func:`decide` checks
+(so no path, whatever led to it, journals ``mode: offline`` with unchecked limits).
 
 Every offline decision lists the limits it checked with their value and bound (``limits``); that map
 goes into the journal entry's ``basis.limits`` so re-adjudication sees what the edge saw.
@@ -75,6 +79,8 @@ class Facts:
     cache_age_ms: int | None = None
     offline_visits: int | None = None          # offline visits of this card since its last online one
     offline_acct_used: int | None = None       # account fen paid offline since then
+    clock_fault: str | None = None             # edge.counter.clock fault code; None = the clock is trusted
+    clock_zh: str = ""                         # what the clerk is told to do about it
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +146,9 @@ def decide(f: Facts) -> Decision:
         return _full("emergency_observation", "emergency observation: ratio unknown until admission is decided")
     if f.centre_reachable:
         return Decision(ONLINE, detail="centre reachable", zh="联网结算")
+    if f.clock_fault is not None:
+        return _full("offline_limit", f"clock: {f.clock_fault}: the PC clock cannot be trusted, so neither can "
+                     "the cache age nor the offline counters", f.clock_zh or "电脑时钟不正确，请校准电脑时间（北京时间）")
     if f.keyed_in:
         return _full("card_unreadable", "keyed-in card while offline: never settled offline")
     if not f.person_known:
@@ -177,10 +186,17 @@ def decide(f: Facts) -> Decision:
                     limits=checked)
 
 
+# The limits an offline decision from :func:`decide` always carries (check_fund adds visit_fund).
+CHECKED_BY_DECIDE = ("cache_age_hours", "offline_visits", "acct_allowance_left")
+
+
 def check_fund(decision: Decision, hifp_pay: int, limits: OfflineLimits | None) -> Decision:
     """Second step for an offline decision: the visit's fund pay against ``offline_visit_fund_cap``."""
     if decision.mode != OFFLINE:
         return decision
+    if decision.acct_limit is None or not all(k in decision.limits for k in CHECKED_BY_DECIDE):
+        return _full("offline_limit", "offline decision without its checked limits (cache age, visits, account "
+                     "allowance): not settled offline", "脱机限额未经核验", decision.limits)
     if limits is None:
         return _full("offline_limit", "offline_limits: the policy bundle has no offline limits",
                      "政策未配置脱机限额", decision.limits)
