@@ -24,6 +24,7 @@ Nothing here reads a clock directly: :class:`Clock` is injected (tests use a fix
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -39,6 +40,7 @@ from edge.settle.money import mul
 
 from sync import bodies
 
+from . import clock as timefloor
 from . import visit as core
 from .errors import (
     BadRequest, CardProblem, CounterError, FullPaymentRequired, JournalUnavailable, NotFullPayment, NotReady,
@@ -119,6 +121,7 @@ class Counter:
         self._draining = False
         self._receipts: dict[int, dict] = {}   # receipts built in the append's hop, by seq (a few)
         self._effects_failed = False    # an entry's effects could not be applied: offline counters unknown
+        self._floor: timefloor.Floor | None = None   # trusted time floor (edge.counter.clock), loaded at first use
         self.on_journaled: Callable[[], None] | None = None   # the daemon sets uplink.wake: send at once
 
     # -- facts ----------------------------------------------------------------------------------
@@ -132,6 +135,24 @@ class Counter:
         return offline.cache_age_ms(now_wall_ms=now.wall_ms, refreshed_wall_ms=r.wall_ms,
                                     now_mono_ns=now.mono_ns, refreshed_mono_ns=r.mono_ns,
                                     same_boot=r.boot_id == self.clock.boot_id)
+
+    def time_floor(self) -> timefloor.Floor | None:
+        """The trusted time floor: the last journal entry's time and the newest bundle's issue time (a
+        journal and cache read at first use; then raised by each append within the boot)."""
+        if self._floor is None:
+            from edge.journal import JournalError
+            try:
+                seq, _ = self.journal.head()
+                last = self.journal.get(seq) if seq else None
+            except JournalError:
+                return None       # settling stops on the journal's own error; nothing to measure against
+            created = [v.get("created") for v in self.cache.versions().values()]
+            self._floor = timefloor.floor_of(last.time if last else None,
+                                         *[c for c in created if isinstance(c, int) and not isinstance(c, bool)])
+        return self._floor
+
+    def clock_fault(self, now: Now) -> timefloor.ClockFault | None:
+        return timefloor.fault(now.wall_ms, self.time_floor(), now.mono_ns)
 
     def now(self) -> Now:
         """The clocks, read once (on the event loop: a test clock may be trio's own)."""
@@ -227,6 +248,9 @@ class Counter:
             limits=policy.offline, cache_age_ms=self.cache_age_ms(now),
             offline_visits=counters[0] if counters else None,
             offline_acct_used=counters[1] if counters else None)
+        fault = self.clock_fault(now)
+        if fault is not None:
+            facts = dataclasses.replace(facts, clock_fault=fault.code, clock_zh=fault.zh)
         return Prepared(r, reader, identity, person, items, visit, facts, offline.decide(facts), basis, policy)
 
     async def _prepare(self, data: Any, *, need_req: bool) -> Prepared:
@@ -614,6 +638,8 @@ class Counter:
         from edge.journal import DuplicateRequest, EntryFormatError, JournalError
 
         wall, mono = self.clock.wall_ms(), self.clock.mono_ns()
+        # Entry times never decrease within the chain: a clock set back journals at the floor.
+        wall = timefloor.entry_time(wall, self._floor, mono)
 
         def append():
             # The receipt (item names from the cache's reader) in the same hop: the entry is durable already.
@@ -623,6 +649,7 @@ class Counter:
         try:
             with trio.CancelScope(shield=True):   # once started, the durable append finishes
                 entry, view = await trio.to_thread.run_sync(append)
+                self._floor = timefloor.raise_floor(self._floor, entry.time, mono)
         except DuplicateRequest as exc:
             return exc.entry
         except JournalError as exc:
@@ -725,7 +752,9 @@ class Counter:
         now = clocks.wall_ms
         versions, refreshed = await _off_loop(lambda: (self.cache.versions(), self.cache.refreshed()))
         age = self._age(refreshed, clocks)
+        fault = await _off_loop(self.clock_fault, clocks)
         return {
+            "clock": None if fault is None else fault.to_dict(),
             "device": self.journal.device,
             "online": self.link.online, "last_contact_ms": self.link.last_ok_ms, "last_error": self.link.last_error,
             "backlog": None if backlog is None else {
