@@ -11,6 +11,7 @@ threads, never on the event loop.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,7 +21,7 @@ import trio
 
 from .envelope import CST, Request, dt_text
 from .errors import FieldError, StateError
-from .money import fen, ratio, yuan
+from .money import ExpNumber, fen, ratio, yuan
 from .store import HisStore
 
 T = TypeVar("T")
@@ -35,6 +36,8 @@ ACCT_FUND = ("310200", "职工基本医疗保险个人账户基金")
 PSN_TYPE = {"working": "1101", "retired": "1102"}   # our person types as the interface's psn_type codes
 INSU_STAS = {"active": "1", "suspended": "2", "terminated": "4"}
 NO_CAP = Decimal("999999.00")
+CNT_PLACES = 4                                        # cnt is N(16,4) in the interface
+_COUNT = re.compile(r"^-?[0-9]{1,12}(\.[0-9]+)?$")    # ASCII digits: re's \d takes "２" too
 OFFLINE_WARN = "本次为脱机结算：医保中心暂时无法连接，结算已在本机记账，联网后自动上传核对"
 
 
@@ -117,16 +120,21 @@ def flag(d: Mapping[str, Any], name: str) -> bool:
 
 
 def count(d: Mapping[str, Any], name: str) -> str:
+    """A count, N(16,4): plain ASCII decimal text or number (no exponent: ``1E+999999`` would expand to a
+    million digits), > 0, at most :data:`CNT_PLACES` places once trailing zeros are dropped."""
     v = d.get(name)
-    if isinstance(v, bool) or not isinstance(v, (str, int, Decimal)):
+    if isinstance(v, (bool, ExpNumber)) or not isinstance(v, (str, int, Decimal)):
         raise FieldError(f"{name} must be a number", zh=f"{name} 数量格式不正确", field=name)
-    try:
-        c = Decimal(str(v).strip())
-    except ArithmeticError:
-        raise FieldError(f"{name} must be a number", zh=f"{name} 数量格式不正确", field=name) from None
-    if not c.is_finite() or c <= 0:
+    raw = str(v).strip()
+    if not _COUNT.match(raw):
+        raise FieldError(f"{name} must be a plain decimal", zh=f"{name} 数量格式不正确", field=name)
+    c = Decimal(raw).normalize()
+    if c <= 0:
         raise FieldError(f"{name} must be > 0", zh=f"{name} 数量必须大于0", field=name)
-    return format(c.normalize(), "f")
+    if c != c.quantize(Decimal(1).scaleb(-CNT_PLACES)):
+        raise FieldError(f"{name} has more than {CNT_PLACES} decimal places",
+                         zh=f"{name} 数量最多{CNT_PLACES}位小数：{raw}", field=name)
+    return format(c, "f")
 
 
 def fee_line(d: Mapping[str, Any], i: int) -> dict:

@@ -15,6 +15,7 @@ are ``Decimal`` yuan with two places and are written as JSON numbers (never thro
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import itertools
 import json
 import re
@@ -24,6 +25,7 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from .errors import EnvelopeError
+from .money import number
 
 CST = dt.timezone(dt.timedelta(hours=8))
 MAX_MSGID = 30
@@ -40,15 +42,20 @@ class Request:
     header: dict          # the other envelope fields, as sent (text)
     received: dt.datetime
 
+    @property
+    def digest(self) -> str:
+        """What the request asks for (infno and input, not the header's times): a msgid sent again must
+        carry the same, or it is another request under a used msgid."""
+        canon = json.dumps([self.infno, self.input], sort_keys=True, ensure_ascii=False, default=str)
+        return hashlib.sha256(canon.encode("utf-8")).hexdigest()
+
 
 def parse(raw: bytes, *, path_infno: str | None, served: frozenset[str], now: dt.datetime) -> Request:
     """The request envelope, or :class:`EnvelopeError` saying in Chinese what is wrong with it."""
     try:
-        data = json.loads(raw or b"", parse_float=Decimal)
-        # "\ud800" is valid JSON that no UTF-8 store can hold: refused here, before any work.
-        json.dumps(data, ensure_ascii=False, default=str).encode("utf-8")
+        data = _json(raw or b"")
     except (ValueError, UnicodeError, RecursionError):
-        raise EnvelopeError("the body is not valid JSON", zh="报文不是有效的JSON格式") from None
+        raise EnvelopeError("the body is not valid JSON", zh="报文不是有效的JSON格式（须为UTF-8编码）") from None
     if not isinstance(data, dict):
         raise EnvelopeError("the body must be a JSON object (the envelope)", zh="报文应为JSON对象")
     infno = data.get("infno")
@@ -69,8 +76,8 @@ def parse(raw: bytes, *, path_infno: str | None, served: frozenset[str], now: dt
     body = data.get("input")
     if isinstance(body, str):
         try:
-            body = json.loads(body, parse_float=Decimal)
-        except ValueError:
+            body = _json(body)
+        except (ValueError, UnicodeError, RecursionError):
             raise EnvelopeError("input is a string that is not JSON", zh="交易输入(input)不是有效的JSON",
                                 field="input") from None
     if not isinstance(body, dict):
@@ -79,6 +86,18 @@ def parse(raw: bytes, *, path_infno: str | None, served: frozenset[str], now: dt
     header = {k: v if isinstance(v, str) else str(v) for k, v in data.items()
               if k not in ("input", "infno", "msgid") and v is not None}
     return Request(infno, msgid.strip(), body, header, now)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json(text: bytes | str) -> Any:
+    """Strict JSON: numbers with a fraction as ``Decimal``; NaN and Infinity (which Python's reader takes)
+    refused; "\\ud800" (valid JSON that no UTF-8 store can hold) refused before any work."""
+    data = json.loads(text, parse_float=number, parse_constant=_no_constant)
+    json.dumps(data, ensure_ascii=False, default=str).encode("utf-8")
+    return data
 
 
 def area(header: Mapping[str, str]) -> str:

@@ -16,13 +16,23 @@ from typing import Any
 
 from .errors import MoneyError
 
-_PLAIN = re.compile(r"^-?\d{1,14}(\.\d+)?$")
+_PLAIN = re.compile(r"^-?[0-9]{1,14}(\.[0-9]+)?$")   # ASCII digits only: re's \d takes "１２" too
 MAX_FEN = 10**16   # N(16,2)
+
+
+class ExpNumber(Decimal):
+    """A JSON number written with an exponent (``3.56e1``, ``1e2``): not an N(16,2) amount or an N(16,4)
+    count, refused whatever its value (the envelope's reader makes these, :func:`number`)."""
+
+
+def number(text: str) -> Decimal:
+    """``parse_float`` for a request: exact, and an exponent form marked so that it is refused."""
+    return ExpNumber(text) if "e" in text or "E" in text else Decimal(text)
 
 
 def fen(value: Any, field: str, *, allow_negative: bool = False) -> int:
     """Yuan (Decimal, int or decimal text) -> integer fen; more than two decimals is refused."""
-    if isinstance(value, bool) or isinstance(value, float) or value is None:
+    if isinstance(value, (bool, float, ExpNumber)) or value is None:
         raise MoneyError(f"{field}: {value!r} is not an amount in yuan", zh=f"{field} 金额格式不正确", field=field)
     text = str(value).strip() if isinstance(value, (str, int, Decimal)) else None
     if text is None or not _PLAIN.match(text):

@@ -18,7 +18,7 @@ from . import settlement
 from .context import (
     Ctx, fee_line, flag, line_result, medfee_check, node, person_of, rows, setldetail, setlinfo, text, visit_data,
 )
-from .errors import FieldError, StateError
+from .errors import FieldError, FullPaymentTaken, StateError
 from .money import fen
 from .result import Out
 
@@ -189,6 +189,16 @@ async def settle(ctx: Ctx) -> Out:
                       pin=_pin(d), chronic_code=v.get("chronic_code"))
     try:
         r = await settlement.settle(ctx, data)
+    except FullPaymentTaken as exc:
+        # The claim is journaled and the patient pays these lines in full: they are consumed by it, so a
+        # later 2207 (new msgid, the centre back) cannot have the fund pay them as well.
+        claim = str(exc.detail.get("claim_no"))
+        for ln in lines:
+            v["lines"][ln["feedetl_sn"]]["setl_id"] = claim
+        v["setl"][claim] = {"seq": exc.detail.get("seq"), "msgid": ctx.req.msgid, "cancelled": False,
+                            "clr_type": "11", "claim": True}
+        await ctx.thread(ctx.store.put, "visit", v["mdtrt_id"], v)
+        raise
     except Exception:
         await ctx.thread(ctx.store.put, "visit", v["mdtrt_id"], v)
         raise
@@ -209,13 +219,24 @@ async def cancel_visit(ctx: Ctx, v: dict, sid: str, *, cash_key: str, clr_type: 
     if entry is None or seq is None or entry["seq"] != seq:
         raise StateError(f"setl_id {sid} is not a settlement of this visit", zh=f"结算ID {sid} 不属于该就诊",
                          field="setl_id")
-    r = await ctx.cancel(seq, {"reason": f"HIS {ctx.req.infno} {ctx.req.msgid}"})
+    if entry.get("claim"):
+        raise StateError(f"{sid} is a full-payment claim: the centre decides it",
+                         zh=f"{sid} 是全额垫付单，不能撤销：垫付单由医保中心审核报销", field="setl_id")
+    if entry.get("cancelled"):
+        # The counter would answer its first cancel again (no money moves), but a second infcode 0 would
+        # have the HIS book a second refund.
+        raise StateError(f"setl_id {sid} is cancelled already", zh=f"结算ID {sid} 已撤销，不能重复撤销",
+                         field="setl_id")
+    psn = person_of(ctx, v["psn_no"])
+    why: dict[str, Any] = {"reason": f"HIS {ctx.req.infno} {ctx.req.msgid}"}
+    if not psn.get("card_id"):
+        why["certno"] = psn["certno"]     # a visit without a card: the counter checks the person by certno
+    r = await ctx.cancel(seq, why)
     entry["cancelled"] = True
     for ln in v["lines"].values():
         if ln.get("setl_id") == sid:
             ln["setl_id"] = None
     await ctx.thread(ctx.store.put, "visit", v["mdtrt_id"], v)
-    psn = person_of(ctx, v["psn_no"])
     s = r["setlinfo"]
     info = setlinfo(s, setl_id=sid, when=ctx.now, sign=-1, cash_key=cash_key, **_setl_args(ctx, v, psn, clr_type))
     info["medins_setl_id"] = entry["msgid"]

@@ -17,6 +17,7 @@ provides it, ``authenticate`` is None and the loopback guard is the only one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any, Awaitable, Callable
 
@@ -46,10 +47,11 @@ def his_routes(counter: Any, authenticate: Callable[[Request], Awaitable[Any]] |
             if service is None:   # opened on first use, off the event loop (a SQLite file and its migrations)
                 service = await trio.to_thread.run_sync(HisService.beside_journal, counter)
         operator = await authenticate(request) if authenticate is not None else None
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
+        raw = await _capped_body(request)
+        if raw is None:
             now = dt.datetime.now(CST)
-            return Response(dumps(answer("000000", now, now, err_msg="报文过大")), media_type=JSON_UTF8)
+            return Response(dumps(answer("000000", now, now, err_msg=f"报文过大（超过{MAX_BODY // 1024}KB），未受理")),
+                            media_type=JSON_UTF8)
         try:
             body = await service.handle(raw, request.path_params.get("infno"), operator=operator)
         except Exception:
@@ -59,6 +61,22 @@ def his_routes(counter: Any, authenticate: Callable[[Request], Awaitable[Any]] |
         return Response(body, media_type=JSON_UTF8)
 
     return [Route(PATH, call, methods=["POST"]), Route(PATH + "/{infno}", call, methods=["POST"])]
+
+
+async def _capped_body(request: Request) -> bytes | None:
+    """The body, or None once it passes MAX_BODY: read in chunks and given up on at the limit, so a 10 MB
+    or endless chunked body never sits in memory (``request.body()`` would read it all first)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        return None
+    parts, size = [], 0
+    async with contextlib.aclosing(request.stream()) as stream:
+        async for chunk in stream:
+            size += len(chunk)
+            if size > MAX_BODY:
+                return None
+            parts.append(chunk)
+    return b"".join(parts)
 
 
 def openapi_paths() -> dict:

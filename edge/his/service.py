@@ -5,8 +5,10 @@ the Chinese ``err_msg`` of the error (this package's :mod:`~edge.his.errors`, or
 ``CounterError``). Messages are handled one at a time (the counter serialises visits anyway), so a
 msgid is looked up and answered atomically:
 
-* a msgid answered before gets the stored answer, byte for byte (money moves once; the journal's own
-  ``req`` = msgid backs this up);
+* a msgid answered before, with the same infno and ``input``, gets the stored answer, byte for byte
+  (money moves once; the journal's own ``req`` = msgid backs this up); with another ``input`` (another
+  cart, another patient) it is refused: the first answer would let the HIS book a payment for a cart
+  that was never settled;
 * a msgid used before for another infno is refused;
 * a msgid that 2601 reversed before it ever arrived is refused.
 
@@ -64,11 +66,16 @@ class HisService:
         here = area(req.header)
         prior = await trio.to_thread.run_sync(self.store.message, req.msgid)
         if prior is not None:
-            if prior["answer"] and prior["infno"] == req.infno:
+            same = prior["infno"] == req.infno and prior["digest"] in (None, req.digest)
+            if prior["answer"] and same:
                 return prior["answer"].encode("utf-8")
             if not prior["answer"]:
                 exc: HisError = StateError("this msgid was reversed (2601) before it arrived",
                                            zh="该报文ID已被冲正(2601)，不再受理")
+            elif prior["infno"] == req.infno:
+                exc = MsgidReused(f"msgid {req.msgid} answered another {req.infno} (another input) already",
+                                  zh=f"报文ID {req.msgid} 已用于内容不同的交易{req.infno}，请使用新的报文ID；"
+                                     "原交易的结果请用原报文重发查询")
             else:
                 exc = MsgidReused(f"msgid {req.msgid} answered a {prior['infno']} already",
                                   zh=f"报文ID {req.msgid} 已用于交易{prior['infno']}，请使用新的报文ID")
@@ -78,12 +85,13 @@ class HisService:
             out = await HANDLERS[req.infno](ctx)
         except FullPaymentTaken as exc:
             body = dumps(answer(here, req.received, self._now(), err_msg=exc.zh))
-            await trio.to_thread.run_sync(self.store.remember, req.msgid, req.infno, body, exc.detail.get("seq"))
+            await trio.to_thread.run_sync(self.store.remember, req.msgid, req.infno, body, exc.detail.get("seq"),
+                                     req.digest)
             return body
         except Problem as exc:    # this package's errors, the counter's, the body contract's
             log.info("his refused", extra={"event": "his_refused", "infno": req.infno, "code": exc.code})
             return dumps(answer(here, req.received, self._now(), err_msg=exc.zh or "交易失败"))
         body = dumps(answer(here, req.received, self._now(), output=out.output, warn_msg=out.warn))
-        await trio.to_thread.run_sync(self.store.remember, req.msgid, req.infno, body, out.seq)
+        await trio.to_thread.run_sync(self.store.remember, req.msgid, req.infno, body, out.seq, req.digest)
         log.info("his answered", extra={"event": "his_answered", "infno": req.infno, "seq": out.seq})
         return body

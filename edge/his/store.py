@@ -2,8 +2,9 @@
 messages made, so that the next message can refer to it.
 
 * ``his_msgs``: every answered msgid with its infno and the exact answer (a repeated msgid gets the same
-  answer, money moves once), the journal seq a settlement made (2601 reverses exactly that) and whether
-  it was reversed.
+  answer, money moves once), a digest of the request's ``input`` (the same msgid with another cart is
+  refused, not answered as the first), the journal seq a settlement made (2601 reverses exactly that)
+  and whether it was reversed.
 * ``his_docs``: small JSON documents by (kind, key): sign-ins (``sign``), registered visits with their
   diagnoses and fee lines (``visit``). Money in them is integer fen.
 
@@ -48,7 +49,12 @@ def _v1(conn: sqlite3.Connection) -> None:
         conn.execute(stmt)
 
 
-MIGRATIONS: list[Migration] = [("his_1_msgs_docs", _v1)]
+def _v2(conn: sqlite3.Connection) -> None:
+    # NULL for answers stored before: those keep being answered by msgid and infno alone.
+    conn.execute("ALTER TABLE his_msgs ADD COLUMN digest TEXT")
+
+
+MIGRATIONS: list[Migration] = [("his_1_msgs_docs", _v1), ("his_2_msg_digest", _v2)]
 
 
 class HisStore:
@@ -70,16 +76,16 @@ class HisStore:
     # -- msgids -------------------------------------------------------------------------------------
     def message(self, msgid: str) -> dict | None:
         with self._lock:
-            row = self._conn.execute("SELECT infno, answer, seq, reversed_by FROM his_msgs WHERE msgid = ?",
+            row = self._conn.execute("SELECT infno, answer, seq, reversed_by, digest FROM his_msgs WHERE msgid = ?",
                                      (msgid,)).fetchone()
         if row is None:
             return None
-        return {"infno": row[0], "answer": row[1], "seq": row[2], "reversed_by": row[3]}
+        return {"infno": row[0], "answer": row[1], "seq": row[2], "reversed_by": row[3], "digest": row[4]}
 
-    def remember(self, msgid: str, infno: str, answer: bytes, seq: int | None = None) -> None:
+    def remember(self, msgid: str, infno: str, answer: bytes, seq: int | None = None, digest: str | None = None) -> None:
         with self._lock, atomic(self._conn):
-            self._conn.execute("INSERT OR IGNORE INTO his_msgs (msgid, infno, answer, seq, time_ms) "
-                               "VALUES (?, ?, ?, ?, ?)", (msgid, infno, answer.decode("utf-8"), seq, _now()))
+            self._conn.execute("INSERT OR IGNORE INTO his_msgs (msgid, infno, answer, seq, time_ms, digest) "
+                               "VALUES (?, ?, ?, ?, ?, ?)", (msgid, infno, answer.decode("utf-8"), seq, _now(), digest))
 
     def mark_reversed(self, msgid: str, by: str, infno: str) -> None:
         """``msgid`` is reversed by 2601 ``by`` (a placeholder row if it never arrived: it is then refused)."""

@@ -80,11 +80,12 @@ def test_an_echoed_text_cannot_pose_as_a_number():
 def test_store_keeps_answers_and_reversals(tmp_path):
     s = HisStore(tmp_path / "his.db")
     try:
-        s.remember("M1", "2207", b'{"infcode":0}', 7)
-        s.remember("M1", "2207", b'{"infcode":-1}', 8)        # first answer wins
-        assert s.message("M1") == {"infno": "2207", "answer": '{"infcode":0}', "seq": 7, "reversed_by": None}
+        s.remember("M1", "2207", b'{"infcode":0}', 7, "d1")
+        s.remember("M1", "2207", b'{"infcode":-1}', 8, "d2")  # first answer wins
+        assert s.message("M1") == {"infno": "2207", "answer": '{"infcode":0}', "seq": 7, "reversed_by": None,
+                                   "digest": "d1"}
         s.mark_reversed("M2", "R1", "2207")                    # reversed before it arrived
-        assert s.message("M2") == {"infno": "2207", "answer": "", "seq": None, "reversed_by": "R1"}
+        assert s.message("M2") == {"infno": "2207", "answer": "", "seq": None, "reversed_by": "R1", "digest": None}
         s.put("visit", "V1", {"a": 1})
         s.put("visit", "V1", {"a": 2})
         assert s.get("visit", "V1") == {"a": 2} and s.get("visit", "V2") is None
