@@ -179,3 +179,30 @@ async def test_a_pending_search_never_adds_from_the_old_list(stack, size):
     got = await trio.to_thread.run_sync(_stale_race, stack.daemon.url, size)
     assert len(got["first"]) == 1 and got["first"][0].startswith("阿莫西林"), got
     assert len(got["second"]) == 1 and got["second"][0].startswith("阿莫西林"), got
+
+
+def _keyed_in(url: str, certno: str) -> str:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = _page(p, url, "1024x600")
+        try:
+            page.click("#keyed summary")
+            page.fill("#kcardno", "A12345678")
+            page.fill("#kcertno", certno)
+            page.focus("#search")
+            _scan(page, AMOXICILLIN)
+            page.wait_for_selector("#cart tbody tr")
+            page.check("#acct")
+            page.keyboard.press("F2")
+            page.wait_for_selector("#split:not(.hidden)")
+            return page.inner_text("#reasons")
+        finally:
+            browser.close()
+
+
+async def test_a_keyed_in_card_says_why_the_account_does_not_pay(stack):
+    from harness.demo import LISI
+
+    reasons = await trio.to_thread.run_sync(_keyed_in, stack.daemon.url, LISI["certno"])
+    assert "手工录入的卡不能使用个人账户" in reasons and "患者选择" not in reasons
