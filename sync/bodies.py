@@ -27,7 +27,12 @@ Bounds, all checked in the parser (fail closed)
 * text: valid Unicode (no lone surrogates), ids at most :data:`MAX_ID` characters with no control
   characters, free text at most :data:`MAX_TEXT`;
 * at most :data:`MAX_LINES` fee lines, :data:`MAX_LIMITS` offline limits, :data:`MAX_CHRONIC`
-  chronic filings.
+  chronic filings;
+* fee lines: ``cnt`` an exact positive decimal (at most :data:`MAX_CNT_PLACES` places), each line's
+  ``cnt * pric`` and the sum over the lines within ``MAX_FEN`` (:func:`check_lines`): a bill of
+  100 lines of 10^6 x 10^11 fen is refused here, before it is journaled or reconciled;
+* entry times: :func:`check_time` keeps ``time`` within [:data:`MIN_TIME_MS`, :data:`MAX_TIME_MS`)
+  (2020-01-01 .. 2100-01-01 UTC), far inside every store's and the engine's integer range.
 
 Bodies may carry keys this module does not know (the contract grows by adding fields, and an old
 parser must not refuse a newer counter's entries): the parser ignores them, a builder never writes
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from typing import Any, ClassVar, Mapping
 
 from .errors import BodyError
@@ -50,6 +56,11 @@ MAX_TEXT = 1000
 MAX_LINES = 500
 MAX_LIMITS = 32
 MAX_CHRONIC = 64
+MAX_CNT_PLACES = 6
+# Entry times a device may sign (ms since the epoch, UTC): 2020-01-01 .. 2100-01-01. A clock outside
+# this window is broken; 2^64 would overflow the centre's bigint columns and the engine's dates.
+MIN_TIME_MS = 1_577_836_800_000
+MAX_TIME_MS = 4_102_444_800_000
 
 AMOUNT_KEYS = ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt", "inscp_scp_amt",
                "act_pay_dedc", "hifp_pay", "acct_pay", "psn_cash_pay")
@@ -210,8 +221,66 @@ class Item:
                    _fen(_get(m, "pric", path + "."), path + ".pric"))
 
 
+def _count(value: str, path: str) -> Decimal:
+    try:
+        cnt = Decimal(value)
+    except InvalidOperation:
+        raise _fail(path, "must be a decimal count such as 2 or 0.5") from None
+    exponent = cnt.as_tuple().exponent
+    if not cnt.is_finite() or cnt <= 0 or (isinstance(exponent, int) and exponent < -MAX_CNT_PLACES):
+        raise _fail(path, f"must be a count > 0 with at most {MAX_CNT_PLACES} decimal places")
+    return cnt
+
+
+def check_lines(lines: Any) -> int:
+    """The bound on a bill: each ``cnt * pric`` and their sum within MAX_FEN; returns the sum (fen,
+    rounded up). ``lines`` are maps with ``cnt`` (text) and ``pric`` (fen, or None: not known yet).
+    The counter's request parser and every claim/settlement body run this, so no bill beyond the
+    engine's bound is journaled, uploaded or reconciled."""
+    total = Decimal(0)
+    for i, line in enumerate(_list(lines, "items", MAX_LINES)):
+        m = _map(line, f"items[{i}]")
+        cnt = _count(_id(_get(m, "cnt", f"items[{i}]."), f"items[{i}].cnt"), f"items[{i}].cnt")
+        pric = m.get("pric")
+        if pric is None:
+            continue
+        fee = cnt * _fen(pric, f"items[{i}].pric")
+        if fee > MAX_FEN:
+            raise _fail(f"items[{i}]", f"costs more than the bound of {MAX_FEN} fen (cnt x pric)")
+        total += fee
+        if total > MAX_FEN:
+            raise _fail("items", f"add up to more than the bound of {MAX_FEN} fen")
+    return int(total.to_integral_value(rounding=ROUND_CEILING))
+
+
+def check_time(value: Any, path: str = "time") -> int:
+    """An entry's wall-clock time (ms): a whole number within [MIN_TIME_MS, MAX_TIME_MS)."""
+    return _int(value, path, MIN_TIME_MS, MAX_TIME_MS - 1)
+
+
+def check_tree(value: Any, path: str = "body", *, depth: int = 16) -> None:
+    """Every text (map keys included) valid Unicode and nesting at most ``depth`` deep, in keys the
+    typed parsers ignore too: a lone surrogate anywhere must be refused here, not fail a store insert."""
+    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    while stack:
+        v, p, d = stack.pop()
+        if d > depth:
+            raise _fail(p, f"is nested more than {depth} levels deep")
+        if type(v) is str:
+            _unicode(v, p)
+        elif isinstance(v, Mapping):
+            for k, sub in v.items():
+                if type(k) is str:
+                    _unicode(k, p + ".<key>")
+                stack.append((sub, f"{p}.{k}" if type(k) is str and k.isascii() else p + ".<key>", d + 1))
+        elif isinstance(v, (list, tuple)):
+            stack.extend((sub, f"{p}[{i}]", d + 1) for i, sub in enumerate(v))
+
+
 def _items(value: Any) -> tuple[Item, ...]:
-    return tuple(Item.parse(v, f"items[{i}]") for i, v in enumerate(_list(value, "items", MAX_LINES)))
+    items = tuple(Item.parse(v, f"items[{i}]") for i, v in enumerate(_list(value, "items", MAX_LINES)))
+    check_lines([it.build() for it in items])
+    return items
 
 
 @dataclass(frozen=True, slots=True)
@@ -524,6 +593,7 @@ KINDS: Mapping[str, type[_Body]] = {c.kind: c for c in (Settlement, Cancel, Clai
 
 def parse(kind: str, body: Any) -> Any:
     """The typed body of an entry of ``kind``; BodyError (``bad_body``) when it breaks the contract."""
+    check_tree(body)
     if kind in KINDS:
         return KINDS[kind].parse(body)
     if kind in FREE_FORM_KINDS:

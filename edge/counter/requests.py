@@ -30,6 +30,8 @@ from pydantic import (
 )
 
 from edge.settle import InvalidInput, parse_items
+from sync import bodies
+from sync.errors import BodyError
 
 from .errors import BadRequest
 
@@ -181,6 +183,12 @@ def parse_visit_request(data: Any, *, need_req: bool) -> VisitRequest:
     if not isinstance(data, Mapping):
         raise BadRequest("the request body must be a JSON object", zh=_ZH["body"], field="body")
     try:
+        # JSON's "\ud800" escape decodes to a lone surrogate that no journal can encode: refused here.
+        bodies.check_tree(data)
+    except BodyError as exc:
+        raise BadRequest(exc.message, zh="请求中含有无效字符", code="invalid_input",
+                         field=exc.detail.get("field") or "body") from None
+    try:
         body = VisitBody.model_validate(dict(data))
     except ValidationError as exc:
         raise refusal(exc) from None
@@ -195,6 +203,13 @@ def parse_visit_request(data: Any, *, need_req: bool) -> VisitRequest:
         field = exc.field or "items"
         zh = "数量必须大于0" if field.endswith(".cnt") else "项目数据不正确"
         raise BadRequest(exc.message, zh=zh, code="invalid_input", field=field) from exc
+    try:
+        # The contract's bound on a bill (sync.bodies.check_lines), before anything is priced or
+        # journaled: 100 lines of 10^6 x 10^11 fen must never reach a journal (issue 14).
+        bodies.check_lines(items)
+    except BodyError as exc:
+        raise BadRequest(exc.message, zh="金额超出上限，请核对数量和单价", code="invalid_input",
+                         field=exc.detail.get("field") or "items") from None
     keyed = (body.keyed_in.card_no, body.keyed_in.certno) if body.keyed_in is not None else None
     return VisitRequest(
         req=body.req, reader=body.reader, card_id=body.card_id, keyed_in=keyed, med_type=body.med_type,

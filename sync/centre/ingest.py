@@ -32,6 +32,8 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from edge.journal.entry import EntryFormatError, decode, unsigned_bytes
+from sync import bodies
+from sync.errors import BodyError
 
 ACCEPTED, DUPLICATE, REJECTED, DEFERRED = "accepted", "duplicate", "rejected", "deferred"
 
@@ -48,6 +50,11 @@ MESSAGES = {
     "broken_chain": "the entry's prev hash does not match the entry stored before it: entries are missing or "
                     "were altered",
     "gap": "an earlier seq has not arrived yet; the device will re-send from the acknowledged seq",
+    "bad_time": "the entry's time is outside 2020..2100: the device's clock is broken or the entry was forged; "
+                "it is quarantined for review and the device's later entries are taken",
+    "bad_body": "the entry's body breaks the contract of its kind (docs/entries.md: amounts beyond the bound, "
+                "text that is not valid Unicode, too many lines...); it is quarantined for review and the "
+                "device's later entries are taken",
 }
 
 
@@ -115,6 +122,17 @@ def check_entry(seq: int, raw: bytes, device: str, verify_key: VerifyKey) -> Che
         verify_key.verify(message, entry.sig)
     except (BadSignatureError, ValueError):
         return Checked(seq, raw, None, "bad_signature", "")
+    # A validly signed entry is still checked against the contract: one absurd value (a time of 2^64,
+    # an amount beyond int64, a lone surrogate) must become this entry's rejection, not a failed batch
+    # or a reconciliation that stops for the city (issue 14). The slot is settled, the rest proceeds.
+    try:
+        bodies.check_time(entry.time)
+    except BodyError as exc:
+        return Checked(seq, raw, None, "bad_time", exc.message)
+    try:
+        bodies.parse(entry.kind, entry.body)
+    except BodyError as exc:
+        return Checked(seq, raw, None, "bad_body", exc.message)
     return Checked(seq, raw, entry)
 
 
@@ -146,7 +164,8 @@ def plan(checked: list[Checked], *, high_water: int, last_hash: bytes | None,
             elif hashlib.sha256(c.raw).digest() == value:
                 p.results.append(Result(seq, DUPLICATE))
             else:
-                code = c.code or "fork"
+                # A validly signed different entry in a taken slot is a fork whatever its body holds.
+                code = "fork" if c.code in (None, "bad_time", "bad_body") else c.code
                 msg = _msg(code, c.detail)
                 p.reject.append((seq, code, msg, False, c.raw))
                 p.results.append(Result(seq, REJECTED, code, msg))
