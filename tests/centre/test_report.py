@@ -8,6 +8,7 @@ import json
 
 from nacl.signing import SigningKey
 
+from sync.bodies import AMOUNT_KEYS, STATE_KEYS
 from sync.centre import reconcile, report
 from sync.centre.store import Store
 from recon_support import (
@@ -41,8 +42,10 @@ def busy_day(url) -> Store:
     bad["visit"] = {**v, "med_type": "99"}
     d.append("settlement", bad, time=t + 3)                                                       # rejected
     d.append("claim", claim_body(person("P0003"), v, "offline_limit", req="r5"), time=t + 4)     # claim
-    d.append("cancel", {"req": "r6", "cancels": 1, "psn_no": "P0001", "amounts": {}, "state_after": {}},
-             time=t + 5)                                                                          # cancel
+    # A cancel journaled with zero amounts (the body contract wants every amount key and the state after).
+    zero = dict.fromkeys(AMOUNT_KEYS, 0)
+    d.append("cancel", {"req": "r6", "cancels": 1, "psn_no": "P0001", "amounts": zero,
+                        "state_after": dict.fromkeys(STATE_KEYS, 0)}, time=t + 5)                                                                          # cancel
     other.append("settlement", settlement_body(person("P0001"), v, req="o1"), time=t + 6)
     store.put_entries(d.device, d.items(), now=T0)
     store.put_entries(other.device, other.items(), now=T0)
