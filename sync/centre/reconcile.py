@@ -63,10 +63,6 @@ _CN = _dt.timezone(_dt.timedelta(hours=8))
 PROBE: Callable[[str, Any], None] | None = None
 
 
-def _sites(store) -> dict[str, str]:
-    return {d.device: d.site for d in store.devices()}
-
-
 def run_pending(store, *, now: int | None = None, batch: int = 2000, max_batches: int | None = None,
                 recheck: bool = True) -> dict:
     """Reconcile everything queued and not claimed by another worker; returns counts by outcome.
@@ -80,7 +76,7 @@ def run_pending(store, *, now: int | None = None, batch: int = 2000, max_batches
     now = now_ms() if now is None else now
     counts = {o: 0 for o in rp.OUTCOMES}
     world = StoreWorld(store)
-    sites = _sites(store)
+    sites: dict[str, str] = {}
     done_batches = 0
     more = False
     while True:
@@ -89,8 +85,8 @@ def run_pending(store, *, now: int | None = None, batch: int = 2000, max_batches
             rows = store.queued_entries(buckets, batch)
             if rows:
                 missing = {r["device"] for r in rows} - sites.keys()
-                if missing:
-                    sites = _sites(store)
+                if missing:  # only the batch's devices: a city has tens of thousands
+                    sites.update(store.sites_of(missing))
                 for o in _reconcile_rows(store, world, rows, sites, now):
                     counts[o.outcome] += 1
                 store.recon.dequeue([r["id"] for r in rows])

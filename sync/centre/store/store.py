@@ -204,6 +204,17 @@ class Store:
         return [DeviceInfo(r["device"], r["site"], bytes(r["pubkey"]), r["status"], r["high_water"], r["enrolled_ms"])
                 for r in self.db.query("SELECT * FROM devices ORDER BY device")]
 
+    def sites_of(self, devices: Iterable[str]) -> dict[str, str]:
+        """device -> site for the given devices (one query per 500; a batch names only its own)."""
+        names = sorted(set(devices))
+        out: dict[str, str] = {}
+        for i in range(0, len(names), 500):
+            chunk = names[i:i + 500]
+            marks = ", ".join("?" * len(chunk))
+            out.update({r["device"]: r["site"] for r in self.db.query(
+                f"SELECT device, site FROM devices WHERE device IN ({marks})", chunk)})
+        return out
+
     def require_device(self, device: str) -> DeviceInfo:
         info = self.device(device)
         if info is None:
