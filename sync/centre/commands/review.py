@@ -235,8 +235,11 @@ def cmd_dispute_list(args) -> int:
     from sync.centre import review
 
     def go(store):
-        for d in review.disputed(store, open_only=not args.all):
+        found = review.disputed(store, open_only=not args.all)
+        for d in found:
             _print(d)
+        if not found:       # said in words on stderr: stdout stays JSON lines for scripts
+            print("no disputed settlements" + ("" if args.all else " open"), file=sys.stderr)
     return _run(args, go)
 
 
@@ -250,6 +253,9 @@ def cmd_claims(args) -> int:
     from sync.centre import review
 
     def go(store):
-        for c in review.claims(store, status=None if args.status == "all" else args.status):
+        found = review.claims(store, status=None if args.status == "all" else args.status)
+        for c in found:
             _print(c)
+        if not found:       # said in words on stderr: stdout stays JSON lines for scripts
+            print(f"no claims ({args.status})", file=sys.stderr)
     return _run(args, go)
