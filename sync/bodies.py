@@ -56,6 +56,7 @@ MAX_TEXT = 1000
 MAX_LINES = 500
 MAX_LIMITS = 32
 MAX_CHRONIC = 64
+MAX_EC_TOKEN = 50     # 医保电子凭证 token: the interface's mdtrt_cert_no is C(50)
 MAX_CNT_PLACES = 6
 # Entry times a device may sign (ms since the epoch, UTC): 2020-01-01 .. 2100-01-01. A clock outside
 # this window is broken; 2^64 would overflow the centre's bigint columns and the engine's dates.
@@ -494,13 +495,18 @@ class Claim(_Body):
     items: tuple[Item, ...]
     paid: Mapping[str, int]
     basis: Basis
+    # An e-voucher the counter could not resolve (offline): the centre resolves it when the claim
+    # arrives. Written only when present, so a claim without one is byte-for-byte the old body.
+    ec_token: str | None = None
 
     def _dict(self) -> dict[str, Any]:
         out = {"req": self.req, "cause": self.cause, "detail": self.detail, "psn_no": self.psn_no,
                "card": self.card.build(), "visit": self.visit.build(), "items": [it.build() for it in self.items],
                "paid": {k: self.paid[k] for k in PAID_KEYS}, "basis": self.basis.build()}
-        if self.psn_no is None:
+        if self.psn_no is None and (self.certno is not None or self.ec_token is None):
             out["certno"] = self.certno
+        if self.ec_token is not None:
+            out["ec_token"] = self.ec_token
         return out
 
     @classmethod
@@ -510,14 +516,25 @@ class Claim(_Body):
         if cause not in CLAIM_CAUSES:
             raise _fail("cause", f"must be one of {', '.join(CLAIM_CAUSES)}")
         psn_no = _id(_get(m, "psn_no", ""), "psn_no", null=True)
-        certno = _id(_get(m, "certno", ""), "certno") if psn_no is None else _id(m.get("certno"), "certno", null=True)
+        ec_token = _ec_token(m.get("ec_token"))
+        certno = (_id(_get(m, "certno", ""), "certno") if psn_no is None and ec_token is None
+                  else _id(m.get("certno"), "certno", null=True))
         paid = _fens(_get(m, "paid", ""), PAID_KEYS, "paid")
         if paid["acct_pay"] + paid["psn_cash_pay"] != paid["medfee_sumamt"]:
             raise _fail("paid", "does not add up (medfee_sumamt must equal acct_pay + psn_cash_pay)")
         return cls(req=_id(_get(m, "req", ""), "req"), cause=cause, detail=_text(_get(m, "detail", ""), "detail"),
                    psn_no=psn_no, certno=certno, card=Card.parse(_get(m, "card", "")),
                    visit=Visit.parse(_get(m, "visit", "")), items=_items(_get(m, "items", "")), paid=paid,
-                   basis=Basis.parse(_get(m, "basis", "")))
+                   basis=Basis.parse(_get(m, "basis", "")), ec_token=ec_token)
+
+
+def _ec_token(value: Any) -> str | None:
+    """An e-voucher token: opaque short text (1..MAX_EC_TOKEN characters, no control characters)."""
+    if value is None:
+        return None
+    if type(value) is str and not 0 < len(value) <= MAX_EC_TOKEN:
+        raise _fail("ec_token", f"must be 1 to {MAX_EC_TOKEN} characters")
+    return _id(value, "ec_token")
 
 
 @dataclass(frozen=True, slots=True)

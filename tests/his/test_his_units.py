@@ -96,3 +96,46 @@ def test_store_keeps_answers_and_reversals(tmp_path):
         assert again.message("M1")["seq"] == 7
     finally:
         again.close()
+
+
+# -- 医保电子凭证 offline: a claim that carries the token instead of a person -----------------------------
+def _ec_claim(**over):
+    from journal.journal_bodies import claim
+
+    body = claim("CL-EC") | {"psn_no": None, "ec_token": "330300ecgmztaobqgaydambqgaydamjr4l5b3jrxnm"} | over
+    body.pop("certno", None)
+    return body
+
+
+def test_a_claim_may_carry_an_ec_token_instead_of_a_person_and_round_trips():
+    from sync.bodies import Claim
+
+    body = _ec_claim()
+    c = Claim.parse(body)
+    assert c.psn_no is None and c.certno is None and c.ec_token == body["ec_token"]
+    assert c.cause == "offline_limit"             # the outage is the cause; the token marks the identity
+    assert Claim.parse(c.build()) == c and c.build()["ec_token"] == body["ec_token"]
+    # A claim with a person writes no ec_token key (old parsers see exactly the old body).
+    from journal.journal_bodies import claim
+    assert "ec_token" not in Claim.parse(claim("CL-2")).build()
+
+
+@pytest.mark.parametrize("token, why", [("x" * 51, "1 to 50"), ("", "1 to 50"), (7, "must be text"),
+                                        ("330300ec\x00abc", "control"), ("330300ec\ud800", "Unicode")])
+def test_an_ec_token_is_bounded_text(token, why):
+    from sync.bodies import Claim
+    from sync.errors import BodyError
+
+    with pytest.raises(BodyError, match=why) as exc:
+        Claim.parse(_ec_claim(ec_token=token))
+    assert exc.value.detail.get("field") == "ec_token"
+
+
+def test_a_claim_without_person_needs_a_certno_or_an_ec_token():
+    from sync.bodies import Claim
+    from sync.errors import BodyError
+
+    body = _ec_claim()
+    del body["ec_token"]
+    with pytest.raises(BodyError, match="certno is missing"):
+        Claim.parse(body)
