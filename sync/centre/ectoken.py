@@ -68,6 +68,29 @@ def resolve(signing_key, token: str) -> str | None:
     return psn_no if hmac.compare_digest(raw[-TAG:], _tag(signing_key, token[:6], psn_no)) else None
 
 
+# Why a claim carrying an e-voucher is sent to a reviewer instead of being credited to a person.
+UNIDENTIFIED = {
+    "ec_token_unknown": "医保电子凭证无效或已过期，无法识别参保人：转人工审核，请核对患者身份后指定参保人",
+    "ec_person_unknown": "医保电子凭证对应的参保人不在本中心参保人名单中：转人工审核",
+}
+
+
+def identify_claim(signing_key, body, known) -> tuple[str | None, str | None, str | None]:
+    """The person of a full-payment claim journaled offline with only an e-voucher (``psn_no`` null,
+    ``ec_token`` set): ``(psn_no, None, None)``, or ``(None, code, zh)`` when the token is not one of this
+    centre's or names a person ``known(psn_no)`` denies (the claim then goes to review, never stuck).
+    Claims that name their person, or carry no token, give ``(None, None, None)``."""
+    token = body.get("ec_token") if hasattr(body, "get") else None
+    if not isinstance(token, str) or body.get("psn_no") is not None:
+        return None, None, None
+    psn_no = resolve(signing_key, token)
+    if psn_no is None:
+        return None, "ec_token_unknown", UNIDENTIFIED["ec_token_unknown"]
+    if not known(psn_no):
+        return None, "ec_person_unknown", UNIDENTIFIED["ec_person_unknown"]
+    return psn_no, None, None
+
+
 async def resolve_route(request: Request) -> JSONResponse:
     from sync.centre.auth import authenticate_device
 

@@ -139,3 +139,21 @@ def test_a_claim_without_person_needs_a_certno_or_an_ec_token():
     del body["ec_token"]
     with pytest.raises(BodyError, match="certno is missing"):
         Claim.parse(body)
+
+
+def test_the_centre_identifies_an_ec_token_claim_or_sends_it_to_review_with_a_code():
+    from nacl.signing import SigningKey
+
+    from sync.centre.ectoken import identify_claim, issue
+
+    key = SigningKey(bytes(range(32)))
+    known = {"3303000000000002"}.__contains__
+    token = issue(key, "3303000000000002")
+    assert identify_claim(key, _ec_claim(ec_token=token), known) == ("3303000000000002", None, None)
+    # A claim that names its person is left alone (the token is not the identity then).
+    assert identify_claim(key, _ec_claim(ec_token=token, psn_no="3303000000000009"), known) == (None, None, None)
+    forged = token[:-2] + ("aa" if token[-2:] != "aa" else "bb")
+    psn, code, zh = identify_claim(key, _ec_claim(ec_token=forged), known)
+    assert psn is None and code == "ec_token_unknown" and "电子凭证" in zh and "审核" in zh
+    psn, code, zh = identify_claim(key, _ec_claim(ec_token=issue(key, "3303000000000001")), known)
+    assert psn is None and code == "ec_person_unknown" and "参保人" in zh
