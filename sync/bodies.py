@@ -7,7 +7,7 @@ write a body the centre would read differently. The envelope (seq, prev, device,
 Theory of operation
 -------------------
 Each contract kind has a frozen dataclass (:class:`Settlement`, :class:`Cancel`, :class:`Claim`,
-:class:`Refusal`, :class:`Outcome`) with
+:class:`Refusal`, :class:`Outcome`, :class:`Payout`) with
 
 * ``build() -> dict``: the body to journal (plain maps, lists, text, int, bytes: what CBOR holds);
 * ``parse(body) -> instance`` (a classmethod): the one place a body is checked. Anything malformed
@@ -591,6 +591,55 @@ class Outcome(_Body):
                    reason=_text(m.get("reason", ""), "reason"))
 
 
+PAYOUT_PREFIXES = ("P-", "C-", "X-")   # a credit's cash share, an approved claim, a centre cancel's cash
+PAYOUT_METHODS = ("cash",)
+
+
+def _operator(value: Any, path: str = "operator") -> Mapping[str, str] | None:
+    """Who did it at the counter (optional on every kind: older entries have none)."""
+    if value is None:
+        return None
+    m = _map(value, path)
+    return {"id": _id(_get(m, "id", path + "."), path + ".id"), "name": _text(_get(m, "name", path + "."), path + ".name")}
+
+
+@dataclass(frozen=True, slots=True)
+class Payout(_Body):
+    """Money the centre owed a patient, paid at the counter (the patient signs the receipt)."""
+
+    kind: ClassVar[str] = "payout"
+    req: str
+    payout_no: str
+    psn_no: str
+    amount: int
+    method: str
+    reason: str
+    operator: Mapping[str, str] | None = None
+
+    def _dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"req": self.req, "payout_no": self.payout_no, "psn_no": self.psn_no,
+                               "amount": self.amount, "method": self.method, "reason": self.reason}
+        if self.operator is not None:
+            out["operator"] = dict(self.operator)
+        return out
+
+    @classmethod
+    def parse(cls, body: Any) -> "Payout":
+        m = _map(body, "body")
+        payout_no = _id(_get(m, "payout_no", ""), "payout_no")
+        if not payout_no.startswith(PAYOUT_PREFIXES):
+            raise _fail("payout_no", f"must start with one of {', '.join(PAYOUT_PREFIXES)}")
+        method = _get(m, "method", "")
+        if method not in PAYOUT_METHODS:
+            raise _fail("method", f"must be one of {', '.join(PAYOUT_METHODS)}")
+        amount = _fen(_get(m, "amount", ""), "amount")
+        if amount <= 0:
+            raise _fail("amount", "must be more than 0")
+        return cls(req=_id(_get(m, "req", ""), "req"), payout_no=payout_no, psn_no=_id(_get(m, "psn_no", ""), "psn_no"),
+                   amount=amount, method=method, reason=_text(_get(m, "reason", ""), "reason"),
+                   operator=_operator(m.get("operator")))
+
+
 @dataclass(frozen=True, slots=True)
 class FreeForm:
     """``card_event``, ``config``, ``enrol``, ``note``: free-form maps with a ``what`` text."""
@@ -605,7 +654,7 @@ class FreeForm:
         return cls(kind, _text(m.get("what", ""), "what"), dict(m))
 
 
-KINDS: Mapping[str, type[_Body]] = {c.kind: c for c in (Settlement, Cancel, Claim, Refusal, Outcome)}
+KINDS: Mapping[str, type[_Body]] = {c.kind: c for c in (Settlement, Cancel, Claim, Refusal, Outcome, Payout)}
 
 
 def parse(kind: str, body: Any) -> Any:
@@ -637,3 +686,7 @@ def build_refusal(**fields: Any) -> dict[str, Any]:
 
 def build_outcome(**fields: Any) -> dict[str, Any]:
     return Outcome(**fields).build()
+
+
+def build_payout(**fields: Any) -> dict[str, Any]:
+    return Payout(**fields).build()

@@ -34,7 +34,7 @@ from sync.keys import key_id  # noqa: F401  (one definition, shared with the cen
 
 FORMAT_VERSION = 1
 GENESIS = bytes(32)
-KINDS = frozenset({"enrol", "config", "settlement", "cancel", "claim", "card_event", "refusal", "outcome", "note"})
+KINDS = frozenset({"enrol", "config", "settlement", "cancel", "claim", "card_event", "refusal", "outcome", "note", "payout"})
 _FIELDS = ("v", "seq", "prev", "device", "time", "mono", "kind", "body")
 
 
