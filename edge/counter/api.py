@@ -147,6 +147,10 @@ def build_app(counter, *, openapi: dict | None = None, prices=None) -> "Loopback
         data = await _body(request) if request.headers.get("content-length", "0") != "0" else {}
         return _json(await counter.cancel(_int(request.path_params["seq"], "seq"), data))
 
+    async def pay_out(request: Request) -> Response:
+        data = await _body(request) if request.headers.get("content-length", "0") != "0" else {}
+        return _json(await counter.pay_out(request.path_params["payout_no"], data))
+
     async def receipt(request: Request) -> Response:
         return _json(await counter.receipt(_int(request.path_params["seq"], "seq")))
 
@@ -161,6 +165,7 @@ def build_app(counter, *, openapi: dict | None = None, prices=None) -> "Loopback
         Route("/api/items", items), Route("/api/presettle", presettle, methods=["POST"]),
         Route("/api/settle", settle, methods=["POST"]), Route("/api/claim", claim, methods=["POST"]),
         Route("/api/settlements/{seq}/cancel", cancel, methods=["POST"]),
+        Route("/api/payouts/{payout_no}/pay", pay_out, methods=["POST"]),
         Route("/api/receipt/{seq}", receipt), Route("/api/receipt/{seq}/qr.svg", receipt_qr),
     ]
     from edge.metrics import counter_metrics_route  # Prometheus /metrics, loopback only (docs/operations.md)

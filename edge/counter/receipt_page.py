@@ -82,6 +82,7 @@ def render(view: dict[str, Any], extra: dict[str, Any] | None = None) -> str:
         svg=Markup(svg[svg.index("<svg"):]),  # noqa: S704  our own QR SVG, generated from escaped text
         cancellable=view["kind"] == "settlement" and not extra.get("cancelled_by"),
         cancelled_by=extra.get("cancelled_by"), cancels=view.get("cancels"), paper=paper,
+        payout_no=view.get("payout_no"),
         patient=extra.get("patient", "（未读出姓名）"), insutype=extra.get("insutype", "（未记录）"),
         psn_type=extra.get("psn_type", "（未记录）"), med_type=extra.get("med_type", "（未记录）"),
         site=site_of(view["device"]), site_name=extra.get("site_name"), operator=extra.get("operator") or "（未记录）",

@@ -11,7 +11,8 @@ from typing import Any
 from edge.journal import qr_payload
 from edge.offline import CAUSE_ZH
 
-KIND_ZH = {"settlement": "医保结算", "claim": "全额垫付（待审核）", "cancel": "撤销结算"}
+KIND_ZH = {"settlement": "医保结算", "claim": "全额垫付（待审核）", "cancel": "撤销结算",
+           "payout": "医保退款（现金支付）"}
 MODE_ZH = {"online": "联网结算", "offline": "脱机结算"}
 
 
@@ -41,6 +42,13 @@ def receipt_view(entry, cache) -> dict[str, Any]:
         a = b["amounts"]
         out.update(mode="cancel", mode_zh="撤销", psn_no=b["psn_no"], cancels=b["cancels"],
                    setlinfo={**a, "fund_pay_sumamt": a["hifp_pay"], "balc": b["state_after"]["balc"]})
+    elif entry.kind == "payout":
+        # Cash handed to the patient: the receipt shows it as paid out, and the patient signs for it.
+        out.update(mode="payout", mode_zh="现金退款", psn_no=b["psn_no"], payout_no=b["payout_no"],
+                   amount=b["amount"], method=b["method"], reason=b.get("reason", ""),
+                   setlinfo={"psn_cash_pay": b["amount"]})
+    if isinstance(b.get("operator"), dict):
+        out["operator"] = {"id": b["operator"].get("id"), "name": b["operator"].get("name")}
     return out
 
 

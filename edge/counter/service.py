@@ -552,6 +552,59 @@ class Counter:
                 body["operator"] = {"id": str(operator.id), "name": str(operator.name)}
             return await self._receipt_of(await self._append_entry("cancel", body))
 
+    async def pay_out(self, payout_no: Any, data: Any, *, operator: Any = None) -> dict:
+        """Pay in cash what the centre owes a patient (退款支付) and journal it as a signed ``payout`` entry;
+        its receipt carries a line the patient signs (领款人签字).
+
+        Only a payout the centre told this counter of (a downlink notice naming ``payout_no``: a credit's
+        cash share ``P-``, an approved claim ``C-``, a centre cancel's cash ``X-``, each named after an
+        entry of this device), for the amount the notice gives, and once: a second pay of the same number
+        is refused (``payout_already_paid``). The centre marks the payout paid when it reconciles the
+        entry. The operator needs the ``payout`` role (None: the system operator, every role)."""
+        if operator is not None and "payout" not in getattr(operator, "roles", ()):
+            raise CounterError(f"operator {getattr(operator, 'id', '?')} may not pay out",
+                               zh="您没有支付退款的权限", code="not_allowed", status=403)
+        data = data if isinstance(data, Mapping) else {}
+        payout_no = payout_no if isinstance(payout_no, str) else ""
+        async with self._lock:
+            self._check_journal()
+            req = core.internal_req("payout", payout_no)
+            prior = await self._read_journal(self.journal.find_by_req, req)
+            if prior is not None:
+                raise CounterError(f"payout {payout_no} was paid already (journal seq {prior.seq})",
+                                   zh=f"退款号 {payout_no} 已于流水号 {prior.seq} 支付，不能重复支付",
+                                   code="payout_already_paid", status=409, seq=prior.seq)
+            notice = await self._payout_notice(payout_no)
+            reason = data.get("reason")
+            reason = reason.strip()[:200] if isinstance(reason, str) and reason.strip() else "医保中心应退款项"
+            who = None if operator is None else {"id": str(operator.id), "name": str(operator.name)}
+            body = bodies.Payout(req=req, payout_no=payout_no, psn_no=notice["psn_no"], amount=notice["amount"],
+                                 method="cash", reason=reason, operator=who).build()
+            return await self._receipt_of(await self._append_entry("payout", body))
+
+    async def _payout_notice(self, payout_no: str) -> dict:
+        """The centre's notice of ``payout_no`` (its person and amount); 404 when this counter has none."""
+        unknown = BadRequest(f"no notice of payout {payout_no!r} from the centre at this counter",
+                             zh=f"本机没有收到医保中心关于退款号 {payout_no} 的通知，不能支付", code="unknown_payout",
+                             status=404, field="payout_no")
+        prefix, _, rest = payout_no.partition("-")
+        device, _, seq = rest.rpartition("-")
+        if prefix not in ("P", "C", "X") or device != self.journal.device or not seq.isdigit():
+            raise unknown
+        source = await self._read_journal(self.journal.get, int(seq))
+        psn_no = source.body.get("psn_no") if source is not None else None
+        if not isinstance(psn_no, str):
+            raise unknown
+        for n in await _off_loop(self.cache.notices_for, psn_no):
+            p = n["payload"]
+            if p.get("payout_no") != payout_no:
+                continue
+            # A credit's notice gives the cash share as ``payout``; a claim's as ``amount``; a cancel's as ``payout``.
+            amount = p.get("payout") if n["kind"] == "outcome" else p.get("amount")
+            if isinstance(amount, int) and not isinstance(amount, bool) and amount > 0:
+                return {"psn_no": psn_no, "amount": amount}
+        raise unknown
+
     async def _same_person(self, entry, data: Mapping) -> None:
         """The settlement's person is here: their card in the reader, or (keyed-in visit) their certno."""
         card = entry.body.get("card") or {}
@@ -737,7 +790,7 @@ class Counter:
 
     async def receipt(self, seq: int) -> dict:
         entry = await self._read_journal(self.journal.get, seq)
-        if entry is None or entry.kind not in ("settlement", "claim", "cancel"):
+        if entry is None or entry.kind not in ("settlement", "claim", "cancel", "payout"):
             raise BadRequest(f"there is no receipt with journal seq {seq}", zh=f"没有流水号为 {seq} 的票据",
                              code="unknown_receipt", status=404, field="seq")
         return await self._receipt_of(entry)
