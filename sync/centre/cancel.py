@@ -76,6 +76,7 @@ def cancel_settlement(store, device: str, seq: int, *, reason: str, who: str, no
         cash = f"现金 ¥{yuan(back)} 待柜台退还（退款号 {payout_no}）" if payout_no else "无现金需退还"
         store.post_downlink(device, "outcome", {
             "ref_seq": seq, "outcome": CANCELLED, "psn_no": row["psn_no"], "credit": 0, "payout_no": payout_no,
+            "payout": back if payout_no else 0,
             "reason": f"医保中心已撤销此结算（{reason.strip()}）：统筹 ¥{yuan(reversed_['fund'])}、"
                       f"个人账户 ¥{yuan(reversed_['acct'])} 已冲回；{cash}"}, now=now)
         store.ledger.record_action(who, "cancel_settlement", f"{device}/{seq}",

@@ -13,16 +13,23 @@ owes for it (the report no longer owes it). Every notice states what actually ha
 to the account (with the balance), or owed in cash with its payout number — never "refunded" for
 money that has not moved.
 
-Not built yet: the counter's signed ``payout`` entry and receipt, and the centre marking a payout
-paid from it (:meth:`store.payouts.close_payout` with ``paid`` is the hook).
+A counter pays a payout it was told of in cash and journals a signed ``payout`` entry (the patient
+signs its receipt); when the reconciler meets that entry (:func:`paid_from`), the payout goes
+``owed`` -> ``paid`` and the report's "paid" row moves. An entry that does not match what is owed
+(unknown number, another person or amount, voided or paid already) closes nothing and opens a
+review item (``payout_mismatch``): the cash left the counter, a reviewer settles the difference.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import logging
+from typing import Any, Iterable, Mapping
 
 from sync.centre import replay as rp
-from sync.centre.store.payouts import OWED, VOID
+from sync.centre.store.payouts import OWED, PAID, VOID
+
+log = logging.getLogger("sync.centre.payouts")
+MISMATCH = "payout_mismatch"
 
 
 def outcome_notice(store, o: rp.Outcome, site: str, ledger: rp.Ledger | None, now: int) -> dict:
@@ -99,3 +106,29 @@ def day_rows(store, site: str, date: str) -> dict:
         row["paid" if p["status"] != OWED else "outstanding"] += int(p["amount"])
     total = {k: sum(r[k] for r in patients.values()) for k in ("owed", "paid", "outstanding")}
     return {"site": total, "patients": [{"psn_no": k, **v} for k, v in sorted(patients.items())]}
+
+
+def paid_from(store, rows: Iterable[Mapping[str, Any]], now: int) -> int:
+    """Close the payouts that reconciled ``payout`` entries paid (reconcile calls it with each batch,
+    in the batch's transaction); how many were closed. Idempotent: a payout is paid once."""
+    closed = 0
+    for r in rows:
+        if r.get("kind") != "payout" or not isinstance(r.get("body"), Mapping):
+            continue
+        b = r["body"]
+        who = b.get("operator") if isinstance(b.get("operator"), Mapping) else {}
+        note = f"paid in cash at {r['device']} seq {r['seq']} by {who.get('id', 'system')}"
+        p = store.payouts.payout(str(b.get("payout_no")))
+        if p is not None and p["status"] == PAID and p.get("note") == note:
+            continue                                    # this entry closed it already (a re-run)
+        if (p is not None and p["psn_no"] == b.get("psn_no") and int(p["amount"]) == b.get("amount")
+                and store.payouts.close_payout(p["payout_no"], PAID, note=note, now=now)):
+            closed += 1
+            continue
+        psn_no = b.get("psn_no") if isinstance(b.get("psn_no"), str) else None
+        state = "未知退款号" if p is None else {"paid": "已支付过", "void": "已作废"}.get(p["status"], "金额或参保人不符")
+        log.warning("payout entry %s/%s does not match what is owed (%s)", r["device"], r["seq"], state)
+        if psn_no is not None:
+            store.ledger.record_review(psn_no, r["device"], int(r["seq"]), MISMATCH,
+                                       f"柜台已支付退款 {b.get('payout_no')}，但与应退款项不符（{state}），请核实", now)
+    return closed

@@ -89,6 +89,7 @@ def run_pending(store, *, now: int | None = None, batch: int = 2000, max_batches
                     sites.update(store.sites_of(missing))
                 for o in _reconcile_rows(store, world, rows, sites, now):
                     counts[o.outcome] += 1
+                payouts.paid_from(store, rows, now)   # payouts a counter paid: owed -> paid
                 store.recon.dequeue([r["id"] for r in rows])
         store.publish_feed()
         done_batches += 1

@@ -15,7 +15,7 @@ from .db import Database
 from .schema import BUCKETS
 
 # The entry kinds reconciliation decides; only these are queued at ingest.
-QUEUED_KINDS = ("settlement", "cancel", "claim")
+QUEUED_KINDS = ("settlement", "cancel", "claim", "payout")   # payout: closes what the queue owed
 
 
 def bucket_of(key: str) -> int:
