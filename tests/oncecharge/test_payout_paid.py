@@ -50,3 +50,23 @@ async def test_cash_owed_after_a_centre_cancel_is_paid_once_and_reconciled_paid(
     site, date = owed["site"], owed["date"]
     rows = report.daily(stack.store, site, date)["payouts"]
     assert rows["site"] == {"owed": owed["amount"], "paid": owed["amount"], "outstanding": 0}
+
+
+async def test_paying_out_needs_the_payout_role(stack):
+    """An operator without the ``payout`` role is refused (coded, in Chinese) before anything is journaled."""
+    from dataclasses import dataclass
+
+    from edge.counter.errors import CounterError
+
+    @dataclass(frozen=True)
+    class Clerk:                     # the shape of edge.counter.operators.Operator (not landed yet)
+        id: str
+        name: str
+        roles: frozenset
+
+    import pytest
+    before = stack.counter.journal.backlog()
+    with pytest.raises(CounterError) as info:
+        await stack.counter.pay_out("X-D-1-1", {}, operator=Clerk("op2", "李收费", frozenset({"settle"})))
+    assert info.value.code == "not_allowed" and info.value.status == 403 and "权限" in info.value.zh
+    assert stack.counter.journal.backlog() == before

@@ -120,3 +120,25 @@ def test_an_online_request_arriving_after_its_offline_entry_is_not_settled_again
                                          "acct_used_flag": True}, now=T0)
     assert info.value.code == "already_journaled" and info.value.status == 409
     assert store.ledger.load("P0002").balc == before
+
+
+def test_a_credit_and_a_claim_paid_at_the_counter_are_paid_once_the_entries_are_reconciled(day):
+    store, d = day
+    cash = _outcome_notices(store, d.device)[2]
+    [c] = review.claims(store, status="approved")
+    claim = store.payouts.payout(f"C-{c['claim_no']}")
+    for i, (no, psn, amount) in enumerate(((cash["payout_no"], "P0001", cash["payout"]),
+                                           (claim["payout_no"], "P0003", claim["amount"]))):
+        d.append("payout", {"req": f"@payout:{no}", "payout_no": no, "psn_no": psn, "amount": amount,
+                            "method": "cash", "reason": "医保中心应退款项",
+                            "operator": {"id": "op1", "name": "张收费"}}, time=T0 + 20 + i)
+    d.append("payout", {"req": "@payout:P-D-S1-1-9", "payout_no": "P-D-S1-1-9", "psn_no": "P0001", "amount": 5,
+                        "method": "cash", "reason": "不存在的退款"}, time=T0 + 30)
+    store.put_entries(d.device, d.items(4), now=T0 + DAY)
+    reconcile.run_pending(store, now=T0 + 2 * DAY)
+    assert store.payouts.payout(cash["payout_no"])["status"] == "paid"
+    assert store.payouts.payout(claim["payout_no"])["status"] == "paid"
+    owed = cash["payout"] + claim["amount"]
+    assert report.daily(store, "S1", DATE)["payouts"]["site"] == {"owed": owed, "paid": owed, "outstanding": 0}
+    reviews = store.db.query("SELECT code FROM recon_reviews WHERE psn_no = 'P0001' AND seq = 6")
+    assert [r["code"] for r in reviews] == ["payout_mismatch"]       # the unknown payout closes nothing
