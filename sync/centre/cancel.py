@@ -53,6 +53,11 @@ def cancel_settlement(store, device: str, seq: int, *, reason: str, who: str, no
         led = store.ledger.load(row["psn_no"], lock=True)
         if led is None:
             raise _refuse(f"person {row['psn_no']} is not in the ledger", "医保中心无此参保人", "unknown_person", 404)
+        # Asked again under the person's row lock: the same cancel run at once elsewhere (another centre
+        # process, PostgreSQL read committed) committed while we waited; answer it, do not reverse twice.
+        prior = store.payouts.cancel_of(device, seq)
+        if prior is not None:
+            return _answer(prior)
         # The replay's own cancel rule (the reversal every counter cancel gets), on a synthetic event.
         orig = outcome_from_row(row)
         body = {"cancels": seq, "psn_no": row["psn_no"],

@@ -163,6 +163,11 @@ def settle_online(store, device: str, data: Mapping[str, Any], *, now: int) -> d
         if led is None:
             raise _refuse("unknown_person", f"the centre has no insured person {psn_no}: check the card, or take a "
                                             "full payment")
+        # Asked again under the person's row lock: a retry of this req at another worker (PostgreSQL, read
+        # committed) that settled while we waited is seen now, and answered, instead of a key violation.
+        done = _settled(store, device, req, psn_no, data)
+        if done is not None:
+            return done
         card_id = data.get("card_id")
         hot = _hotlist(store).get(card_id) if isinstance(card_id, str) else None
         if hot is not None:

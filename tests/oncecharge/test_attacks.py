@@ -160,3 +160,98 @@ async def test_counter_cancel_not_yet_uploaded_then_centre_cancel_refunds_the_ca
     assert balance(stack, LISI_PSN) == 52500
     owed = [p for p in stack.store.payouts.payouts_of(_device(stack), s["seq"]) if p["status"] == "owed"]
     assert owed == [], owed                                          # cash back once, not twice
+
+
+def _two_workers(url):
+    """Two centre processes' stores on one PostgreSQL database, bundles and ledger as test_online's."""
+    from centre import recon_support as rs
+    from sync.centre.store import open_store
+
+    a, b = open_store(url), open_store(url)
+    for raw in (rs.CAT_RAW, rs.POL_RAW, rs.PERSONS_RAW, rs.HOT_RAW):
+        a.put_bundle(raw, now=rs.T0 - rs.DAY)
+    a.ledger.seed_from_persons(rs.PERSONS)
+    return rs, a, b
+
+
+def _race(fn_a, fn_b):
+    """Both calls released at once from two threads; each one's answer or error."""
+    import threading
+
+    gate, out = threading.Barrier(2), [None, None]
+
+    def run(i, fn):
+        gate.wait()
+        try:
+            out[i] = ("ok", fn())
+        except Exception as exc:   # noqa: BLE001 - the race's loser is what this test looks at
+            out[i] = ("error", exc)
+
+    threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate((fn_a, fn_b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return out
+
+
+def test_one_req_at_two_centre_workers_at_once_is_applied_once_and_both_get_the_answer(pg_url):
+    """A retry that reaches a second worker while the first is still settling the same req (the
+    counter's timeout, N workers behind one PostgreSQL): the account moves once, and the loser gets the
+    stored answer, not a database error (which the counter would take for an outage)."""
+    from sync.centre.online import settle_online
+
+    rs, a, b = _two_workers(pg_url)
+    items = [{"code": "XJ01CAA040E001010101445", "cnt": "2", "pric": 1280},
+             {"code": "001102000010000", "cnt": "1", "pric": 1000}]
+
+    def request(req):
+        return {"req": req, "psn_no": "P0001", "card_id": rs.person("P0001")["card_ids"][0], "visit": rs.visit(0),
+                "items": items, "acct_used_flag": True}
+
+    try:
+        before = a.ledger.load("P0001").balc
+        moved = 0
+        for i in range(8):
+            data = request(req=f"RACE-{i}")
+            out = _race(lambda: settle_online(a, "D-S1-1", data, now=rs.T0),
+                        lambda: settle_online(b, "D-S1-1", data, now=rs.T0))
+            assert [o[0] for o in out] == ["ok", "ok"], out
+            assert out[0][1]["result"] == out[1][1]["result"]
+            moved += out[0][1]["result"]["acct_pay"]
+        assert a.ledger.load("P0001").balc == before - moved
+    finally:
+        a.close()
+        b.close()
+
+
+def test_centre_cancel_at_two_workers_at_once_reverses_once_and_both_answer(pg_url):
+    """`centre cancel` run twice at once (two operators, two processes on one PostgreSQL): the ledger is
+    reversed once, one cash payout is owed, and the second run answers the first cancel (idempotent), not
+    a database error."""
+    from sync.centre import reconcile
+    from sync.centre.cancel import cancel_settlement
+
+    from centre.recon_support import Device
+
+    rs, a, b = _two_workers(pg_url)
+    try:
+        for i in range(4):
+            d = Device(f"D-S1-{i}")
+            a.register_device(d.device, "S1", bytes(d.key.verify_key), now=rs.T0 - rs.DAY)
+            snap = rs.person("P0001", balc=a.ledger.load("P0001").balc)
+            d.append("settlement", rs.settlement_body(snap, rs.visit(0), req=f"X-{i}"), time=rs.T0)
+            a.put_entries(d.device, d.items(), now=rs.T0)
+            reconcile.run_pending(a)
+            before = a.ledger.load("P0001").balc
+            row = a.recon.outcome(d.device, 1)
+            assert row["outcome"] in ("confirmed", "adjusted"), dict(row)
+            out = _race(lambda: cancel_settlement(a, d.device, 1, reason="退费", who="甲", now=rs.T0),
+                        lambda: cancel_settlement(b, d.device, 1, reason="退费", who="乙", now=rs.T0))
+            assert [o[0] for o in out] == ["ok", "ok"], out
+            assert out[0][1]["reversed"] == out[1][1]["reversed"]
+            assert a.ledger.load("P0001").balc - before == row["a_acct"]
+            assert len(a.payouts.payouts_of(d.device, 1)) <= 1
+    finally:
+        a.close()
+        b.close()
