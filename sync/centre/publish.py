@@ -221,3 +221,11 @@ def publish(store, key, source: str | Path, *, kinds=KINDS, now: int | None = No
         if payload is not None:
             out.extend(publish_payload(store, key, kind, payload, now=now))
     return out
+
+
+def publish_persons_from_ledger(store, key, *, now: int | None = None) -> list[dict]:
+    """Publish the persons bundle from the centre's ledger: each snapshot carries its years and
+    accumulators and ``reflects_seq`` (per device, up to which seq its entries are in the figures), so
+    a counter re-applies only its own later entries. A persons file carries no ``reflects_seq``: the
+    counter then keeps all of its own entries on top (conservative)."""
+    return publish_payload(store, key, "persons", {"persons": store.ledger.snapshots()}, now=now)

@@ -190,7 +190,25 @@ class Ledgers:
                 "insutype": led.insutype, "psn_type": led.psn_type, "status": led.status_on(day),
                 "chronic": list(led.chronic), "balc": led.balc, "deductible_used": led.deductible_used,
                 "fund_paid": led.fund_paid, "pending_review": led.open_reviews > 0,
-                "year": led.year, "accumulators": led.accumulators_json()}
+                "year": led.year, "accumulators": led.accumulators_json(), "reflects_seq": self.reflects(psn_no)}
+
+    def reflects(self, psn_no: str) -> dict[str, int]:
+        """Per device, the highest seq up to which every settlement and cancel of this person from that
+        device has moved the ledger (confirmed or adjusted): the counter re-applies its own later
+        entries on top of the snapshot (docs/entries.md, "Local state")."""
+        rows = self.db.query("SELECT e.device, e.seq, o.outcome FROM entries e LEFT JOIN recon_outcomes o "
+                             "ON o.device = e.device AND o.seq = e.seq WHERE e.psn_no = ? "
+                             "AND e.kind IN ('settlement', 'cancel') ORDER BY e.device, e.seq", (psn_no,))
+        out: dict[str, int] = {}
+        stopped: set[str] = set()
+        for r in rows:
+            if r["device"] in stopped:
+                continue
+            if r["outcome"] in ("confirmed", "adjusted"):
+                out[r["device"]] = r["seq"]
+            else:       # not reconciled yet, or under review: the ledger has not moved for it
+                stopped.add(r["device"])
+        return out
 
     def snapshots(self, *, day: _dt.date | None = None) -> list[dict]:
         """Every person, for the persons bundle: publishing from the ledger keeps edges' snapshots fresh."""
