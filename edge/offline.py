@@ -14,6 +14,8 @@ last centre contact say) and asks :func:`decide` which way the visit goes. The t
     clock fault (below the time floor, or far    -> full_payment  offline_limit  (clock)
       from the centre's: edge.counter.clock)
     card keyed in (not physically read)          -> full_payment  card_unreadable
+    card from another region (异地), no 异地就医   -> full_payment  other_region
+      filing for this site's region in the snapshot
     no person snapshot                           -> full_payment  offline_limit  (person_snapshot)
     insured status suspended                     -> full_payment  arrears
     earlier bills under review                   -> full_payment  pending_review
@@ -44,7 +46,7 @@ HOUR_MS = 3_600_000
 CLOCK_SKEW_MS = 120_000
 
 ONLINE, OFFLINE, FULL_PAYMENT, REFUSED = "online", "offline", "full_payment", "refused"
-CAUSES = ("offline_limit", "pending_review", "arrears", "card_unreadable", "emergency_observation")
+CAUSES = ("offline_limit", "pending_review", "arrears", "card_unreadable", "emergency_observation", "other_region")
 
 # Clerk-readable words for each full-payment cause and refusal (the page and the receipt show these).
 CAUSE_ZH = {
@@ -53,6 +55,7 @@ CAUSE_ZH = {
     "arrears": "参保状态暂停（单位欠费）",
     "card_unreadable": "卡片无法读取（手工录入）且无法联网",
     "emergency_observation": "急诊留观，待定是否住院",
+    "other_region": "异地参保人员未办理本地异地就医备案，脱机不能结算",
 }
 REFUSAL_ZH = {
     "card_hotlisted": "此卡已挂失、补换或被锁定，不能结算",
@@ -81,6 +84,8 @@ class Facts:
     offline_acct_used: int | None = None       # account fen paid offline since then
     clock_fault: str | None = None             # edge.counter.clock fault code; None = the clock is trusted
     clock_zh: str = ""                         # what the clerk is told to do about it
+    other_region: bool = False                 # card issued in another region than the site's (异地)
+    region_filed: bool = False                 # the snapshot has a 异地就医 filing for this site's region
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +126,24 @@ def cache_age_ms(*, now_wall_ms: int, refreshed_wall_ms: int | None, now_mono_ns
     return wall
 
 
+def region_filed(snapshot: Any, site_region: str, day: Any) -> bool:
+    """Does a person snapshot carry a 异地就医 filing (备案) for ``site_region`` valid on ``day``?
+    Filings: ``offsite_filings: [{"region": "330300", "begndate"?: date, "enddate"?: date}]``."""
+    import datetime as _dt
+    filings = snapshot.get("offsite_filings") if hasattr(snapshot, "get") else None
+    for f in filings if isinstance(filings, list) else []:
+        if not isinstance(f, dict) or f.get("region") != site_region:
+            continue
+        try:
+            begin = _dt.date.fromisoformat(f["begndate"]) if f.get("begndate") else None
+            end = _dt.date.fromisoformat(f["enddate"]) if f.get("enddate") else None
+        except (TypeError, ValueError):
+            continue          # an unreadable filing covers nothing (fail closed)
+        if (begin is None or begin <= day) and (end is None or day <= end):
+            return True
+    return False
+
+
 def _hours_up(ms: int) -> int:
     return -(-ms // HOUR_MS)
 
@@ -151,6 +174,9 @@ def decide(f: Facts) -> Decision:
                      "the cache age nor the offline counters", f.clock_zh or "电脑时钟不正确，请校准电脑时间（北京时间）")
     if f.keyed_in:
         return _full("card_unreadable", "keyed-in card while offline: never settled offline")
+    if f.other_region and not f.region_filed:
+        return _full("other_region", "card issued in another region, no 异地就医 filing for this site's region "
+                     "in the snapshot: settled only online (the centre settles by the home region's rules)")
     if not f.person_known:
         return _full("offline_limit", "person_snapshot: no person snapshot in the cache (unknown person)",
                      "本地无此参保人信息")

@@ -68,7 +68,8 @@ AMOUNT_KEYS = ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preself
 PAID_KEYS = ("medfee_sumamt", "acct_pay", "psn_cash_pay")
 STATE_KEYS = ("balc", "deductible_used", "fund_paid")
 # Why a visit was paid in full by the patient and journaled as a claim (DOMAIN.md, docs/entries.md).
-CLAIM_CAUSES = ("offline_limit", "pending_review", "arrears", "card_unreadable", "emergency_observation")
+CLAIM_CAUSES = ("offline_limit", "pending_review", "arrears", "card_unreadable", "emergency_observation",
+                "other_region")
 MODES = ("online", "offline")
 FREE_FORM_KINDS = frozenset({"card_event", "config", "enrol", "note"})
 

@@ -87,6 +87,7 @@ class Settings:
     online_timeout: float = 2.0          # seconds to wait for the centre before settling offline
     retry_online_after: float = 30.0     # after a failure, skip the centre for this long
     effects_wait: float = 0.005          # how long an answer waits for its entry's local effects
+    region: str | None = None            # the site's region code (6 chars); a card from another is 异地
 
 
 def _medfee(items: list[Item]) -> int:
@@ -248,6 +249,10 @@ class Counter:
             limits=policy.offline, cache_age_ms=self.cache_age_ms(now),
             offline_visits=counters[0] if counters else None,
             offline_acct_used=counters[1] if counters else None)
+        site = self.settings.region
+        if site and identity.region and identity.region != site:
+            facts = dataclasses.replace(facts, other_region=True, region_filed=bool(
+                person and offline.region_filed(person.snapshot, site, today)))
         fault = self.clock_fault(now)
         if fault is not None:
             facts = dataclasses.replace(facts, clock_fault=fault.code, clock_zh=fault.zh)

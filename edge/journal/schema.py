@@ -14,7 +14,8 @@ from .entry import EntryFormatError
 
 AMOUNT_KEYS = ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt", "inscp_scp_amt",
                "act_pay_dedc", "hifp_pay", "acct_pay", "psn_cash_pay")
-CLAIM_CAUSES = frozenset({"offline_limit", "pending_review", "arrears", "card_unreadable", "emergency_observation"})
+CLAIM_CAUSES = frozenset({"offline_limit", "pending_review", "arrears", "card_unreadable", "emergency_observation",
+                          "other_region"})
 
 _TEXT, _INT, _MAP, _LIST, _BYTES, _BOOL, _NULL = str, int, dict, list, bytes, bool, type(None)
 

@@ -728,7 +728,8 @@ def claim_decision(claim: Mapping[str, Any], ledger: Ledger | None, world: World
         engine cannot compute the visit                manual
         arrears: an uncleared period covers the visit  wait    (approve once the employer pays)
         pending_review: the person has open reviews    wait    (approve once they close)
-        card_unreadable, emergency_observation         manual  (a reviewer checks identity / admission)
+        card_unreadable, emergency_observation,        manual  (a reviewer checks identity / admission /
+        other_region                                            the home region's rules)
         anything else (offline_limit, cleared causes)  approve
     """
     if ledger is None:
@@ -747,9 +748,11 @@ def claim_decision(claim: Mapping[str, Any], ledger: Ledger | None, world: World
         return WAIT, f"arrears for {day.isoformat()} not yet paid by the employer"
     if cause == "pending_review" and ledger.open_reviews > 0:
         return WAIT, f"{ledger.open_reviews} earlier review(s) still open"
-    if cause in ("card_unreadable", "emergency_observation"):
+    if cause in ("card_unreadable", "emergency_observation", "other_region"):
         return MANUAL, {"card_unreadable": "keyed-in card: a reviewer checks the identity",
-                        "emergency_observation": "a reviewer records whether the patient was admitted"}[cause]
+                        "emergency_observation": "a reviewer records whether the patient was admitted",
+                        "other_region": "another region's card: a reviewer settles it by the home region's "
+                                        "rules (or this region's, with a 异地就医 filing)"}[cause]
     return APPROVE, {"offline_limit": "outage claim verified: signed entry accepted, person known, card valid",
                      "arrears": "arrears for the visit's period have been paid",
                      "pending_review": "the earlier review has closed"}.get(cause, "cause cleared")
