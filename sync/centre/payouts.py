@@ -57,10 +57,17 @@ def outcome_notice(store, o: rp.Outcome, site: str, ledger: rp.Ledger | None, no
 def after_outcome(store, o: rp.Outcome, body: Mapping[str, Any] | None, site: str, ledger: rp.Ledger | None,
                   now: int) -> dict:
     """What the queue does with one new outcome (reconcile calls it); the outcome's downlink payload."""
-    if o.kind == "cancel" and "cancel_applied" in o.codes and body is not None:
+    if o.kind == "cancel" and body is not None:
         target = body.get("cancels")
         if isinstance(target, int) and not isinstance(target, bool):
-            void_for(store, o.device, target, note=f"settlement cancelled at the counter (seq {o.seq})", now=now)
+            if "cancel_applied" in o.codes:
+                void_for(store, o.device, target, note=f"settlement cancelled at the counter (seq {o.seq})", now=now)
+            elif "cancel_nothing" in o.codes:
+                # The counter cancelled a settlement the centre had already cancelled (neither knew of the
+                # other): the clerk handed the cash back at the counter, so what the centre's cancel still
+                # owes in cash is void, or the patient would be refunded twice.
+                void_for(store, o.device, target, note=f"cash returned by the counter's cancel (seq {o.seq})",
+                         now=now)
         return o.downlink()
     return outcome_notice(store, o, site, ledger, now)
 

@@ -133,8 +133,6 @@ async def test_centre_cancel_refuses_what_is_not_a_reconciled_settlement(stack, 
     assert stack.store.payouts.payouts_of(device, s["seq"]) == []
 
 
-@pytest.mark.xfail(strict=True, reason="counter cancel uploaded after a centre cancel: the centre's X- payout stays "
-                                       "owed though the clerk refunded the cash (reconcile; reported, not ours)")
 async def test_counter_cancel_not_yet_uploaded_then_centre_cancel_refunds_the_cash_once(stack, capsys):
     """The clerk cancels a cash visit (and hands the ¥35.60 back) while the uplink is down; the centre,
     not knowing, cancels the same settlement and queues the cash as owed. When the counter's cancel
