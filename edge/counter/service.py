@@ -626,7 +626,9 @@ class Counter:
             reader = data.get("reader") if isinstance(data.get("reader"), str) else None
             _, identity = self.cards.present(reader)
             who = await _off_loop(self.cache.person_for_card, identity.card_id, identity.ssn)
-            same = identity.card_id == card.get("card_id") or (who is not None and who.psn_no == psn_no)
+            # A settlement without a card id never matches by card (None == None is not the same person).
+            same = (card.get("card_id") is not None and identity.card_id == card.get("card_id")) \
+                or (who is not None and who.psn_no == psn_no)
         if not same:
             raise CounterError(f"settlement {entry.seq} is another person's: cancel needs that person's card",
                                zh="读卡器中的卡与被撤销结算的参保人不符，不能撤销", code="cancel_other_person",
