@@ -7,7 +7,8 @@ A frame is ``b"SSY" + version (1 byte) + codec (1 byte) + body``:
 
 CBOR here is plain (not canonical): entries inside a batch travel as the exact signed bytes they
 were journaled as, so the frame's own encoding never touches what was signed. Decompressed size is
-bounded (MAX_FRAME) so a hostile frame cannot exhaust memory.
+bounded (MAX_FRAME) while decompressing, whatever the frame header declares, so a hostile frame
+cannot exhaust memory (:func:`_inflate`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ MAGIC = b"SSY"
 VERSION = 1
 RAW, ZSTD = 0, 1
 MAX_FRAME = 64 * 1024 * 1024
+_CHUNK = 1024 * 1024
 CONTENT_TYPE = "application/x-settle-sync"
 
 
@@ -35,6 +37,26 @@ def encode(message: Any, *, compress: bool = True) -> bytes:
     return MAGIC + bytes((VERSION, RAW)) + body
 
 
+def _inflate(body: bytes) -> bytes:
+    """zstd-decompress at most MAX_FRAME bytes, whatever the frame header declares.
+
+    ``ZstdDecompressor.decompress`` trusts a frame that states its content size (it allocates that
+    much: an 8 KB frame declaring 256 MiB is 256 MiB, one declaring 1 TiB is a MemoryError) and
+    ignores ``max_output_size`` then. A stream reader allocates only what it returns, so reading in
+    chunks and stopping at MAX_FRAME + 1 bounds memory for every frame."""
+    out = bytearray()
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(body, read_across_frames=True) as reader:
+            while chunk := reader.read(_CHUNK):
+                out += chunk
+                if len(out) > MAX_FRAME:
+                    raise WireError(f"sync frame expands beyond {MAX_FRAME} bytes: refused (send smaller batches)",
+                                    code="frame_too_large", status=413)
+    except zstandard.ZstdError as exc:
+        raise WireError(f"sync frame is not valid zstd ({exc}): the body was truncated or altered") from exc
+    return bytes(out)
+
+
 def decode(frame: bytes) -> Any:
     if len(frame) < 5 or frame[:3] != MAGIC:
         raise WireError("not a sync frame (bad magic): the peer is not a settlement centre/agent, or a proxy "
@@ -45,14 +67,11 @@ def decode(frame: bytes) -> Any:
                         "upgrade the older side")
     body = frame[5:]
     if codec == ZSTD:
-        try:
-            body = zstandard.ZstdDecompressor().decompress(body, max_output_size=MAX_FRAME)
-        except zstandard.ZstdError as exc:
-            raise WireError(f"sync frame is not valid zstd ({exc}): the body was truncated or altered") from exc
+        body = _inflate(body)
     elif codec != RAW:
         raise WireError(f"unknown sync frame codec {codec}")
     if len(body) > MAX_FRAME:
-        raise WireError("sync frame is too large")
+        raise WireError("sync frame is too large", code="frame_too_large", status=413)
     try:
         return cbor2.loads(body)
     except Exception as exc:  # cbor2 raises several types for truncated/garbage input

@@ -19,6 +19,7 @@ only after the store committed, so an ack is never lost.
 from __future__ import annotations
 
 import logging
+from contextlib import aclosing
 from typing import Any
 
 import trio
@@ -49,10 +50,27 @@ def error_response(exc: SyncError) -> Response:
     return frame_response(protocol.error_message(exc), getattr(exc, "status", 400))
 
 
+def _too_large() -> SyncError:
+    return SyncError(f"request body larger than {MAX_BODY} bytes: send smaller batches", code="too_large",
+                     status=413)
+
+
 async def _body(request: Request) -> bytes:
-    if int(request.headers.get("content-length") or 0) > MAX_BODY:
-        raise SyncError(f"request body larger than {MAX_BODY} bytes: send smaller batches", code="too_large")
-    return await request.body()
+    """The body, refused once it passes MAX_BODY *while reading*: a chunked body states no length, and
+    a Content-Length may lie, so the cap is on the bytes received, not on a header."""
+    try:
+        declared = int(request.headers.get("content-length") or 0)
+    except ValueError:
+        raise SyncError("Content-Length is not a number", code="bad_request") from None
+    if declared > MAX_BODY:
+        raise _too_large()
+    received = bytearray()
+    async with aclosing(request.stream()) as stream:
+        async for chunk in stream:
+            received += chunk
+            if len(received) > MAX_BODY:
+                raise _too_large()
+    return bytes(received)
 
 
 def _handler(fn):
