@@ -141,6 +141,7 @@ def _reconcile_rows(store, world, rows, sites, now) -> list[rp.Outcome]:
     replay or whose rows raise become a quarantined outcome (review, coded), and the rest proceed."""
     done = store.recon.decided_ids([r["id"] for r in rows])
     groups = _group(store, rows, done)
+    world.prefetch(rows)
     try:
         with store.transaction():
             return _reconcile_groups(store, world, groups, sites, now, done)

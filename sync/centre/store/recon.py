@@ -144,6 +144,21 @@ class Recon:
     def online(self, device: str, req: str) -> dict | None:
         return self.db.query_one("SELECT * FROM recon_online WHERE device = ? AND req = ?", (device, req))
 
+    def online_many(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict]:
+        """The online settlements answered for these (device, req) pairs, keyed by the pair (one query
+        per device and 500 reqs: the reconciler asks for a whole batch at once)."""
+        by_dev: dict[str, list[str]] = {}
+        for dev, req in set(pairs):
+            by_dev.setdefault(dev, []).append(req)
+        out: dict[tuple[str, str], dict] = {}
+        for dev, reqs in by_dev.items():
+            for chunk in _chunks(sorted(reqs)):
+                marks = ", ".join("?" * len(chunk))
+                for r in self.db.query(f"SELECT * FROM recon_online WHERE device = ? AND req IN ({marks})",
+                                       (dev, *chunk)):
+                    out[(r["device"], r["req"])] = r
+        return out
+
     def add_online(self, device: str, req: str, psn_no: str, response: str, accepted: Mapping[str, int],
                    now: int) -> None:
         self.db.execute("INSERT INTO recon_online (device, req, psn_no, response, a_medfee, a_fund, a_acct, a_cash, "
