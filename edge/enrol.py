@@ -78,6 +78,9 @@ def save_device(state_dir: str | os.PathLike, cfg: DeviceConfig) -> Path:
     return path
 
 
+JOURNAL_FILE = "journal.db"
+
+
 def device_key(state_dir: str | os.PathLike) -> SigningKey:
     from edge.journal.keys import create_device_key, load_device_key
     from edge.journal.errors import KeyMissing
@@ -86,6 +89,15 @@ def device_key(state_dir: str | os.PathLike) -> SigningKey:
     try:
         return load_device_key(path)
     except KeyMissing:
+        # A key is created only for a fresh state directory. Beside a journal or an enrolment, a new
+        # key would sign entries the centre refuses and orphan the journal: the old key must come back.
+        for other in (Path(state_dir) / JOURNAL_FILE, Path(state_dir) / DEVICE_FILE):
+            if other.exists():
+                raise KeyMissing(
+                    f"the device key {path} is missing but {other} exists: restore {path} from the backup or "
+                    "support bundle (a new key would not match the journal or the enrolment)",
+                    zh=f"设备密钥文件 {path} 丢失，但已有记账或登记数据：请从备份恢复该文件，切勿新建密钥",
+                    code="key_missing_restore", file=str(path)) from None
         return create_device_key(path)
 
 
