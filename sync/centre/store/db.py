@@ -66,6 +66,7 @@ class Database:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._depth = 0
+        self._owner: int | None = None   # the thread inside a transaction (it holds the lock)
         self._closed = False
 
     # -- dialect ---------------------------------------------------------------------------------
@@ -104,10 +105,13 @@ class Database:
             except self._driver_errors() as exc:
                 raise self._map(exc) from exc
             self._depth += 1
+            self._owner = threading.get_ident()
             try:
                 yield self
             except BaseException as exc:
                 self._depth -= 1
+                if self._depth == 0:
+                    self._owner = None
                 try:
                     if depth == 0:
                         self._rollback()
@@ -121,6 +125,8 @@ class Database:
                 raise
             else:
                 self._depth -= 1
+                if self._depth == 0:
+                    self._owner = None
                 try:
                     if depth == 0:
                         self._commit()
@@ -170,7 +176,7 @@ class Database:
     def query(self, statement: SQL, params: Sequence[Any] = ()) -> list[dict]:
         # Inside a caller's transaction a read needs no savepoint of its own (SAVEPOINT + RELEASE were
         # two extra round trips per read: most of the reconciler's time on PostgreSQL).
-        with contextlib.nullcontext(self) if self._depth > 0 and self._lock._is_owned() else self.transaction():
+        with contextlib.nullcontext(self) if self._owner == threading.get_ident() else self.transaction():
             try:
                 cur = self._cursor()
                 cur.execute(self.sql(statement), tuple(params))
