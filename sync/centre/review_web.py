@@ -307,6 +307,12 @@ async def _queue(request, account) -> Response:
                  dups=_duplicates(every))
 
 
+def _cell(value: str) -> str:
+    """A note or a name is what someone typed: a spreadsheet must not run it as a formula (CSV injection),
+    so a cell that would start one is led by an apostrophe, which spreadsheets show as text."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 @page(READ)
 async def page_claims_csv(request, account):
     """The filtered claims as CSV (UTF-8 with BOM so that spreadsheet programs read the Chinese)."""
@@ -325,11 +331,12 @@ async def page_claims_csv(request, account):
                 "审核人", "审核意见", "疑似重复"])
     for c in every:
         if _matches(c, f):
-            w.writerow([c["claim_no"], CAUSE_ZH.get(c["cause"], c["cause"]), c.get("psn_no") or "", c.get("certno") or "",
+            w.writerow([_cell(v) for v in [
+                        c["claim_no"], CAUSE_ZH.get(c["cause"], c["cause"]), c.get("psn_no") or "", c.get("certno") or "",
                         _site(c.get("device")), c.get("date") or "", yuan(int(c.get("medfee") or 0)),
                         STATUS_ZH.get(c["status"], c["status"]),
                         yuan(int(c["amount"])) if c.get("amount") is not None and c["status"] != RV.PENDING else "",
-                        c.get("decided_by") or "", c.get("note") or "", "、".join(dups.get(c["claim_no"], []))])
+                        c.get("decided_by") or "", c.get("note") or "", "、".join(dups.get(c["claim_no"], []))]])
     return Response("\ufeff" + out.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"content-disposition": "attachment; filename=claims.csv"})
 
