@@ -116,17 +116,18 @@ def test_online_ignores_offline_limits_but_keyed_in_still_settles_online():
 def test_every_combination_is_decided_and_offline_only_when_everything_holds():
     """Exhaustive over the boolean facts and a value each side of each numeric boundary."""
     seen = set()
-    for (reach, hot, exp, blocked, keyed, obs, known, status, review, limits, age, visits, used) in itertools.product(
+    for (reach, hot, exp, blocked, keyed, obs, known, status, review, limits, age, visits, used, other) in itertools.product(
             [True, False], [False, True], [False, True], [False, True], [False, True], [False, True],
             [True, False], ["active", "suspended"], [False, True], [LIM, None],
-            [None, 72 * HOUR_MS, 72 * HOUR_MS + 1], [None, 4, 5], [None, 0]):
-        facts = Facts(reach, hot, exp, blocked, keyed, obs, known, status, review, limits, age, visits, used)
+            [None, 72 * HOUR_MS, 72 * HOUR_MS + 1], [None, 4, 5], [None, 0], [False, True]):
+        facts = Facts(reach, hot, exp, blocked, keyed, obs, known, status, review, limits, age, visits, used,
+                      other_region=other)
         d = decide(facts)
         assert isinstance(d, Decision)
         seen.add((d.mode, d.cause))
         offline_ok = (not reach and not hot and not exp and not blocked and not keyed and not obs and known
                       and status == "active" and not review and limits is not None and age == 72 * HOUR_MS
-                      and visits == 4 and used == 0)
+                      and visits == 4 and used == 0 and not other)
         assert (d.mode == OFFLINE) == offline_ok, facts
         if d.mode == FULL_PAYMENT:
             assert d.cause in CAUSES
