@@ -263,13 +263,10 @@ def restore(url: str, path: str | os.PathLike, *, data_dir: str | os.PathLike,
 def _holds_migrations(path: Path, names: list[str]) -> str | None:
     """None when the SQLite file at ``path`` records exactly the migrations its manifest names (a sound
     SQLite file of something else, wrapped by hand, must not replace the centre's database)."""
-    import sqlite3
+    from sync.centre.store.restore import sqlite_migration_names
 
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as c:
-            held = sorted(r[0] for r in c.execute("SELECT name FROM schema_migrations"))
-        c.close()
-    except sqlite3.DatabaseError:
+    held = sqlite_migration_names(path)
+    if held is None:
         return "no schema_migrations table: not a centre database"
     return None if held == sorted(names) else "its migrations differ from the manifest's: not this backup's database"
 
@@ -277,6 +274,7 @@ def _holds_migrations(path: Path, names: list[str]) -> str | None:
 def _last_restore_ms(url: str, backend: str) -> int:
     """When the database about to be replaced was last restored (0 if unknown: missing, damaged, never)."""
     from sync.centre.store.db import open_db
+    from sync.centre.store.restore import last_restore_ms
 
     if backend == "sqlite" and not sqlite_path(url).exists():
         return 0
@@ -285,7 +283,7 @@ def _last_restore_ms(url: str, backend: str) -> int:
     except Exception:
         return 0  # a damaged database is what restores are for: its history is simply unknown
     try:
-        return int(db.scalar("SELECT coalesce(max(restored_ms), 0) FROM restores") or 0)
+        return last_restore_ms(db)
     except Exception:
         return 0
     finally:

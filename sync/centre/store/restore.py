@@ -131,3 +131,22 @@ def clear_schema(db: Database) -> None:
         raise StoreError("clear_schema is for PostgreSQL")
     db.execute("DROP SCHEMA public CASCADE")
     db.execute("CREATE SCHEMA public")
+
+
+def sqlite_migration_names(path: Path) -> list[str] | None:
+    """The migrations a SQLite centre file records (sorted), None when it has no migration table."""
+    import sqlite3
+
+    try:
+        c = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return sorted(r[0] for r in c.execute("SELECT name FROM schema_migrations"))
+        finally:
+            c.close()
+    except sqlite3.DatabaseError:
+        return None
+
+
+def last_restore_ms(db: Database) -> int:
+    """When this database was last restored (0 when never)."""
+    return int(db.scalar("SELECT coalesce(max(restored_ms), 0) FROM restores") or 0)
