@@ -190,6 +190,12 @@ def spec() -> dict:
             "/api/receipt/{seq}/qr.svg": {"get": {"summary": "the receipt's QR code (SVG)", "parameters": SEQ,
                                                   "responses": {"200": {"description": "SVG image",
                                                                         "content": {"image/svg+xml": {}}}}}},
+            "/api/payouts/{payout_no}/pay": {"post": {
+                "summary": "pay out in cash what the centre owes the patient (a payout number from a notice: P- credit, "
+                           "C- approved claim, X- centre cancel); journals a signed payout entry, once",
+                "parameters": [{"name": "payout_no", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "payout receipt", **_json(Receipt)},
+                              **_errors(403, 404, 409, 503)}}},
             "/receipt/{seq}": {"get": {"summary": "printable receipt page (HTML)", "parameters": SEQ,
                                        "responses": HTML}},
             "/": {"get": {"summary": "the counter page (HTML)", "responses": HTML}},

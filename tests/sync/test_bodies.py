@@ -55,8 +55,9 @@ def test_the_documented_examples_parse_and_rebuild_to_the_same_body(make, kind):
             assert rebuilt[key] == body[key], key
 
 
-def test_claim_without_person_needs_certno_and_causes_are_the_documented_five():
-    assert CLAIM_CAUSES == ("offline_limit", "pending_review", "arrears", "card_unreadable", "emergency_observation")
+def test_claim_without_person_needs_certno_and_causes_are_the_documented_six():
+    assert CLAIM_CAUSES == ("offline_limit", "pending_review", "arrears", "card_unreadable", "emergency_observation",
+                            "other_region")
     body = claim("CL-1")
     del body["certno"]
     with pytest.raises(BodyError, match="certno is missing"):
