@@ -16,7 +16,9 @@ JSON API (session token in ``Authorization: Bearer <token>`` or the ``review_ses
 
 The page (plain HTML forms, no script, no CDN): ``/review`` (log in, then the queue),
 ``/review/claims/{no}`` (detail with approve / deny), ``/review/report?site=&date=``.
-Cookies are HttpOnly and SameSite=Strict; form posts from another origin are refused.
+Every POST from another origin is refused; a POST carried by the session cookie also shows the session's
+CSRF token (form field ``csrf`` or header ``X-CSRF-Token``); logins are throttled and failures journaled;
+the cookie is HttpOnly, SameSite=Strict, expires with the session, Secure over https (:mod:`sync.centre.webauth`).
 Every decision is recorded in ``recon_actions`` with who and when (by :mod:`sync.centre.review`).
 Blocking store work runs in worker threads (``trio.to_thread.run_sync``).
 """
@@ -24,7 +26,7 @@ Blocking store work runs in worker threads (``trio.to_thread.run_sync``).
 from __future__ import annotations
 
 import json
-from urllib.parse import parse_qs, quote, urlparse
+from urllib.parse import parse_qs, quote
 
 import trio
 from starlette.requests import Request
@@ -34,10 +36,11 @@ from starlette.routing import Route
 from sync.centre import report as R
 from sync.centre import review as RV
 from sync.centre import reviewers as A
+from sync.centre import webauth as W
 from sync.centre.pages import render
 from sync.errors import SyncError
 
-COOKIE = "review_session"
+COOKIE = W.COOKIE
 READ = ("reviewer", "auditor")
 DECIDE = ("reviewer",)
 
@@ -50,18 +53,32 @@ def _now(request: Request) -> int:
     return request.app.state.clock()
 
 
-def _token(request: Request) -> str | None:
+def _bearer(request: Request) -> str | None:
     auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip()
-    return request.cookies.get(COOKIE)
+    return auth[7:].strip() if auth.lower().startswith("bearer ") else None
+
+
+def _token(request: Request) -> str | None:
+    return _bearer(request) or request.cookies.get(COOKIE)
+
+
+async def _csrf_supplied(request: Request) -> str | None:
+    if request.headers.get(W.CSRF_HEADER):
+        return request.headers[W.CSRF_HEADER]
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return (await _form(request)).get(W.CSRF_FIELD)
+    return None
 
 
 async def _account(request: Request, roles) -> dict:
+    """The session's account with its CSRF token; a POST riding on the cookie must show that token."""
     accounts = _store(request).accounts
     token, now = _token(request), _now(request)
-    account = await trio.to_thread.run_sync(lambda: accounts.session(token, now=now))
-    return A.authorize(account, *roles)
+    account = A.authorize(await trio.to_thread.run_sync(lambda: accounts.session(token, now=now)), *roles)
+    token = token or ""   # session() has refused a missing token already
+    if request.method == "POST" and _bearer(request) is None:
+        W.check_csrf(token, await _csrf_supplied(request))
+    return {**account, "csrf": W.csrf_token(token)}
 
 
 def _error(exc: Exception, status: int | None = None) -> JSONResponse:
@@ -75,6 +92,8 @@ def api(roles):
     def wrap(fn):
         async def handler(request: Request) -> Response:
             try:
+                if request.method == "POST":
+                    W.check_origin(request)
                 account = await _account(request, roles) if roles else None
                 return await fn(request, account)
             except (SyncError, R.ReportError) as exc:
@@ -104,11 +123,11 @@ async def api_login(request, _):
     name, password = data.get("name"), data.get("password")
     if not isinstance(name, str) or not isinstance(password, str):
         raise A.BadLogin("give name and password")
-    accounts, now = _store(request).accounts, _now(request)
-    token = await _run(accounts.login, name, password, now=now)
-    account = await _run(accounts.session, token, now=now)
-    resp = JSONResponse({"token": token, **account})
-    resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=A.SESSION_MS // 1000)
+    store, now = _store(request), _now(request)
+    token = await _run(W.login, store, name, password, W.client_of(request), now=now)
+    account = await _run(store.accounts.session, token, now=now)
+    resp = JSONResponse({"token": token, **account, "csrf": W.csrf_token(token)})
+    W.set_session(resp, request, token)
     return resp
 
 
@@ -116,7 +135,7 @@ async def api_login(request, _):
 async def api_logout(request, account):
     await _run(_store(request).accounts.logout, _token(request))
     resp = JSONResponse({"ok": True})
-    resp.delete_cookie(COOKIE)
+    W.clear_session(resp, request)
     return resp
 
 
@@ -260,9 +279,7 @@ def _matches(c: dict, f: dict[str, str]) -> bool:
 
 
 async def _form(request: Request) -> dict[str, str]:
-    origin = request.headers.get("origin")
-    if origin and urlparse(origin).netloc != request.headers.get("host"):
-        raise A.WrongRole("form posted from another site: refused")
+    W.check_origin(request)
     data = parse_qs((await request.body()).decode("utf-8", "replace"))
     return {k: v[0] for k, v in data.items()}
 
@@ -271,6 +288,8 @@ def page(roles):
     def wrap(fn):
         async def handler(request: Request) -> Response:
             try:
+                if request.method == "POST":
+                    W.check_origin(request)
                 account = await _account(request, roles)
             except A.NotLoggedIn as exc:
                 return _login_form(exc.message, 401)
@@ -410,21 +429,27 @@ async def page_decide_settlement(request, account):
 async def page_login(request: Request) -> Response:
     try:
         form = await _form(request)
-        accounts, now = _store(request).accounts, _now(request)
-        token = await _run(accounts.login, form.get("name", ""), form.get("password", ""), now=now)
+        token = await _run(W.login, _store(request), form.get("name", ""), form.get("password", ""),
+                           W.client_of(request), now=_now(request))
     except SyncError as exc:
-        return _login_form(_zh(exc), 401)
+        return _login_form(_zh(exc), exc.status if exc.status in (401, 403, 429) else 401)
     resp = RedirectResponse("/review", status_code=303)
-    resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=A.SESSION_MS // 1000)
+    W.set_session(resp, request, token)
     return resp
 
 
 async def page_logout(request: Request) -> Response:
     token = _token(request)
+    try:
+        W.check_origin(request)
+        if token:
+            W.check_csrf(token, await _csrf_supplied(request))
+    except A.WrongRole as exc:
+        return _message("无权操作", _zh(exc), 403)
     if token:
         await _run(_store(request).accounts.logout, token)
     resp = RedirectResponse("/review", status_code=303)
-    resp.delete_cookie(COOKIE)
+    W.clear_session(resp, request)
     return resp
 
 

@@ -334,6 +334,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX payouts_site ON payouts (site, date)",
         "CREATE INDEX payouts_ref ON payouts (device, seq)",
     )),
+    # Every refused reviewer login (store/security.py): the journal operators read, and what throttles logins.
+    Migration("security-001-login-failures", (
+        """CREATE TABLE login_failures (
+            id SERIAL_PK,
+            at_ms BIGINT NOT NULL,
+            name TEXT NOT NULL,
+            client TEXT NOT NULL,
+            reason TEXT NOT NULL)""",
+        "CREATE INDEX login_failures_name ON login_failures (name, at_ms)",
+        "CREATE INDEX login_failures_client ON login_failures (client, at_ms)",
+    )),
 )
 
 

@@ -31,6 +31,7 @@ from .claims import Claims
 from .db import Database, open_db
 from .ledger import Ledgers
 from .restore import Restores
+from .security import Security
 from .payouts import Payouts
 from .recon import QUEUED_KINDS, Recon, bucket_of
 
@@ -100,6 +101,7 @@ class Store:
         self.claims = Claims(db)
         self.accounts = Accounts(db, self.ledger)
         self.restores = Restores(db)   # restore epoch (backup/restore, store/restore.py)
+        self.security = Security(db)   # failed reviewer logins (store/security.py)
         self.payouts = Payouts(db)     # cancels at the centre (store/payouts.py)
         # Parsed bundles (by hash) and the current hotlist (by version), for online settlement.
         self.parsed: LRU[Any] = LRU(PARSED_MAX)
