@@ -172,6 +172,14 @@ async def _sync_error(request: Request, exc: SyncError) -> Response:
     return JSONResponse({"error": exc.to_dict()}, status_code=getattr(exc, "status", 400))
 
 
+async def _bad_text(request: Request, exc: UnicodeError) -> Response:
+    # Backstop: a lone surrogate (JSON "\ud800") that a route's parser let through fails when the store
+    # encodes it; that is the caller's invalid text, refused with a code, not a 500.
+    # The message does not quote the text: echoing a lone surrogate would fail the JSON encoder too.
+    return await _sync_error(request, SyncError("the request holds text that is not valid Unicode (a lone surrogate)",
+                                                zh="请求中含有无效字符", code="bad_text", status=400))
+
+
 def create_app(store, bundle_key, *, clock=now_ms, max_skew_ms: int | None = None,
                verify_threads: int = 2, verifier: Verifier | None = None) -> Starlette:
     """The ASGI app over ``store`` (a :class:`sync.centre.store.Store`); ``bundle_key`` signs bundles
@@ -189,7 +197,7 @@ def create_app(store, bundle_key, *, clock=now_ms, max_skew_ms: int | None = Non
         metrics.route(),       # /metrics, once, loopback only (docs/operations.md)
         *(route for module in ROUTE_MODULES for route in module.routes),
     ]
-    handlers: dict[Any, Any] = {SyncError: _sync_error}
+    handlers: dict[Any, Any] = {SyncError: _sync_error, UnicodeError: _bad_text}
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.centre_metrics = metrics
     app.state.store = store
