@@ -164,3 +164,18 @@ async def test_the_same_card_after_a_settle_answers_while_the_apply_is_held(api,
 def test_card_id_fixture_matches_the_person(unused):
     # The tests above rely on the inserted card naming P0001 (else the person lookups prove nothing).
     assert CARD_ID in PERSONS[0]["card_ids"]
+
+
+async def test_an_illegal_event_from_the_driver_journals_nothing_and_tells_the_clerk_in_chinese(api, cards, journal,
+                                                                                                monkeypatch):
+    """The driver reports the card pulled where the core waits for the engine's result (after the engine
+    ran, before journaling): the core refuses the event, nothing is journaled, the clerk reads Chinese."""
+    from edge.counter import service
+
+    insert_card(cards)
+    monkeypatch.setattr(service.core, "Settled", lambda result: service.core.CardPulled("card_removed"))
+    r = await api.post("/api/settle", json={"req": "ILLEGAL-1", **VISIT})
+    err = r.json()["error"]
+    assert r.status_code == 500 and err["code"] == "visit_order", r.text
+    assert err["zh"] and all(not ("a" <= ch.lower() <= "z") for ch in err["zh"]), err["zh"]
+    assert journal.count() == 0
