@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from edge.commands import card, daemon, diagnose, journal, prices, settle, sync
 from sync import cligroups
 
-GROUPS = ("settle", "journal", "card", "sync", "daemon", "diagnose", "prices")
+GROUPS = (settle, journal, card, sync, daemon, diagnose, prices)
 
 
 def build_parser() -> argparse.ArgumentParser:
     return cligroups.build_parser("edge", "Offline-first settlement agent for the clinic or pharmacy counter.",
-                                  "edge.commands", GROUPS)
+                                  GROUPS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,13 +6,14 @@ import argparse
 import sys
 
 from sync import cligroups
+from sync.centre.commands import backup, cancel, core, ectoken, review
 
-GROUPS = ("core", "review", "ectoken", "backup", "cancel")
+GROUPS = (core, review, ectoken, backup, cancel)
 
 
 def build_parser() -> argparse.ArgumentParser:
     return cligroups.build_parser("centre", "City centre: ingest, publish, reconcile, review.",
-                                  "sync.centre.commands", GROUPS)
+                                  GROUPS)
 
 
 def main(argv: list[str] | None = None) -> int:
