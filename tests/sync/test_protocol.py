@@ -14,6 +14,10 @@ from sync.centre.store import open_store
 from sync.errors import CentreRefused, MessageError, TransportError, WireError
 from harness.simulate import SimDevice, pharmacy_sale
 
+# Entry times must be plausible wall-clock times (the body contract refuses 1970).
+T0 = 1_780_000_000_000
+
+
 
 def test_wire_round_trip_and_damage():
     msg = {"t": "upload", "device": "D-S1-1", "entries": [[1, b"\x00" * 300]]}
@@ -127,7 +131,7 @@ def link_setup(tmp_path):
 async def test_uplink_retries_with_backoff_forever_then_drains(link_setup, autojump_clock):
     store, dev, journal = link_setup
     for i in range(1, 31):
-        journal.append("settlement", pharmacy_sale(i, device=dev.device), time_ms=i, mono_ns=i)
+        journal.append("settlement", pharmacy_sale(i, device=dev.device), time_ms=T0 + i, mono_ns=i)
     link = MemoryLink(store, dev.device, dev.key, fail_first=12)
     link.expect = 30
     up = Uplink(journal, link, batch_entries=7, idle_s=3600,
@@ -149,7 +153,7 @@ async def test_uplink_retries_with_backoff_forever_then_drains(link_setup, autoj
 async def test_rejected_entry_is_quarantined_and_the_rest_flows(link_setup):
     store, dev, journal = link_setup
     for i in range(1, 6):
-        journal.append("settlement", pharmacy_sale(i, device=dev.device), time_ms=i, mono_ns=i)
+        journal.append("settlement", pharmacy_sale(i, device=dev.device), time_ms=T0 + i, mono_ns=i)
     # damage entry 3 in the edge's own journal file (as a disk fault would)
     raw = bytearray(journal.get(3).raw)
     raw[raw.index(b"POS-") + 4] ^= 1
@@ -160,7 +164,7 @@ async def test_rejected_entry_is_quarantined_and_the_rest_flows(link_setup):
     assert [q[:2] for q in up.status.quarantined] == [(3, "bad_signature")]
     assert journal.backlog().count == 0 and journal.acked_seq == 5
     assert store.entry_count() == 4
-    journal.append("settlement", pharmacy_sale(6, device=dev.device), time_ms=6, mono_ns=6)
+    journal.append("settlement", pharmacy_sale(6, device=dev.device), time_ms=T0 + 6, mono_ns=6)
     await up.sync_once()
     assert store.high_water(dev.device) == 6
 
@@ -200,7 +204,7 @@ async def test_callback_failure_is_retried_and_journal_errors_do_not_kill_the_up
         def __getattr__(self, name):
             return getattr(self.j, name)
 
-    journal.append("settlement", pharmacy_sale(1, device=dev.device), time_ms=1, mono_ns=1)
+    journal.append("settlement", pharmacy_sale(1, device=dev.device), time_ms=T0 + 1, mono_ns=1)
     link = MemoryLink(store, dev.device, dev.key)
     link.expect = 1
     up = Uplink(BusyOnce(journal), link, idle_s=3600, backoff=protocol.Backoff(base=1, rng=random.Random(2)))
@@ -214,7 +218,7 @@ async def test_callback_failure_is_retried_and_journal_errors_do_not_kill_the_up
 async def test_rejected_entry_resent_after_the_centre_forgot_it(link_setup):
     store, dev, journal = link_setup
     for i in range(1, 6):
-        journal.append("settlement", pharmacy_sale(i, device=dev.device), time_ms=i, mono_ns=i)
+        journal.append("settlement", pharmacy_sale(i, device=dev.device), time_ms=T0 + i, mono_ns=i)
     raw = bytearray(journal.get(3).raw)
     raw[raw.index(b"POS-") + 4] ^= 1
     journal._conn.execute("UPDATE entries SET raw = ? WHERE seq = 3", (bytes(raw),))
@@ -235,7 +239,7 @@ async def test_rejected_entry_resent_after_the_centre_forgot_it(link_setup):
 async def test_a_gap_held_in_our_own_quarantine_is_sent_again(link_setup):
     store, dev, journal = link_setup
     for i in range(1, 6):
-        journal.append("settlement", pharmacy_sale(i, device=dev.device), time_ms=i, mono_ns=i)
+        journal.append("settlement", pharmacy_sale(i, device=dev.device), time_ms=T0 + i, mono_ns=i)
     store.put_entries(dev.device, [(e.seq, e.raw) for e in journal.entries(1, 2)])
     journal.mark_acked(2)
     journal.quarantine(3, "bad_signature", "recorded by a centre that was later restored")

@@ -15,6 +15,10 @@ from sync.centre.server import start_centre
 from sync.centre.store import open_store
 from harness.simulate import pharmacy_sale
 
+# Entry times must be plausible wall-clock times (the body contract refuses 1970).
+T0 = 1_780_000_000_000
+
+
 
 def backup(src, dst):
     with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
@@ -38,7 +42,7 @@ async def test_restore_from_older_backup(nursery, http, tmp_path):
 
     def sell(journal, a, b):
         for i in range(a, b + 1):
-            journal.append("settlement", pharmacy_sale(i, device=journal.device), time_ms=i, mono_ns=i)
+            journal.append("settlement", pharmacy_sale(i, device=journal.device), time_ms=T0 + i, mono_ns=i)
 
     async def sync_all(url):
         for cfg, journal, key, state in edges:

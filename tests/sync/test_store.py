@@ -122,7 +122,7 @@ def test_fork_forged_wrong_device_garbage(store):
 def test_broken_chain(store):
     dev = enrolled(store)
     dev.extend(2)
-    bad = make_entry(dev.key, seq=3, prev=b"\x01" * 32, device=dev.device, time=1, mono=1, kind="note",
+    bad = make_entry(dev.key, seq=3, prev=b"\x01" * 32, device=dev.device, time=1_780_000_000_000, mono=1, kind="note",
                      body={"what": "x"})
     out = store.put_entries(dev.device, dev.items() + [(3, bad.raw)])
     assert statuses(out)[-1] == (3, "rejected", "broken_chain") and out.ack == 3
