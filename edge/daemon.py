@@ -134,7 +134,8 @@ async def run(cfg: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with httpx.AsyncClient(trust_env=False) as http, trio.open_nursery() as nursery:
             if cfg.card.enabled and not cfg.card.simulated:
                 await nursery.start(card_service, cards, cfg.card.poll_interval_s)
-            urls = await nursery.start(serve, build_app(counter, prices=PriceList.in_state_dir(cfg.state_dir)), cfg.counter.host, cfg.counter.port)
+            app = build_app(counter, prices=PriceList.in_state_dir(cfg.state_dir))
+            urls = await nursery.start(serve, app, cfg.counter.host, cfg.counter.port)
             uplink = None
             if cfg.sync.enabled:
                 uplink = Uplink(journal, SyncClient(device.centre_url, device.device, key, client=http),

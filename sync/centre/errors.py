@@ -26,7 +26,7 @@
             ├── ReportError                  bad_report_request   a report was asked for with bad arguments
             ├── SourceError                  bad_source           a publish source file is invalid
             ├── KeyFileError                 centre_key_unreadable the bundle-signing key file is unreadable
-            └── BackupError                  bad_backup           a backup could not be written or verified, or restore refused
+            └── BackupError                  bad_backup           a backup not written or verified; restore refused
 
 Every class takes Problem's one constructor shape ``(message, *, zh=None, hint=None, code=None,
 retryable=None, status=None, **detail)``; only :class:`Refusal` adds structured arguments (the pure
