@@ -42,6 +42,7 @@ them.
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from typing import Any, ClassVar, Mapping
@@ -79,8 +80,17 @@ def _fail(path: str, why: str) -> BodyError:
     return BodyError(f"{path} {why} (see docs/entries.md)", field=path)
 
 
+# C0 and C1 control characters (one regex scan: ingest checks every identifier of every entry).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _is_map(value: Any) -> bool:
+    # A dict first: the typing ABC's isinstance is slow, and bodies decoded from CBOR or JSON are dicts.
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _map(value: Any, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
+    if not _is_map(value):
         raise _fail(path, "must be a map")
     return value
 
@@ -107,7 +117,7 @@ def _id(value: Any, path: str, *, null: bool = False) -> Any:
         raise _fail(path, f"must be text, got {type(value).__name__}")
     if not value or len(value) > MAX_ID:
         raise _fail(path, f"must be 1 to {MAX_ID} characters")
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
+    if _CONTROL.search(value):
         raise _fail(path, "contains control characters")
     return _unicode(value, path)
 
@@ -270,7 +280,7 @@ def check_tree(value: Any, path: str = "body", *, depth: int = 16) -> None:
             raise _fail(p, f"is nested more than {depth} levels deep")
         if type(v) is str:
             _unicode(v, p)
-        elif isinstance(v, Mapping):
+        elif _is_map(v):
             for k, sub in v.items():
                 if type(k) is str:
                     _unicode(k, p + ".<key>")
