@@ -205,6 +205,7 @@ async def test_a_locked_pin_is_said_in_view_and_the_account_is_no_longer_offered
 
 
 def _pulled(url: str, size: str, remove) -> dict:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -217,6 +218,10 @@ def _pulled(url: str, size: str, remove) -> dict:
             trio.from_thread.run(remove)
             page.keyboard.press("F4")                        # before the page notices the card is gone
             text = _error(page)
+            try:   # the page scrolls the error into view in its next frame: allow it a moment
+                page.wait_for_function(IN_VIEW, arg="#error", timeout=3000)
+            except PlaywrightTimeout:
+                pass   # asserted below, with what was seen
             _shot(page, f"attack-{size}-card-pulled")
             return {"error": text, "in_view": page.evaluate(IN_VIEW, "#error"), "url": page.url}
         finally:
