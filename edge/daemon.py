@@ -116,22 +116,24 @@ async def run(cfg: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     from edge.counter import CardDesk, CentreClient, Counter, Settings, SimulatedCards, build_app, serve
     from edge.counter.downlink import handle
     from edge.counter.prices import PriceList
+    from edge.transport import tls_context
     from edge.uplink import CentreClient as SyncClient, Uplink
     from sync import auth
 
     try:
+        tls = tls_context(cfg.state_dir)   # the centre's pinned CA, for the uplink and online settlement alike
         device, key, journal, cache = await trio.to_thread.run_sync(_open_stores, cfg)
     except Exception as exc:
         code = getattr(exc, "code", "daemon_error")
         raise DaemonError(f"cannot start: {getattr(exc, 'message', exc)}", code=code) from exc
     centre = CentreClient(device.centre_url, lambda m, p, b: auth.sign_request(
-        key, device.device, m, p, b, time_ms=counter.clock.wall_ms()))
+        key, device.device, m, p, b, time_ms=counter.clock.wall_ms()), verify=tls)
     cards = SimulatedCards() if cfg.card.simulated else CardDesk()
     counter = Counter(cache=cache, journal=journal, cards=cards, centre=centre,
                       settings=Settings(level=cfg.counter.level, online_timeout=cfg.counter.online_timeout_s,
                                         retry_online_after=cfg.counter.retry_online_after_s))
     try:
-        async with httpx.AsyncClient(trust_env=False) as http, trio.open_nursery() as nursery:
+        async with httpx.AsyncClient(trust_env=False, verify=tls) as http, trio.open_nursery() as nursery:
             if cfg.card.enabled and not cfg.card.simulated:
                 await nursery.start(card_service, cards, cfg.card.poll_interval_s)
             app = build_app(counter, prices=PriceList.in_state_dir(cfg.state_dir))

@@ -7,7 +7,10 @@ none, registers its public key with the centre using the one-time token, and wri
      "bundle_key": "<base64 Ed25519 public key>", "bundle_key_id": "…", "enrolled_at": "2026-11-24T09:30:00Z"}
 
 ``bundle_key`` is the centre's bundle-signing key, pinned here: bundles signed by any other key are
-refused. Re-enrolling an enrolled state directory is refused (it would orphan the journal's chain);
+refused. ``device_key_id`` is the id of this device's own key (newer enrolments; diagnose compares the
+key file with it). ``ca_file`` (``edge enroll --ca FILE``) is the CA that issued the centre's TLS
+certificate: it is checked, copied to ``centre-ca.pem`` beside device.json and trusted alone from then
+on (:mod:`edge.transport`). Re-enrolling an enrolled state directory is refused (it would orphan the journal's chain);
 retrying after a lost answer with the same token and key is idempotent at the centre.
 """
 
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from nacl.signing import SigningKey, VerifyKey
 
+from edge.transport import CA_FILE
 from sync.errors import SyncError
 
 DEVICE_FILE = "device.json"
@@ -48,6 +52,7 @@ class DeviceConfig:
     bundle_key: str
     bundle_key_id: str
     enrolled_at: str
+    device_key_id: str | None = None   # absent in device.json files written before it was recorded
 
     @property
     def bundle_verify_key(self) -> VerifyKey:
@@ -58,7 +63,7 @@ def load_device(state_dir: str | os.PathLike) -> DeviceConfig:
     path = Path(state_dir) / DEVICE_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return DeviceConfig(**{k: data[k] for k in DeviceConfig.__dataclass_fields__})
+        return DeviceConfig(**{k: data[k] for k in DeviceConfig.__dataclass_fields__ if k in data or k not in OPTIONAL})
     except FileNotFoundError:
         raise NotEnrolled(f"this device is not enrolled ({path} is missing): run `edge enroll URL TOKEN` with a "
                           "token from the centre") from None
@@ -79,6 +84,7 @@ def save_device(state_dir: str | os.PathLike, cfg: DeviceConfig) -> Path:
 
 
 JOURNAL_FILE = "journal.db"
+OPTIONAL = ("device_key_id",)
 
 
 def device_key(state_dir: str | os.PathLike) -> SigningKey:
@@ -101,22 +107,54 @@ def device_key(state_dir: str | os.PathLike) -> SigningKey:
         return create_device_key(path)
 
 
-async def enroll(url: str, token: str, state_dir: str | os.PathLike, *, client=None) -> DeviceConfig:
-    """Register this device with the centre at ``url``; returns and saves the device config."""
+def install_ca(state_dir: Path, ca_file: str | os.PathLike) -> Path:
+    """Check ``ca_file`` is a usable PEM CA and copy it to the state directory (atomically)."""
+    from edge.transport import load_ca
+    from sync.errors import TransportError
+
+    try:
+        load_ca(ca_file)
+        pem = Path(ca_file).read_bytes()
+    except (TransportError, OSError) as exc:
+        raise EnrolError(f"the CA file {ca_file} cannot be used ({getattr(exc, 'message', exc)}): ask the centre for "
+                         "the PEM file of the CA that issued its certificate", code="bad_ca_file",
+                         zh=f"中心证书的根证书文件 {ca_file} 无法使用，请向医保中心索取正确的 PEM 证书文件") from exc
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path, tmp = state_dir / CA_FILE, state_dir / (CA_FILE + ".tmp")
+    tmp.write_bytes(pem)
+    os.replace(tmp, path)
+    return path
+
+
+async def enroll(url: str, token: str, state_dir: str | os.PathLike, *, client=None,
+                 ca_file: str | os.PathLike | None = None) -> DeviceConfig:
+    """Register this device with the centre at ``url``; returns and saves the device config.
+    ``ca_file``: the CA to trust for the centre's certificate from now on (see the module docstring)."""
     from sync import protocol
-    from edge.transport import post_frame
+    from edge.transport import centre_client, post_frame
 
     state_dir = Path(state_dir)
     if (state_dir / DEVICE_FILE).exists():
         cfg = load_device(state_dir)
         raise AlreadyEnrolled(f"this state directory is already enrolled as {cfg.device} with {cfg.centre_url}; "
                               "re-enrolment is refused (it would cut the journal off from the centre)")
+    if ca_file is not None:
+        install_ca(state_dir, ca_file)
     key = device_key(state_dir)
     pub = bytes(key.verify_key)
     msg = protocol.Enrol(token, pub, key.sign(protocol.Enrol.signed_bytes(token, pub)).signature).to_msg()
-    reply = protocol.Enrolled.from_msg(await post_frame(url.rstrip("/") + "/v1/enrol", msg, client=client))
+    own = client is None
+    http = centre_client(state_dir) if own else client
+    try:
+        reply = protocol.Enrolled.from_msg(await post_frame(url.rstrip("/") + "/v1/enrol", msg, client=http))
+    finally:
+        if own:
+            await http.aclose()
+    from sync.keys import key_id
+
     cfg = DeviceConfig(device=reply.device, site=reply.site, centre_url=url.rstrip("/"),
                        bundle_key=base64.b64encode(reply.bundle_key).decode(), bundle_key_id=reply.bundle_key_id,
-                       enrolled_at=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                       enrolled_at=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                       device_key_id=key_id(key.verify_key))
     save_device(state_dir, cfg)
     return cfg

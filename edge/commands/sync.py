@@ -20,6 +20,9 @@ def register(sub) -> None:
                                    "and pin the centre's bundle-signing key in device.json.")
     p.add_argument("url", metavar="URL", help="the centre's base URL, e.g. http://centre.example:8700")
     p.add_argument("token", metavar="TOKEN", help="the one-time enrolment token")
+    p.add_argument("--ca", default=None, metavar="FILE",
+                   help="PEM certificate of the CA that issued the centre's TLS certificate; copied to the state "
+                        "directory (centre-ca.pem) and trusted alone from then on (default: the system's CAs)")
     p.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help=f"edge state directory (default {DEFAULT_STATE_DIR})")
     p.set_defaults(func=enroll)
 
@@ -31,13 +34,15 @@ def register(sub) -> None:
 
 
 def enroll(args) -> int:
+    from functools import partial
+
     import trio
 
     from edge.enrol import enroll as do_enroll
     from sync.errors import SyncError
 
     try:
-        cfg = trio.run(do_enroll, args.url, args.token, args.state_dir)
+        cfg = trio.run(partial(do_enroll, args.url, args.token, args.state_dir, ca_file=args.ca))
     except SyncError as exc:
         print(f"edge enroll: {exc.message} [{exc.code}]", file=sys.stderr)
         return 1
@@ -49,12 +54,12 @@ def enroll(args) -> int:
 async def _sync(args) -> int:
     from pathlib import Path
 
-    import httpx
     import trio
 
     from edge.enrol import load_device
     from edge.journal.keys import load_device_key
     from edge.journal.store import JournalStore
+    from edge.transport import centre_client
     from edge.uplink import DownlinkDeferred, open_uplink, wall_ms
 
     state = Path(args.state_dir)
@@ -75,7 +80,7 @@ async def _sync(args) -> int:
         await trio.to_thread.run_sync(lambda: cache.apply_bundle(m["payload"], cfg.bundle_verify_key, now_ms=wall_ms()))
 
     try:
-        async with httpx.AsyncClient() as client:
+        async with centre_client(state) as client:
             up = await open_uplink(state, journal, client=client, on_downlink=on_downlink)
             if args.once:
                 report = await up.sync_once()

@@ -62,10 +62,12 @@ class Connectivity:
 class CentreClient:
     """Signed JSON calls to the centre. ``sign(method, path, body) -> headers``."""
 
-    def __init__(self, base_url: str, sign: Callable[[str, str, bytes], dict[str, str]]) -> None:
+    def __init__(self, base_url: str, sign: Callable[[str, str, bytes], dict[str, str]], *,
+                 verify: Any = True) -> None:
+        # verify: the centre's TLS trust (edge.transport.tls_context: the pinned CA), as the uplink's.
         self.base_url = base_url.rstrip("/")
         self._sign = sign
-        self._client = httpx.AsyncClient(timeout=None, trust_env=False)
+        self._client = httpx.AsyncClient(timeout=None, trust_env=False, verify=verify)
 
     async def aclose(self) -> None:
         await self._client.aclose()

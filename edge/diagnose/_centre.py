@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 import trio
 
+from sync.errors import SyncError
+
 from ._context import Context, in_thread
 from ._finding import Finding, fail, ok, warn
 
@@ -114,6 +116,8 @@ async def check_tcp(ctx: Context) -> Finding:
 
 
 async def check_tls(ctx: Context) -> Finding:
+    from edge.transport import CA_FILE, tls_context
+
     t = await _url_or_finding(ctx, "centre_tls")
     if isinstance(t, Finding):
         return t
@@ -132,11 +136,26 @@ async def check_tls(ctx: Context) -> Finding:
         except OSError as exc:
             return fail("centre_tls", f"cannot test TLS: no connection to {host}:{port}",
                         f"无法测试 TLS：连不上 {host}:{port}", *NETWORK_STEP, host=host, error=str(exc))
-        stream = trio.SSLStream(tcp, ssl.create_default_context(), server_hostname=host)
+        try:
+            context = tls_context(ctx.state_dir)
+        except SyncError as exc:
+            await tcp.aclose()
+            return fail("centre_tls", exc.message, exc.zh, f"Put the centre's CA certificate (PEM) at {ctx.path(CA_FILE)}.",
+                        f"请把医保中心的根证书（PEM）放到 {ctx.path(CA_FILE)}。", code=exc.code)
+        stream = trio.SSLStream(tcp, context, server_hostname=host)
         try:
             await stream.do_handshake()
         except (trio.BrokenResourceError, ssl.SSLError) as exc:
             cause = exc.__cause__ or exc
+            if isinstance(cause, ssl.SSLCertVerificationError) and ctx.path(CA_FILE).exists():
+                return fail("centre_tls", f"the centre's certificate does not chain to the pinned CA "
+                            f"{ctx.path(CA_FILE)} ({cause.verify_message})", "中心证书未通过验证（与本机保存的根证书不符）",
+                            "Do not replace the CA file on your own: a certificate that does not verify may be an "
+                            f"impostor. Ask the centre's help desk whether its certificate or CA changed; if so, put "
+                            f"the new CA certificate at {ctx.path(CA_FILE)} and restart the agent.",
+                            f"不要自行更换根证书：证书不符可能是连到了假冒的中心。请向医保中心技术支持核实证书是否更换；"
+                            f"如已更换，把新的根证书放到 {ctx.path(CA_FILE)} 后重启程序。",
+                            host=host, error=str(cause), ca_file=str(ctx.path(CA_FILE)))
             return fail("centre_tls", f"TLS handshake with {host} failed: {cause}",
                         f"与 {host} 的 TLS 握手失败",
                         "Check the PC's date and time (a wrong clock breaks certificates) and that no proxy or "
@@ -145,8 +164,9 @@ async def check_tls(ctx: Context) -> Finding:
                         host=host, error=str(cause))
         finally:
             await trio.aclose_forcefully(stream)
-        return ok("centre_tls", f"TLS to {host} works (certificate trusted)", f"与 {host} 的 TLS 正常（证书可信）",
-                  host=host)
+        pinned = ctx.path(CA_FILE).exists()
+        return ok("centre_tls", f"TLS to {host} works (certificate trusted{' by the pinned CA' if pinned else ''})",
+                  f"与 {host} 的 TLS 正常（证书可信）", host=host, pinned_ca=pinned)
     return fail("centre_tls", f"TLS handshake with {host}:{port} did not finish within {TLS_S:g} s",
                 f"{TLS_S:g} 秒内未完成与 {host}:{port} 的 TLS 握手", *NETWORK_STEP, host=host, bound_s=TLS_S)
 
@@ -158,9 +178,9 @@ async def check_signed_request(ctx: Context) -> Finding:
 
     from edge.enrol import KEY_FILE
     from edge.journal import JournalError, load_device_key
+    from edge.transport import centre_client
     from edge.uplink import CentreClient
     from sync import protocol
-    from sync.errors import SyncError
 
     try:
         cfg = await ctx.device()
@@ -175,7 +195,12 @@ async def check_signed_request(ctx: Context) -> Finding:
     # the middle of httpx's TLS handshake would leave the socket to the garbage collector. Our bound
     # stays as the guarantee, and sits inside the client block so closing the client is not cancelled.
     page = None
-    async with httpx.AsyncClient(timeout=httpx.Timeout(HTTP_S - 1)) as client:
+    try:
+        http = centre_client(ctx.state_dir, timeout=httpx.Timeout(HTTP_S - 1))
+    except SyncError as exc:
+        return fail("centre_signed", exc.message, exc.zh, "See the centre_tls finding.", "见“中心：加密连接”一项。",
+                    code=exc.code)
+    async with http as client:
         with trio.move_on_after(HTTP_S):
             centre = CentreClient(url, cfg.device, key, client=client, clock=ctx.clock_ms, wait_s=HTTP_S - 1)
             try:
@@ -185,6 +210,9 @@ async def check_signed_request(ctx: Context) -> Finding:
                 if exc.code in ("stale_request",):
                     step = ("The PC's clock is too far from the centre's: set the date and time (see the clock "
                             "check), then run diagnose again.", "电脑时间与中心相差太大：请先校准日期时间后重新诊断。")
+                elif exc.code in ("centre_cert_untrusted", "centre_tls_failed", "centre_needs_https"):
+                    step = ("See the centre_tls finding: the centre's certificate or address is wrong, not the device.",
+                            "见“中心：加密连接”一项：问题在中心证书或地址，不在本设备。")
                 elif exc.code in ("transport", "transport_error") or getattr(exc, "retryable", False):
                     step = NETWORK_STEP
                 else:
@@ -205,12 +233,19 @@ async def check_clock(ctx: Context) -> Finding:
     """Local wall clock against the centre's HTTP Date header (1 s resolution: enough for minutes)."""
     import httpx
 
+    from edge.transport import centre_client
+
     url = await ctx.centre()
     if url is None:
         return warn("clock", "cannot compare the clock: " + NO_CENTRE[0], "无法比对时间：" + NO_CENTRE[1],
                     *ENROL_FIRST)
     answer, local = None, 0
-    async with httpx.AsyncClient(timeout=httpx.Timeout(HTTP_S - 1)) as client:
+    try:
+        http = centre_client(ctx.state_dir, timeout=httpx.Timeout(HTTP_S - 1))
+    except SyncError as exc:
+        return warn("clock", f"cannot compare the clock: {exc.message}", "无法比对时间：" + exc.zh,
+                    "See the centre_tls finding.", "见“中心：加密连接”一项。", code=exc.code)
+    async with http as client:
         with trio.move_on_after(HTTP_S):
             try:
                 answer = await client.get(url + "/health")

@@ -23,10 +23,17 @@ log = logging.getLogger("sync.centre")
 BACKGROUND = (reconcile.background,)
 
 
-async def serve_app(app, *, host: str = "127.0.0.1", port: int = 0, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """Serve ``app`` until cancelled; ``task_status.started(base_url)`` once listening."""
+async def serve_app(app, *, host: str = "127.0.0.1", port: int = 0, certfile: str | None = None,
+                    keyfile: str | None = None, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Serve ``app`` until cancelled; ``task_status.started(base_url)`` once listening. With
+    ``certfile`` and ``keyfile`` (PEM) it serves TLS only (the URL is https://): hypercorn then
+    refuses anything below TLS 1.2 and never answers plain HTTP on that port."""
     config = Config()
     config.bind = [f"{host}:{port}"]
+    if certfile or keyfile:
+        if not (certfile and keyfile):
+            raise ValueError("TLS needs both a certificate file and its key file")
+        config.certfile, config.keyfile = certfile, keyfile
     config.accesslog = None
     config.errorlog = log
     config.keep_alive_timeout = 30
@@ -41,8 +48,8 @@ async def serve_app(app, *, host: str = "127.0.0.1", port: int = 0, task_status=
 
 
 async def run_centre(store, bundle_key, *, host: str = "127.0.0.1", port: int = 0, background: bool = True,
-                     verify_processes: int = 0, app_options: dict | None = None,
-                     task_status=trio.TASK_STATUS_IGNORED) -> None:
+                     verify_processes: int = 0, app_options: dict | None = None, certfile: str | None = None,
+                     keyfile: str | None = None, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve the centre over ``store`` until cancelled. ``verify_processes`` > 0 verifies entries in
     that many worker processes (see :mod:`sync.centre.verify`), else in worker threads."""
     verifier = Verifier(processes=verify_processes) if verify_processes > 0 else None
@@ -52,7 +59,8 @@ async def run_centre(store, bundle_key, *, host: str = "127.0.0.1", port: int = 
             if background:
                 for fn in BACKGROUND:
                     await nursery.start(fn, store)
-            url = await nursery.start(partial(serve_app, app, host=host, port=port))
+            url = await nursery.start(partial(serve_app, app, host=host, port=port, certfile=certfile,
+                                              keyfile=keyfile))
             log.info("centre: listening on %s (store: %s)", url, store.backend)
             task_status.started(url)
     finally:
@@ -71,7 +79,8 @@ class RunningCentre:
 
 
 async def start_centre(nursery, store, key=None, *, host: str = "127.0.0.1", port: int = 0,
-                       background: bool = False, verify_processes: int = 0, **app_options) -> RunningCentre:
+                       background: bool = False, verify_processes: int = 0, certfile: str | None = None,
+                       keyfile: str | None = None, **app_options) -> RunningCentre:
     """Start a centre in ``nursery`` (tests, benches, demos); returns once it listens."""
     from nacl.signing import SigningKey
 
@@ -81,7 +90,8 @@ async def start_centre(nursery, store, key=None, *, host: str = "127.0.0.1", por
     async def runner(task_status=trio.TASK_STATUS_IGNORED):
         with scope:
             await run_centre(store, key, host=host, port=port, background=background, app_options=app_options,
-                             verify_processes=verify_processes, task_status=task_status)
+                             verify_processes=verify_processes, certfile=certfile, keyfile=keyfile,
+                             task_status=task_status)
 
     url = await nursery.start(runner)
     return RunningCentre(store, key, url, scope)

@@ -39,6 +39,9 @@ def register(sub) -> None:
     p.add_argument("--no-background", action="store_true", help="do not start background tasks (reconciliation)")
     p.add_argument("--verify-processes", type=int, default=0, metavar="N",
                    help="verify uploaded entries in N worker processes (default 0: worker threads)")
+    p.add_argument("--certfile", default=None, metavar="PEM",
+                   help="serve TLS (https) with this certificate chain; needs --keyfile (docs/operations.md, Security)")
+    p.add_argument("--keyfile", default=None, metavar="PEM", help="the private key of --certfile")
     p.set_defaults(func=run)
 
     p = sub.add_parser("migrate", help="apply pending schema migrations (the deploy step before starting workers)",
@@ -162,12 +165,17 @@ def run(args) -> int:
             raise
     except SyncError as exc:
         return _fail(exc)
+    if bool(args.certfile) != bool(args.keyfile):
+        store.close()
+        print("centre: TLS needs both --certfile and --keyfile [tls_incomplete]", file=sys.stderr)
+        return 2
 
     async def main():
         async with trio.open_nursery() as nursery:
             url = await nursery.start(lambda task_status: run_centre(
                 store, key, host=args.host, port=args.port, background=not args.no_background,
-                verify_processes=args.verify_processes, task_status=task_status))
+                verify_processes=args.verify_processes, certfile=args.certfile, keyfile=args.keyfile,
+                task_status=task_status))
             print(f"centre: listening on {url} (store {store.backend}: {db_url(args)})", flush=True)
 
     try:
