@@ -111,6 +111,10 @@ def _unicode(value: str, path: str) -> str:
 
 def _id(value: Any, path: str, *, null: bool = False) -> Any:
     """Short identifiers (req, psn_no, codes): text, 1..MAX_ID characters, no control characters."""
+    # Fast path, the usual identifier: printable ASCII (no C0 control or DEL; C1 is not ASCII) of a
+    # valid length is valid Unicode with no control characters. Ingest runs this ~40 times per entry.
+    if type(value) is str and 0 < len(value) <= MAX_ID and value.isascii() and value.isprintable():
+        return value
     if value is None and null:
         return None
     if type(value) is not str:
@@ -128,7 +132,7 @@ def _text(value: Any, path: str) -> str:
         raise _fail(path, f"must be text, got {type(value).__name__}")
     if len(value) > MAX_TEXT:
         raise _fail(path, f"is longer than {MAX_TEXT} characters")
-    return _unicode(value, path)
+    return value if value.isascii() else _unicode(value, path)
 
 
 def _bool(value: Any, path: str) -> bool:
@@ -233,7 +237,10 @@ class Item:
                    _fen(_get(m, "pric", path + "."), path + ".pric"))
 
 
-def _count(value: str, path: str) -> Decimal:
+def _count(value: str, path: str) -> Decimal | int:
+    # Fast path: a whole count in ASCII digits ("1", "12") is exact as an int; Decimal is for the rest.
+    if value.isascii() and value.isdigit() and value[0] != "0":
+        return int(value)
     try:
         cnt = Decimal(value)
     except InvalidOperation:
@@ -270,9 +277,57 @@ def check_time(value: Any, path: str = "time") -> int:
     return _int(value, path, MIN_TIME_MS, MAX_TIME_MS - 1)
 
 
+# Leaves check_tree passes without a look (valid whatever their value).
+_PLAIN_LEAVES = frozenset({int, bool, float, bytes, type(None)})
+
+
+def _tree_ok(value: Any, depth: int) -> bool:
+    """The fast pass of :func:`check_tree`: True when every text is valid Unicode and nothing is nested
+    deeper than ``depth`` (below ``value``). No paths are built; False (or a type it does not know, such
+    as a Mapping that is not a dict) sends the caller to the slow walk, which names the field."""
+    t = type(value)
+    if t is dict:
+        children = value.values()
+        for k in value:
+            if type(k) is str and not k.isascii() and not _utf8(k):
+                return False
+    elif t is list or t is tuple:
+        children = value
+    else:
+        return True
+    for sub in children:
+        ts = type(sub)
+        if depth <= 0:
+            return False   # a child of a node already at the depth bound: the slow walk says where
+        if ts is str:
+            if not sub.isascii() and not _utf8(sub):
+                return False
+        elif ts in _PLAIN_LEAVES:
+            continue
+        elif ts is dict or ts is list or ts is tuple:
+            if not _tree_ok(sub, depth - 1):
+                return False
+        else:
+            return False
+    return True
+
+
+def _utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_tree(value: Any, path: str = "body", *, depth: int = 16) -> None:
     """Every text (map keys included) valid Unicode and nesting at most ``depth`` deep, in keys the
     typed parsers ignore too: a lone surrogate anywhere must be refused here, not fail a store insert."""
+    if type(value) is str:
+        _unicode(value, path)
+        return
+    if _tree_ok(value, depth):
+        return   # the usual body (ingest checks every entry's): no path strings built
     stack: list[tuple[Any, str, int]] = [(value, path, 0)]
     while stack:
         v, p, d = stack.pop()
@@ -291,8 +346,23 @@ def check_tree(value: Any, path: str = "body", *, depth: int = 16) -> None:
 
 def _items(value: Any) -> tuple[Item, ...]:
     items = tuple(Item.parse(v, f"items[{i}]") for i, v in enumerate(_list(value, "items", MAX_LINES)))
-    check_lines([it.build() for it in items])
+    # Fast path: whole counts in ASCII digits give an exact bill in ints; within the bound, every line
+    # is too (no line is negative). Anything else, or a bill beyond the bound, goes through
+    # check_lines, which is exact for decimals and names the line at fault.
+    total = 0
+    for it in items:
+        cnt = it.cnt
+        if not (cnt.isascii() and cnt.isdigit() and cnt[0] != "0"):
+            total = MAX_FEN + 1
+            break
+        total += int(cnt) * it.pric
+    if total > MAX_FEN:
+        check_lines([it.build() for it in items])
     return items
+
+
+def _is_fen_pair(a: Any, b: Any) -> bool:
+    return type(a) is int and type(b) is int and -MAX_FEN <= a <= MAX_FEN and -MAX_FEN <= b <= MAX_FEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,6 +458,10 @@ class Basis:
                 raise _fail(path + ".limits", f"has more than {MAX_LIMITS} entries")
             limits = {}
             for name, pair in lm.items():
+                if type(pair) is list and len(pair) == 2 and _is_fen_pair(pair[0], pair[1]) and \
+                        type(name) is str and 0 < len(name) <= MAX_ID and name.isascii() and name.isprintable():
+                    limits[name] = (pair[0], pair[1])   # the usual limit: no path built
+                    continue
                 p = f"{path}.limits.{_id(name, path + '.limits')}"
                 if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
                     raise _fail(p, "must be a pair [value, limit] of whole numbers")
@@ -432,6 +506,7 @@ class Settlement(_Body):
     amounts: Mapping[str, int]
     result_sha256: bytes | None
     basis: Basis
+    operator: Mapping[str, str] | None = None     # who settled (optional: older entries name nobody)
 
     def _dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"req": self.req, "mode": self.mode, "psn_no": self.psn_no, "card": self.card.build(),
@@ -440,6 +515,8 @@ class Settlement(_Body):
                "amounts": {k: self.amounts[k] for k in AMOUNT_KEYS}, "basis": self.basis.build()}
         if self.result_sha256 is not None:
             out["result_sha256"] = self.result_sha256
+        if self.operator is not None:
+            out["operator"] = dict(self.operator)
         return out
 
     @classmethod
@@ -462,7 +539,7 @@ class Settlement(_Body):
                    card=Card.parse(_get(m, "card", "")), visit=Visit.parse(_get(m, "visit", "")),
                    items=_items(_get(m, "items", "")), person=Person.parse(_get(m, "person", "")),
                    acct_limit=None if limit is None else _fen(limit, "acct_limit"),
-                   amounts=amounts, result_sha256=sha, basis=basis)
+                   amounts=amounts, result_sha256=sha, basis=basis, operator=_operator(m.get("operator")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,6 +586,7 @@ class Claim(_Body):
     # An e-voucher the counter could not resolve (offline): the centre resolves it when the claim
     # arrives. Written only when present, so a claim without one is byte-for-byte the old body.
     ec_token: str | None = None
+    operator: Mapping[str, str] | None = None     # who took the full payment (optional, as on a settlement)
 
     def _dict(self) -> dict[str, Any]:
         out = {"req": self.req, "cause": self.cause, "detail": self.detail, "psn_no": self.psn_no,
@@ -518,6 +596,8 @@ class Claim(_Body):
             out["certno"] = self.certno
         if self.ec_token is not None:
             out["ec_token"] = self.ec_token
+        if self.operator is not None:
+            out["operator"] = dict(self.operator)
         return out
 
     @classmethod
@@ -536,7 +616,8 @@ class Claim(_Body):
         return cls(req=_id(_get(m, "req", ""), "req"), cause=cause, detail=_text(_get(m, "detail", ""), "detail"),
                    psn_no=psn_no, certno=certno, card=Card.parse(_get(m, "card", "")),
                    visit=Visit.parse(_get(m, "visit", "")), items=_items(_get(m, "items", "")), paid=paid,
-                   basis=Basis.parse(_get(m, "basis", "")), ec_token=ec_token)
+                   basis=Basis.parse(_get(m, "basis", "")), ec_token=ec_token,
+                   operator=_operator(m.get("operator")))
 
 
 def _ec_token(value: Any) -> str | None:

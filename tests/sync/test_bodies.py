@@ -144,3 +144,63 @@ def test_stored_bundles_read_with_the_one_envelope_parser():
     assert bundles.envelope(raw)["kind"] == "hotlist"
     with pytest.raises(bundles.BundleMalformed):
         bundles.read_stored(b"\xa0")
+
+
+# -- the fast paths (ingest parses every entry's body) refuse exactly what the full checks refuse ---
+@pytest.mark.parametrize("path,value,why", [
+    (["psn_no"], "A\x85B", "control characters"),              # C1: not ASCII, so the slow path sees it
+    (["psn_no"], "A\x7fB", "control characters"),              # DEL: ASCII but not printable
+    (["items", 0, "cnt"], "0", "count > 0"),
+    (["items", 0, "cnt"], "00", "count > 0"),
+    (["items", 0, "cnt"], "1.0000001", "decimal places"),
+    (["items", 0, "cnt"], "²", "decimal count"),
+    (["items"], [{"code": "X", "cnt": "1000000", "pric": 10**6}], "costs more than the bound"),
+    (["items"], [{"code": "X", "cnt": "10", "pric": 6 * 10**9}, {"code": "Y", "cnt": "10", "pric": 6 * 10**9}],
+     "add up to more than the bound"),
+    (["basis", "limits", "visit_fund"], [1, MAX_FEN + 1], r"visit_fund\[1\] is out of range"),
+    (["basis", "limits", "visit_fund"], [True, 2], r"visit_fund\[0\] must be a whole number"),
+    (["basis", "limits"], {"a\x00": [1, 2]}, "control characters"),
+])
+def test_the_fast_paths_refuse_what_the_full_checks_refuse_naming_the_field(path, value, why):
+    with pytest.raises(BodyError, match=why):
+        Settlement.parse(_broken(path, value))
+
+
+def test_fast_paths_keep_what_is_valid_the_same():
+    body = _broken(["items"], [{"code": "X", "cnt": "0.5", "pric": 1280}, {"code": "Y", "cnt": "3", "pric": 10}])
+    body["psn_no"] = "张三-01"          # valid non-ASCII identifier: the full check, and it passes
+    s = Settlement.parse(body)
+    assert s.psn_no == "张三-01" and [(it.cnt, it.pric) for it in s.items] == [("0.5", 1280), ("3", 10)]
+    assert bodies.check_lines([{"cnt": "0.5", "pric": 3}, {"cnt": "2", "pric": None}]) == 2   # 1.5 rounded up
+
+
+@pytest.mark.parametrize("tree,where", [
+    ({"a": [{"b": {"\ud800": 1}}]}, "body.a[0].b.<key>"),
+    ({"a": ("x", ["\udfff"])}, "body.a[1][0]"),
+    ({"later_field": {"deep": "ok", "bad": "x\ud800"}}, "body.later_field.bad"),
+])
+def test_check_tree_finds_a_lone_surrogate_anywhere_and_names_where(tree, where):
+    with pytest.raises(BodyError, match="not valid Unicode") as info:
+        bodies.check_tree(tree)
+    assert info.value.message.startswith(where + " ")
+
+
+def test_check_tree_bounds_nesting_at_exactly_the_depth_on_every_path():
+    def nested(n: int, leaf):
+        v = leaf
+        for _ in range(n):
+            v = {"k": v}
+        return v
+    bodies.check_tree(nested(16, 1))                      # a leaf at depth 16: allowed
+    bodies.check_tree(nested(15, [1]))                    # a list at 15 holding a leaf at 16
+    for too_deep in (nested(17, 1), nested(16, [1]), nested(16, {"x": None})):
+        with pytest.raises(BodyError, match="nested more than 16"):
+            bodies.check_tree(too_deep)
+
+
+def test_check_tree_reads_any_mapping_not_only_dicts():
+    from types import MappingProxyType
+
+    bodies.check_tree(MappingProxyType({"a": "ok"}))
+    with pytest.raises(BodyError, match="not valid Unicode"):
+        bodies.check_tree({"a": MappingProxyType({"b": "\ud800"})})
