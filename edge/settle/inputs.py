@@ -126,6 +126,9 @@ class Policy:
     class_c_acct_payable: bool = True
     # The accumulator the flat deductible_used / fund_paid of a person snapshot stand for.
     default_accumulator: str = DEFAULT_ACCUMULATOR
+    # Where reconciliation puts a patient credit's cash share: the personal account (True) or the payout
+    # queue, paid in cash at a counter (False, the default). Read by the centre only; the engine ignores it.
+    credit_to_account: bool = False
 
     def rule_for(self, insutype: str, psn_type: str, med_type: str, level: str,
                  day: _dt.date | None = None) -> Rule | None:
@@ -310,8 +313,10 @@ def parse_policy(data: Any) -> Policy:
     if default != DEFAULT_ACCUMULATOR and default not in accumulators:
         raise InvalidInput(f"policy.default_accumulator {default!r} is not one of the policy's accumulators",
                            field="policy.default_accumulator")
+    to_account = _bool(data.get("credit_to_account", False), "policy.credit_to_account")
     return Policy(version=version, rules=rules, offline=offline, med_types=med_types, versions=versions,
-                  accumulators=accumulators, class_c_acct_payable=c_payable, default_accumulator=default)
+                  accumulators=accumulators, class_c_acct_payable=c_payable, default_accumulator=default,
+                  credit_to_account=to_account)
 
 
 def parse_catalogue(data: Any) -> dict[str, CatalogueItem]:

@@ -76,14 +76,18 @@ def cancel_settlement(store, device: str, seq: int, *, reason: str, who: str, no
         # The patient is owed back all the cash they paid: the accepted cash plus a credit still owed.
         voided = payouts.void_for(store, device, seq, note=f"settlement cancelled at the centre: {reason.strip()}",
                                   now=now)
-        back = reversed_["cash"] + voided
+        # A credit's cash share the policy put into the account is taken back from it by the reversal
+        # (rp._cancel) and owed back in cash with the rest: the patient gets what they paid, once.
+        taken_back = rp.credited_to_account(orig)
+        back = reversed_["cash"] + voided + taken_back
         payout_no = payouts.queue_cancel(store, row, back, now)
         cash = f"现金 ¥{yuan(back)} 待柜台退还（退款号 {payout_no}）" if payout_no else "无现金需退还"
         store.post_downlink(device, "outcome", {
             "ref_seq": seq, "outcome": CANCELLED, "psn_no": row["psn_no"], "credit": 0, "payout_no": payout_no,
             "payout": back if payout_no else 0,
             "reason": f"医保中心已撤销此结算（{reason.strip()}）：统筹 ¥{yuan(reversed_['fund'])}、"
-                      f"个人账户 ¥{yuan(reversed_['acct'])} 已冲回；{cash}"}, now=now)
+                      f"个人账户 ¥{yuan(reversed_['acct'])} 已冲回；"
+                      + (f"已退入个人账户的 ¥{yuan(taken_back)} 已扣回；" if taken_back else "") + cash}, now=now)
         store.ledger.record_action(who, "cancel_settlement", f"{device}/{seq}",
                                    {"reason": reason.strip(), **reversed_}, now=now)
         return _answer(store.payouts.cancel_of(device, seq))

@@ -5,7 +5,9 @@ A ``patient_credit`` is paid back the way the money came (DOMAIN.md 8, "One visi
 * the account's share (what the account paid beyond the share the centre accepts) is already back:
   the ledger moves by the accepted amounts only, so the centre's balance never lost it; the next
   persons snapshot carries it to the counters, and the notice says so with the new balance;
-* the cash share joins the payout queue (``P-<device>-<seq>``), owed until a counter pays it.
+* the cash share joins the payout queue (``P-<device>-<seq>``), owed until a counter pays it; or,
+  where the policy in force for the visit says ``credit_to_account``, the replay put it into the
+  account as well (nothing is queued, the notice gives the whole credit as credited to the account).
 
 An approved claim's reimbursement joins the queue too (``C-<claim no>``), and so does the cash a
 centre cancel reverses (``X-<device>-<seq>``). A cancel of a settlement voids what the queue still
@@ -25,11 +27,14 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable, Mapping
 
+from edge.settle import yuan
 from sync.centre import replay as rp
 from sync.centre.store.payouts import OWED, PAID, VOID
 
 log = logging.getLogger("sync.centre.payouts")
 MISMATCH = "payout_mismatch"
+# A counter's cancel (which hands back all the cash paid) of a settlement whose credit was paid out already.
+REFUNDED_TWICE = "cash_refunded_twice"
 
 
 def outcome_notice(store, o: rp.Outcome, site: str, ledger: rp.Ledger | None, now: int) -> dict:
@@ -37,7 +42,7 @@ def outcome_notice(store, o: rp.Outcome, site: str, ledger: rp.Ledger | None, no
     msg = o.downlink()
     if o.kind != "settlement" or o.credit <= 0 or o.psn_no is None:
         return msg
-    to_account = max(0, min(o.credit, o.journaled["acct"] - o.accepted["acct"]))
+    to_account = max(0, min(o.credit, o.journaled["acct"] - o.accepted["acct"])) + rp.credited_to_account(o)
     to_cash = o.credit - to_account
     msg["psn_no"] = o.psn_no
     if to_account:
@@ -62,6 +67,7 @@ def after_outcome(store, o: rp.Outcome, body: Mapping[str, Any] | None, site: st
         if isinstance(target, int) and not isinstance(target, bool):
             if "cancel_applied" in o.codes:
                 void_for(store, o.device, target, note=f"settlement cancelled at the counter (seq {o.seq})", now=now)
+                _paid_before_cancel(store, o, target, now)
             elif "cancel_nothing" in o.codes:
                 # The counter cancelled a settlement the centre had already cancelled (neither knew of the
                 # other): the clerk handed the cash back at the counter, so what the centre's cancel still
@@ -70,6 +76,19 @@ def after_outcome(store, o: rp.Outcome, body: Mapping[str, Any] | None, site: st
                          now=now)
         return o.downlink()
     return outcome_notice(store, o, site, ledger, now)
+
+
+def _paid_before_cancel(store, o: rp.Outcome, target: int, now: int) -> None:
+    """The counter's cancel refunded all the cash the patient paid, but a credit of that settlement was
+    paid out in cash before: the patient got it twice. The centre cannot take cash back; a review item
+    asks a reviewer to recover it."""
+    paid = [p for p in store.payouts.payouts_of(o.device, target) if p["status"] == PAID and p["source"] == "credit"]
+    if paid and o.psn_no is not None:
+        amount = sum(int(p["amount"]) for p in paid)
+        log.warning("cancel %s/%s of a settlement whose credit was paid out already (%d fen)", o.device, o.seq, amount)
+        store.ledger.record_review(o.psn_no, o.device, o.seq, REFUNDED_TWICE,
+                                   f"柜台撤销结算 {target} 时退还了全部现金，但其多付款项已支付过（退款号 "
+                                   f"{'、'.join(p['payout_no'] for p in paid)}，¥{yuan(amount)}）：请向参保人追回", now)
 
 
 def void_for(store, device: str, seq: int, *, note: str, now: int) -> int:

@@ -41,7 +41,9 @@ Accepted amounts (what the centre settles with the site and the person) follow t
 confirmed = journaled; patient_credit = the centre's fund, the account kept up to the patient's
 share, the rest of the overpayment credited back; fund_variance = journaled (the fund honours an
 offline decision within its limits; the difference is recorded per site); review / rejected =
-nothing accepted until a reviewer decides. The ledger moves by exactly the accepted amounts, so the
+nothing accepted until a reviewer decides. Where the policy says ``credit_to_account``, a credit's cash
+share is also put into the account (code ``credit_to_account``; a later cancel takes it back), else the
+centre queues it as a payout (sync.centre.payouts). The ledger moves by exactly the accepted amounts, so the
 balance may go negative (account used at two sites while offline): that is a debt, cleared by the
 next contribution.
 
@@ -323,6 +325,22 @@ def _journaled(amounts: Mapping) -> dict:
             "cash": amounts["psn_cash_pay"], "dedc": amounts["act_pay_dedc"]}
 
 
+# The code an adjusted settlement carries when its credit's cash share went into the personal account.
+CREDIT_TO_ACCOUNT = "credit_to_account"
+
+
+def _cash_share(credit: int, journaled: Mapping[str, int], accepted: Mapping[str, int]) -> int:
+    """The part of a credit the patient paid in cash (the rest is the account's, back in the account)."""
+    return credit - max(0, min(credit, journaled["acct"] - accepted["acct"]))
+
+
+def credited_to_account(o: "Outcome") -> int:
+    """The cash share of ``o``'s credit that the policy put into the personal account (0: none)."""
+    if o.kind != "settlement" or o.credit <= 0 or CREDIT_TO_ACCOUNT not in o.codes:
+        return 0
+    return _cash_share(o.credit, o.journaled, o.accepted)
+
+
 def _split(medfee: int, fund: int, acct: int, dedc: int) -> dict:
     acct = max(0, min(acct, medfee - fund))
     return {"medfee": medfee, "fund": fund, "acct": acct, "cash": medfee - fund - acct, "dedc": dedc}
@@ -556,6 +574,12 @@ def _settlement(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome
                      f"(used at another site while offline): balance now ¥{yuan(balc_after)}, a debt of "
                      f"¥{yuan(-balc_after)} that the next contribution clears")
     after = ledger.apply(ours, policy, acct=accepted["acct"], dedc=accepted["dedc"], fund=accepted["fund"])
+    if credit and policy.credit_to_account:
+        # The policy puts a credit's cash share into the personal account (the account's share is there
+        # already: the ledger moved by the accepted account amount only). Nothing is queued for cash.
+        codes.append(CREDIT_TO_ACCOUNT)
+        after = replace(after, balc=after.balc + _cash_share(credit, journaled, accepted))
+        notes.append(f"¥{yuan(credit)} credited to the personal account (policy credit_to_account)")
     if codes:
         reason = "; ".join(notes) + f". Data that differed: {_describe(differs)}"
         out = Outcome(ev.device, ev.seq, ev.kind, psn_no, date, ev.time, "adjusted", tuple(codes), reason, differs,
@@ -596,13 +620,17 @@ def _cancel(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome, Le
                        {}, journaled, dict(ZERO)), ledger
     a = orig.accepted
     accepted = {k: -a[k] for k in ("medfee", "fund", "acct", "cash", "dedc")}
+    # A credit's cash share the policy put into the account is taken back with the rest: the cancel hands
+    # the patient all the cash they paid (the counter's refund, or the centre's payout).
+    taken_back = credited_to_account(orig)
     # The reversal moves the totals of the cancelled visit's own year (and accumulator).
     year = _dt.date.fromisoformat(orig.date).year if orig.date else ledger.year or 0
     after = replace(ledger.progress(year, orig.accumulator, -a["dedc"], -a["fund"], orig.default_accumulator),
-                    balc=ledger.balc + a["acct"])
+                    balc=ledger.balc + a["acct"] - taken_back)
+    back = f"; the ¥{yuan(taken_back)} credited to the account taken back" if taken_back else ""
     return Outcome(ev.device, ev.seq, ev.kind, psn_no, orig.date, ev.time, "confirmed", ("cancel_applied",),
                    f"cancel of seq {target}: reversed fund ¥{yuan(a['fund'])}, account ¥{yuan(a['acct'])}, "
-                   f"deductible ¥{yuan(a['dedc'])}", {}, journaled, accepted), after
+                   f"deductible ¥{yuan(a['dedc'])}{back}", {}, journaled, accepted), after
 
 
 def _claim(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome, Ledger | None]:
