@@ -53,13 +53,24 @@ class Ctx:
     def _as(self) -> dict[str, Any]:
         return {} if self.operator is None else {"operator": self.operator}
 
+    # A voucher read offline names nobody the counter could settle for (visit_data gives ``ec_token``
+    # instead of a card or certno): its pre-settlement is full payment and its settlement a claim that
+    # carries the token (edge.his.ecvoucher).
     async def presettle(self, data: dict) -> dict:
+        if "ec_token" in data:
+            from .ecvoucher import quote
+            return await quote(self, data)
         return await self.counter.presettle(data, **self._as())
 
     async def settle(self, data: dict) -> dict:
+        if "ec_token" in data:
+            return await self.claim(data)
         return await self.counter.settle(data, **self._as())
 
     async def claim(self, data: dict) -> dict:
+        if "ec_token" in data:
+            from .ecvoucher import claim
+            return await claim(self, data)
         return await self.counter.claim(data, **self._as())
 
     async def cancel(self, seq: int, data: dict) -> dict:
@@ -171,7 +182,9 @@ def visit_data(psn: Mapping[str, Any], *, req: str | None, med_type: str, acct: 
         data["req"] = req
     if chronic_code:
         data["chronic_code"] = chronic_code
-    if psn.get("card_id"):
+    if psn.get("ec_token"):
+        data["ec_token"] = psn["ec_token"]    # a voucher read offline: nobody identified yet (ecvoucher.py)
+    elif psn.get("card_id"):
         data["card_id"] = psn["card_id"]      # the card in the reader must still be this one
     else:
         data["keyed_in"] = {"card_no": NO_CARD_NO, "certno": psn["certno"]}

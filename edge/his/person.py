@@ -57,9 +57,11 @@ async def _by_certno(ctx: Ctx, certno: str, cert_type: str) -> dict:
 
 
 async def _by_token(ctx: Ctx, token: str) -> dict:
-    from .ecvoucher import resolve
+    from .ecvoucher import resolve, unidentified
 
     psn_no = await resolve(ctx, token)
+    if psn_no is None:
+        return unidentified(token)     # offline: the visit goes on, paid in full, the centre identifies it later
     person = await ctx.thread(ctx.counter.cache.person, psn_no)
     if person is None or not person.certno:
         raise StateError("the e-voucher's person is not in the local insured list",
@@ -88,12 +90,16 @@ async def identify(ctx: Ctx) -> Out:
                          field="mdtrt_cert_type")
     await ctx.thread(ctx.store.put, "psn", psn["psn_no"], psn)
     today = ctx.now.date()
+    known = not psn.get("ec_token")
     base = {"psn_no": psn["psn_no"], "psn_cert_type": "01", "certno": psn["certno"], "psn_name": psn["psn_name"],
-            "gend": psn["gend"], "naty": "01", "brdy": brdy(psn["certno"]), "age": age(psn["certno"], today),
-            "exp_content": ""}
+            "gend": psn["gend"], "naty": "01" if known else "", "brdy": brdy(psn["certno"]),
+            "age": age(psn["certno"], today), "exp_content": "" if known else "unidentified"}
     insu = {"balc": yuan(psn["balc"]), "insutype": psn["insutype"], "psn_type": psn["psn_type"],
-            "psn_insu_stas": psn["status"], "psn_insu_date": None, "paus_insu_date": None, "cvlserv_flag": "0",
-            "insuplc_admdvs": ctx.area, "emp_name": ""}
+            "psn_insu_stas": psn["status"], "psn_insu_date": None, "paus_insu_date": None,
+            "cvlserv_flag": "0" if known else "", "insuplc_admdvs": ctx.area, "emp_name": ""}
+    if not known:
+        from .ecvoucher import UNIDENTIFIED_WARN
+        return Out({"baseinfo": base, "insuinfo": [insu], "idetinfo": []}, UNIDENTIFIED_WARN)
     return Out({"baseinfo": base, "insuinfo": [insu], "idetinfo": []})
 
 

@@ -144,7 +144,10 @@ def _claim(body: Mapping) -> None:
         _fail(k, "cause", f"must be one of {sorted(CLAIM_CAUSES)}")
     _need(k, body, "detail", _TEXT)
     psn_no = _need(k, body, "psn_no", _TEXT, _NULL)
-    if psn_no is None:
+    # An e-voucher read while the centre was unreachable (HIS 1101, mdtrt_cert_type 01) names nobody the
+    # counter could know: the claim carries the token instead, and the centre resolves it on arrival.
+    token = _need(k, body, "ec_token", _TEXT) if "ec_token" in body else None
+    if psn_no is None and token is None:
         _need(k, body, "certno", _TEXT)
     _card(k, body)
     _visit(k, body)

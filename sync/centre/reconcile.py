@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 import trio
 
-from sync.centre import payouts
+from sync.centre import ectoken, payouts
 from sync.centre import replay as rp
 from sync.centre import review
 from sync.centre.store import now_ms
@@ -131,6 +131,8 @@ def _group(store, rows, done) -> dict[Any, list]:
         psn = r["body"].get("psn_no") if isinstance(r["body"].get("psn_no"), str) else None
         if psn is None and r["kind"] == "claim":
             psn = store.ledger.psn_by_certno(r["body"].get("certno"))
+        if psn is None and r["kind"] == "claim":
+            psn = ectoken.person_of(store, r["body"])   # an e-voucher read offline names its person (HIS 1101)
         groups.setdefault(psn if psn is not None else ("unidentified", r["id"]), []).append(r)
     return groups
 
@@ -203,6 +205,7 @@ def _reconcile_groups(store, world, groups, sites, now, done) -> list[rp.Outcome
     latest = recon.latest_times(psns)
     outcome_rows: list[tuple] = []
     saves: list[rp.Ledger] = []
+    notices: list[tuple[str, str, Any]] = []   # downlink messages, posted in one statement, in order
     for key, members in groups.items():
         psn_no = key if isinstance(key, str) else None
         ids = {(r["device"], r["seq"]): r["id"] for r in members}
@@ -219,6 +222,8 @@ def _reconcile_groups(store, world, groups, sites, now, done) -> list[rp.Outcome
         late = latest.get(psn_no) if psn_no is not None else None
         for o in outcomes:
             site = sites.get(o.device, o.device)
+            if o.kind == "claim" and o.psn_no is None:
+                o = ectoken.unresolved(store, o, entry_bodies.get(o.key))   # why the e-voucher placed nobody
             if late is not None and o.time < late:
                 o = dataclasses.replace(o, reason=o.reason + " (arrived after later visits of this person were "
                                                              "reconciled; replayed against the state as it is now)")
@@ -231,12 +236,13 @@ def _reconcile_groups(store, world, groups, sites, now, done) -> list[rp.Outcome
                 recon.add_claim(o.claim, site)
             notice = payouts.after_outcome(store, o, entry_bodies.get(o.key), site, after, now)   # money owed
             if o.kind == "settlement" and o.outcome != "confirmed":
-                store.post_downlink(o.device, "outcome", notice, now=now)
+                notices.append((o.device, "outcome", notice))
             out.append(o)
         if after is not None and after != before:
             saves.append(after)
     recon.add_outcomes(outcome_rows)
     ledger.save_many(saves, now=now)
+    store.post_downlinks(notices, now=now)
     return out
 
 

@@ -142,11 +142,9 @@ def test_a_claim_without_person_needs_a_certno_or_an_ec_token():
 
 
 def test_the_centre_identifies_an_ec_token_claim_or_sends_it_to_review_with_a_code():
-    from nacl.signing import SigningKey
-
     from sync.centre.ectoken import identify_claim, issue
 
-    key = SigningKey(bytes(range(32)))
+    key = bytes(range(32))
     known = {"3303000000000002"}.__contains__
     token = issue(key, "3303000000000002")
     assert identify_claim(key, _ec_claim(ec_token=token), known) == ("3303000000000002", None, None)
@@ -157,3 +155,16 @@ def test_the_centre_identifies_an_ec_token_claim_or_sends_it_to_review_with_a_co
     assert psn is None and code == "ec_token_unknown" and "电子凭证" in zh and "审核" in zh
     psn, code, zh = identify_claim(key, _ec_claim(ec_token=issue(key, "3303000000000001")), known)
     assert psn is None and code == "ec_person_unknown" and "参保人" in zh
+
+
+def test_the_journal_accepts_a_claim_that_carries_an_ec_token_instead_of_a_person():
+    from edge.journal.entry import EntryFormatError
+    from edge.journal.schema import check_body
+
+    check_body("claim", _ec_claim())
+    body = _ec_claim()
+    del body["ec_token"]
+    with pytest.raises(EntryFormatError, match="certno"):
+        check_body("claim", body)          # no person, no certno, no token: nobody could be found
+    with pytest.raises(EntryFormatError, match="ec_token"):
+        check_body("claim", _ec_claim(ec_token=7))

@@ -18,12 +18,16 @@ def register(sub) -> None:
 
 
 def cmd_ec_token(args) -> int:
-    from sync.centre.ectoken import TokenError, issue
-    from sync.centre.keys import load_or_create
+    from sync.centre.commands.review import _run
+    from sync.centre.ectoken import TokenError, decoder_key, issue
 
-    try:
-        print(issue(load_or_create(args.data_dir), args.psn_no, args.area))
-    except TokenError as exc:
-        print(f"ec-token: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    def show(store) -> int:
+        # The decoder key lives in the centre's database (created on first use), as the route reads it.
+        try:
+            print(issue(decoder_key(store), args.psn_no, args.area))
+        except TokenError as exc:
+            print(f"ec-token: {exc}", file=sys.stderr)
+            return 1
+        return 0
+
+    return _run(args, show)
