@@ -580,6 +580,24 @@ class Counter:
                                    zh=f"退款号 {payout_no} 已于流水号 {prior.seq} 支付，不能重复支付",
                                    code="payout_already_paid", status=409, seq=prior.seq)
             notice = await self._payout_notice(payout_no)
+            # Cash leaves once per visit: a settlement this counter cancelled had all its cash handed back
+            # with the cancel, so its credit is not paid again (the centre voids it when it sees the cancel).
+            source = notice["source"]
+            if payout_no.startswith("P-") and await self._read_journal(
+                    self.journal.find_by_req, core.internal_req("cancel", source.seq)) is not None:
+                raise CounterError(f"settlement {source.seq} was cancelled at this counter: its cash was handed back",
+                                   zh=f"结算 {source.seq} 已在本机撤销，现金已全部退还，退款号 {payout_no} 不能再支付",
+                                   code="payout_cancelled", status=409, seq=source.seq)
+            # The money goes to the patient it is owed to: their card in the reader (or their certno for a
+            # keyed-in visit), as for a cancel.
+            try:
+                await self._same_person(source, data)
+            except CounterError as exc:
+                if exc.code != "cancel_other_person":
+                    raise
+                raise CounterError(f"payout {payout_no} is another person's: it needs that person's card",
+                                   zh="读卡器中的卡与退款的参保人不符，不能支付", code="payout_other_person",
+                                   status=409) from exc
             reason = data.get("reason")
             reason = reason.strip()[:200] if isinstance(reason, str) and reason.strip() else "医保中心应退款项"
             who = None if operator is None else {"id": str(operator.id), "name": str(operator.name)}
@@ -607,7 +625,7 @@ class Counter:
             # A credit's notice gives the cash share as ``payout``; a claim's as ``amount``; a cancel's as ``payout``.
             amount = p.get("payout") if n["kind"] == "outcome" else p.get("amount")
             if isinstance(amount, int) and not isinstance(amount, bool) and amount > 0:
-                return {"psn_no": psn_no, "amount": amount}
+                return {"psn_no": psn_no, "amount": amount, "source": source}
         raise unknown
 
     async def _same_person(self, entry, data: Mapping) -> None:

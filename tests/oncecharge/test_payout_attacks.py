@@ -1,0 +1,85 @@
+"""The payout path attacked from outside, through the real daemons (ADVERSARY.md 3 and 5): the same
+payout paid twice at once, a payout at the counter for another site's or another person's patient, a
+payout after the counter cancelled the settlement it credits. Each: how many times does cash leave?"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from oncecharge.conftest import LISI, ZHANGSAN, ZHANGSAN_PSN, insert, sent_and_reconciled
+from oncecharge.test_payout_daemons import CASH_VISIT, _deductible_met_at_centre, _notice_of, _offline_settle
+
+pytestmark = pytest.mark.slow
+
+
+async def _cash_credit(stack, req: str) -> tuple[dict, str]:
+    """An offline settlement of 张三's whose credit is owed in cash; the counter has the notice."""
+    _deductible_met_at_centre(stack, ZHANGSAN_PSN)
+    s = await _offline_settle(stack, ZHANGSAN, req, CASH_VISIT)
+    await sent_and_reconciled(stack)
+    payout_no = f"P-{stack.counter.journal.device}-{s['seq']}"
+    assert stack.store.payouts.payout(payout_no)["status"] == "owed"
+    await _notice_of(stack, ZHANGSAN, lambda n: n["payload"].get("payout_no") == payout_no)
+    return s, payout_no
+
+
+def _payouts_journaled(stack, payout_no: str) -> int:
+    j = stack.counter.journal
+    return sum(1 for seq in range(1, j.head()[0] + 1)
+               if (e := j.get(seq)) is not None and e.kind == "payout" and e.body.get("payout_no") == payout_no)
+
+
+async def test_two_pays_of_one_payout_at_once_pay_once(stack):
+    _, payout_no = await _cash_credit(stack, "AT-TWICE")
+    answers: list = []
+
+    async def pay():
+        answers.append(await stack.api.post(f"/api/payouts/{payout_no}/pay", json={"reason": "退现金"}))
+    async with trio.open_nursery() as n:
+        n.start_soon(pay)
+        n.start_soon(pay)
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [200, 409], [r.text for r in answers]
+    assert [r.json()["error"]["code"] for r in answers if r.status_code == 409] == ["payout_already_paid"]
+    assert _payouts_journaled(stack, payout_no) == 1
+
+
+async def test_a_payout_of_another_site_is_unknown_here(stack):
+    """A payout number names the device whose entry it pays: another site's number is refused (404),
+    whatever card is in the reader, and nothing is journaled."""
+    await insert(stack.api, ZHANGSAN)
+    head = stack.counter.journal.head()[0]
+    for no in ("P-D-S330300999-1-1", "C-D-S330300999-1-2", "X-D-S330300999-1-3"):
+        r = await stack.api.post(f"/api/payouts/{no}/pay", json={})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_payout", r.text
+        assert "退款号" in r.json()["error"]["zh"]
+    assert stack.counter.journal.head()[0] == head
+
+
+async def test_a_payout_needs_its_patient_at_the_counter(stack):
+    """张三's refund is not handed to whoever stands at the counter: with 李四's card in the reader it is
+    refused (coded, in Chinese) and nothing is journaled; with 张三's it is paid."""
+    _, payout_no = await _cash_credit(stack, "AT-OTHER")
+    await insert(stack.api, LISI)
+    r = await stack.api.post(f"/api/payouts/{payout_no}/pay", json={})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "payout_other_person", r.text
+    assert "参保人" in r.json()["error"]["zh"]
+    assert _payouts_journaled(stack, payout_no) == 0
+    await insert(stack.api, ZHANGSAN)
+    r = await stack.api.post(f"/api/payouts/{payout_no}/pay", json={})
+    assert r.status_code == 200, r.text
+
+
+async def test_no_payout_after_the_counter_cancelled_the_settlement(stack):
+    """The cancel handed back all the cash the patient paid; the credit of that visit is not paid again."""
+    s, payout_no = await _cash_credit(stack, "AT-CANCEL")
+    await insert(stack.api, ZHANGSAN)
+    c = await stack.api.post(f"/api/settlements/{s['seq']}/cancel", json={"reason": "开错药"})
+    assert c.status_code == 200, c.text
+    r = await stack.api.post(f"/api/payouts/{payout_no}/pay", json={})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "payout_cancelled", r.text
+    assert "撤销" in r.json()["error"]["zh"]
+    assert _payouts_journaled(stack, payout_no) == 0
+    await sent_and_reconciled(stack)
+    assert stack.store.payouts.payout(payout_no)["status"] == "void"
