@@ -29,11 +29,12 @@ from typing import Any
 import httpx
 import trio
 
+from edge.counter.visit import INTERNAL, caller_req_ok
 from sync import bodies
 from sync.errors import BodyError
 
 from .context import Ctx
-from .errors import StateError
+from .errors import FieldError, StateError
 
 PATH = "/v1/ectoken/resolve"
 UNIDENTIFIED_WARN = ("脱机：医保中心暂时无法连接，无法识别该医保电子凭证对应的参保人：本次就诊须全额垫付，"
@@ -80,6 +81,15 @@ def _code(resp: httpx.Response) -> str | None:
     except (ValueError, AttributeError):
         return None
     return err.get("code") if isinstance(err, dict) else None
+
+
+def check_token(token: str) -> str:
+    """A token a claim can carry (the claim's ``ec_token``: at most 50 characters, printable ASCII with no
+    space, as the national tokens are), refused at 1101 rather than after the whole visit."""
+    if not (0 < len(token) <= bodies.MAX_EC_TOKEN and token.isascii() and token.isprintable() and " " not in token):
+        raise FieldError("mdtrt_cert_no is not an e-voucher token", field="mdtrt_cert_no",
+                         zh=f"医保电子凭证格式不正确（应为不超过{bodies.MAX_EC_TOKEN}位的字母和数字），请患者刷新电子凭证后重试")
+    return token
 
 
 # -- offline: the person not identified yet ---------------------------------------------------------
@@ -149,6 +159,11 @@ async def claim(ctx: Ctx, data: dict) -> dict:
     req, token = data.get("req"), data["ec_token"]
     if not isinstance(req, str) or not req:
         raise StateError("a claim needs the msgid as its request id", zh="缺少报文ID，未结算", field="msgid")
+    if not caller_req_ok(req):
+        # The counter's own ids ("@cancel:N") are never a caller's: a claim under one would later be
+        # found as that cancel. Counter.settle/claim refuse them; this path appends directly, so here.
+        raise StateError(f"msgid may not start with {INTERNAL!r}", zh=f"报文ID不能以“{INTERNAL}”开头，请使用新的报文ID",
+                         field="msgid")
     op = ctx.operator
     if op is not None and "settle" not in getattr(op, "roles", ()):
         raise StateError(f"operator {getattr(op, 'id', '?')} may not settle", zh="您没有结算的权限", field="opter")

@@ -57,9 +57,9 @@ async def _by_certno(ctx: Ctx, certno: str, cert_type: str) -> dict:
 
 
 async def _by_token(ctx: Ctx, token: str) -> dict:
-    from .ecvoucher import resolve, unidentified
+    from .ecvoucher import check_token, resolve, unidentified
 
-    psn_no = await resolve(ctx, token)
+    psn_no = await resolve(ctx, check_token(token))
     if psn_no is None:
         return unidentified(token)     # offline: the visit goes on, paid in full, the centre identifies it later
     person = await ctx.thread(ctx.counter.cache.person, psn_no)

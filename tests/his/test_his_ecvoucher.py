@@ -180,3 +180,59 @@ async def test_a_voucher_read_offline_is_not_a_person_for_other_transactions(his
         "psn_no"]
     out = await his.refused("5206", {"data": {"psn_no": psn_no}})
     assert CHINESE.search(out["err_msg"])
+
+
+# -- attacks on the offline voucher path (each a finding or a probe that held) ---------------------------
+async def _offline_fees(his: His, site, token: str, lines=None) -> tuple[str, str, dict]:
+    out = await his.ok("1101", {"data": {"mdtrt_cert_type": "01", "mdtrt_cert_no": token}})
+    psn_no = out["output"]["baseinfo"]["psn_no"]
+    mdtrt_id = await his.register(psn_no, ("01", token))
+    await his.ok("2204", {"feedetail": his.feedetail(mdtrt_id, psn_no, **({"lines": lines} if lines else {}))})
+    return psn_no, mdtrt_id, his.setl_data(mdtrt_id, psn_no, "35.60", acct="0", pin=None, cert=("01", token))
+
+
+async def test_a_voucher_claim_cannot_take_the_counters_own_request_ids(his, site):
+    # Finding: the claim was journaled under the msgid as its req without the counter's check that a
+    # caller's req never starts with "@" (the counter's own key space: "@cancel:N" is the req of the
+    # cancel of seq N, so a claim under it would later be answered as that cancel).
+    token = site.ec_token(PERSON)
+    await site.stop_centre()
+    _, _, body = await _offline_fees(his, site, token)
+    head = await his.head()
+    out = await his.refused("2207", body, mid="@cancel:1")
+    assert "@" in out["err_msg"] and await his.head() == head
+    await his.refused("2207", body)             # the lines are still there: a proper msgid takes the claim
+    assert await his.head() == head + 1
+
+
+@pytest.mark.parametrize("token", ["330300ec" + "a" * 52, "330300ec\tab", "330300ec abc"])
+async def test_a_voucher_token_that_no_claim_could_carry_is_refused_at_1101(his, site, token):
+    # Finding: offline, any text up to 100 characters was taken as a voucher and the visit went on,
+    # to be refused only at 2207 (a claim's ec_token is at most 50 printable characters).
+    await site.stop_centre()
+    head = await his.head()
+    out = await his.refused("1101", {"data": {"mdtrt_cert_type": "01", "mdtrt_cert_no": token}})
+    assert "电子凭证" in out["err_msg"] and await his.head() == head
+
+
+async def test_a_voucher_bill_longer_than_a_claim_may_be_is_refused_whole(his, site):
+    token = site.ec_token(PERSON)
+    await site.stop_centre()
+    lines = [("001102000010000", "1", "0.01", "0.01")] * 501
+    psn_no, mdtrt_id, _ = await _offline_fees(his, site, token, lines)
+    head = await his.head()
+    out = await his.refused("2207", his.setl_data(mdtrt_id, psn_no, "5.01", acct="0", pin=None, cert=("01", token)))
+    assert "内部错误" not in out["err_msg"] and await his.head() == head
+
+
+async def test_2207_of_another_persons_visit_under_a_voucher_is_refused(his, site):
+    token = site.ec_token(PERSON)
+    await his.read_card()
+    zs = (await his.read_card())["baseinfo"]["psn_no"]
+    zs_visit = await his.register(zs)
+    await his.ok("2204", {"feedetail": his.feedetail(zs_visit, zs)})
+    await site.stop_centre()
+    psn_no, _, _ = await _offline_fees(his, site, token)
+    head = await his.head()
+    out = await his.refused("2207", his.setl_data(zs_visit, psn_no, "35.60", acct="0", pin=None, cert=("01", token)))
+    assert "不一致" in out["err_msg"] and await his.head() == head
