@@ -159,7 +159,9 @@ def run(args) -> dict:
                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         url = proc.stdout.readline().split(": ", 1)[1].strip().rstrip("/")
-        with httpx.Client(base_url=url, trust_env=False, timeout=30) as c:
+        # The daemon wrote its installation token (api.token) before it printed the URL.
+        token = (state / "api.token").read_text().strip()
+        with httpx.Client(base_url=url, trust_env=False, timeout=30, headers={"Authorization": f"Bearer {token}"}) as c:
             for _ in range(50):
                 if c.get("/api/status").json()["cache"]["age_s"] is not None:
                     break

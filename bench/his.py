@@ -72,7 +72,8 @@ async def measure(visits: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         async with trio.open_nursery() as nursery:
             stack = await start_stack(nursery, Path(tmp), probe_s=3600, idle_s=0.5)
-            async with httpx.AsyncClient(base_url=stack.daemon.url, trust_env=False, timeout=30) as client:
+            async with httpx.AsyncClient(base_url=stack.daemon.url, trust_env=False, timeout=30,
+                                         headers=stack.daemon.headers) as client:
                 with trio.fail_after(60):
                     await wait_for(lambda: _ready(client))
                 his = His(client)

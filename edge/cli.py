@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edge.commands import card, daemon, diagnose, journal, prices, settle, sync
+from edge.commands import card, daemon, diagnose, journal, operators, prices, settle, sync
 from sync import cligroups
 
-GROUPS = (settle, journal, card, sync, daemon, diagnose, prices)
+GROUPS = (settle, journal, card, sync, daemon, diagnose, prices, operators)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -42,6 +42,12 @@ class Running:
     counter: object
     uplink: object | None
     cancel_scope: trio.CancelScope
+    token: str = ""           # the installation token (api.token): what a HIS presents
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The credential a local client sends (the HIS's: ``Authorization: Bearer <token>``)."""
+        return {"Authorization": f"Bearer {self.token}"}
 
 
 async def card_service(desk, poll_interval: float, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -114,6 +120,7 @@ async def run(cfg: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     import httpx
 
     from edge.counter import CardDesk, CentreClient, Counter, Settings, SimulatedCards, build_app, serve
+    from edge.counter.auth import Auth
     from edge.counter.downlink import handle
     from edge.counter.prices import PriceList
     from edge.transport import tls_context
@@ -126,33 +133,45 @@ async def run(cfg: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     except Exception as exc:
         code = getattr(exc, "code", "daemon_error")
         raise DaemonError(f"cannot start: {getattr(exc, 'message', exc)}", code=code) from exc
+    try:
+        # The installation token (written at first start, never replaced) and the operators.
+        callers = await trio.to_thread.run_sync(Auth.in_state_dir, cfg.state_dir)
+    except Exception as exc:
+        journal.close()
+        cache.close()
+        raise DaemonError(f"cannot start: {getattr(exc, 'message', exc)}", code=getattr(exc, "code", "daemon_error")) \
+            from exc
     centre = CentreClient(device.centre_url, lambda m, p, b: auth.sign_request(
         key, device.device, m, p, b, time_ms=counter.clock.wall_ms()), verify=tls)
     cards = SimulatedCards() if cfg.card.simulated else CardDesk()
     counter = Counter(cache=cache, journal=journal, cards=cards, centre=centre,
                       settings=Settings(level=cfg.counter.level, online_timeout=cfg.counter.online_timeout_s,
-                                        retry_online_after=cfg.counter.retry_online_after_s))
+                                        retry_online_after=cfg.counter.retry_online_after_s,
+                                        region=cfg.counter.region or None))
+    centre.on_time = counter.saw_centre_time      # the last centre time seen: the time floor (edge.counter.clock)
     try:
         async with httpx.AsyncClient(trust_env=False, verify=tls) as http, trio.open_nursery() as nursery:
             if cfg.card.enabled and not cfg.card.simulated:
                 await nursery.start(card_service, cards, cfg.card.poll_interval_s)
-            app = build_app(counter, prices=PriceList.in_state_dir(cfg.state_dir))
+            app = build_app(counter, prices=PriceList.in_state_dir(cfg.state_dir), auth=callers)
             urls = await nursery.start(serve, app, cfg.counter.host, cfg.counter.port)
             uplink = None
             if cfg.sync.enabled:
-                uplink = Uplink(journal, SyncClient(device.centre_url, device.device, key, client=http),
+                uplink = Uplink(journal, SyncClient(device.centre_url, device.device, key, client=http,
+                                                          on_time=counter.saw_centre_time),
                                 state_dir=cfg.state_dir, on_downlink=partial(handle, counter, device.bundle_verify_key),
                                 idle_s=cfg.sync.idle_s)
                 await nursery.start(uplink.run)
                 counter.on_journaled = uplink.wake
             await nursery.start(refresher, counter, uplink, cfg.sync.probe_interval_s)
             log.info("counter daemon ready", extra={"event": "ready", "url": urls[0], "device": device.device})
-            task_status.started(Running(urls[0], counter, uplink, nursery.cancel_scope))
+            task_status.started(Running(urls[0], counter, uplink, nursery.cancel_scope, callers.token))
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(5):
             await centre.aclose()
             await trio.to_thread.run_sync(journal.close)
             await trio.to_thread.run_sync(cache.close)
+            callers.close()
             log.info("counter daemon stopped; journal closed", extra={"event": "stopped"})
 
 

@@ -47,6 +47,8 @@ ITEMS = [{"med_list_codg": "XJ01CAA040E001010101445", "cnt": "2", "pric": 1280},
 ITEMS_FUND = [{"med_list_codg": "XC08CAA110A001010100653", "cnt": "10", "pric": 2640},
               {"med_list_codg": "001102000010000", "cnt": "1", "pric": 1000}]
 ITEMS_B = [{"med_list_codg": "XC10AAA126A001010100971", "cnt": "3", "pric": 2345}]  # 阿托伐他汀钙片 (B)
+# The demo's clerk (edge operator add): every role, so the page can settle, cancel, pay out and close.
+CLERK = {"operator": "0001", "name": "演示收费员", "password": "1234"}
 
 
 @dataclass
@@ -143,6 +145,7 @@ async def start_stack(nursery, tmp: Path, *, port: int = 0, simulated: bool = Tr
     async with httpx.AsyncClient(trust_env=False) as client:
         await enroll(centre.url, token, state_dir, client=client)
     seed_prices(state_dir)
+    seed_clerk(state_dir)
     cfg = cfgmod.from_dict({"state_dir": str(state_dir),
                             "counter": {"port": port, "online_timeout_s": 2.0, "retry_online_after_s": 5.0},
                             "card": {"simulated": simulated, "enabled": True},
@@ -150,6 +153,18 @@ async def start_stack(nursery, tmp: Path, *, port: int = 0, simulated: bool = Tr
     running = await nursery.start(daemon.run, cfg)
     return Stack(tmp, store, key, centre, centre_port, running,
                  "simulated" if simulated else "virtual card (pcscd + vpcd)")
+
+
+def seed_clerk(state_dir: Path) -> None:
+    """The demo's clerk (what ``edge operator add`` does), to log in at the counter page."""
+    from edge.counter.operators import ROLES, OperatorStore
+
+    store = OperatorStore.in_state_dir(state_dir)
+    try:
+        if store.get(CLERK["operator"]) is None:
+            store.add(CLERK["operator"], CLERK["name"], ROLES, CLERK["password"])
+    finally:
+        store.close()
 
 
 def seed_prices(state_dir: Path) -> None:
@@ -373,6 +388,9 @@ async def _main(scripted: bool, port: int, keep: bool, tmp: Path, use_card: bool
         else:
             _say(f"centre:  {stack.centre.url}  (SQLite in {tmp / 'centre'})")
             _say(f"counter: {url}/   <- open this page in a browser")
+            _say(f"  login 工号 {CLERK['operator']}  密码 {CLERK['password']}  ({CLERK['name']}; more clerks: "
+                 f"edge operator add ID --name 姓名 --roles settle,cancel --state-dir {tmp / 'edge'})")
+            _say(f"  HIS/POS: send Authorization: Bearer <the token in {tmp / 'edge' / 'api.token'}>")
         if scripted:
             pass
         elif use_card:
@@ -380,7 +398,8 @@ async def _main(scripted: bool, port: int, keep: bool, tmp: Path, use_card: bool
         else:
             _say("card:    模拟读卡 SIMULATED (no virtual card in a reader); use the page's 模拟插卡 button "
                  "(sample card 330300D15600000500A1B2C3D4E5F607, 社会保障号码 330302199001011235, PIN 123456)")
-        async with httpx.AsyncClient(base_url=url, trust_env=False) as api:
+        # The installation token, as a HIS would present it (api.token in the state directory).
+        async with httpx.AsyncClient(base_url=url, trust_env=False, headers=stack.daemon.headers) as api:
             if scripted:
                 with trio.fail_after(240):
                     summary = await scripted_day(nursery, stack, api)

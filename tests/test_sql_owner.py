@@ -23,6 +23,7 @@ ALLOWED_FILES = {
     "edge/db.py",               # (the same helper, if it is named so)
     "edge/his/store.py",        # the HIS drop-in's msgid and visit references (his.db)
     "edge/counter/prices.py",   # the site's own price list (prices.db)
+    "edge/counter/operators.py",  # the counter's operators (operators.db)
 }
 DB_CALLS = {"execute", "executemany", "executescript", "query"}
 SQL = re.compile(r"\bSELECT\s|\bINSERT\s+INTO\b|\bUPDATE\s+\w+\s+SET\b|\bUPDATE\s|\bDELETE\s+FROM\b|"

@@ -4,7 +4,8 @@ The demo boots a centre as well, so it lives outside the product (``python -m ha
 scripts/demo runs): the counter's CLI does not import the harness.
 
 Exit status: 0 ok; 2 bad configuration or not enrolled (message on stderr says what to do);
-``edge status``: 0 online, 1 offline (the daemon answers, the centre does not), 3 the daemon does not answer.
+``edge status``: 0 online, 1 offline (the daemon answers, the centre does not), 3 the daemon does not answer
+or its installation token (``api.token``) cannot be read.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def register(sub) -> None:
                        description="Print the running daemon's status (GET /api/status on 127.0.0.1).")
     p.add_argument("--config", metavar="edge.toml", help="configuration, to find the port")
     p.add_argument("--url", help="the daemon's URL (default http://127.0.0.1:<counter.port>)")
+    p.add_argument("--state-dir", help="state directory holding api.token (overrides state_dir in the config)")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(func=status)
 
@@ -110,8 +112,18 @@ def status(args) -> int:
         print(f"edge status: {exc.message}", file=sys.stderr)
         return 2
     url = (args.url or f"http://127.0.0.1:{cfg.counter.port}").rstrip("/")
+    from edge.counter.auth import read_token
+
+    token = read_token(cfg.state_dir)     # the installation token: run as the counter's user (docs/counter.md)
     try:
-        s = httpx.get(url + "/api/status", timeout=5, trust_env=False).json()
+        r = httpx.get(url + "/api/status", timeout=5, trust_env=False,
+                      headers={"Authorization": f"Bearer {token}"} if token else {})
+        if r.status_code == 401:
+            print(f"edge status: the daemon at {url} answers but wants its installation token, which could not be "
+                  f"read from {cfg.state_dir}/api.token: run as the counter's user, with --config or --state-dir "
+                  "naming its state directory", file=sys.stderr)
+            return 3
+        s = r.json()
     except (httpx.HTTPError, ValueError) as exc:
         print(f"edge status: the daemon does not answer at {url} ({exc.__class__.__name__}); is `edge run` running?",
               file=sys.stderr)

@@ -5,13 +5,17 @@ every request from a non-loopback peer is answered 403, and a ``Host`` that is n
 refused (a web page elsewhere cannot reach it through DNS rebinding). POSTs must be JSON, so a foreign
 web page cannot post to it without a CORS preflight, which this API never grants.
 
+Inside those guards, the caller is authenticated (:mod:`edge.counter.auth`): the HIS with the
+installation token, a clerk with the session cookie of ``POST /api/login``; anything else gets 401.
+The operator found is passed to every ``Counter`` call (roles checked there) and so lands on every
+entry and receipt.
+
 Errors always have one shape: ``{"error": {"code", "message", "zh", ...}}`` with a 4xx/5xx status.
 :func:`serve` runs it on hypercorn's trio worker inside the daemon's nursery.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 from decimal import Decimal
@@ -20,6 +24,7 @@ from typing import Any
 
 import trio
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -27,6 +32,7 @@ from starlette.routing import Route
 from sync import bodies
 from sync.errors import BodyError
 
+from .auth import COOKIE, SESSION_S, Auth, Guard, his_caller, is_loopback, operator_of
 from .errors import BadRequest, CounterError
 from .openapi import spec
 from .receipts import qr_svg
@@ -36,17 +42,6 @@ log = logging.getLogger("edge.counter.api")
 LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1", "[::1]"}
 MAX_BODY = 256 * 1024
 _ZH_NAMES = {"seq": "流水号"}
-
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _asset(name: str) -> str:
@@ -95,7 +90,11 @@ def _int(value: str, name: str) -> int:
     return n
 
 
-def build_app(counter, *, openapi: dict | None = None, prices=None) -> "LoopbackOnly":
+def build_app(counter, *, openapi: dict | None = None, prices=None, auth: Auth | None = None) -> "LoopbackOnly":
+    """The app; ``auth`` is the daemon's (token file and operators in the state directory); without one,
+    a random token and no operators (``app.auth.headers`` is then the only way in)."""
+    auth = auth if auth is not None else Auth.ephemeral()
+
     async def page(request: Request) -> Response:
         return HTMLResponse(_asset("index.html"))
 
@@ -108,6 +107,25 @@ def build_app(counter, *, openapi: dict | None = None, prices=None) -> "Loopback
 
     async def openapi_doc(request: Request) -> Response:
         return _json(document)
+
+    async def login(request: Request) -> Response:
+        data = await _body(request)
+        if not isinstance(data, dict):
+            raise BadRequest("send {\"operator\": id, \"password\": ...}", zh="请输入工号和密码", field="body")
+        sid, op = await auth.login(data.get("operator"), data.get("password"))
+        resp = _json({"operator": op.to_dict()})
+        resp.set_cookie(COOKIE, sid, max_age=SESSION_S, path="/", httponly=True, samesite="strict")
+        return resp
+
+    async def logout(request: Request) -> Response:
+        auth.logout(request.cookies.get(COOKIE))
+        resp = _json({"logged_out": True})
+        resp.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        return resp
+
+    async def me(request: Request) -> Response:
+        op = operator_of(request)
+        return _json({"operator": op.to_dict() if op is not None else None})
 
     async def status(request: Request) -> Response:
         return _json(await counter.status())
@@ -135,21 +153,21 @@ def build_app(counter, *, openapi: dict | None = None, prices=None) -> "Loopback
         return _json({"items": found})
 
     async def presettle(request: Request) -> Response:
-        return _json(await counter.presettle(await _body(request)))
+        return _json(await counter.presettle(await _body(request), operator=operator_of(request)))
 
     async def settle(request: Request) -> Response:
-        return _json(await counter.settle(await _body(request)))
+        return _json(await counter.settle(await _body(request), operator=operator_of(request)))
 
     async def claim(request: Request) -> Response:
-        return _json(await counter.claim(await _body(request)))
+        return _json(await counter.claim(await _body(request), operator=operator_of(request)))
 
     async def cancel(request: Request) -> Response:
         data = await _body(request) if request.headers.get("content-length", "0") != "0" else {}
-        return _json(await counter.cancel(_int(request.path_params["seq"], "seq"), data))
+        return _json(await counter.cancel(_int(request.path_params["seq"], "seq"), data, operator=operator_of(request)))
 
     async def pay_out(request: Request) -> Response:
         data = await _body(request) if request.headers.get("content-length", "0") != "0" else {}
-        return _json(await counter.pay_out(request.path_params["payout_no"], data))
+        return _json(await counter.pay_out(request.path_params["payout_no"], data, operator=operator_of(request)))
 
     async def receipt(request: Request) -> Response:
         return _json(await counter.receipt(_int(request.path_params["seq"], "seq")))
@@ -160,6 +178,8 @@ def build_app(counter, *, openapi: dict | None = None, prices=None) -> "Loopback
 
     routes = [
         Route("/", page), Route("/receipt/{seq}", receipt_page), Route("/openapi.json", openapi_doc),
+        Route("/api/login", login, methods=["POST"]), Route("/api/logout", logout, methods=["POST"]),
+        Route("/api/me", me),
         Route("/api/status", status), Route("/api/card", card),
         Route("/api/card/simulate", simulate_card, methods=["POST", "DELETE"]),
         Route("/api/items", items), Route("/api/presettle", presettle, methods=["POST"]),
@@ -171,7 +191,7 @@ def build_app(counter, *, openapi: dict | None = None, prices=None) -> "Loopback
     from edge.metrics import counter_metrics_route  # Prometheus /metrics, loopback only (docs/operations.md)
     routes.append(counter_metrics_route(counter))
     from edge.his import his_routes  # the national 两定接口 for an existing HIS (docs/his.md), behind the same guards
-    routes.extend(his_routes(counter))
+    routes.extend(his_routes(counter, authenticate=his_caller))   # the installation token only
     from .shift import shift_routes  # today's visits and the shift close (交班/日结), same guards
     routes.extend(shift_routes(counter))
 
@@ -186,21 +206,30 @@ def build_app(counter, *, openapi: dict | None = None, prices=None) -> "Loopback
         return _json({"error": {"code": "invalid_input", "message": exc.message, "zh": "数据超出允许范围，未记账",
                                 "field": exc.detail.get("field")}}, 422)
 
+    async def on_http(request: Request, exc: Exception) -> Response:
+        # Starlette's own 404/405 as the API's coded body (a plain-text page would be the one uncoded answer).
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        zh = {404: "没有这个地址", 405: "不支持此请求方式"}.get(exc.status_code, "请求未受理")
+        return _json({"error": {"code": code, "message": str(exc.detail), "zh": zh}}, exc.status_code)
+
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error in the counter API", extra={"event": "api_error", "path": request.url.path})
         return _json({"error": {"code": "internal_error", "message": "internal error; nothing was recorded unless a "
                                 "receipt was returned", "zh": "内部错误，请重试或联系技术人员"}}, 500)
 
     app = Starlette(routes=routes, exception_handlers={CounterError: on_counter_error, BodyError: on_body_error,
-                                                       Exception: on_unexpected})
-    return LoopbackOnly(app)
+                                                       HTTPException: on_http, Exception: on_unexpected})
+    return LoopbackOnly(Guard(app, auth), auth)
 
 
 class LoopbackOnly:
-    """ASGI middleware: refuse non-loopback peers and non-loopback Host headers with 403."""
+    """ASGI middleware: refuse non-loopback peers and non-loopback Host headers with 403. ``auth`` is the
+    app's caller check (``app.auth.headers`` gives a client the installation token)."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, auth: Auth | None = None) -> None:
         self.app = app
+        self.auth = auth
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] in ("http", "websocket"):

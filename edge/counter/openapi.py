@@ -121,7 +121,9 @@ def _json(model: type[BaseModel] | None) -> dict:
 
 def _errors(*codes: int) -> dict:
     text = {403: "not from this computer", 404: "not found", 409: "card problem, refusal or full payment required",
-            415: "body is not JSON", 422: "bad input (says which field)", 503: "journal cannot be written / no data yet"}
+            415: "body is not JSON", 422: "bad input (says which field)", 503: "journal cannot be written / no data yet",
+            401: "no credential, or a wrong one (unauthenticated; login_failed at /api/login)",
+            429: "too many wrong passwords (login_throttled, retry_after_s)"}
     return {str(c): {"description": text[c], **_json(Error)} for c in codes}
 
 
@@ -151,15 +153,40 @@ def _his_paths() -> dict:
     return openapi_paths()
 
 
+def _auth_paths() -> dict:
+    """The clerk's login (edge/counter/auth.py): a session cookie for the page."""
+    login = {"type": "object", "required": ["operator", "password"],
+             "properties": {"operator": {"type": "string", "description": "operator id (工号)"},
+                            "password": {"type": "string", "description": "password or PIN"}}}
+    me = {"200": {"description": "the operator: {\"operator\": {id, name, roles}}", **_json(None)}, **_errors(401)}
+    return {
+        "/api/login": {"post": {"summary": "a clerk logs in: sets the counter_session cookie (HttpOnly, SameSite=Strict, "
+                                           "Path=/, one shift); wrong passwords are throttled (429 login_throttled)",
+                                "security": [], "requestBody": {"content": {"application/json": {"schema": login}}},
+                                "responses": {**me, **_errors(401, 422, 429)}}},
+        "/api/logout": {"post": {"summary": "end the clerk's session and clear the cookie",
+                                 "responses": {"200": {"description": "logged out"}, **_errors(401)}}},
+        "/api/me": {"get": {"summary": "who this caller is (the HIS's token: operator HIS)", "responses": me}},
+    }
+
+
 def spec() -> dict:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Counter settlement agent - local API", "version": "1",
                  "description": "JSON API of the counter daemon for HIS/POS integration. Answers on 127.0.0.1 only "
                                 "(other peers and Host names get 403). Money is integer fen. Errors: "
-                                "{\"error\": {\"code\", \"message\", \"zh\", ...}}. See docs/counter.md."},
+                                "{\"error\": {\"code\", \"message\", \"zh\", ...}}. Every route but /, /openapi.json, "
+                                "/metrics and /api/login needs a credential (401 unauthenticated otherwise): the "
+                                "installation token from api.token as `Authorization: Bearer`, or a clerk's session "
+                                "cookie. See docs/counter.md and docs/his.md."},
         "servers": [{"url": "http://127.0.0.1:8765"}],
-        "components": {"schemas": _schemas()},
+        "components": {"schemas": _schemas(),
+                       "securitySchemes": {
+                           "installationToken": {"type": "http", "scheme": "bearer",
+                                                 "description": "api.token in the counter's state directory (the HIS)"},
+                           "clerkSession": {"type": "apiKey", "in": "cookie", "name": "counter_session"}}},
+        "security": [{"installationToken": []}, {"clerkSession": []}],
         "paths": {
             "/api/status": {"get": {"summary": "online/offline, backlog size and age, cache versions and ages, journal",
                                     "responses": {"200": {"description": "status", **_json(None)}}}},
@@ -200,6 +227,7 @@ def spec() -> dict:
                                        "responses": HTML}},
             "/": {"get": {"summary": "the counter page (HTML)", "responses": HTML}},
             "/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "OpenAPI"}}}},
+            **_auth_paths(),      # edge/counter/auth.py: the clerk's login
             **_shift_paths(),     # edge/counter/shift.py: today's visits and the shift close
             **_his_paths(),       # edge/his: the national 两定接口 (docs/his.md)
             "/metrics": {"get": {"summary": "Prometheus metrics (text format 0.0.4): settlements by mode, offline "

@@ -147,7 +147,11 @@ def _extra(counter, view: dict[str, Any], paper: str | None) -> dict[str, Any]:
     if med_type:
         out["med_type"] = MED_TYPE_ZH.get(med_type, med_type)
     operator = body.get("operator")
-    out["operator"] = operator.get("name") or operator.get("id") if isinstance(operator, dict) else operator
+    if isinstance(operator, dict):     # name and number (工号): the name alone may be shared by two clerks
+        name, op_id = operator.get("name"), operator.get("id")
+        out["operator"] = f"{name}（{op_id}）" if name and op_id else name or op_id
+    else:
+        out["operator"] = operator
     snap = cache.person(body["psn_no"]) if body.get("psn_no") else None
     out["patient"] = mask_name((snap.snapshot or {}).get("name") if snap is not None else None)
     return out

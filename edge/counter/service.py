@@ -47,6 +47,7 @@ from .errors import (
     Refused,
 )
 from .online import CentreRefusal, CentreUnreachable, Connectivity
+from .operators import require as require_role
 from .requests import VisitRequest, parse_visit_request
 from .visit import AMOUNT_KEYS, ENGINE_ZH, ENGINE_ZH_DEFAULT, Prepared
 
@@ -326,7 +327,8 @@ class Counter:
         """Catalogue search (a cache read: the API calls it in a worker thread)."""
         return [_item_view(it) for it in self.cache.search(q, limit)]
 
-    async def presettle(self, data: Any) -> dict:
+    async def presettle(self, data: Any, *, operator: Any = None) -> dict:
+        require_role(operator, "settle")
         p = await self._prepare(data, need_req=False)
         d = p.decision
         quote = None
@@ -355,8 +357,10 @@ class Counter:
             out["reasons"] = []
         return out
 
-    async def settle(self, data: Any) -> dict:
-        """Drive one :class:`~edge.counter.visit.VisitCore` to its final action."""
+    async def settle(self, data: Any, *, operator: Any = None) -> dict:
+        """Drive one :class:`~edge.counter.visit.VisitCore` to its final action. ``operator`` (None: the
+        system itself) needs the ``settle`` role and is written on the entry."""
+        require_role(operator, "settle")
         async with self._lock:
             self._check_journal()
             done = await self._existing(data)
@@ -378,7 +382,8 @@ class Counter:
                         quote = await _off_loop(self._engine, p, action.acct_limit)
                     event, quote = core.Settled(quote), None
                 elif isinstance(action, core.Journal):
-                    event = core.Journaled(await self._append_entry(action.kind, action.body, receipt=True))
+                    event = core.Journaled(await self._append_entry(action.kind, _by(action.kind, action.body, operator),
+                                                                    receipt=True))
                 else:
                     raise AssertionError(f"the visit asked for an unknown action {action!r}")
                 action = visit.handle(event)
@@ -463,13 +468,15 @@ class Counter:
         log.info("the centre had settled this req: journaling its answer", extra={"event": "online_late_answer"})
         return core.CentreAnswered(found)
 
-    async def claim(self, data: Any) -> dict:
+    async def claim(self, data: Any, *, operator: Any = None) -> dict:
         """Journal a full-payment claim (the patient pays everything; the fund part is reviewed later).
 
         Allowed when settle answered full_payment_required for this ``req`` (the centre's reasons count,
         e.g. arrears known only there), or when the local decision is full payment (offline limits,
         emergency observation...). A visit that settles normally is refused (not_full_payment).
+        ``operator`` needs the ``settle`` role and is written on the entry.
         """
+        require_role(operator, "settle")
         async with self._lock:
             self._check_journal()
             done = await self._existing(data)
@@ -487,7 +494,7 @@ class Counter:
                 raise NotFullPayment(f"this visit settles normally ({d.mode}): use settle, not claim", mode=d.mode)
             if p.identity.card_id and not p.identity.keyed_in:
                 await self.cards.confirm(p.reader, p.identity.card_id, None)   # still there; no PIN for cash
-            out = await self._receipt_of(await self._append_entry("claim", core.claim_body(p, d)))
+            out = await self._receipt_of(await self._append_entry("claim", _by("claim", core.claim_body(p, d), operator)))
             self._full_payments.pop(p.req.req or "", None)
             return out
 
@@ -506,9 +513,7 @@ class Counter:
 
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
             raise BadRequest("seq must be the journal number of a settlement", zh="流水号不正确", field="seq")
-        if operator is not None and "cancel" not in getattr(operator, "roles", ()):
-            raise CounterError(f"operator {getattr(operator, 'id', '?')} may not cancel settlements",
-                               zh="您没有撤销结算的权限", code="not_allowed", status=403)
+        require_role(operator, "cancel")
         data = data if isinstance(data, Mapping) else {}
         device = data.get("device")
         if device is not None and device != self.journal.device:
@@ -566,9 +571,7 @@ class Counter:
         entry of this device), for the amount the notice gives, and once: a second pay of the same number
         is refused (``payout_already_paid``). The centre marks the payout paid when it reconciles the
         entry. The operator needs the ``payout`` role (None: the system operator, every role)."""
-        if operator is not None and "payout" not in getattr(operator, "roles", ()):
-            raise CounterError(f"operator {getattr(operator, 'id', '?')} may not pay out",
-                               zh="您没有支付退款的权限", code="not_allowed", status=403)
+        require_role(operator, "payout")
         data = data if isinstance(data, Mapping) else {}
         payout_no = payout_no if isinstance(payout_no, str) else ""
         async with self._lock:
@@ -861,6 +864,16 @@ def _req_conflict(req: Any, detail: Mapping) -> CounterError:
                            "请为本次就诊使用新的流水号",
                         code="req_conflict", status=409, req=req, settled={"medfee_sumamt": settled},
                         asked={"medfee_sumamt": asked})
+
+
+def _by(kind: str, body: dict, operator: Any) -> dict:
+    """A settlement or claim body with who did it (``operator`` in docs/entries.md), checked by the contract
+    again; other kinds (a refusal names nobody) and the system itself (None) add nothing."""
+    if operator is None or kind not in ("settlement", "claim"):
+        return body
+    out = {**body, "operator": {"id": str(operator.id), "name": str(operator.name)}}
+    bodies.parse(kind, out)
+    return out
 
 
 def _effect_keys(body: Mapping) -> set:

@@ -8,7 +8,8 @@ payouts. All in integer fen.
 
 A day's entries are found by a binary search on the entry time over ``journal.get`` (the journal's
 public read API) and then read forward, so a long journal costs a few reads, not a full scan. Routes
-(``shift_routes``) are mounted by the counter API behind the same guards as every other route.
+(``shift_routes``) are mounted by the counter API behind the same guards as every other route; the
+close needs the ``close_shift`` role, today's visits any logged-in operator.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from starlette.routing import Route
 
 from edge.settle import yuan
 
+from .auth import operator_of as caller_of
 from .errors import BadRequest
+from .operators import require
 from .receipt_page import MED_TYPE_ZH, mask_name
 
 VISIT_KINDS = ("settlement", "claim", "cancel", "payout")
@@ -212,6 +215,8 @@ def shift_routes(counter) -> list[Route]:
         return HTMLResponse(_template("visits.html").render(day=day.isoformat(), q=q, rows=rows))
 
     async def _close(request: Request) -> tuple[dt.date, dict]:
+        # The close is signed by a named clerk (交班人签字): the close_shift role (edge/counter/operators.py).
+        require(caller_of(request), "close_shift")
         day = _day(request, counter)
         return day, close(await _read(day), request.query_params.get("operator") or None)
 

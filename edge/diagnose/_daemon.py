@@ -1,7 +1,9 @@
 """Check of the running agent: is the daemon up and does its local API answer?
 
 Diagnose must work with the daemon down (that is often why the technician came), so this is one
-bounded HTTP request to 127.0.0.1 and nothing else depends on the daemon.
+bounded HTTP request to 127.0.0.1 and nothing else depends on the daemon. The request carries the
+installation token read from ``api.token`` in the state directory (diagnose runs as the counter's
+user, who can read it); without it the API answers 401, reported as such.
 """
 
 from __future__ import annotations
@@ -37,11 +39,15 @@ async def daemon_status(ctx: Context) -> dict | Exception | None:
 
     async def make():
         url = daemon_url(ctx) + STATUS_PATH
+        from edge.counter.auth import read_token
+
+        token = await in_thread(read_token, ctx.state_dir)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         # The client is closed outside the bound (see edge.diagnose._centre.check_signed_request).
         async with httpx.AsyncClient(timeout=None, trust_env=False) as client:
             with trio.move_on_after(DAEMON_S):
                 try:
-                    resp = await client.get(url)
+                    resp = await client.get(url, headers=headers)
                     resp.raise_for_status()
                     body = resp.json()
                     return body if isinstance(body, dict) else ValueError("status is not a JSON object")

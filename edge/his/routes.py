@@ -11,8 +11,9 @@ Caller authentication hook: ``his_routes(counter, authenticate=...)``. ``authent
 counter API's caller check (the HIS's installation token, in a header or, for a HIS that can only set
 a URL, in the query string ``?access_token=``); it returns the operator the HIS acts as, or raises the
 API's error (answered as HTTP 401/403 with the API's error body: an unauthenticated caller gets no
-envelope). The operator is passed to every ``Counter`` call as ``operator=``. Until the counter API
-provides it, ``authenticate`` is None and the loopback guard is the only one.
+envelope). The operator is passed to every ``Counter`` call as ``operator=``. The counter API wires it
+to ``edge.counter.auth.his_caller`` (the installation token only; a clerk's page session does not open
+these routes); ``authenticate=None`` is for a bare service in tests.
 """
 
 from __future__ import annotations

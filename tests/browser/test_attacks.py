@@ -15,7 +15,7 @@ import httpx
 import pytest
 import trio
 
-from harness.demo import ITEMS, ITEMS_FUND, ZHANGSAN, wait_for
+from harness.demo import CLERK, ITEMS, ITEMS_FUND, ZHANGSAN, wait_for
 
 from .test_counter_keyboard import AMOXICILLIN, IN_VIEW, VIEWPORTS, _cart_names, _page, _scan, _shot
 
@@ -241,8 +241,13 @@ async def test_a_card_pulled_mid_visit_records_nothing_and_says_so(stack, size):
 
 async def test_cancelled_receipt_reprints_and_an_empty_shift_closes(stack):
     api = stack.api
-    shift = await api.get("/shift")                         # no visit yet today
-    assert shift.status_code == 200 and "交班" in shift.text
+    async with httpx.AsyncClient(base_url=stack.daemon.url, trust_env=False) as clerk:
+        # The shift close is a named clerk's (close_shift), not the HIS token's: log in as the demo's clerk.
+        assert (await clerk.post("/api/login", json=CLERK)).status_code == 200
+        shift = await clerk.get("/shift")                   # no visit yet today
+        assert shift.status_code == 200 and "交班" in shift.text
+        bad = await clerk.get("/shift?date=2026-13-45")
+        assert bad.status_code in (400, 422) and "日期" in bad.text
     r = await api.post("/api/settle", json={"req": "ATT-1", "med_type": "11", "acct_used_flag": False,
                                             "card_id": ZHANGSAN["card_id"], "items": ITEMS})
     assert r.status_code == 200, r.text
@@ -256,8 +261,6 @@ async def test_cancelled_receipt_reprints_and_an_empty_shift_closes(stack):
     assert sum(e.kind == "cancel" for e in stack.daemon.counter.journal.entries()) == 1
     page = await api.get(f"/receipt/{seq}")
     assert page.status_code == 200 and "已撤销" in page.text
-    bad = await api.get("/shift?date=2026-13-45")
-    assert bad.status_code in (400, 422) and "日期" in bad.text
 
 
 # The review desk.

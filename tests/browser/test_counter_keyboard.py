@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from .test_counter_page import ARTIFACTS, _browser
+from .test_counter_page import ARTIFACTS, _browser, login
 
 pytestmark = pytest.mark.browser
 VIEWPORTS = {"1366x768": {"width": 1366, "height": 768}, "1024x600": {"width": 1024, "height": 600}}
@@ -45,7 +45,7 @@ def _cart_names(page) -> list[str]:
 def _page(p, url: str, size: str):
     browser = _browser(p)
     page = browser.new_page(viewport=VIEWPORTS[size], locale="zh-CN")
-    page.goto(url + "/")
+    login(page, url)
     page.wait_for_selector("#card[data-present='1']", timeout=15000)
     return browser, page
 

@@ -15,7 +15,7 @@ import pytest
 import trio
 
 import support
-from harness.demo import WANGFANG, ZHANGSAN, start_stack, stop_centre, wait_for
+from harness.demo import CLERK, WANGFANG, ZHANGSAN, start_stack, stop_centre, wait_for
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
@@ -33,6 +33,17 @@ def _browser(p):
     return p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
 
 
+def login(page, url: str) -> None:
+    """Open the counter page and log in through its form as the demo's clerk (harness.demo.CLERK): the page
+    shows nothing but the login until then."""
+    page.goto(url + "/")
+    page.wait_for_selector("#login", state="visible")
+    page.fill("#loginid", CLERK["operator"])
+    page.fill("#loginpw", CLERK["password"])
+    page.click("#loginbtn")
+    page.wait_for_selector("#login", state="hidden")
+
+
 def _shot(page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -47,7 +58,7 @@ async def _ready(api):
 async def simulated_stack(tmp_path, nursery):
     _require_chromium()
     s = await start_stack(nursery, tmp_path, probe_s=0.5, idle_s=0.5)
-    async with httpx.AsyncClient(base_url=s.daemon.url, trust_env=False) as api:
+    async with httpx.AsyncClient(base_url=s.daemon.url, trust_env=False, headers=s.daemon.headers) as api:
         with trio.fail_after(30):  # the counter to be ready
             await wait_for(lambda: _ready(api))
         s.api = api
@@ -67,7 +78,7 @@ def _visit_with_virtual_card(url: str) -> dict:
         browser = _browser(p)
         try:
             page = browser.new_page(viewport=SMALL_SCREEN, locale="zh-CN")
-            page.goto(url + "/")
+            login(page, url)
             page.wait_for_selector("#card[data-present='1']", timeout=15000)
             card_text = page.inner_text("#card")
             _add_item(page, "amxl")
@@ -104,7 +115,7 @@ async def test_full_visit_through_the_page_with_the_virtual_card(tmp_path, nurse
     # The daemon watches every reader: hold both vpcd slots so nobody else's card shows up meanwhile.
     with vcard_support.exclusive_readers():
         s = await start_stack(nursery, tmp_path, simulated=False, probe_s=0.5, idle_s=0.5)
-        async with httpx.AsyncClient(base_url=s.daemon.url, trust_env=False) as api:
+        async with httpx.AsyncClient(base_url=s.daemon.url, trust_env=False, headers=s.daemon.headers) as api:
             with trio.fail_after(30):  # the counter to be ready
                 await wait_for(lambda: _ready(api))
             async with vcard_support.open_virtual_card(vcard_support.SAMPLE_CARD):
@@ -126,7 +137,7 @@ def _offline_flow(url: str, stop) -> dict:
         browser = _browser(p)
         try:
             page = browser.new_page(viewport=SMALL_SCREEN, locale="zh-CN")
-            page.goto(url + "/")
+            login(page, url)
             page.wait_for_selector("#netstate[data-online='1']")
             before = page.is_visible("#offline")
             trio.from_thread.run(stop)
@@ -173,7 +184,7 @@ def _claim_flow(url: str) -> dict:
         browser = _browser(p)
         try:
             page = browser.new_page(viewport=SMALL_SCREEN, locale="zh-CN")
-            page.goto(url + "/")
+            login(page, url)
             page.wait_for_selector("#card[data-present='1']")
             card = page.inner_text("#card")
             _add_item(page, "blg")            # 板蓝根颗粒 by pinyin initials
@@ -206,3 +217,50 @@ async def test_full_payment_claim_flow(simulated_stack):
     head, _ = s.daemon.counter.journal.head()
     claim = s.daemon.counter.journal.get(head)
     assert claim.kind == "claim" and claim.body["cause"] == "arrears"
+
+
+def _login_flow(url: str) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport=SMALL_SCREEN, locale="zh-CN")
+            page.goto(url + "/")
+            page.wait_for_selector("#login", state="visible")
+            got = {"card_visible": page.is_visible("#card"), "before": page.inner_text("body")}
+            # The page's own script asking for the card before the login gets the API's 401.
+            got["fetch_before"] = page.evaluate("fetch('/api/card').then(r => r.status)")
+            page.fill("#loginid", CLERK["operator"])
+            page.fill("#loginpw", "wrong-password")
+            page.click("#loginbtn")
+            page.wait_for_function("document.querySelector('#loginerr').innerText.length > 0")
+            got["wrong"] = page.inner_text("#loginerr")
+            _shot(page, "0-login")
+            page.fill("#loginpw", CLERK["password"])
+            page.click("#loginbtn")
+            page.wait_for_selector("#login", state="hidden")
+            page.wait_for_selector("#card[data-present='1']")
+            got["who"], got["card"] = page.inner_text("#who"), page.inner_text("#card")
+            got["cookie"] = [c for c in page.context.cookies() if c["name"] == "counter_session"]
+            got["script_sees_cookie"] = page.evaluate("document.cookie")
+            page.click("#logout")
+            page.wait_for_selector("#login", state="visible")
+            got["fetch_after"] = page.evaluate("fetch('/api/card').then(r => r.status)")
+            return got
+        finally:
+            browser.close()
+
+
+async def test_the_page_shows_the_login_first_then_works(simulated_stack):
+    s = simulated_stack
+    await s.api.post("/api/card/simulate", json=ZHANGSAN)
+    got = await trio.to_thread.run_sync(_login_flow, s.daemon.url)
+    assert got["card_visible"] is False and "操作员登录" in got["before"] and "张三" not in got["before"]
+    assert got["fetch_before"] == 401
+    assert "工号或密码" in got["wrong"]
+    assert CLERK["name"] in got["who"] and CLERK["operator"] in got["who"] and "张三" in got["card"]
+    [cookie] = got["cookie"]
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict" and cookie["path"] == "/"
+    assert cookie["expires"] > 0 and got["script_sees_cookie"] == ""
+    assert got["fetch_after"] == 401

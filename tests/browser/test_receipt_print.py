@@ -21,7 +21,7 @@ HIDDEN = "(sel) => [...document.querySelectorAll(sel)].every(e => getComputedSty
 def _print_pages(url: str, seq: int, cancel_seq: int) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from .test_counter_page import _browser
+    from .test_counter_page import _browser, login
 
     got: dict = {}
     with sync_playwright() as p:
@@ -29,6 +29,7 @@ def _print_pages(url: str, seq: int, cancel_seq: int) -> dict:
         try:
             for paper in ("58", "80"):
                 page = browser.new_page(viewport={"width": int(int(paper) * MM_PX), "height": 900}, locale="zh-CN")
+                login(page, url)           # the receipt names a patient: a clerk's page
                 page.emulate_media(media="print")
                 page.goto(f"{url}/receipt/{seq}?paper={paper}")
                 page.wait_for_selector("#digest")
@@ -37,6 +38,7 @@ def _print_pages(url: str, seq: int, cancel_seq: int) -> dict:
                 _shot(page, f"receipt-{paper}mm-print")
                 page.close()
             page = browser.new_page(viewport=VIEWPORTS["1366x768"], locale="zh-CN")
+            login(page, url)
             page.goto(f"{url}/receipt/{seq}")
             got["original"] = page.inner_text("body")
             got["cancel_button"] = page.locator("#cancel").count()

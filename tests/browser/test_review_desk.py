@@ -135,13 +135,13 @@ async def test_review_desk_approves_and_denies_in_chinese(stack, size):
 def _notice(url: str, size: str) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from .test_counter_page import _browser
+    from .test_counter_page import _browser, login
 
     with sync_playwright() as p:
         browser = _browser(p)
         try:
             page = browser.new_page(viewport=VIEWPORTS[size], locale="zh-CN")
-            page.goto(url + "/")
+            login(page, url)
             page.wait_for_selector("#card .notice")
             got = {"text": page.inner_text("#card .notice")}
             _shot(page, f"notice-{size}")

@@ -33,14 +33,14 @@ async def _day(api) -> dict:
 def _pages(url: str, size: str, seqs: list[int]) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from .test_counter_page import _browser
+    from .test_counter_page import _browser, login
 
     got: dict = {}
     with sync_playwright() as p:
         browser = _browser(p)
         try:
             page = browser.new_page(viewport=VIEWPORTS[size], locale="zh-CN")
-            page.goto(url + "/")
+            login(page, url)
             page.click("#navvisits")
             page.wait_for_selector("#visits tbody tr")
             got["rows"] = page.locator("#visits tbody tr").count()

@@ -36,7 +36,7 @@ async def until(check, what: str, within: float = 60.0):
 @pytest.fixture
 async def stack(nursery, tmp_path):
     s = await demo.start_stack(nursery, tmp_path, simulated=True, probe_s=0.5, idle_s=0.5)
-    async with httpx.AsyncClient(base_url=s.daemon.url, trust_env=False) as api:
+    async with httpx.AsyncClient(base_url=s.daemon.url, trust_env=False, headers=s.daemon.headers) as api:
         s.api = api
         await until(lambda: _status(api, "online"), "the counter to reach the centre")
         await until(lambda: _bundles(api), "the sample bundles")
@@ -255,7 +255,7 @@ async def second_counter(nursery, stack, tmp_path, site="S330300002"):
 
 async def test_a_outage_at_two_sites_account_used_at_both_debt_cleared_by_contribution(stack, nursery, tmp_path):
     running_b = await second_counter(nursery, stack, tmp_path)
-    async with httpx.AsyncClient(base_url=running_b.url, trust_env=False) as api_b:
+    async with httpx.AsyncClient(base_url=running_b.url, trust_env=False, headers=running_b.headers) as api_b:
         await until(lambda: _status(api_b, "online"), "the second counter to reach the centre")
         await until(lambda: _bundles(api_b), "the second counter's bundles")
         await demo.stop_centre(stack)

@@ -63,7 +63,9 @@ def insert_card(cards, card_id=CARD_ID, certno=CERTNO, name="张三"):
 
 @pytest.fixture
 async def api(counter, nursery):
-    urls = await nursery.start(serve, build_app(counter), "127.0.0.1", 0)
-    async with httpx.AsyncClient(base_url=urls[0], trust_env=False) as client:
+    app = build_app(counter)
+    urls = await nursery.start(serve, app, "127.0.0.1", 0)
+    # The installation token (an app without a state directory makes one up): the API answers nobody else.
+    async with httpx.AsyncClient(base_url=urls[0], trust_env=False, headers=app.auth.headers) as client:
         yield client
     nursery.cancel_scope.cancel()

@@ -24,8 +24,9 @@ async def card_api(cache, journal, nursery):
     counter = Counter(cache=cache, journal=journal, cards=desk, clock=FixedDayClock(), settings=Settings())
     counter.mark_refreshed()
     await nursery.start(card_service, desk, 0.1)
-    urls = await nursery.start(serve, build_app(counter), "127.0.0.1", 0)
-    async with httpx.AsyncClient(base_url=urls[0], trust_env=False) as client:
+    app = build_app(counter)
+    urls = await nursery.start(serve, app, "127.0.0.1", 0)
+    async with httpx.AsyncClient(base_url=urls[0], trust_env=False, headers=app.auth.headers) as client:
         yield client
 
 

@@ -28,7 +28,7 @@ async def _status(api):
 async def stack(tmp_path, nursery):
     # probe_s large: the tests below decide when the counter learns about an outage.
     s = await start_stack(nursery, tmp_path, probe_s=3600, idle_s=0.2)
-    async with httpx.AsyncClient(base_url=s.daemon.url, trust_env=False) as api:
+    async with httpx.AsyncClient(base_url=s.daemon.url, trust_env=False, headers=s.daemon.headers) as api:
         with trio.fail_after(30):  # first download
             await wait_for(lambda: _bundles(api))
         s.api = api
@@ -114,7 +114,9 @@ async def test_edge_run_stops_cleanly_on_sigterm(tmp_path, nursery):
         line = await trio.to_thread.run_sync(proc.stdout.readline)
         assert line.startswith("counter page: "), line + proc.stderr.read()
         url = line.split(": ", 1)[1].strip().rstrip("/")
-        async with httpx.AsyncClient(base_url=url, trust_env=False) as api:
+        # The daemon wrote its installation token at start; a local client reads it as the HIS does.
+        token = (state_dir / "api.token").read_text().strip()
+        async with httpx.AsyncClient(base_url=url, trust_env=False, headers={"Authorization": f"Bearer {token}"}) as api:
             with trio.fail_after(30):  # first download
                 await wait_for(lambda: _bundles(api))
             await api.post("/api/card/simulate", json=ZHANGSAN)

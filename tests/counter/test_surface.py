@@ -84,19 +84,25 @@ def test_logs_drop_names_and_id_numbers_at_info():
 
 
 @pytest.mark.slow
-async def test_edge_status_reads_the_running_daemon(api):
+async def test_edge_status_reads_the_running_daemon(api, tmp_path):
     import sys
 
     import trio
 
     url = str(api.base_url).rstrip("/")
-    done = await trio.run_process([sys.executable, "-m", "edge", "status", "--url", url, "--json"],
-                                  capture_stdout=True, check=False)
+    state = tmp_path / "state"           # where `edge status` finds the installation token, as on a counter
+    state.mkdir()
+    (state / "api.token").write_text(api.headers["authorization"].removeprefix("Bearer ") + "\n")
+    nobody = await trio.run_process([sys.executable, "-m", "edge", "status", "--url", url, "--state-dir",
+                                     str(tmp_path / "elsewhere")], capture_stderr=True, check=False)
+    assert nobody.returncode == 3 and b"api.token" in nobody.stderr
+    done = await trio.run_process([sys.executable, "-m", "edge", "status", "--url", url, "--json", "--state-dir",
+                                   str(state)], capture_stdout=True, check=False)
     assert done.returncode == 1                       # the daemon answers; the centre does not (offline)
     s = json.loads(done.stdout)
     assert s["online"] is False and s["backlog"]["count"] == 0
-    done = await trio.run_process([sys.executable, "-m", "edge", "status", "--url", url], capture_stdout=True,
-                                  check=False)
+    done = await trio.run_process([sys.executable, "-m", "edge", "status", "--url", url, "--state-dir", str(state)],
+                                  capture_stdout=True, check=False)
     assert b"OFFLINE" in done.stdout and b"catalogue v1" in done.stdout
     gone = await trio.run_process([sys.executable, "-m", "edge", "status", "--url", "http://127.0.0.1:9"],
                                   capture_stderr=True, check=False)

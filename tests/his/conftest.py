@@ -20,6 +20,9 @@ class Site:
     def __init__(self, stack, nursery) -> None:
         self._stack, self._nursery = stack, nursery
         self.url = stack.daemon.url
+        # The installation token as a HIS gets it: read from api.token in the counter's state directory.
+        self.token = (stack.tmp / "edge" / "api.token").read_text().strip()
+        self.headers = {"Authorization": f"Bearer {self.token}"}
 
     async def stop_centre(self) -> None:
         await stop_centre(self._stack)
@@ -43,7 +46,7 @@ async def _ready(api: httpx.AsyncClient) -> bool:
 @pytest.fixture
 async def site(tmp_path, nursery):
     stack = await start_stack(nursery, tmp_path, probe_s=3600, idle_s=0.2)
-    async with httpx.AsyncClient(base_url=stack.daemon.url, trust_env=False) as api:
+    async with httpx.AsyncClient(base_url=stack.daemon.url, trust_env=False, headers=stack.daemon.headers) as api:
         with trio.fail_after(30):   # first download of the bundles
             await wait_for(lambda: _ready(api))
     yield Site(stack, nursery)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 async def his(site):
-    async with httpx.AsyncClient(base_url=site.url, trust_env=False, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=site.url, trust_env=False, timeout=30, headers=site.headers) as client:
         yield His(client)
 
 

@@ -207,7 +207,7 @@ async def _answers(his: His) -> dict[str, dict]:
 async def test_every_output_field_of_section_6_is_present_with_its_type(site):
     support.require(f"the interface facts at {FACTS}", FACTS.exists())
     spec = field_tables(FACTS.read_text(encoding="utf-8"))
-    async with httpx.AsyncClient(base_url=site.url, trust_env=False, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=site.url, trust_env=False, timeout=30, headers=site.headers) as client:
         got = await _answers(His(client))
     checked = 0
     for (infno, node), fields in sorted(spec.items()):

@@ -84,7 +84,7 @@ async def stack(nursery, tmp_path):
     # The counter's online calls go through the proxy (signed as the daemon signs them); the uplink stays direct.
     counter.centre = CentreClient(f"http://127.0.0.1:{proxy.port}", direct._sign)
     s.proxy, s.counter = proxy, counter
-    async with httpx.AsyncClient(base_url=s.daemon.url, trust_env=False) as api:
+    async with httpx.AsyncClient(base_url=s.daemon.url, trust_env=False, headers=s.daemon.headers) as api:
         s.api = api
         await until(lambda: _status(api, "online"), "the counter to reach the centre")
         await until(lambda: _bundles(api), "the sample bundles")

@@ -263,7 +263,7 @@ async def test_daemon_refuses_offline_a_card_hotlisted_after_the_restore(nursery
 
     stack = await demo.start_stack(nursery, tmp_path, simulated=True, probe_s=0.5, idle_s=0.5)
     url = f"sqlite:///{tmp_path}/centre/centre.db"
-    async with httpx.AsyncClient(base_url=stack.daemon.url, trust_env=False) as api:
+    async with httpx.AsyncClient(base_url=stack.daemon.url, trust_env=False, headers=stack.daemon.headers) as api:
         async def status():
             return (await api.get("/api/status")).json()
 

@@ -47,6 +47,7 @@ class Servers:
     counter: str
     key: SigningKey
     token: str
+    counter_auth: dict     # the counter's installation token header: the fuzz reaches the handlers
 
 
 def _serve(tmp, ready: queue.Queue) -> None:
@@ -72,8 +73,10 @@ def _serve(tmp, ready: queue.Queue) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 centre = await start_centre(nursery, store)
-                urls = await nursery.start(serve, build_app(counter), "127.0.0.1", 0)
+                app = build_app(counter)
+                urls = await nursery.start(serve, app, "127.0.0.1", 0)
                 s = Servers()
+                s.counter_auth = app.auth.headers
                 s.centre, s.counter, s.key = centre.url, urls[0], SigningKey.generate()
                 store.register_device(DEVICE, SITE, bytes(s.key.verify_key))
                 s.token = store.create_enrol_token(SITE)
@@ -353,7 +356,8 @@ def test_review_logins_never_500(servers, http, body, ctype):
                                                  "/api/settlements/1/cancel"]))
 @example(body=b'{"req": "\\ud800", "med_type": "11", "items": []}', path="/api/settle")
 def test_counter_posts_never_500(servers, http, body, path):
-    assert_coded(http.post(servers.counter + path, content=body, headers={"content-type": "application/json"}))
+    assert_coded(http.post(servers.counter + path, content=body, headers={"content-type": "application/json",
+                                                                         **servers.counter_auth}))
 
 
 @FUZZ
@@ -361,7 +365,7 @@ def test_counter_posts_never_500(servers, http, body, path):
        body=json_bodies())
 def test_counter_cancel_of_any_seq_never_500(servers, http, seq, body):
     assert_coded(http.post(servers.counter + f"/api/settlements/{seq}/cancel", content=body,
-                           headers={"content-type": "application/json"}))
+                           headers={"content-type": "application/json", **servers.counter_auth}))
 
 
 @FUZZ
@@ -369,7 +373,40 @@ def test_counter_cancel_of_any_seq_never_500(servers, http, seq, body):
     lambda b: b.decode("latin-1")), max_size=3))
 def test_counter_items_never_500(servers, http, params):
     try:
-        r = http.get(servers.counter + "/api/items", params=params)
+        r = http.get(servers.counter + "/api/items", params=params, headers=servers.counter_auth)
     except UnicodeEncodeError:  # a lone surrogate cannot even be put in a URL by the client
         return
     assert_coded(r)
+
+
+@FUZZ
+@given(body=json_bodies(), path=st.sampled_from(["/api/settle", "/api/card", "/api/status", "/api/settlements/1/cancel",
+                                                 "/api/payouts/P-x-1/pay", "/api/receipt/1", "/api/shift", "/receipt/1",
+                                                 "/fsi/api/rsfComIfsService/callService", "/api/logout", "/api/me",
+                                                 "/api/login"]),
+       method=st.sampled_from(["GET", "POST", "DELETE"]),
+       credential=st.sampled_from(["", "Bearer", "Bearer x", "bearer \u00e9\u00e9", "Basic abc", "Bearer " + "A" * 5000,
+                                   "Bearer \t", "cookie", "query"]),
+       presented=texts)
+@example(body=b"{}", path="/api/card", method="GET", credential="Bearer x", presented="")
+def test_counter_without_a_good_credential_is_401_never_500(servers, http, body, path, method, credential, presented):
+    """Issue 14, finding 5: whatever an unauthenticated caller sends (bad schemes, long, non-ASCII tokens, a
+    forged session cookie, a wrong ?access_token=), the answer is a coded 401 (or the login's own 4xx), never
+    a 500 and never a 2xx."""
+    headers = {"content-type": "application/json"}
+    params = None
+    try:
+        if credential == "cookie":
+            headers["cookie"] = f"counter_session={presented}"
+        elif credential == "query":
+            params = {"access_token": presented}
+        elif credential:
+            headers["authorization"] = credential
+        r = http.request(method, servers.counter + path, content=body, headers=headers, params=params)
+    except (UnicodeEncodeError, httpx.LocalProtocolError):   # the client cannot even send such a header or URL
+        return
+    assert_coded(r)
+    if path == "/api/login":
+        assert r.status_code in (401, 405, 413, 415, 422, 429), r.text
+    else:
+        assert r.status_code in (401, 405), (r.status_code, r.text[:200])
