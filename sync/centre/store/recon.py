@@ -60,6 +60,22 @@ class Recon:
         """(entry_id, bucket) rows, written in the ingest transaction."""
         self.db.executemany("INSERT INTO recon_queue (entry_id, bucket) VALUES (?, ?) ON CONFLICT DO NOTHING", rows)
 
+    def enqueue_seqs(self, device: str, rows: Sequence[tuple[int, int]]) -> None:
+        """(seq, bucket) rows of ``device``'s entries just stored, written in the ingest transaction: on
+        PostgreSQL one statement finds the entries' ids and queues them (no read of the ids first)."""
+        if not rows:
+            return
+        if self.db.backend == "postgres":
+            self.db.execute(
+                "INSERT INTO recon_queue (entry_id, bucket) SELECT e.id, u.bucket FROM "
+                "unnest(?::bigint[], ?::int[]) AS u(seq, bucket) JOIN entries e ON e.device = ? AND e.seq = u.seq "
+                "ON CONFLICT DO NOTHING", ([seq for seq, _ in rows], [b for _, b in rows], device))
+            return
+        seqs = [seq for seq, _ in rows]
+        ids = {r["seq"]: r["id"] for r in self.db.query(
+            "SELECT id, seq FROM entries WHERE device = ? AND seq BETWEEN ? AND ?", (device, min(seqs), max(seqs)))}
+        self.enqueue([(ids[seq], bucket) for seq, bucket in rows])
+
     def claim_buckets(self, limit: int) -> list[int]:
         """Claim up to ``limit`` buckets with queued entries for the caller's transaction.
 
@@ -77,10 +93,13 @@ class Recon:
         if not buckets:
             return []
         marks = ", ".join("?" * len(buckets))
+        # prev_time: the time of the entry before each on its device (the replay checks a chain's times
+        # never go back), read here with the batch rather than once per entry.
         return self.db.query(
-            "SELECT e.id, e.device, e.seq, e.kind, e.time, e.psn_no, e.req, e.raw, e.chain_checked, q.bucket "
-            f"FROM recon_queue q JOIN entries e ON e.id = q.entry_id WHERE q.bucket IN ({marks}) "
-            "ORDER BY q.entry_id LIMIT ?", (*buckets, limit))
+            "SELECT e.id, e.device, e.seq, e.kind, e.time, e.psn_no, e.req, e.raw, e.chain_checked, q.bucket, "
+            "p.time AS prev_time "
+            "FROM recon_queue q JOIN entries e ON e.id = q.entry_id LEFT JOIN entries p ON p.device = e.device "
+            f"AND p.seq = e.seq - 1 WHERE q.bucket IN ({marks}) ORDER BY q.entry_id LIMIT ?", (*buckets, limit))
 
     def dequeue(self, entry_ids: Sequence[int]) -> None:
         for chunk in _chunks(list(entry_ids)):
@@ -147,16 +166,13 @@ class Recon:
     def online_many(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict]:
         """The online settlements answered for these (device, req) pairs, keyed by the pair (one query
         per device and 500 reqs: the reconciler asks for a whole batch at once)."""
-        by_dev: dict[str, list[str]] = {}
-        for dev, req in set(pairs):
-            by_dev.setdefault(dev, []).append(req)
         out: dict[tuple[str, str], dict] = {}
-        for dev, reqs in by_dev.items():
-            for chunk in _chunks(sorted(reqs)):
-                marks = ", ".join("?" * len(chunk))
-                for r in self.db.query(f"SELECT * FROM recon_online WHERE device = ? AND req IN ({marks})",
-                                       (dev, *chunk)):
-                    out[(r["device"], r["req"])] = r
+        # Row values, one query per 500 pairs whatever the devices (a batch spans dozens of devices).
+        for chunk in _chunks(sorted(set(pairs))):
+            marks = ", ".join(["(?, ?)"] * len(chunk))
+            for r in self.db.query(f"SELECT * FROM recon_online WHERE (device, req) IN ({marks})",
+                                   [v for pair in chunk for v in pair]):
+                out[(r["device"], r["req"])] = r
         return out
 
     def add_online(self, device: str, req: str, psn_no: str, response: str, accepted: Mapping[str, int],

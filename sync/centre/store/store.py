@@ -105,6 +105,8 @@ class Store:
         self.payouts = Payouts(db)     # cancels at the centre (store/payouts.py)
         # Parsed bundles (by hash) and the current hotlist (by version), for online settlement.
         self.parsed: LRU[Any] = LRU(PARSED_MAX)
+        # Times of the entries of the last reconciliation batch and of their predecessors (queued_entries).
+        self._times: dict[tuple[str, int], int] = {}
 
     @classmethod
     def open(cls, url_or_path, *, migrate: bool = True) -> "Store":
@@ -295,9 +297,6 @@ class Store:
         todo = [e for e in accepted if e.kind in QUEUED_KINDS]
         if not todo:
             return
-        seqs = [e.seq for e in todo]
-        ids = {r["seq"]: r["id"] for r in self.db.query(
-            "SELECT id, seq FROM entries WHERE device = ? AND seq BETWEEN ? AND ?", (device, min(seqs), max(seqs)))}
         rows = []
         for e in todo:
             body = e.body if isinstance(e.body, dict) else {}
@@ -307,19 +306,28 @@ class Store:
                 # resolves it the same way), else the certno is its own bucket.
                 certno = _text(body.get("certno"))
                 psn = self.ledger.psn_by_certno(certno) or (f"certno:{certno}" if certno else None)
-            rows.append((ids[e.seq], bucket_of(psn if psn is not None else f"device:{device}")))
-        self.recon.enqueue(rows)
+            rows.append((e.seq, bucket_of(psn if psn is not None else f"device:{device}")))
+        self.recon.enqueue_seqs(device, rows)
 
     def queued_entries(self, buckets: list[int], limit: int) -> list[dict]:
         """Queued entries of ``buckets`` (claimed by the caller), oldest first, ``body`` decoded."""
         rows = self.recon.queued(buckets, limit)
+        times: dict[tuple[str, int], int] = {}
         for r in rows:
             r["raw"] = bytes(r["raw"])
             r["body"] = cbor2.loads(r["raw"])["body"]
+            times[(r["device"], r["seq"])] = r["time"]
+            prev = r.pop("prev_time")
+            if prev is not None:
+                times[(r["device"], r["seq"] - 1)] = prev
+        # Stored entries never change: :meth:`entry_time` answers the batch's from memory.
+        self._times = times
         return rows
 
     def entry_time(self, device: str, seq: int) -> int | None:
         """The time an accepted entry of ``device`` carries (replay checks a chain's times never go back)."""
+        if (device, seq) in self._times:
+            return self._times[(device, seq)]
         return self.db.scalar("SELECT time FROM entries WHERE device = ? AND seq = ?", (device, seq))
 
     def high_water(self, device: str) -> int:
@@ -407,6 +415,19 @@ class Store:
         if kind not in ("bundle", "outcome", "reimbursement"):
             raise StoreConflict(f"unknown downlink kind {kind!r}: use bundle, outcome or reimbursement")
         return self._post(device, kind, payload, now=now)
+
+    def post_downlinks(self, messages: list[tuple[str | None, str, Any]], *, now: int | None = None) -> None:
+        """Queue many (device, kind, payload) messages in one statement, in list order (the reconciler's
+        batch); published like :meth:`post_downlink`'s."""
+        for _, kind, _ in messages:
+            if kind not in ("bundle", "outcome", "reimbursement"):
+                raise StoreConflict(f"unknown downlink kind {kind!r}: use bundle, outcome or reimbursement")
+        now = now_ms() if now is None else now
+        self.db.executemany("INSERT INTO feed (device, kind, topic, full_bundle, payload, created_ms) "
+                            "VALUES (?, ?, NULL, 0, ?, ?)",
+                            [(device, kind, cbor2.dumps(payload), now) for device, kind, payload in messages])
+        if not self.db.in_transaction:
+            self.publish_feed()
 
     def _post(self, device, kind, payload, *, topic: str | None = None, full: bool = False,
               now: int | None = None) -> int:
