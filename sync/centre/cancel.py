@@ -34,6 +34,13 @@ def cancel_settlement(store, device: str, seq: int, *, reason: str, who: str, no
     if not isinstance(reason, str) or not reason.strip():
         raise _refuse("a cancel needs a reason", "撤销须填写原因", "reason_required", 400)
     now = now_ms() if now is None else now
+    try:
+        return _cancel(store, device, seq, reason=reason, who=who, now=now)
+    finally:
+        store.publish_feed()          # the counter's notice goes out now, not at the next poll
+
+
+def _cancel(store, device: str, seq: int, *, reason: str, who: str, now: int) -> dict:
     with store.transaction():
         prior = store.payouts.cancel_of(device, seq)
         if prior is not None:

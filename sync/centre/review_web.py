@@ -13,9 +13,11 @@ JSON API (session token in ``Authorization: Bearer <token>`` or the ``review_ses
     GET  /v1/review/actions[?target=claim_no|psn_no]              reviewer, auditor: the action journal
     GET  /v1/review/settlements[?status=open|all]                 reviewer, auditor: disputed settlements
     POST /v1/review/settlements/{device}/{seq}/decide             reviewer: {"accept": bool, "note"}
+    POST /v1/review/settlements/{device}/{seq}/cancel             reviewer: {"reason"} (cancel at the centre)
 
 The page (plain HTML forms, no script, no CDN): ``/review`` (log in, then the queue),
-``/review/claims/{no}`` (detail with approve / deny), ``/review/report?site=&date=``.
+``/review/claims/{no}`` (detail with approve / deny), ``/review/report?site=&date=``, ``/review/cancel``
+(cancel a reconciled settlement at the centre: device, seq, reason and a confirmation).
 Every POST from another origin is refused; a POST carried by the session cookie also shows the session's
 CSRF token (form field ``csrf`` or header ``X-CSRF-Token``); logins are throttled and failures journaled;
 the cookie is HttpOnly, SameSite=Strict, expires with the session, Secure over https (:mod:`sync.centre.webauth`).
@@ -33,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from sync.centre import cancel as C
 from sync.centre import report as R
 from sync.centre import review as RV
 from sync.centre import reviewers as A
@@ -453,6 +456,76 @@ async def page_logout(request: Request) -> Response:
     return resp
 
 
+# ------------------------------------------------------------------------- cancel at the centre ---
+# What a counter cannot cancel (its person snapshot gone, the patient at another site, the day closed)
+# is cancelled here: a reviewer names the settlement, gives the reason the patient is told, confirms,
+# and sync.centre.cancel reverses it (a reversing adjustment, the cash owed back queued as a payout,
+# the counter notified). Idempotent: a second submit answers the first cancel.
+def _cancel_target(device: object, seq: object) -> tuple[str, int]:
+    device = device.strip() if isinstance(device, str) else ""
+    seq_text = str(seq).strip() if isinstance(seq, (str, int)) and not isinstance(seq, bool) else ""
+    if not device or len(device) > 64 or not seq_text.isdigit() or len(seq_text) > 12:
+        raise SyncError("name the settlement: its device and journal seq", code="bad_form",
+                        zh="请填写结算所在的设备号和流水号（数字）")
+    return device, int(seq_text)
+
+
+async def _cancel_page(request, account, *, form: dict, error: str = "", status: int = 200) -> Response:
+    store = _store(request)
+    row = done = None
+    try:
+        device, seq = _cancel_target(form.get("device"), form.get("seq"))
+    except SyncError:
+        device, seq = "", 0
+    if device:
+        row = await _run(store.recon.outcome, device, seq)
+        done = await _run(store.payouts.cancel_of, device, seq)
+        if done is not None:
+            done = {**done, "payouts": await _run(store.payouts.payouts_of, device, seq)}
+    return _page("cancel.html", "医保中心撤销结算", status, account=account, form=form, error=error, row=row,
+                 done=done, can_decide=account["role"] in DECIDE)
+
+
+@page(READ)
+async def page_cancel(request, account):
+    q = request.query_params
+    return await _cancel_page(request, account, form={"device": q.get("device", ""), "seq": q.get("seq", "")})
+
+
+@page(DECIDE)
+async def page_cancel_post(request, account):
+    form = await _form(request)
+    reason = form.get("reason", "").strip()
+    # Refusals are shown on the same form with what was typed kept.
+    try:
+        device, seq = _cancel_target(form.get("device"), form.get("seq"))
+    except SyncError as exc:
+        return await _cancel_page(request, account, form=form, error=_zh(exc), status=400)
+    if not reason:
+        return await _cancel_page(request, account, form=form, error="撤销必须填写原因（柜台会告知参保人）", status=400)
+    if form.get("confirm") != "1":
+        return await _cancel_page(request, account, form=form, error="请勾选“我已核实此笔结算应撤销”以确认", status=400)
+    try:
+        await _run(C.cancel_settlement, _store(request), device, seq, reason=reason[:200], who=account["name"],
+                   now=_now(request))
+    except SyncError as exc:
+        return await _cancel_page(request, account, form=form, error=_zh(exc), status=getattr(exc, "status", 400))
+    return RedirectResponse(f"/review/cancel?device={quote(device)}&seq={seq}", status_code=303)
+
+
+@api(DECIDE)
+async def api_cancel(request, account):
+    data = await _json(request)
+    p = request.path_params
+    reason = data.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        raise SyncError("a cancel needs a reason: {\"reason\": \"...\"}", code="reason_required", status=400)
+    device, seq = _cancel_target(p["device"], p["seq"])
+    out = await _run(C.cancel_settlement, _store(request), device, seq, reason=reason.strip()[:200],
+                     who=account["name"], now=_now(request))
+    return JSONResponse(out)
+
+
 @page(READ)
 async def page_report(request, account):
     q = request.query_params
@@ -473,6 +546,9 @@ routes = [
     Route("/v1/review/settlements", api_disputed, methods=["GET"]),
     Route("/v1/review/settlements/{device}/{seq:int}/decide", api_decide_settlement, methods=["POST"]),
     Route("/review/settlements/{device}/{seq:int}/decide", page_decide_settlement, methods=["POST"]),
+    Route("/v1/review/settlements/{device}/{seq:int}/cancel", api_cancel, methods=["POST"]),
+    Route("/review/cancel", page_cancel, methods=["GET"]),
+    Route("/review/cancel", page_cancel_post, methods=["POST"]),
     Route("/review", page_root, methods=["GET"]),
     Route("/review/login", page_login, methods=["POST"]),
     Route("/review/logout", page_logout, methods=["POST"]),
