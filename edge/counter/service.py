@@ -584,12 +584,18 @@ class Counter:
                                    code="payout_already_paid", status=409, seq=prior.seq)
             notice = await self._payout_notice(payout_no)
             # Cash leaves once per visit: a settlement this counter cancelled had all its cash handed back
-            # with the cancel, so its credit is not paid again (the centre voids it when it sees the cancel).
+            # with the cancel, so neither its credit (P-) nor the centre's cancel cash (X-) is paid again; a
+            # credit of a settlement the centre cancelled is in that cancel's X- payout, not paid on its own.
             source = notice["source"]
-            if payout_no.startswith("P-") and await self._read_journal(
+            if payout_no.startswith(("P-", "X-")) and await self._read_journal(
                     self.journal.find_by_req, core.internal_req("cancel", source.seq)) is not None:
                 raise CounterError(f"settlement {source.seq} was cancelled at this counter: its cash was handed back",
                                    zh=f"结算 {source.seq} 已在本机撤销，现金已全部退还，退款号 {payout_no} 不能再支付",
+                                   code="payout_cancelled", status=409, seq=source.seq)
+            if payout_no.startswith("P-") and notice["cancelled_at_centre"]:
+                raise CounterError(f"settlement {source.seq} was cancelled at the centre: pay its X- payout instead",
+                                   zh=f"结算 {source.seq} 已由医保中心撤销，此款已并入撤销退款（退款号 "
+                                      f"X-{self.journal.device}-{source.seq}），退款号 {payout_no} 不能再支付",
                                    code="payout_cancelled", status=409, seq=source.seq)
             # The money goes to the patient it is owed to: their card in the reader (or their certno for a
             # keyed-in visit), as for a cancel.
@@ -621,14 +627,17 @@ class Counter:
         psn_no = source.body.get("psn_no") if source is not None else None
         if not isinstance(psn_no, str):
             raise unknown
-        for n in await _off_loop(self.cache.notices_for, psn_no):
+        notices = await _off_loop(self.cache.notices_for, psn_no)
+        for n in notices:
             p = n["payload"]
             if p.get("payout_no") != payout_no:
                 continue
             # A credit's notice gives the cash share as ``payout``; a claim's as ``amount``; a cancel's as ``payout``.
             amount = p.get("payout") if n["kind"] == "outcome" else p.get("amount")
             if isinstance(amount, int) and not isinstance(amount, bool) and amount > 0:
-                return {"psn_no": psn_no, "amount": amount, "source": source}
+                cancelled = any(c["kind"] == "outcome" and c["payload"].get("ref_seq") == source.seq
+                                and c["payload"].get("outcome") == "cancelled_at_centre" for c in notices)
+                return {"psn_no": psn_no, "amount": amount, "source": source, "cancelled_at_centre": cancelled}
         raise unknown
 
     async def _same_person(self, entry, data: Mapping) -> None:

@@ -83,3 +83,44 @@ async def test_no_payout_after_the_counter_cancelled_the_settlement(stack):
     assert _payouts_journaled(stack, payout_no) == 0
     await sent_and_reconciled(stack)
     assert stack.store.payouts.payout(payout_no)["status"] == "void"
+
+
+async def test_a_credit_is_not_paid_beside_the_centre_cancel_that_owes_it_back(stack):
+    """The centre cancelled the visit: its X- payout owes all the cash paid (the credit included), and the
+    credit's own P- number, whose notice the counter still holds, is refused."""
+    from sync.centre import cancel
+
+    s, payout_no = await _cash_credit(stack, "AT-CENTRE")
+    device = stack.counter.journal.device
+    await trio.to_thread.run_sync(lambda: cancel.cancel_settlement(stack.store, device, s["seq"], reason="重复收费",
+                                                                   who="王审核"))
+    back_no = f"X-{device}-{s['seq']}"
+    await _notice_of(stack, ZHANGSAN, lambda n: n["payload"].get("payout_no") == back_no)
+    r = await stack.api.post(f"/api/payouts/{payout_no}/pay", json={})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "payout_cancelled", r.text
+    r = await stack.api.post(f"/api/payouts/{back_no}/pay", json={})
+    assert r.status_code == 200 and r.json()["amount"] == s["setlinfo"]["psn_cash_pay"], r.text
+    assert _payouts_journaled(stack, payout_no) == 0
+    await sent_and_reconciled(stack)
+    assert stack.store.payouts.payout(payout_no)["status"] == "void"
+    assert stack.store.payouts.payout(back_no)["status"] == "paid"
+
+
+async def test_a_centre_cancels_cash_is_not_paid_after_the_counter_cancelled_too(stack):
+    """Both cancelled the visit before either heard of the other: the counter handed the cash back with its
+    own cancel, so the centre's X- payout (its notice arriving later) is refused here."""
+    from edge.counter import downlink
+
+    await insert(stack.api, LISI)
+    s = (await stack.api.post("/api/settle", json={"req": "AT-BOTH", **CASH_VISIT})).json()
+    c = await stack.api.post(f"/api/settlements/{s['seq']}/cancel", json={"reason": "开错药"})
+    assert c.status_code == 200, c.text
+    device = stack.counter.journal.device
+    back_no = f"X-{device}-{s['seq']}"
+    await downlink.handle(stack.counter, None, {"id": 10_000, "kind": "outcome", "payload": {
+        "ref_seq": s["seq"], "outcome": "cancelled_at_centre", "psn_no": "3303000000000002", "credit": 0,
+        "payout_no": back_no, "payout": s["setlinfo"]["psn_cash_pay"], "reason": "医保中心已撤销此结算"}})
+    await insert(stack.api, LISI)
+    r = await stack.api.post(f"/api/payouts/{back_no}/pay", json={})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "payout_cancelled", r.text
+    assert _payouts_journaled(stack, back_no) == 0
