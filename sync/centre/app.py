@@ -8,6 +8,8 @@ Routes (sync frames of :mod:`sync.wire` in and out, except health):
     GET  /v1/bundle/{kind}    signed; the newest full bundle of a kind (after a broken delta chain)
     GET  /health              JSON: ok, store backend, devices, entries
     GET  /metrics             Prometheus text, loopback only (sync.centre.metrics)
+  every route behind :class:`sync.centre.limits.Guard`: a bound on concurrent requests (503 busy) and
+  per-client rate limits on enrolment and the review desk's login (429 rate_limited)
   + the ``routes`` of sync.centre.online (online settlement) and sync.centre.review_web (review),
     listed in :data:`ROUTE_MODULES`: plain imports, so a broken module stops the centre at start.
 
@@ -24,6 +26,7 @@ from typing import Any
 
 import trio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -31,6 +34,7 @@ from starlette.routing import Route
 from sync import protocol, wire
 from sync.centre import ectoken, online, review_web
 from sync.centre.auth import authenticate_device
+from sync.centre.limits import MAX_CONCURRENT, Gate, Guard
 from sync.centre.metrics import CentreMetrics
 from sync.centre.store import now_ms
 from sync.centre.verify import Verifier
@@ -181,10 +185,12 @@ async def _bad_text(request: Request, exc: UnicodeError) -> Response:
 
 
 def create_app(store, bundle_key, *, clock=now_ms, max_skew_ms: int | None = None,
-               verify_threads: int = 2, verifier: Verifier | None = None) -> Starlette:
+               verify_threads: int = 2, verifier: Verifier | None = None, max_concurrent: int = MAX_CONCURRENT,
+               gate: Gate | None = None) -> Starlette:
     """The ASGI app over ``store`` (a :class:`sync.centre.store.Store`); ``bundle_key`` signs bundles
     and is pinned by edges; ``clock`` returns wall-clock ms (tests steer it); ``verifier`` checks
-    entries (default: ``verify_threads`` worker threads; the caller closes a verifier it passes)."""
+    entries (default: ``verify_threads`` worker threads; the caller closes a verifier it passes);
+    ``max_concurrent`` bounds the requests inside this app at once (or ``gate``, one the caller watches)."""
     from sync.auth import MAX_SKEW_MS
 
     metrics = CentreMetrics().track_store(store)
@@ -198,7 +204,9 @@ def create_app(store, bundle_key, *, clock=now_ms, max_skew_ms: int | None = Non
         *(route for module in ROUTE_MODULES for route in module.routes),
     ]
     handlers: dict[Any, Any] = {SyncError: _sync_error, UnicodeError: _bad_text}
-    app = Starlette(routes=routes, exception_handlers=handlers)
+    gate = gate or Gate(max_concurrent)
+    app = Starlette(routes=routes, exception_handlers=handlers, middleware=[Middleware(Guard, gate=gate)])
+    app.state.gate = gate
     app.state.centre_metrics = metrics
     app.state.store = store
     app.state.bundle_key = bundle_key

@@ -1,0 +1,187 @@
+"""What keeps one caller from stopping the centre: per-client rate limits and a bound on concurrent requests.
+
+Both live in one ASGI middleware (:class:`Guard`) in front of every route, so they act before any
+body is read, any signature checked or any password hashed.
+
+* **Concurrency bound** (per worker process): at most ``Gate.limit`` requests are inside the app at
+  once (:data:`MAX_CONCURRENT` by default; each may hold up to 16 MiB of body). One more is answered
+  at once with 503 ``busy`` and ``Retry-After: 1``: a caller waits on its side, never in a queue on
+  ours. ``/metrics`` (loopback only) is outside the bound, so an overloaded worker can still be seen.
+* **Rate limits** (per client address, per worker): the unauthenticated entry points that cost the
+  centre work per try, enrolment (a signature check and a database transaction, and a one-time token
+  to guess) and the review desk's login (scrypt), allow each address a burst of ``burst`` attempts,
+  refilled at one per ``every_s`` seconds (a token bucket). Past it: 429 ``rate_limited`` with the
+  seconds until the next attempt counts in ``Retry-After``. The store-backed login throttle
+  (:mod:`.webauth`: five wrong passwords per name or address in 15 minutes) is the line across
+  workers for passwords; this one bounds the work any address can ask for. A 429 the desk's own
+  throttle answers gets a ``Retry-After`` of its window here.
+* Memory stays bounded: at most :data:`MAX_CLIENTS` addresses are remembered (least recently seen
+  forgotten first; a forgotten address starts with a full bucket, which is no more than a new one).
+
+Refusals are in the caller's format: a sync frame when the request was one (the edge reads the code
+and retries later), else JSON ``{"error": {...}}``, as every other error of the centre.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from sync import protocol, wire
+from sync.centre.webauth import WINDOW_MS
+from sync.errors import SyncError
+
+MAX_CONCURRENT = 64
+MAX_CLIENTS = 10_000
+UNBOUNDED = ("/metrics",)
+
+
+@dataclass(frozen=True)
+class Rate:
+    burst: int          # attempts an address may make at once
+    every_s: float      # one more attempt per this many seconds
+
+
+ENROL = Rate(burst=30, every_s=30.0)     # a clinic enrols a few PCs a year; a test harness a few dozen
+LOGIN = Rate(burst=20, every_s=15.0)     # a reviewer logs in a few times a day
+RATES = {"/v1/enrol": ENROL, "/v1/review/login": LOGIN, "/review/login": LOGIN}
+THROTTLE_RETRY_S = WINDOW_MS // 1000    # the desk's own throttle window
+
+BUSY_ZH = "医保中心繁忙，请稍后重试（未上传的记录仍保存在本机）"
+RATE_ZH = {"/v1/enrol": "注册请求过于频繁，请稍后再试", "/v1/review/login": "登录请求过于频繁，请稍后再试",
+           "/review/login": "登录请求过于频繁，请稍后再试"}
+
+
+class Busy(SyncError):
+    code = "busy"
+    zh = BUSY_ZH
+    retryable = True
+    status = 503
+
+
+class RateLimited(SyncError):
+    code = "rate_limited"
+    zh = "请求过于频繁，请稍后再试"
+    retryable = True
+    status = 429
+
+
+class Gate:
+    """The per-worker count of requests inside the app (trio: one thread, so a plain counter)."""
+
+    def __init__(self, limit: int = MAX_CONCURRENT) -> None:
+        if limit < 1:
+            raise ValueError("the concurrency bound must be at least 1")
+        self.limit = limit
+        self.in_flight = 0
+        self.refused = 0
+
+    def enter(self) -> bool:
+        if self.in_flight >= self.limit:
+            self.refused += 1
+            return False
+        self.in_flight += 1
+        return True
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+
+
+class Buckets:
+    """Token buckets per client address, at most ``max_clients`` of them."""
+
+    def __init__(self, rate: Rate, *, max_clients: int = MAX_CLIENTS, clock: Callable[[], float] = time.monotonic):
+        self.rate, self.max_clients, self.clock = rate, max_clients, clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()   # client -> (tokens, at)
+
+    def take(self, client: str) -> float:
+        """Spend one attempt for ``client``: 0 when allowed, else the seconds until one is."""
+        now = self.clock()
+        tokens, at = self._buckets.pop(client, (float(self.rate.burst), now))
+        tokens = min(float(self.rate.burst), tokens + (now - at) / self.rate.every_s)
+        wait = 0.0
+        if tokens >= 1:
+            tokens -= 1
+        else:
+            wait = (1 - tokens) * self.rate.every_s
+        self._buckets[client] = (tokens, now)
+        while len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)
+        return wait
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+def _client(scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def _is_frame(scope) -> bool:
+    for name, value in scope.get("headers") or ():
+        if name == b"content-type":
+            return wire.CONTENT_TYPE.encode() in value
+    return False
+
+
+async def _refuse(scope, send, exc: SyncError, retry_after: float) -> None:
+    if _is_frame(scope):
+        body, ctype = wire.encode(protocol.error_message(exc)), wire.CONTENT_TYPE
+    else:
+        body, ctype = json.dumps({"error": exc.to_dict()}, ensure_ascii=False).encode("utf-8"), "application/json"
+    headers = [(b"content-type", ctype.encode()), (b"content-length", str(len(body)).encode()),
+               (b"retry-after", str(max(1, math.ceil(retry_after))).encode()),
+               # The body was not read: the connection cannot carry another request, and the client must
+               # know (else its next request on it meets a hang-up instead of an answer).
+               (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Guard:
+    """The ASGI middleware (Starlette: ``Middleware(Guard, gate=..., rates=...)``)."""
+
+    def __init__(self, app, *, gate: Gate, rates: dict[str, Rate] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.app, self.gate = app, gate
+        self.buckets = {path: Buckets(rate, clock=clock) for path, rate in (RATES if rates is None else rates).items()}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] in UNBOUNDED:
+            await self.app(scope, receive, send)
+            return
+        if not self.gate.enter():
+            await _refuse(scope, send, Busy(f"this centre worker is serving its limit of {self.gate.limit} requests: "
+                                            "try again in a moment"), 1)
+            return
+        try:
+            buckets = self.buckets.get(scope["path"]) if scope["method"] == "POST" else None
+            if buckets is not None:
+                wait = buckets.take(_client(scope))
+                if wait > 0:
+                    rate = buckets.rate
+                    await _refuse(scope, send, RateLimited(
+                        f"too many attempts from this address ({rate.burst} allowed at once, then one per "
+                        f"{rate.every_s:g} s): try again in {math.ceil(wait)} s", zh=RATE_ZH.get(scope["path"])), wait)
+                    return
+                send = _with_retry_after(send)
+            await self.app(scope, receive, send)
+        finally:
+            self.gate.leave()
+
+
+def _with_retry_after(send):
+    """A 429 from a rate-limited route's own throttle (the desk's lockout) says when to come back."""
+    async def wrapped(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 429:
+            headers = list(message.get("headers") or [])
+            if not any(name.lower() == b"retry-after" for name, _ in headers):
+                headers.append((b"retry-after", str(THROTTLE_RETRY_S).encode()))
+                message = {**message, "headers": headers}
+        await send(message)
+    return wrapped
