@@ -132,6 +132,10 @@ def _claim_body(counter: Any, data: dict, today: Any) -> dict:
 
     catalogue, policy = ref("catalogue", True), ref("policy", True)
     assert catalogue is not None and policy is not None
+    known = counter.cache.policy().med_types
+    if data["med_type"] not in known:     # as the counter's own visits: a claim the centre could not compute
+        raise FieldError(f"med_type {data['med_type']} is unknown; use one of {', '.join(sorted(known))}",
+                         zh="就诊类型(med_type)不正确", field="med_type")
     lines = _lines(data)
     medfee = sum(ln["det_item_fee_sumamt"] for ln in lines)
     body = bodies.Claim(

@@ -97,18 +97,24 @@ async def upload(ctx: Ctx) -> Out:
     lines_in = rows(ctx.req.input, "feedetail")
     mdtrt_id = text(lines_in[0], "mdtrt_id", most=30)
     v = await _visit(ctx, mdtrt_id, text(lines_in[0], "psn_no", most=30))
-    new = []
+    new: list[dict] = []
+    seen: set[str] = set()
     for i, raw in enumerate(lines_in):
         if text(raw, "mdtrt_id", most=30) != mdtrt_id:
             raise StateError("all lines of one upload belong to one visit", zh="一次上传的明细必须属于同一就诊",
                              field="mdtrt_id")
         ln = fee_line(raw, i)
+        if ln["feedetl_sn"] in seen:
+            # A later line of the same upload would silently replace the earlier one, yet both be answered.
+            raise StateError(f"feedetl_sn {ln['feedetl_sn']} repeats in this upload",
+                             zh=f"明细流水号(feedetl_sn){ln['feedetl_sn']}在本次上传中重复", field="feedetl_sn")
         old = v["lines"].get(ln["feedetl_sn"])
         if old is not None and old.get("setl_id") is not None:
             raise StateError(f"line {ln['feedetl_sn']} is settled already", zh=f"明细{ln['feedetl_sn']}已结算，不能重复上传",
                              field="feedetl_sn")
         ln["setl_id"] = None
         new.append(ln)
+        seen.add(ln["feedetl_sn"])
     cat = await catalogue(ctx, [ln["med_list_codg"] for ln in new])
     for ln in new:
         if ln["med_list_codg"] not in cat:

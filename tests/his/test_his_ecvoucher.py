@@ -236,3 +236,16 @@ async def test_2207_of_another_persons_visit_under_a_voucher_is_refused(his, sit
     head = await his.head()
     out = await his.refused("2207", his.setl_data(zs_visit, psn_no, "35.60", acct="0", pin=None, cert=("01", token)))
     assert "不一致" in out["err_msg"] and await his.head() == head
+
+
+async def test_a_voucher_claim_of_a_medical_type_the_policy_does_not_know_is_refused(his, site):
+    # Finding: the claim was journaled with whatever med_type 2203 gave (the counter's own visits refuse
+    # one the policy does not know), so the centre could not compute it.
+    token = site.ec_token(PERSON)
+    await site.stop_centre()
+    psn_no, mdtrt_id, body = await _offline_fees(his, site, token)
+    await his.ok("2203", {"mdtrtinfo": {"mdtrt_id": mdtrt_id, "psn_no": psn_no, "med_type": "99",
+                                        "begntime": "2026-12-01 09:00:00"}, "diseinfo": []})
+    head = await his.head()
+    out = await his.refused("2207", body | {"data": {**body["data"], "med_type": ""}})
+    assert "就诊类型" in out["err_msg"] and await his.head() == head
