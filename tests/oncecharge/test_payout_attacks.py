@@ -124,3 +124,22 @@ async def test_a_centre_cancels_cash_is_not_paid_after_the_counter_cancelled_too
     r = await stack.api.post(f"/api/payouts/{back_no}/pay", json={})
     assert r.status_code == 409 and r.json()["error"]["code"] == "payout_cancelled", r.text
     assert _payouts_journaled(stack, back_no) == 0
+
+
+async def test_a_cancel_after_the_credit_was_paid_out_opens_a_review_at_the_centre(stack):
+    """Paid out, then cancelled at the counter (which hands back all the cash paid): the patient had the
+    credit twice. The counter's cancel does not yet know of its payouts; the centre, reconciling the
+    cancel, opens a review to recover the credit (code cash_refunded_twice)."""
+    from sync.centre import payouts
+
+    s, payout_no = await _cash_credit(stack, "AT-PAIDFIRST")
+    await insert(stack.api, ZHANGSAN)
+    assert (await stack.api.post(f"/api/payouts/{payout_no}/pay", json={})).status_code == 200
+    await sent_and_reconciled(stack)
+    assert stack.store.payouts.payout(payout_no)["status"] == "paid"
+    c = await stack.api.post(f"/api/settlements/{s['seq']}/cancel", json={"reason": "开错药"})
+    assert c.status_code == 200, c.text
+    await sent_and_reconciled(stack)
+    reviews = stack.store.db.query("SELECT code, reason FROM recon_reviews WHERE device = ? AND seq = ?",
+                                   (stack.counter.journal.device, c.json()["seq"]))
+    assert [r["code"] for r in reviews] == [payouts.REFUNDED_TWICE] and payout_no in reviews[0]["reason"]
