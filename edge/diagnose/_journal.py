@@ -227,3 +227,91 @@ async def check_last_sync(ctx: Context) -> Finding:
                     "检查与中心的连接；程序会自动重试。", **data)
     return ok("last_sync", f"last successful sync {age_h * 60:.0f} minutes ago", f"上次同步成功在 {age_h * 60:.0f} 分钟前",
               **data)
+
+
+RESTORE_KEY = ("Do not enrol again and do not delete the journal. Restore {file} from this PC's backup of the state "
+               "directory: the right file has key id {expected} (check a candidate with `edge journal pubkey "
+               "--state-dir DIR`, DIR holding the candidate's device.key); then restart the agent and run diagnose "
+               "again. No backup: call the centre's help desk (the entries unsent so far need their procedure).",
+               "不要重新注册，也不要删除结算日志。请从本机状态目录的备份中恢复 {file}：正确文件的密钥号为 {expected}"
+               "（可用 `edge journal pubkey --state-dir 备份目录` 核对）；恢复后重启程序并重新诊断。"
+               "没有备份时请联系医保中心技术支持（尚未上传的日志需按规程处理）。")
+
+
+async def _journal_key_id(ctx: Context) -> str | None:
+    """The key id the journal was started with (its meta), None when there is no journal yet."""
+    if not ctx.path(JOURNAL_FILE).exists():
+        return None
+    store = await open_journal(ctx)
+    return await in_thread(lambda: store.key_id)
+
+
+async def check_key_match(ctx: Context) -> Finding:
+    """device.key against the key ids recorded by the journal and by the enrolment (device.json).
+
+    The journal's chain and the centre's registration both belong to one key. When they disagree, the
+    file that differs from the other two is the one to restore: device.key when the journal and the
+    enrolment agree on another key; journal.db or device.json when the key matches the other one. An
+    enrolment written before key ids were recorded names none: the journal alone decides then.
+    """
+    from edge.journal import JournalError, KeyMissing, load_device_key
+    from sync.errors import SyncError
+    from sync.keys import key_id
+
+    from ._context import DEVICE_FILE, KEY_FILE
+
+    key_path = ctx.path(KEY_FILE)
+    try:
+        have: str | None = key_id((await in_thread(load_device_key, key_path)).verify_key)
+    except KeyMissing:
+        have = None
+    except JournalError as exc:
+        return warn("key_match", f"cannot compare the device key: {exc.message}", "无法核对设备密钥（密钥文件不可用）",
+                    "Fix the device_key finding first, then run diagnose again.", "请先解决“设备密钥”一项，再重新诊断。",
+                    code=exc.code)
+    try:
+        journal_id = await _journal_key_id(ctx)
+    except (SnapshotError, JournalError) as exc:
+        return warn("key_match", f"cannot compare the device key with the journal: {exc}", "无法核对设备密钥与结算日志",
+                    "Fix the journal finding first, then run diagnose again.", "请先解决“结算日志”一项，再重新诊断。")
+    try:
+        enrolled_id = (await ctx.device()).device_key_id
+    except SyncError:
+        enrolled_id = None   # not enrolled or damaged: the enrolment check reports it
+    data = {"key_id": have, "journal_key_id": journal_id, "enrolment_key_id": enrolled_id}
+    known = {name: kid for name, kid in ((JOURNAL_FILE, journal_id), (DEVICE_FILE, enrolled_id)) if kid is not None}
+    if not known:
+        return ok("key_match", "no journal or enrolment records a key yet: nothing to compare",
+                  "尚无结算日志或注册记录，无需核对密钥", **data)
+    if have is not None and all(kid == have for kid in known.values()):
+        names = " and ".join(known)
+        return ok("key_match", f"device.key (key id {have}) is the key of {names}",
+                  f"设备密钥（密钥号 {have}）与{'、'.join(known)}一致", **data)
+
+    def restore(file: str, expected: str, finding: str, finding_zh: str) -> Finding:
+        return fail("key_match", finding, finding_zh, RESTORE_KEY[0].format(file=file, expected=expected),
+                    RESTORE_KEY[1].format(file=file, expected=expected), restore=file, expected_key_id=expected, **data)
+
+    if have is None:
+        expected = journal_id or enrolled_id or ""
+        return restore(KEY_FILE, expected, f"device.key is missing but {' and '.join(known)} belong to key {expected}",
+                       f"设备密钥文件 device.key 丢失，结算日志/注册记录属于密钥 {expected}：需恢复 device.key")
+    if journal_id is not None and enrolled_id is not None and journal_id != enrolled_id:
+        if have == enrolled_id:
+            return restore(JOURNAL_FILE, have, f"journal.db was started with key {journal_id}, but device.key and "
+                           f"device.json are key {have}: the journal belongs to another key",
+                           f"结算日志 journal.db 属于密钥 {journal_id}，与本机密钥 {have} 和注册记录不符：需恢复 journal.db")
+        if have == journal_id:
+            return restore(DEVICE_FILE, have, f"device.json was enrolled with key {enrolled_id}, but device.key and "
+                           f"journal.db are key {have}: the enrolment belongs to another key",
+                           f"注册记录 device.json 属于密钥 {enrolled_id}，与本机密钥 {have} 和结算日志不符："
+                           "需恢复 device.json")
+        return fail("key_match", f"device.key ({have}), journal.db ({journal_id}) and device.json ({enrolled_id}) "
+                    "belong to three different keys: the state directory was put together from different counters",
+                    f"device.key（{have}）、journal.db（{journal_id}）和 device.json（{enrolled_id}）分属三个不同的密钥："
+                    "状态目录混入了其他柜台的文件", *CALL_TECH, **data)
+    expected = journal_id or enrolled_id or ""
+    return restore(KEY_FILE, expected, f"device.key is key {have}, but {' and '.join(known)} belong to key {expected}: "
+                   "this key cannot continue the journal or sign for the enrolled device",
+                   f"设备密钥文件 device.key（密钥号 {have}）与结算日志/注册记录的密钥 {expected} 不符：需恢复 device.key",
+                   )

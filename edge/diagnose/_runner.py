@@ -39,6 +39,8 @@ CHECKS: tuple[Check, ...] = (
     Check("enrolment", _local.check_enrolment, 3, "enrolment (device.json)", "设备注册"),
     Check("config", _daemon.check_config, 3, "configuration (edge.toml)", "配置文件"),
     Check("journal", _journal.check_journal, 7, "journal integrity (verify)", "结算日志完整性"),
+    Check("key_match", _journal.check_key_match, 6, "device key vs the journal's and the enrolment's key ids",
+          "设备密钥与结算日志、注册记录是否一致"),
     Check("backlog", _journal.check_backlog, 6, "unsent entries and the oldest one's age", "未上传日志"),
     Check("last_sync", _journal.check_last_sync, 6, "last successful sync", "上次同步"),
     Check("bundles", _cache.check_bundles, 6, "bundle versions and ages vs offline limits", "目录与政策数据"),
