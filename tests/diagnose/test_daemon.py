@@ -21,7 +21,7 @@ async def stack(tmp_path, nursery):
     s = await start_stack(nursery, tmp_path, idle_s=0.2)
 
     async def synced():
-        async with httpx.AsyncClient(base_url=s.daemon.url, trust_env=False) as api:
+        async with httpx.AsyncClient(base_url=s.daemon.url, trust_env=False, headers=s.daemon.headers) as api:
             st = (await api.get("/api/status")).json()
         return len(st["cache"]["bundles"]) == 4 and st["cache"]["age_s"] is not None and st["backlog"]["count"] == 0
     with trio.fail_after(30):  # first sync round

@@ -121,7 +121,7 @@ async def test_edge_metrics_track_a_running_counter(tmp_path, nursery):
     stack = await start_stack(nursery, tmp_path, idle_s=0.2)
     m = EdgeMetrics().track_counter(stack.daemon.counter)
     url = await nursery.start(lambda task_status: serve_metrics(m.render, task_status=task_status))
-    async with httpx.AsyncClient(base_url=stack.daemon.url, trust_env=False) as api, \
+    async with httpx.AsyncClient(base_url=stack.daemon.url, trust_env=False, headers=stack.daemon.headers) as api, \
             httpx.AsyncClient(trust_env=False) as scraper:
         async def synced():
             return len((await api.get("/api/status")).json()["cache"]["bundles"]) == 4
@@ -175,11 +175,11 @@ async def test_counter_metrics_route_in_the_counter_api(tmp_path, nursery):
     stack = await start_stack(nursery, tmp_path, idle_s=0.2)
     counter = stack.daemon.counter
     app = build_app(counter)
-    inner = getattr(app, "app", app)                  # build_app wraps the Starlette app (LoopbackOnly)
-    assert [getattr(r, "path", None) for r in inner.router.routes].count("/metrics") == 1
+    inner = getattr(app, "app", app)                  # build_app wraps the Starlette app (LoopbackOnly, Guard)
+    assert [getattr(r, "path", None) for r in inner.routes].count("/metrics") == 1
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as local, \
-            httpx.AsyncClient(base_url=stack.daemon.url, trust_env=False) as api:
+            httpx.AsyncClient(base_url=stack.daemon.url, trust_env=False, headers=stack.daemon.headers) as api:
         async def synced():
             return len((await api.get("/api/status")).json()["cache"]["bundles"]) == 4
         with trio.fail_after(30):  # first download

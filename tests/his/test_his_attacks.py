@@ -232,6 +232,7 @@ async def test_a_body_over_the_limit_is_refused(his, site):
     stream = await trio.open_tcp_stream(host, int(port))
     async with stream:
         await stream.send_all(f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                              f"Authorization: Bearer {site.token}\r\n"
                               f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
         with trio.move_on_after(10):
             try:
