@@ -120,7 +120,7 @@ def from_dict(data: dict[str, Any], *, base_dir: Path | None = None) -> Config:
     c = parts["counter"]
     if not is_loopback(c.host):
         raise ConfigError(f"counter.host must be a loopback address (127.0.0.1 or ::1), not {c.host!r}: the counter "
-                          "API has no authentication and must never be reachable from the network")
+                          "API serves this PC's HIS and clerks only and must never be reachable from the network")
     if not 0 <= c.port <= 65535:
         raise ConfigError(f"counter.port must be 0..65535, got {c.port}")
     if c.online_timeout_s <= 0 or c.retry_online_after_s < 0:
