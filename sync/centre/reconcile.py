@@ -9,7 +9,9 @@ sites, and writes in one transaction: outcome rows, the ledger, claims, reviews,
 messages, and the removal of the entries from the queue. Nothing depends on commit order: an
 entry is queued exactly when it is stored. The messages are published after the commit
 (:meth:`Store.publish_feed`). Then :func:`recheck_claims` lets :func:`sync.centre.review.auto_approve`
-approve the claims whose cause has cleared, in one elected worker at a time.
+approve the claims whose cause has cleared, in one elected worker at a time, for the persons marked
+since the last re-check only: each batch marks its persons, and the operations that may clear a
+cause mark theirs (arrears paid, a review closed; a published bundle marks every person).
 
 Poison isolation: when a batch raises anything (an overflow, a value PostgreSQL refuses, a body the
 contract refuses), it is redone person by person and then entry by entry, each in a savepoint; the
@@ -105,12 +107,19 @@ def run_pending(store, *, now: int | None = None, batch: int = 2000, max_batches
 
 
 def recheck_claims(store, *, now: int | None = None) -> int:
-    """Re-check pending claims in one worker at a time (the others skip it: the work is the same)."""
+    """Re-check the pending claims of the persons marked since the last re-check (a reconciled batch,
+    an operation that may clear a cause, a published bundle: every person), in one worker at a time
+    (the others skip it); the marks taken go in the same transaction. Returns the claims approved."""
     now = now_ms() if now is None else now
     with store.transaction():
         if not store.recon.elect(ELECT_AUTO_APPROVE):
             return 0
-        n = review.auto_approve(store, now=now)
+        ids, persons = store.recon.rechecks()
+        if not ids:
+            return 0   # nothing touched: an idle centre re-checks nothing
+        everyone = store.recon.EVERYONE in persons
+        n = review.auto_approve(store, now=now, persons=None if everyone else persons)
+        store.recon.drop_rechecks(ids)
     store.publish_feed()
     return n
 
@@ -188,10 +197,10 @@ def _quarantine(store, r, psn_no: str | None, exc: BaseException, sites, now) ->
     reason = (f"对账无法重放此条目（{type(exc).__name__}），已隔离，等待审核人员处理；"
               "同一批次的其他条目照常对账")
     o = rp.Outcome(r["device"], r["seq"], r["kind"], psn_no, day, r["time"], "review", (QUARANTINE_CODE,),
-                   reason, {}, zero, zero, opens_review=psn_no is not None)
+                   reason, {}, zero, zero, opens_review=True)
     store.recon.add_outcomes([_outcome_row(o, r["id"], sites.get(o.device, o.device), now)])
-    if psn_no is not None:
-        store.ledger.record_review(psn_no, o.device, o.seq, QUARANTINE_CODE, reason, now)
+    # Every quarantined entry reaches a reviewer, its person known or not (then the item is keyed by device and seq).
+    store.ledger.record_review(psn_no, o.device, o.seq, QUARANTINE_CODE, reason, now)
     if o.kind == "settlement":
         store.post_downlink(o.device, "outcome", o.downlink(), now=now)
     return o
@@ -242,6 +251,7 @@ def _reconcile_groups(store, world, groups, sites, now, done) -> list[rp.Outcome
             saves.append(after)
     recon.add_outcomes(outcome_rows)
     ledger.save_many(saves, now=now)
+    recon.mark_recheck(psns, now)   # their pending claims (new ones included) are re-checked next
     store.post_downlinks(notices, now=now)
     return out
 
@@ -250,18 +260,11 @@ def outcomes(store, *, psn_no: str | None = None, device: str | None = None) -> 
     return [outcome_from_row(r) for r in store.recon.outcomes(psn_no=psn_no, device=device)]
 
 
-# With nothing reconciled, pending claims are re-checked this often (by one elected worker): their
-# causes clear through reviewers and publications, rarely, and a full re-check of thousands of
-# claims every pass on every worker was most of an idle centre's CPU.
-RECHECK_IDLE_S = 60.0
-
-
 async def background(store, *, interval: float = INTERVAL_S, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Reconcile in the background of ``centre run``: every ``interval`` seconds, in a worker thread,
     on a connection of its own (request handlers never wait on the one a batch holds)."""
     own = await trio.to_thread.run_sync(store.sibling)
     task_status.started()
-    last_recheck, touched = trio.current_time(), False
     try:
         while True:
             more = False
@@ -271,12 +274,10 @@ async def background(store, *, interval: float = INTERVAL_S, task_status=trio.TA
                 counts = await trio.to_thread.run_sync(lambda: run_pending(
                     own, batch=BACKGROUND_BATCH, max_batches=1, recheck=False))
                 more = counts.pop("more")
-                decided = any(counts[o] for o in rp.OUTCOMES)
-                touched = touched or decided
-                if not more and (touched or trio.current_time() - last_recheck >= RECHECK_IDLE_S):
-                    # Reconciled entries may make their claims approvable; otherwise once a minute.
+                if not more:
+                    # Only the persons marked since the last re-check (this worker's batches, other
+                    # workers', operations): with nothing marked this is one read of an empty table.
                     counts["auto_approved"] = await trio.to_thread.run_sync(lambda: recheck_claims(own))
-                    last_recheck, touched = trio.current_time(), False
                 if any(counts.values()):
                     log.info("reconcile: %s", counts)
             except Exception as exc:  # a failing pass must not stop the centre; the next pass retries

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any
+from typing import Any, Iterable
 
 from edge.settle import yuan
 from sync.centre import payouts
@@ -143,11 +143,16 @@ def decide_admission(store, claim_no: str, *, admitted: bool, who: str, note: st
                    med_type="13", now=now)
 
 
-def auto_approve(store, *, now: int | None = None, psn_no: str | None = None) -> int:
-    """Approve every pending claim whose cause has cleared; note why the others wait. Returns the count."""
+def auto_approve(store, *, now: int | None = None, psn_no: str | None = None,
+                 persons: Iterable[str] | None = None) -> int:
+    """Approve every pending claim whose cause has cleared; note why the others wait. Returns the count.
+
+    ``persons``: only the pending claims of these persons (the ones a batch or an operation touched:
+    :func:`sync.centre.reconcile.recheck_claims`); ``psn_no``: one person's; neither: every claim."""
     world = StoreWorld(store)
     n = 0
-    for c in claims(store, status=PENDING, psn_no=psn_no):
+    todo = claims(store, status=PENDING, psn_no=psn_no) if persons is None else store.claims.pending_of(persons)
+    for c in todo:
         led = store.ledger.load(c["psn_no"])
         verdict, why = rp.claim_decision(c, led, world)
         if verdict == rp.APPROVE:
@@ -208,6 +213,7 @@ def decide_settlement(store, device: str, seq: int, *, accept: bool, who: str, n
         store.ledger.save(led, now=now)
         decision = "accepted" if accept else "rejected"
         store.claims.close_review(rev["id"], decision=decision, who=who, note=note, now=now)
+        store.recon.mark_recheck([rev["psn_no"]], now)   # a claim waiting for this review may approve now
         store.post_downlink(device, "outcome", {"ref_seq": seq, "outcome": "confirmed" if accept else "rejected",
                                                 "credit": 0, "reason": f"{decision} by the centre's reviewer: {note}"},
                             now=now)

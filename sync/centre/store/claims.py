@@ -7,7 +7,7 @@ reimbursement, the downlink) live in :mod:`sync.centre.review`.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Iterable
 
 from .db import Database
 
@@ -38,6 +38,17 @@ class Claims:
                + " ORDER BY time, claim_no")
         return [_claim_row(r) for r in self.db.query(sql, params)]
 
+    def pending_of(self, psn_nos: Iterable[str]) -> list[dict]:
+        """Pending claims of the given persons (auto-approval's targeted re-check), oldest first."""
+        out: list[dict] = []
+        names = sorted(set(psn_nos))
+        for i in range(0, len(names), 500):
+            chunk = names[i:i + 500]
+            marks = ", ".join("?" * len(chunk))
+            out += [_claim_row(r) for r in self.db.query(
+                f"SELECT * FROM recon_claims WHERE status = 'pending' AND psn_no IN ({marks})", chunk)]
+        return sorted(out, key=lambda c: (c["time"], c["claim_no"]))
+
     def get(self, claim_no: str, *, lock: bool = False) -> dict | None:
         sql = "SELECT * FROM recon_claims WHERE claim_no = ?"
         # PostgreSQL: lock the claim for the deciding transaction (two reviewers, one decision).
@@ -67,11 +78,14 @@ class Claims:
 
     # -- disputed settlements ----------------------------------------------------------------------
     def disputed(self, *, open_only: bool = True) -> list[dict]:
+        """Settlements under review, and every entry reconciliation quarantined (``replay_failed``, any kind,
+        its person known or not): a quarantined entry must reach a reviewer."""
         cond = "AND v.decision IS NULL" if open_only else ""
         return self.db.query(
             "SELECT v.id, v.psn_no, v.device, v.seq, v.code, v.reason, v.opened_ms, v.closed_ms, v.closed_by, "
             "v.decision, v.note, o.site, o.date, o.j_medfee, o.j_fund, o.j_acct, o.j_cash FROM recon_reviews v "
-            f"JOIN recon_outcomes o ON o.device = v.device AND o.seq = v.seq WHERE o.kind = 'settlement' {cond} "
+            f"JOIN recon_outcomes o ON o.device = v.device AND o.seq = v.seq "
+            f"WHERE (o.kind = 'settlement' OR v.code = 'replay_failed') {cond} "
             "ORDER BY v.id")
 
     def review_of(self, device: str, seq: int) -> dict | None:

@@ -28,6 +28,7 @@ from sync.centre import replay as rp
 from sync.centre.errors import BadOperation, UnknownPerson
 
 from .db import Database
+from .recon import mark_recheck
 
 
 def now_ms() -> int:
@@ -96,6 +97,7 @@ class Ledgers:
         db = self.db
         now = now_ms() if now is None else now
         added = updated = 0
+        seen: list[str] = []
         with db.transaction():
             for i, p in enumerate(persons):
                 try:
@@ -127,6 +129,8 @@ class Ledgers:
                         "SELECT id FROM recon_arrears WHERE psn_no = ? AND cleared_ms IS NULL", (state.psn_no,)):
                     db.execute("INSERT INTO recon_arrears (psn_no, begin_date, end_date) VALUES (?, ?, ?)",
                                (state.psn_no, p.get("arrears_from") or "1970-01-01", p.get("arrears_to")))
+                seen.append(state.psn_no)
+            mark_recheck(db, seen, now)   # new identity data or an arrears period: their claims' verdicts
         return {"added": added, "updated": updated}
 
     # ------------------------------------------------------------------------------ load and save ---
@@ -244,6 +248,7 @@ class Ledgers:
                 db.execute("UPDATE recon_debts SET cleared_ms = ? WHERE psn_no = ? AND cleared_ms IS NULL", (now, psn_no))
             db.execute("INSERT INTO recon_contributions (psn_no, amount, debt_cleared, at_ms, who) VALUES (?, ?, ?, ?, ?)",
                        (psn_no, amount, cleared, now, who))
+            mark_recheck(db, [psn_no], now)
             self.record_action(who, "contribute", psn_no, {"amount": amount, "debt_cleared": cleared,
                                                          "balc": after.balc}, now=now)
         return {"psn_no": psn_no, "amount": amount, "debt_cleared": cleared, "balc": after.balc, "debt": after.debt}
@@ -262,6 +267,7 @@ class Ledgers:
         with db.transaction():
             self.require(psn_no)
             db.execute("INSERT INTO recon_arrears (psn_no, begin_date, end_date) VALUES (?, ?, ?)", (psn_no, begin, end))
+            mark_recheck(db, [psn_no], now)
             self.record_action(who, "suspend", psn_no, {"begin": begin, "end": end}, now=now)
         return {"psn_no": psn_no, "begin": begin, "end": end}
 
@@ -275,6 +281,7 @@ class Ledgers:
                            (now, who, psn_no))
             if n == 0:
                 raise BadOperation(f"person {psn_no} has no open arrears period: nothing to clear")
+            mark_recheck(db, [psn_no], now)   # claims waiting for the arrears may approve now
             self.record_action(who, "clear_arrears", psn_no, {"periods": n}, now=now)
         return {"psn_no": psn_no, "cleared_periods": n}
 
@@ -289,6 +296,7 @@ class Ledgers:
             if n == 0:
                 raise BadOperation(f"person {psn_no} has no open review: nothing to close")
             db.execute("UPDATE recon_persons SET open_reviews = 0, updated_ms = ? WHERE psn_no = ?", (now, psn_no))
+            mark_recheck(db, [psn_no], now)   # claims waiting for the review may approve now
             self.record_action(who, "close_review", psn_no, {"reviews": n, "note": note}, now=now)
         return {"psn_no": psn_no, "closed_reviews": n}
 
@@ -300,11 +308,13 @@ class Ledgers:
         db = self.db
         return db.query("SELECT * FROM recon_reviews WHERE psn_no = ? ORDER BY id", (psn_no,))
 
-    def record_review(self, psn_no: str, device: str | None, seq: int | None, code: str, reason: str, now: int) -> None:
-        """The review row only: the reconciler saves the count with the ledger (it moved in the pure core)."""
+    def record_review(self, psn_no: str | None, device: str | None, seq: int | None, code: str, reason: str,
+                      now: int) -> None:
+        """The review row only: the reconciler saves the count with the ledger (it moved in the pure core).
+        No person (an entry quarantined before one was found): the row is keyed by device and seq, psn_no ''."""
         db = self.db
         db.execute("INSERT INTO recon_reviews (psn_no, device, seq, code, reason, opened_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                   (psn_no, device, seq, code, reason, now))
+                   (psn_no if psn_no is not None else "", device, seq, code, reason, now))
 
     def record_debt(self, psn_no: str, device: str, seq: int, amount: int, now: int) -> None:
         db = self.db

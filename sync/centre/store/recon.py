@@ -23,6 +23,20 @@ def bucket_of(key: str) -> int:
     processes and machines (crc32, not Python's salted hash)."""
     return zlib.crc32(key.encode("utf-8")) % BUCKETS
 
+# A recheck mark for every person (a published bundle may change any claim's verdict).
+EVERYONE = "*"
+
+
+def mark_recheck(db: Database, psn_nos: Iterable[str | None], now: int) -> None:
+    """Mark the given persons that have pending claims for the next auto-approval re-check (in the
+    caller's transaction: the mark commits with the change that may clear a claim's cause)."""
+    psns = sorted({p for p in psn_nos if p})
+    for chunk in _chunks(psns):
+        marks = ", ".join("?" * len(chunk))
+        db.execute("INSERT INTO recon_recheck (psn_no, marked_ms) SELECT DISTINCT psn_no, ? FROM recon_claims "
+                   f"WHERE status = 'pending' AND psn_no IN ({marks})", (now, *chunk))
+
+
 _OUTCOME_INSERT = (
     "INSERT INTO recon_outcomes (device, seq, entry_id, site, psn_no, kind, mode, date, time, outcome, codes, "
     "reason, differs, j_medfee, j_fund, j_acct, j_cash, j_dedc, a_medfee, a_fund, a_acct, a_cash, a_dedc, "
@@ -36,6 +50,8 @@ def _chunks(seq: Sequence, n: int = 500):
 
 
 class Recon:
+    EVERYONE = EVERYONE
+
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -108,6 +124,24 @@ class Recon:
 
     def queue_length(self) -> int:
         return self.db.scalar("SELECT count(*) FROM recon_queue")
+
+    # -- auto-approval re-checks ---------------------------------------------------------------------
+    def mark_recheck(self, psn_nos: Iterable[str | None], now: int) -> None:
+        mark_recheck(self.db, psn_nos, now)
+
+    def mark_recheck_everyone(self, now: int) -> None:
+        self.db.execute("INSERT INTO recon_recheck (psn_no, marked_ms) VALUES (?, ?)", (EVERYONE, now))
+
+    def rechecks(self, limit: int = 10_000) -> tuple[list[int], list[str]]:
+        """The oldest marks: (their ids, the distinct persons they name; EVERYONE among them = all)."""
+        rows = self.db.query("SELECT id, psn_no FROM recon_recheck ORDER BY id LIMIT ?", (limit,))
+        return [r["id"] for r in rows], sorted({r["psn_no"] for r in rows})
+
+    def drop_rechecks(self, ids: Sequence[int]) -> None:
+        """Remove the marks taken (by id: a mark committed meanwhile stays for the next re-check)."""
+        for chunk in _chunks(list(ids)):
+            marks = ", ".join("?" * len(chunk))
+            self.db.execute(f"DELETE FROM recon_recheck WHERE id IN ({marks})", chunk)
 
     def elect(self, role: int) -> bool:
         """True if the caller's transaction is the one worker doing ``role`` now (never waits)."""

@@ -345,6 +345,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX login_failures_name ON login_failures (name, at_ms)",
         "CREATE INDEX login_failures_client ON login_failures (client, at_ms)",
     )),
+    # Persons whose pending claims auto-approval re-checks next (store/recon.py): marked by the batch or
+    # the operation that touched them, taken by the one elected worker. Append-only rows (no key on
+    # psn_no), so a marking transaction never waits on the worker taking marks. '*' = every person;
+    # one is written here so a database upgraded with claims pending re-checks them all once.
+    Migration("scale-004-recheck", (
+        """CREATE TABLE recon_recheck (
+            id SERIAL_PK,
+            psn_no TEXT NOT NULL,
+            marked_ms BIGINT NOT NULL)""",
+        "INSERT INTO recon_recheck (psn_no, marked_ms) VALUES ('*', 0)",
+    )),
 )
 
 

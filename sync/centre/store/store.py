@@ -375,6 +375,8 @@ class Store:
                             (env["kind"], env["version"], env["base"], digest, bytes(raw), now))
             if offer:
                 self._post(None, "bundle", bytes(raw), topic=env["kind"], full=env["base"] is None, now=now)
+            # A hotlist, catalogue or policy may change any pending claim's verdict: re-check them all.
+            self.recon.mark_recheck_everyone(now)
         return info
 
     def bundle(self, kind: str, version: int, *, base: int | None = None) -> bytes | None:
