@@ -196,3 +196,43 @@ def test_poisoned_claim_already_stored_sits_in_review_while_the_city_reconciles(
         assert reconcile.run_pending(store, now=T0 + 2 * DAY)["confirmed"] == 0   # nothing left, nothing fails
     finally:
         store.close()
+
+
+def test_a_quarantined_entry_whose_person_is_unknown_still_reaches_a_reviewer(db_url, monkeypatch):
+    """An entry quarantined by reconciliation opens a review item even when no person can be found for it
+    (a keyed-in claim whose ID number matches nobody): the item is keyed by device and seq, and the
+    reviewer's list of settlements under review shows it, on the API and the page alike."""
+    from centre.recon_support import CAT_RAW, DAY, HOT_RAW, POL_RAW, T0, Device, claim_body, settlement_body, visit
+    from centre.recon_support import PERSONS as RECON_PERSONS
+    from sync.centre import ingest, reconcile, review
+    from sync.centre.store import Store
+
+    store = Store.open(db_url)
+    for raw in (CAT_RAW, POL_RAW, HOT_RAW):
+        store.put_bundle(raw, now=T0 - DAY)
+    store.ledger.seed_from_persons(RECON_PERSONS)
+    try:
+        dev = Device("D-NOBODY-1")
+        store.register_device(dev.device, "S-N", bytes(dev.key.verify_key), now=T0 - DAY)
+        body = claim_body(None, visit(0), "card_unreadable", req="NOBODY-1", certno="110101190001010000",
+                          keyed_in=True)
+        dev.append("claim", body, time=T0)
+        dev.append("settlement", settlement_body(RECON_PERSONS[0], visit(0), req="SOMEBODY-2"), time=T0 + 1000)
+        store.put_checked(dev.device, [ingest.Checked(e.seq, e.raw, e) for e in dev.entries], now=T0)
+
+        def probe(event, key):
+            # The replay of the unidentified entry fails (as an overflow or a bug would): quarantine.
+            if event == "enter" and not isinstance(key, str):
+                raise ValueError("replay failed")
+        monkeypatch.setattr(reconcile, "PROBE", probe)
+        reconcile.run_pending(store, now=T0 + DAY)
+        done = {(o.device, o.seq): o for o in reconcile.outcomes(store)}
+        assert done[(dev.device, 2)].outcome == "confirmed"           # the rest of the batch goes on
+        bad = done[(dev.device, 1)]
+        assert bad.outcome == "review" and bad.codes == (reconcile.QUARANTINE_CODE,) and bad.psn_no is None
+        item = store.claims.review_of(dev.device, 1)
+        assert item is not None and item["code"] == reconcile.QUARANTINE_CODE and item["closed_ms"] is None
+        listed = [(d["device"], d["seq"], d["code"]) for d in review.disputed(store)]
+        assert (dev.device, 1, reconcile.QUARANTINE_CODE) in listed
+    finally:
+        store.close()
