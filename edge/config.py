@@ -12,6 +12,8 @@ docs/counter.md. Unknown keys and wrong types are refused with a message naming 
     level = "village"                    # institution level the policy rules are keyed by
     online_timeout_s = 2.0               # wait this long for the centre, then settle offline
     retry_online_after_s = 30.0          # after the centre failed, go straight offline this long
+    region = ""                          # the site's 6-digit region code, e.g. "330300"; a card issued
+                                         # elsewhere is 异地 ("": not set, no card is taken for 异地)
 
     [card]
     enabled = true                       # watch the PC/SC readers (pcscd)
@@ -53,6 +55,7 @@ class CounterConfig:
     level: str = "village"
     online_timeout_s: float = 2.0
     retry_online_after_s: float = 30.0
+    region: str = ""                     # the site's region code; "" = not set
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,8 @@ def from_dict(data: dict[str, Any], *, base_dir: Path | None = None) -> Config:
                           "API serves this PC's HIS and clerks only and must never be reachable from the network")
     if not 0 <= c.port <= 65535:
         raise ConfigError(f"counter.port must be 0..65535, got {c.port}")
+    if c.region and not (len(c.region) == 6 and c.region.isdigit()):
+        raise ConfigError(f"counter.region must be the site's 6-digit region code (e.g. \"330300\"), got {c.region!r}")
     if c.online_timeout_s <= 0 or c.retry_online_after_s < 0:
         raise ConfigError("counter.online_timeout_s must be > 0 and retry_online_after_s ≥ 0")
     if parts["log"].level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -57,6 +57,10 @@ CAUSE_ZH = {
     "emergency_observation": "急诊留观，待定是否住院",
     "other_region": "异地参保人员未办理本地异地就医备案，脱机不能结算",
 }
+# The centre refused a request for its signing time (HTTP 401 stale_request), before this counter read the
+# centre's clock itself (then edge.counter.clock says by how much).
+CENTRE_REFUSED_TIME_ZH = ("电脑时钟与医保中心相差超过 5 分钟，医保中心拒绝了本机的请求：请校准电脑时间（北京时间）后再结算；"
+                          "在此之前不能脱机结算")
 REFUSAL_ZH = {
     "card_hotlisted": "此卡已挂失、补换或被锁定，不能结算",
     "card_expired": "此卡已过有效期，不能结算",
@@ -247,4 +251,9 @@ def after_centre(code: str, message: str = "") -> Decision | None:
         return _full("pending_review", message or "centre: earlier bills under review")
     if code in ("card_hotlisted", "unknown_person"):
         return _refuse(code, message or f"centre: {code}")
+    if code == "clock_skew":
+        # The centre refused the request's signing time: the PC clock is off (edge.counter.clock). Offline
+        # cannot be trusted either: a full payment, and the clerk is told to fix the clock.
+        return _full("offline_limit", "clock: off_from_centre: " + (message or "the centre refused the request's time"),
+                     CENTRE_REFUSED_TIME_ZH)
     return None

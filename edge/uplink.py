@@ -73,13 +73,30 @@ class CentreClient:
     """Signed requests from one device to its centre."""
 
     def __init__(self, base_url: str, device: str, key, *, client: httpx.AsyncClient,
-                 clock: Callable[[], int] = wall_ms, wait_s: float = 30.0) -> None:
+                 clock: Callable[[], int] = wall_ms, wait_s: float = 30.0,
+                 on_time: Callable[[int], None] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.wait_s = wait_s
         self.device = device
         self.key = key
         self.client = client
         self.clock = clock
+        # ``on_time(centre_ms)``: the centre's clock, from the Date header of each of its sync frames (a
+        # refusal's too: a 401 for a wrong signing time is how a wrong PC clock shows): the counter's time
+        # floor (edge.counter.clock). A response hook, as the frames are read by edge.transport.
+        self.on_time = on_time
+        if on_time is not None:
+            hooks = client.event_hooks
+            client.event_hooks = {**hooks, "response": [*hooks.get("response", []), self._saw]}
+
+    async def _saw(self, resp: httpx.Response) -> None:
+        if self.on_time is None or wire.CONTENT_TYPE not in resp.headers.get("content-type", ""):
+            return       # not a sync frame: a proxy's page says nothing about the centre's clock
+        from edge.counter.clock import centre_ms_of
+
+        centre_ms = centre_ms_of(resp.headers.get("date"))
+        if centre_ms is not None:
+            self.on_time(centre_ms)
 
     async def call(self, path: str, message: Any) -> Any:
         body = wire.encode(message)

@@ -424,6 +424,20 @@ class Cache:
         d = json.loads(raw)
         return Refresh(int(d["wall_ms"]), int(d["mono_ns"]), str(d["boot_id"]))
 
+    # -- the centre's clock, last seen (edge.counter.clock: the time floor survives a restart) --------
+    def save_centre_seen(self, seen: Mapping[str, Any]) -> None:
+        """Keep the last centre time seen (``edge.counter.clock.CentreSeen.to_dict()``)."""
+        with self._tx() as c:
+            self._set_meta(c, "centre_seen", _json(dict(seen)))
+
+    def centre_seen(self) -> dict | None:
+        raw = self._meta("centre_seen")
+        try:
+            d = json.loads(raw) if raw is not None else None
+        except ValueError:
+            return None          # damaged: as if never seen (the journal and bundles still give a floor)
+        return d if isinstance(d, dict) else None
+
     # -- journal-derived local state ------------------------------------------------------------
     def applied_seq(self) -> int:
         v = self._meta("applied_seq")

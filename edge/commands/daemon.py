@@ -140,6 +140,11 @@ def status_text(s: dict) -> str:
     b = s.get("backlog")
     lines = [f"device {s['device']}: {'ONLINE' if s['online'] else 'OFFLINE'}"
              f"{' (last error: ' + s['last_error'] + ')' if s.get('last_error') else ''}"]
+    clock = s.get("clock")
+    if clock:
+        # Nothing settles offline until the PC clock is fixed: said first, in the clerk's words too.
+        lines.append(f"CLOCK FAULT ({clock.get('code')}): {clock.get('detail')}")
+        lines.append(f"时钟错误：{clock.get('zh')}")
     if b is None:
         lines.append("backlog: unknown (the journal cannot be read)")
     elif not b["count"]:

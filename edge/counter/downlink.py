@@ -87,8 +87,13 @@ async def handle(counter, verify_key, message: dict) -> None:
                           reimbursement=int(payload.get("amount") or 0),
                           reason=str(payload.get("reason") or "")).build()
     from edge.journal import DuplicateRequest
-    try:
-        await trio.to_thread.run_sync(lambda: counter.journal.append("outcome", body))
-    except DuplicateRequest:
-        pass
+    # Timed and appended as the counter's own entries are (under its lock): times never decrease in the chain.
+    async with counter._lock:
+        when, wall, mono = await counter.entry_clock()
+        try:
+            entry = await trio.to_thread.run_sync(lambda: counter.journal.append("outcome", body, time_ms=when,
+                                                                                  mono_ns=mono))
+            counter.journaled_at(entry.time, wall, mono)
+        except DuplicateRequest:
+            pass
     log.info("centre notice received", extra={"event": "downlink_notice", "kind": kind})

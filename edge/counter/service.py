@@ -124,6 +124,10 @@ class Counter:
         self._receipts: dict[int, dict] = {}   # receipts built in the append's hop, by seq (a few)
         self._effects_failed = False    # an entry's effects could not be applied: offline counters unknown
         self._floor: timefloor.Floor | None = None   # trusted time floor (edge.counter.clock), loaded at first use
+        self._chain: timefloor.Floor | None = None   # the last entry's time: entries are never timed below it
+        self._centre: timefloor.CentreSeen | None = None   # the centre's clock, last seen (loaded with the floor)
+        self._centre_saved: timefloor.CentreSeen | None = None
+        self._centre_saving = False
         self.on_journaled: Callable[[], None] | None = None   # the daemon sets uplink.wake: send at once
 
     # -- facts ----------------------------------------------------------------------------------
@@ -139,8 +143,10 @@ class Counter:
                                     same_boot=r.boot_id == self.clock.boot_id)
 
     def time_floor(self) -> timefloor.Floor | None:
-        """The trusted time floor: the last journal entry's time and the newest bundle's issue time (a
-        journal and cache read at first use; then raised by each append within the boot)."""
+        """The trusted time floor (edge.counter.clock): the last journal entry's time, the last centre time
+        seen and the newest bundle's issue time (a journal and cache read at first use; then raised by each
+        append and each centre answer within the boot). The last entry counts only if it was journaled after
+        a saved centre time the wall clock agreed with (the centre's time wins over a clock that was ahead)."""
         if self._floor is None:
             from edge.journal import JournalError
             try:
@@ -149,12 +155,78 @@ class Counter:
             except JournalError:
                 return None       # settling stops on the journal's own error; nothing to measure against
             created = [v.get("created") for v in self.cache.versions().values()]
-            self._floor = timefloor.floor_of(last.time if last else None,
-                                         *[c for c in created if isinstance(c, int) and not isinstance(c, bool)])
+            saved = self._saved_centre()
+            boot = self.clock.boot_id
+            self._chain = timefloor.floor_of(last.time if last else None)
+            outranked = saved is not None and saved.agreed and last is not None and last.seq <= saved.head_seq
+            floor = timefloor.floor_of(None if outranked or last is None else last.time,
+                                       *[c for c in created if isinstance(c, int) and not isinstance(c, bool)])
+            if saved is not None:
+                mine = saved.floor(boot)
+                floor = timefloor.raise_floor(floor, mine.wall_ms, mine.mono_ns)
+                if self._centre is None:
+                    self._centre = saved
+            if self._centre is not None and self._centre is not saved:   # seen before the floor was loaded
+                floor = timefloor.after_centre_seen(floor, self._centre, self.clock.wall_ms(), self.clock.mono_ns(),
+                                                    boot)
+            self._floor = floor
         return self._floor
 
+    def _saved_centre(self) -> timefloor.CentreSeen | None:
+        try:
+            raw = self.cache.centre_seen()
+            return timefloor.CentreSeen.from_dict(raw) if raw is not None else None
+        except (KeyError, TypeError, ValueError):
+            return None
+
     def clock_fault(self, now: Now) -> timefloor.ClockFault | None:
-        return timefloor.fault(now.wall_ms, self.time_floor(), now.mono_ns)
+        floor = self.time_floor()
+        return timefloor.fault(now.wall_ms, floor, now.mono_ns, centre=self._centre, boot_id=self.clock.boot_id)
+
+    async def entry_clock(self) -> tuple[int, int, int]:
+        """(the time to journal an entry at, the wall clock now, the monotonic clock now). Entry times never
+        decrease within the chain: a clock set back journals at the floor, or at the last entry's time
+        (above the floor after a clock that was ahead was corrected). Call it and append under ``_lock``."""
+        if self._floor is None:
+            await _off_loop(self.time_floor)      # once per boot: the chain's last time, before the first append
+        now_wall, mono = self.clock.wall_ms(), self.clock.mono_ns()
+        when = max(timefloor.entry_time(now_wall, self._floor, mono), timefloor.entry_time(now_wall, self._chain, mono))
+        return when, now_wall, mono
+
+    def journaled_at(self, entry_time: int, now_wall: int, mono: int) -> None:
+        """An entry was journaled at ``entry_time``: the chain moves to it (and stays: it only keeps times from
+        going back); the floor moves with the wall clock (an entry timed at the chain proves no time)."""
+        self._chain = timefloor.raise_floor(self._chain, entry_time, None)
+        self._floor = timefloor.raise_floor(self._floor, now_wall, mono)
+
+    def saw_centre_time(self, centre_ms: int) -> None:
+        """A centre answer carried the centre's clock (its Date header): the last centre time seen. Raises
+        the floor (or lowers a floor from a clock that was ahead, when the wall clock agrees with the
+        centre's); saved in the cache at most once a minute (or when the agreement changes), off the loop."""
+        wall, mono = self.clock.wall_ms(), self.clock.mono_ns()
+        seen = timefloor.CentreSeen(centre_ms, wall, mono, self.clock.boot_id)
+        self._centre = seen
+        if self._floor is not None:
+            self._floor = timefloor.after_centre_seen(self._floor, seen, wall, mono, self.clock.boot_id)
+        last = self._centre_saved
+        due = last is None or last.agreed != seen.agreed or mono - last.mono_ns >= 60 * 1_000_000_000
+        if due and not self._centre_saving:
+            self._centre_saving = True
+            trio.lowlevel.spawn_system_task(self._save_centre, seen, name="counter centre time")
+
+    async def _save_centre(self, seen: timefloor.CentreSeen) -> None:
+        """Save ``seen`` with the journal head it outranks (best effort: the next answer tries again)."""
+        def save() -> None:
+            head, _ = self.journal.head()
+            self.cache.save_centre_seen(dataclasses.replace(seen, head_seq=head).to_dict())
+        try:
+            await trio.to_thread.run_sync(save)
+            self._centre_saved = seen
+        except Exception:
+            log.warning("the centre's time could not be saved; kept in memory", exc_info=True,
+                        extra={"event": "centre_time_unsaved"})
+        finally:
+            self._centre_saving = False
 
     def now(self) -> Now:
         """The clocks, read once (on the event loop: a test clock may be trio's own)."""
@@ -727,9 +799,7 @@ class Counter:
         visit. A later visit of the same card or person waits for them (:meth:`_prepare`)."""
         from edge.journal import DuplicateRequest, EntryFormatError, JournalError
 
-        wall, mono = self.clock.wall_ms(), self.clock.mono_ns()
-        # Entry times never decrease within the chain: a clock set back journals at the floor.
-        wall = timefloor.entry_time(wall, self._floor, mono)
+        wall, now_wall, mono = await self.entry_clock()
 
         def append():
             # The receipt (item names from the cache's reader) in the same hop: the entry is durable already.
@@ -739,7 +809,7 @@ class Counter:
         try:
             with trio.CancelScope(shield=True):   # once started, the durable append finishes
                 entry, view = await trio.to_thread.run_sync(append)
-                self._floor = timefloor.raise_floor(self._floor, entry.time, mono)
+                self.journaled_at(entry.time, now_wall, mono)
         except DuplicateRequest as exc:
             return exc.entry
         except JournalError as exc:
@@ -846,7 +916,10 @@ class Counter:
         return {
             "clock": None if fault is None else fault.to_dict(),
             "device": self.journal.device,
-            "online": self.link.online, "last_contact_ms": self.link.last_ok_ms, "last_error": self.link.last_error,
+            # A clock fault is not online: the centre refuses requests signed with a wrong time, and the
+            # page must not say 联网 while every visit becomes a full payment.
+            "online": self.link.online and fault is None,
+            "last_contact_ms": self.link.last_ok_ms, "last_error": self.link.last_error,
             "backlog": None if backlog is None else {
                 "count": backlog.count, "bytes": backlog.bytes,
                 "oldest_age_s": None if backlog.oldest_time_ms is None else max(0, now - backlog.oldest_time_ms) // 1000},

@@ -16,7 +16,7 @@ from typing import Awaitable, Callable, Iterable, Mapping
 
 import trio
 
-from . import _cache, _centre, _daemon, _journal, _local
+from . import _cache, _centre, _daemon, _journal, _local, _timefloor
 from ._context import Context
 from ._finding import FAIL, OK, WARN, Finding, exit_code, fail
 
@@ -49,6 +49,8 @@ CHECKS: tuple[Check, ...] = (
     Check("centre_tls", _centre.check_tls, _centre.TLS_S + 1, "centre: TLS", "中心：加密连接"),
     Check("centre_signed", _centre.check_signed_request, _centre.HTTP_S + 1, "centre: signed request", "中心：签名请求"),
     Check("clock", _centre.check_clock, _centre.HTTP_S + 1, "clock skew vs the centre", "时间偏差"),
+    Check("time_floor", _timefloor.check_time_floor, _daemon.DAEMON_S + 4,
+          "clock vs the latest time this counter has seen", "电脑时钟与本机已记录的最新时间"),
     Check("daemon", _daemon.check_daemon, _daemon.DAEMON_S + 1, "agent running, API answering", "程序运行状态"),
 )
 NAMES = tuple(c.name for c in CHECKS)

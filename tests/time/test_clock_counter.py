@@ -37,8 +37,10 @@ class PCClock(Clock):
 
 
 async def _post(counter, nursery, path, body):
-    urls = await nursery.start(serve, build_app(counter), "127.0.0.1", 0)
-    async with httpx.AsyncClient(base_url=urls[0], trust_env=False) as client:
+    app = build_app(counter)
+    urls = await nursery.start(serve, app, "127.0.0.1", 0)
+    headers = getattr(getattr(app, "auth", None), "headers", None) or {}    # the API's credential
+    async with httpx.AsyncClient(base_url=urls[0], trust_env=False, headers=headers) as client:
         r = await client.post(path, json=body)
         s = (await client.get("/api/status")).json()
     return r, s

@@ -118,3 +118,44 @@ def test_no_offline_entry_lacks_its_checked_limits(drawn):
         else:
             raise AssertionError(f"unexpected action {action!r}")
         action = core.handle(event)
+
+
+# -- the last centre time seen (edge.counter.clock.CentreSeen) ------------------------------------------
+def test_the_centres_time_is_a_floor_and_within_a_boot_a_clock_to_compare_with():
+    seen = clock.CentreSeen(NOW, NOW, 10**12, "boot-1")
+    later = 10**12 + HOUR * 1_000_000
+    # An hour on by the monotonic clock, the wall clock set back an hour: off from the centre's, by 60 min.
+    f = clock.fault(NOW, None, later, centre=seen, boot_id="boot-1")
+    assert f.code == "off_from_centre" and "慢 60 分钟" in f.zh
+    # A week ahead during an outage: the same boot still knows the centre's time.
+    assert clock.fault(NOW + HOUR + 7 * 24 * HOUR, None, later, centre=seen, boot_id="boot-1").code == "off_from_centre"
+    assert clock.fault(NOW + HOUR, None, later, centre=seen, boot_id="boot-1") is None
+    # After a reboot only the floor is left: the centre's time less the skew the centre accepts.
+    floor = seen.floor("boot-2")
+    assert floor.wall_ms == NOW - clock.MAX_CENTRE_SKEW_MS and floor.mono_ns is None
+    assert clock.fault(NOW - 24 * HOUR, floor, centre=seen, boot_id="boot-2").code == "behind_floor"
+    assert clock.fault(NOW - 60_000, floor, centre=seen, boot_id="boot-2") is None
+
+
+def test_the_centres_time_wins_over_a_floor_from_a_clock_that_was_ahead():
+    ahead = clock.Floor(NOW + 7 * 24 * HOUR, None)            # entries journaled with the clock a week ahead
+    agreed = clock.CentreSeen(NOW, NOW + 1_000, 10**12, "b")
+    assert clock.after_centre_seen(ahead, agreed, NOW + 1_000, 10**12, "b").wall_ms == NOW - clock.MAX_CENTRE_SKEW_MS
+    # A centre that disagrees with the wall clock proves nothing about the wall clock: the floor stays.
+    off = clock.CentreSeen(NOW, NOW - HOUR, 10**12, "b")
+    assert clock.after_centre_seen(ahead, off, NOW - HOUR, 10**12, "b").wall_ms == NOW + 7 * 24 * HOUR
+
+
+def test_the_centres_date_header_is_read_to_the_second():
+    assert clock.centre_ms_of("Wed, 02 Dec 2026 02:10:02 GMT") == 1_796_177_402_000
+    assert clock.centre_ms_of(None) is None and clock.centre_ms_of("not a date") is None
+
+
+def test_connectivity_goes_by_the_order_of_contacts_not_by_the_wall_clock():
+    from edge.counter.online import Connectivity
+
+    link = Connectivity()
+    link.failed(NOW + 7 * 24 * HOUR, "down")       # failed while the clock was a week ahead
+    assert link.should_try(NOW, 30_000)            # the clock went back since: no reason to wait a week
+    link.ok(NOW)                                   # then corrected, and the centre answers
+    assert link.online
