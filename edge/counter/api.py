@@ -87,6 +87,8 @@ def _int(value: str, name: str) -> int:
                          field=name) from None
     if n < 1:
         raise BadRequest(f"{name} must be ≥ 1", zh=f"{_ZH_NAMES.get(name, '编号')}应大于0", field=name)
+    if n > 2**53:       # the contract's bound on a seq (sync.bodies); a larger one is no entry, and no SQLite integer
+        raise BadRequest(f"{name} must be ≤ 2^53", zh=f"{_ZH_NAMES.get(name, '编号')}过大", field=name)
     return n
 
 
