@@ -18,7 +18,7 @@ money that has not moved.
 A counter pays a payout it was told of in cash and journals a signed ``payout`` entry (the patient
 signs its receipt); when the reconciler meets that entry (:func:`paid_from`), the payout goes
 ``owed`` -> ``paid`` and the report's "paid" row moves. An entry that does not match what is owed
-(unknown number, another person or amount, voided or paid already) closes nothing and opens a
+(unknown number, another device, person or amount, voided or paid already) closes nothing and opens a
 review item (``payout_mismatch``): the cash left the counter, a reviewer settles the difference.
 """
 
@@ -147,12 +147,16 @@ def paid_from(store, rows: Iterable[Mapping[str, Any]], now: int) -> int:
         p = store.payouts.payout(str(b.get("payout_no")))
         if p is not None and p["status"] == PAID and p.get("note") == note:
             continue                                    # this entry closed it already (a re-run)
-        if (p is not None and p["psn_no"] == b.get("psn_no") and int(p["amount"]) == b.get("amount")
+        # Only the counter the payout names pays it (its notice went there alone): another device's entry
+        # for it is cash that left a counter which had no claim to pay it, a mismatch for a reviewer.
+        if (p is not None and p["device"] == r["device"] and p["psn_no"] == b.get("psn_no")
+                and int(p["amount"]) == b.get("amount")
                 and store.payouts.close_payout(p["payout_no"], PAID, note=note, now=now)):
             closed += 1
             continue
         psn_no = b.get("psn_no") if isinstance(b.get("psn_no"), str) else None
-        state = "未知退款号" if p is None else {"paid": "已支付过", "void": "已作废"}.get(p["status"], "金额或参保人不符")
+        state = "未知退款号" if p is None else {"paid": "已支付过", "void": "已作废"}.get(
+            p["status"], "金额或参保人不符" if p["device"] == r["device"] else "退款号属于其他设备")
         log.warning("payout entry %s/%s does not match what is owed (%s)", r["device"], r["seq"], state)
         if psn_no is not None:
             store.ledger.record_review(psn_no, r["device"], int(r["seq"]), MISMATCH,

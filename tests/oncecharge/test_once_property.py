@@ -186,7 +186,7 @@ class OneVisitOneCharge(RuleBasedStateMachine):
         rows = []
         for d in DEVICES:
             for seq, kind, body in self.journals[d]:
-                if kind == "payout" and (not fresh or seq > self.uploaded[d]):
+                if kind == "payout" and (seq > self.uploaded[d] if fresh else seq <= self.uploaded[d]):
                     rows.append({"device": d, "seq": seq, "kind": kind, "body": body})
             if fresh:
                 self.uploaded[d] = len(self.journals[d])
@@ -232,7 +232,7 @@ class OneVisitOneCharge(RuleBasedStateMachine):
 
     @rule()
     def replay_payout_entries(self):
-        """Every payout entry reconciled again (a re-run of the batch): nothing is paid a second time."""
+        """Every uploaded payout entry reconciled again (a re-run of the batch): nothing is paid twice."""
         with self.store.transaction():
             payouts.paid_from(self.store, self._payout_rows(fresh=False), self.clock)
 

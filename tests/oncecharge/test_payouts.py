@@ -142,3 +142,19 @@ def test_a_credit_and_a_claim_paid_at_the_counter_are_paid_once_the_entries_are_
     assert report.daily(store, "S1", DATE)["payouts"]["site"] == {"owed": owed, "paid": owed, "outstanding": 0}
     reviews = store.db.query("SELECT code FROM recon_reviews WHERE psn_no = 'P0001' AND seq = 6")
     assert [r["code"] for r in reviews] == ["payout_mismatch"]       # the unknown payout closes nothing
+
+
+def test_a_payout_entry_from_another_device_closes_nothing(day):
+    """Only the counter a payout names pays it: another device of the same site journaling a payout entry
+    for it (same number, person and amount) is a mismatch for a reviewer, and the payout stays owed."""
+    store, d = day
+    cash = _outcome_notices(store, d.device)[2]
+    other = Device("D-S1-2")
+    store.register_device(other.device, "S1", bytes(other.key.verify_key), now=T0 - DAY)
+    other.append("payout", {"req": f"@payout:{cash['payout_no']}", "payout_no": cash["payout_no"], "psn_no": "P0001",
+                            "amount": cash["payout"], "method": "cash", "reason": "医保中心应退款项"}, time=T0 + 20)
+    store.put_entries(other.device, other.items(), now=T0 + DAY)
+    reconcile.run_pending(store, now=T0 + 2 * DAY)
+    assert store.payouts.payout(cash["payout_no"])["status"] == "owed"
+    reviews = store.db.query("SELECT code, reason FROM recon_reviews WHERE device = ?", (other.device,))
+    assert [r["code"] for r in reviews] == ["payout_mismatch"] and "其他设备" in reviews[0]["reason"]
