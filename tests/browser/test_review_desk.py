@@ -154,3 +154,69 @@ def _notice(url: str, size: str) -> dict:
             return got
         finally:
             browser.close()
+
+
+def _cancel_at_desk(url: str, size: str, device: str, seq: int) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    from .test_counter_page import _browser
+
+    got: dict = {}
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport=VIEWPORTS[size], locale="zh-CN")
+            page.goto(url + "/review")
+            page.fill("input[name=name]", "rev")
+            page.fill("input[name=password]", "reviewer-pass")
+            page.click("button[type=submit]")
+            page.wait_for_selector("#queue")
+            page.click("#centre-cancel")
+            page.fill("#find input[name=device]", device)
+            page.fill("#find input[name=seq]", str(seq))
+            page.click("#find button")
+            page.wait_for_selector("#settlement")
+            got["found"] = page.inner_text("body")
+            page.fill("#cancel textarea[name=reason]", "参保人重复结算")
+            page.click("#cancel button")                             # not confirmed
+            page.wait_for_selector("[role=alert]")
+            got["no_confirm"] = page.inner_text("[role=alert]")
+            got["reason_kept"] = page.input_value("#cancel textarea[name=reason]")
+            _shot(page, f"review-{size}-cancel-needs-confirm")
+            page.check("#cancel input[name=confirm]")
+            page.click("#cancel button")
+            page.wait_for_selector("#cancelled")
+            got["cancelled"] = page.inner_text("#cancelled")
+            got["form_left"] = page.locator("#cancel").count()
+            _shot(page, f"review-{size}-cancelled")
+        finally:
+            browser.close()
+    return got
+
+
+async def test_review_desk_cancels_a_settlement_in_chinese(stack):
+    """The centre-side cancel on the desk, by keyboard and mouse as a reviewer uses it: find, reason,
+    confirm (refused on the same page until ticked, the reason kept), cancelled once."""
+    from sync.centre import reconcile
+
+    api = stack.api
+    await api.post("/api/card/simulate", json=ZHANGSAN)
+    r = await api.post("/api/settle", json={"req": "DESK-C1", "med_type": "11", "acct_used_flag": True, "pin": "123456",
+                                               "items": ITEMS})
+    assert r.status_code == 200, r.text
+    seq = r.json()["seq"]
+
+    async def sent():
+        return (await api.get("/api/status")).json()["backlog"]["count"] == 0
+    with trio.fail_after(30):
+        await wait_for(sent)
+    await trio.to_thread.run_sync(reconcile.run_pending, stack.store)
+    await trio.to_thread.run_sync(lambda: stack.store.accounts.add("rev", "reviewer-pass", "reviewer", now=0))
+    device = stack.daemon.counter.journal.device
+    got = await trio.to_thread.run_sync(_cancel_at_desk, stack.centre.url, "1366x768", device, seq)
+    assert "撤销此笔结算" in got["found"] and "3303000000000001" in got["found"] and "已确认" in got["found"]
+    assert "请勾选" in got["no_confirm"] and got["reason_kept"] == "参保人重复结算"
+    assert "已于医保中心撤销" in got["cancelled"] and "参保人重复结算" in got["cancelled"] and got["form_left"] == 0
+    for word in ("cancel", "reason", "owed", "confirmed", "adjusted"):
+        assert word not in got["cancelled"], word
+    assert stack.store.payouts.cancel_of(device, seq)["who"] == "rev"
