@@ -35,6 +35,7 @@ goes into the journal entry's ``basis.limits`` so re-adjudication sees what the 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -90,6 +91,7 @@ class Facts:
     clock_zh: str = ""                         # what the clerk is told to do about it
     other_region: bool = False                 # card issued in another region than the site's (异地)
     region_filed: bool = False                 # the snapshot has a 异地就医 filing for this site's region
+    card_region: str | None = None             # the card's issuing region (named to the clerk when 异地)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +181,9 @@ def decide(f: Facts) -> Decision:
     if f.keyed_in:
         return _full("card_unreadable", "keyed-in card while offline: never settled offline")
     if f.other_region and not f.region_filed:
-        return _full("other_region", "card issued in another region, no 异地就医 filing for this site's region "
-                     "in the snapshot: settled only online (the centre settles by the home region's rules)")
+        return _full("other_region", f"card issued in another region ({f.card_region or 'unknown'}), no 异地就医 "
+                     "filing for this site's region in the snapshot: settled only online (the centre settles by the "
+                     "home region's rules)", f"此卡由 {f.card_region} 地区签发" if f.card_region else "")
     if not f.person_known:
         return _full("offline_limit", "person_snapshot: no person snapshot in the cache (unknown person)",
                      "本地无此参保人信息")
@@ -251,6 +254,13 @@ def after_centre(code: str, message: str = "") -> Decision | None:
         return _full("pending_review", message or "centre: earlier bills under review")
     if code in ("card_hotlisted", "unknown_person"):
         return _refuse(code, message or f"centre: {code}")
+    if code == "other_region":
+        # A card from another region whose person the centre does not hold (sync.centre.online: its message
+        # names the region as "region NNNNNN"): a full payment the patient claims back, saying which region.
+        found = re.search(r"region (\d{6})", message or "")
+        where = f"此卡由 {found.group(1)} 地区签发，" if found else ""
+        return _full("other_region", message or "centre: card from another region, person not held there",
+                     where + "医保中心没有此参保人及其参保地的结算政策：请患者全额垫付，凭票据回参保地报销")
     if code == "clock_skew":
         # The centre refused the request's signing time: the PC clock is off (edge.counter.clock). Offline
         # cannot be trusted either: a full payment, and the clerk is told to fix the clock.

@@ -324,7 +324,7 @@ class Counter:
             offline_acct_used=counters[1] if counters else None)
         site = self.settings.region
         if site and identity.region and identity.region != site:
-            facts = dataclasses.replace(facts, other_region=True, region_filed=bool(
+            facts = dataclasses.replace(facts, other_region=True, card_region=identity.region, region_filed=bool(
                 person and offline.region_filed(person.snapshot, site, today)))
         fault = self.clock_fault(now)
         if fault is not None:

@@ -4,7 +4,8 @@ Request  ``{"req", "psn_no", "card_id", "visit", "items", "acct_used_flag"}`` (`
          ``psn_no`` when the device does not know the person)
 Answer   200 ``{"person": <state settled on, engine input shape>, "result": Settlement.to_dict(),
          "basis": {"catalogue": {"version", "hash"}, "policy": {"version", "hash", "policy_version"}}}``
-         409 ``{"error": {"code", "message"}}`` with code ``unknown_person``, ``suspended``,
+         409 ``{"error": {"code", "message", "zh"}}`` with code ``unknown_person``, ``other_region`` (a card
+         from another region than the site's, person not held here; ``region`` names it), ``suspended``,
          ``pending_review``, ``card_hotlisted``, ``no_bundle`` or the engine's refusal codes
          (``invalid_input``, ``no_policy_rule``, ``no_chronic_filing``).
 
@@ -44,7 +45,7 @@ from edge.settle import (
     SettlementError, parse_catalogue, parse_items, parse_policy, parse_visit, round_fen, settle, yuan,
 )
 from edge.settle.money import mul
-from sync.centre.world import hotlist
+from sync.centre.world import card_region, hotlist, site_region
 from sync.centre.errors import OnlineRefused
 from sync.errors import SyncError
 
@@ -135,16 +136,39 @@ def lookup_online(store, device: str, data: Mapping[str, Any]) -> dict:
     return {"settled": False} if found is None else {"settled": True, **found}
 
 
+def _not_held(device: str, data: Mapping[str, Any]) -> OnlineRefused:
+    """The centre does not hold this person. A card read at the counter (not typed in) from another region
+    (异地) names that region: the person is insured there, and this centre holds neither their account nor
+    their home region's rules; the visit is a full payment the patient claims back (``other_region``)."""
+    card = card_region(data.get("card_id"))
+    site = site_region(device)
+    if card is not None and site is not None and card != site:
+        return OnlineRefused(f"card issued in region {card} (another region than this site's {site}, 异地): the "
+                             "centre does not hold this person or their home region's rules; take a full payment",
+                             code="other_region",
+                             zh=f"此卡由 {card} 地区签发（异地参保），医保中心没有此参保人及其参保地的结算政策，"
+                                "不能联网结算：请患者全额垫付，凭票据回参保地报销；已办理本地异地就医备案的，请联系医保中心",
+                             region=card)
+    if card is not None:
+        return _refuse("unknown_person", "the centre has no insured person with this card's ID number (read from "
+                                         "the card): take a full payment and tell the centre")
+    return _refuse("unknown_person", "the centre has no insured person with this ID number: check the number typed "
+                                     "in, or take a full payment")
+
+
 def settle_online(store, device: str, data: Mapping[str, Any], *, now: int) -> dict:
-    """Settle one visit online for ``device``; idempotent by (device, req). Blocking (worker thread)."""
+    """Settle one visit online for ``device``; idempotent by (device, req). Blocking (worker thread).
+
+    Region (异地): a card from another region than the device's site settles here when the centre holds the
+    person (they are insured here: it holds their account and their rules, which are this centre's);
+    otherwise it is refused ``other_region`` in Chinese naming the card's region (:func:`_not_held`)."""
     req, psn_no = data.get("req"), data.get("psn_no")
     if not isinstance(psn_no, str) or not psn_no:
         # A keyed-in card, or a person this device's snapshot does not hold: the SSN identifies them.
         certno = data.get("certno")
         psn_no = store.ledger.psn_by_certno(certno) if isinstance(certno, str) else None
         if psn_no is None and isinstance(certno, str) and certno:
-            raise _refuse("unknown_person", "the centre has no insured person with this ID number: check the "
-                                            "number typed in, or take a full payment")
+            raise _not_held(device, data)
     if not isinstance(req, str) or not req or not isinstance(psn_no, str) or not psn_no:
         raise _refuse("invalid_input", "req and psn_no (or certno) are required text fields")
     if not isinstance(data.get("visit"), Mapping) or not isinstance(data.get("items"), list):
@@ -161,6 +185,8 @@ def settle_online(store, device: str, data: Mapping[str, Any], *, now: int) -> d
                                 zh="此业务流水号已在本机记账（脱机结算或全额垫付），不再联网结算")
         led = store.ledger.load(psn_no, lock=True)
         if led is None:
+            if card_region(data.get("card_id")) not in (None, site_region(device)):
+                raise _not_held(device, data)
             raise _refuse("unknown_person", f"the centre has no insured person {psn_no}: check the card, or take a "
                                             "full payment")
         # Asked again under the person's row lock: a retry of this req at another worker (PostgreSQL, read

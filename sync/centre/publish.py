@@ -223,9 +223,64 @@ def publish(store, key, source: str | Path, *, kinds=KINDS, now: int | None = No
     return out
 
 
+def persons_from_ledger(store, verify_key) -> dict:
+    """The persons payload from the centre's ledger: each person as last published (name, 异地就医 filings and
+    anything else the ledger does not hold) with the ledger's figures on top (status, balance, years and
+    accumulators, open reviews, ``reflects_seq``). Persons the ledger holds that were never published are
+    added; persons published but not in the ledger stay as published."""
+    latest = store.latest_bundle("persons")
+    published: dict[str, dict] = {}
+    if latest is not None:
+        for p in bundles.open_bundle(latest["raw"], verify_key).payload.get("persons", []):
+            if isinstance(p, dict) and isinstance(p.get("psn_no"), str):
+                published[p["psn_no"]] = p
+    merged = {**published}
+    for snap in store.ledger.snapshots():
+        merged[snap["psn_no"]] = {**published.get(snap["psn_no"], {}), **snap}
+    return {"persons": [merged[k] for k in sorted(merged)]}
+
+
 def publish_persons_from_ledger(store, key, *, now: int | None = None) -> list[dict]:
-    """Publish the persons bundle from the centre's ledger: each snapshot carries its years and
-    accumulators and ``reflects_seq`` (per device, up to which seq its entries are in the figures), so
-    a counter re-applies only its own later entries. A persons file carries no ``reflects_seq``: the
-    counter then keeps all of its own entries on top (conservative)."""
-    return publish_payload(store, key, "persons", {"persons": store.ledger.snapshots()}, now=now)
+    """Publish the persons bundle from the centre's ledger (:func:`persons_from_ledger`): each snapshot
+    carries its years and accumulators and ``reflects_seq`` (per device, up to which seq its entries are
+    in the figures), so a counter re-applies only its own later entries. A persons file carries no
+    ``reflects_seq``: the counter then keeps all of its own entries on top (conservative).
+    ``centre publish --from-ledger`` runs it; so does ``centre run`` in the background
+    (:func:`persons_background`)."""
+    return publish_payload(store, key, "persons", persons_from_ledger(store, key.verify_key), now=now)
+
+
+# How often ``centre run`` publishes persons from the ledger (a pass that finds nothing changed publishes
+# nothing). Minutes, not seconds: each pass reads every person, and a counter applies each version.
+PERSONS_EVERY_S = 600.0
+
+
+async def persons_background(store, key, *, interval: float = PERSONS_EVERY_S,
+                             task_status=None) -> None:
+    """Publish persons from the ledger every ``interval`` seconds, once reconciliation has caught up (an
+    empty queue: a snapshot then reflects whole passes), on a connection of its own. The first pass is
+    one interval after start. A pass that fails (another worker published the same version first, a busy
+    database) is logged and retried next time."""
+    import logging
+
+    import trio
+
+    log = logging.getLogger("sync.centre")
+    own = await trio.to_thread.run_sync(store.sibling)
+    if task_status is not None:
+        task_status.started()
+    try:
+        while True:
+            await trio.sleep(interval)
+            try:
+                if await trio.to_thread.run_sync(own.recon.queue_length):
+                    continue          # reconciliation is behind: publish after it caught up
+                rows = await trio.to_thread.run_sync(lambda: publish_persons_from_ledger(own, key))
+                if rows:
+                    log.info("publish: persons from the ledger, version %s", rows[-1].get("version"))
+            except Exception as exc:  # the next pass retries; publishing must never stop the centre
+                log.warning("publish: persons from the ledger failed (%s: %s); retrying in %.0f s",
+                            type(exc).__name__, exc, interval)
+    finally:
+        if own is not store:
+            own.close()

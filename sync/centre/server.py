@@ -15,7 +15,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from sync.centre import reconcile
+from sync.centre import publish, reconcile
 from sync.centre.app import create_app
 from sync.centre.verify import Verifier
 
@@ -49,7 +49,8 @@ async def serve_app(app, *, host: str = "127.0.0.1", port: int = 0, certfile: st
 
 async def run_centre(store, bundle_key, *, host: str = "127.0.0.1", port: int = 0, background: bool = True,
                      verify_processes: int = 0, app_options: dict | None = None, certfile: str | None = None,
-                     keyfile: str | None = None, task_status=trio.TASK_STATUS_IGNORED) -> None:
+                     keyfile: str | None = None, persons_every_s: float | None = None,
+                     task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve the centre over ``store`` until cancelled. ``verify_processes`` > 0 verifies entries in
     that many worker processes (see :mod:`sync.centre.verify`), else in worker threads."""
     verifier = Verifier(processes=verify_processes) if verify_processes > 0 else None
@@ -59,6 +60,10 @@ async def run_centre(store, bundle_key, *, host: str = "127.0.0.1", port: int = 
             if background:
                 for fn in BACKGROUND:
                     await nursery.start(fn, store)
+                # Persons from the ledger once reconciliation has moved it (their reflects_seq tells each
+                # counter which of its own entries are in the figures): needs the bundle key.
+                await nursery.start(partial(publish.persons_background, store, bundle_key,
+                                            interval=persons_every_s or publish.PERSONS_EVERY_S))
             url = await nursery.start(partial(serve_app, app, host=host, port=port, certfile=certfile,
                                               keyfile=keyfile))
             log.info("centre: listening on %s (store: %s)", url, store.backend)
@@ -80,7 +85,8 @@ class RunningCentre:
 
 async def start_centre(nursery, store, key=None, *, host: str = "127.0.0.1", port: int = 0,
                        background: bool = False, verify_processes: int = 0, certfile: str | None = None,
-                       keyfile: str | None = None, **app_options) -> RunningCentre:
+                       keyfile: str | None = None, persons_every_s: float | None = None,
+                       **app_options) -> RunningCentre:
     """Start a centre in ``nursery`` (tests, benches, demos); returns once it listens."""
     from nacl.signing import SigningKey
 
@@ -91,7 +97,7 @@ async def start_centre(nursery, store, key=None, *, host: str = "127.0.0.1", por
         with scope:
             await run_centre(store, key, host=host, port=port, background=background, app_options=app_options,
                              verify_processes=verify_processes, certfile=certfile, keyfile=keyfile,
-                             task_status=task_status)
+                             persons_every_s=persons_every_s, task_status=task_status)
 
     url = await nursery.start(runner)
     return RunningCentre(store, key, url, scope)

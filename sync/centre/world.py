@@ -17,6 +17,24 @@ from edge.settle import InvalidInput, parse_catalogue, parse_policy
 from sync.centre import replay as rp
 
 
+# ------------------------------------------------------------------------------------ regions ---
+def site_region(device: str) -> str | None:
+    """The region of a device's site: device ids are ``D-<site>-<n>`` and site codes ``S`` + the 6-digit
+    region + a serial (``D-S330300001-1`` is in 330300). None when the id does not follow that form (the
+    region rule is then off for it)."""
+    parts = device.split("-")
+    site = parts[1] if len(parts) >= 3 else ""
+    region = site[1:7]
+    return region if site.startswith("S") and len(region) == 6 and region.isdigit() else None
+
+
+def card_region(card_id: Any) -> str | None:
+    """The issuing region of a card: the first 6 characters of its identification code (None: no card read)."""
+    if not isinstance(card_id, str) or len(card_id) < 6 or not card_id[:6].isdigit():
+        return None
+    return card_id[:6]
+
+
 # ------------------------------------------------------------------------------------- world ---
 def _payload(raw: bytes) -> tuple[dict, dict]:
     env = cbor2.loads(cbor2.loads(raw)["signed"])

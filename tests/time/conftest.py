@@ -24,7 +24,7 @@ import pytest
 import trio
 
 from counter.conftest import cache, cards, centre, journal  # noqa: F401  (pytest finds fixtures by name)
-from harness.demo import SAMPLE, SITE, seed_ledger, seed_prices, wait_for
+from harness.demo import SAMPLE, SITE, seed_prices, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 HOUR_MS = 3_600_000
@@ -66,7 +66,7 @@ class ClockStack:
     state_dir: Path
     config: Path
     clock: ShiftedClock
-    lib: str
+    lib: str | None           # libfaketime; None: the daemon runs on the true clock
     proc: subprocess.Popen | None = None
     url: str = ""
     logs: list[Path] = field(default_factory=list)
@@ -83,7 +83,7 @@ class ClockStack:
     async def start_counter(self) -> str:
         log = self.tmp / f"edge-{len(self.logs) + 1}.log"
         self.logs.append(log)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.clock.env(self.lib)}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.clock.env(self.lib) if self.lib else {})}
         with open(log, "w") as err:
             self.proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(self.config)], cwd=ROOT,
                                          stdout=subprocess.PIPE, stderr=err, text=True, env=env)
@@ -125,15 +125,16 @@ class ClockStack:
 
     def run_edge(self, *args: str) -> subprocess.CompletedProcess:
         """An `edge` command (status, diagnose), under the same shifted clock as the daemon."""
-        env = {**os.environ, **self.clock.env(self.lib)}
+        env = {**os.environ, **(self.clock.env(self.lib) if self.lib else {})}
         return subprocess.run([sys.executable, "-m", "edge", *args], cwd=ROOT, capture_output=True, text=True,
                               env=env, timeout=120)
 
 
-async def start_clock_stack(nursery, tmp: Path, lib: str, *, published_hours_ago: int = 30,
-                            region: str | None = "330300") -> ClockStack:
-    """Centre + sample bundles published ``published_hours_ago`` (so the bundles' issue time is no floor
-    worth having) + an enrolled state directory + the daemon's config. The daemon is not started."""
+async def start_clock_stack(nursery, tmp: Path, lib: str | None, *, published_hours_ago: int = 30,
+                            region: str | None = "330300", persons: list[dict] = ()) -> ClockStack:
+    """Centre + sample bundles (with ``persons`` added to the sample's) published ``published_hours_ago``
+    (so the bundles' issue time is no floor worth having) + an enrolled state directory + the daemon's
+    config. The daemon is not started."""
     from edge.enrol import enroll
     from sync.centre.keys import load_or_create
     from sync.centre.publish import publish
@@ -145,8 +146,16 @@ async def start_clock_stack(nursery, tmp: Path, lib: str, *, published_hours_ago
     store = open_store(centre_dir / "centre.db")
     key = load_or_create(centre_dir)
     then = time.time_ns() // 1_000_000 - published_hours_ago * HOUR_MS
-    await trio.to_thread.run_sync(lambda: publish(store, key, SAMPLE, now=then))
-    await trio.to_thread.run_sync(seed_ledger, store)
+    sample = SAMPLE
+    if persons:
+        sample = tmp / "sample"
+        shutil.copytree(SAMPLE, sample)
+        doc = json.loads((sample / "persons.json").read_text(encoding="utf-8"))
+        doc["persons"].extend(persons)
+        (sample / "persons.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    await trio.to_thread.run_sync(lambda: publish(store, key, sample, now=then))
+    await trio.to_thread.run_sync(lambda: store.ledger.seed_from_persons(
+        json.loads((sample / "persons.json").read_text(encoding="utf-8"))["persons"]))
     running = await start_centre(nursery, store, key, background=True)
     token = store.create_enrol_token(SITE, ttl_ms=3_600_000)
     async with httpx.AsyncClient(trust_env=False) as client:
@@ -200,6 +209,24 @@ def clock_stack(tmp_path, nursery):
         return s
 
     yield make
+    _stop_all(made)
+
+
+@pytest.fixture
+def daemon_stack(tmp_path, nursery):
+    """``await daemon_stack(region=..., persons=...)``: as ``clock_stack``, on the true clock (no faketime)."""
+    made: list[ClockStack] = []
+
+    async def make(**options) -> ClockStack:
+        s = await start_clock_stack(nursery, tmp_path, None, **options)
+        made.append(s)
+        return s
+
+    yield make
+    _stop_all(made)
+
+
+def _stop_all(made: list[ClockStack]) -> None:
     for s in made:
         if s.proc is not None and s.proc.poll() is None:
             s.proc.kill()

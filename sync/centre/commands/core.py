@@ -62,9 +62,13 @@ def register(sub) -> None:
                        description="Build signed, versioned bundles (full and delta) from a directory of "
                                    "catalogue/policy/persons/hotlist .json or .csv files and offer them to devices.")
     _common(p)
-    p.add_argument("--source", required=True, metavar="DIR", help="directory of source files (e.g. sync/centre/sample)")
+    p.add_argument("--source", metavar="DIR", help="directory of source files (e.g. sync/centre/sample)")
     p.add_argument("--kind", action="append", choices=("catalogue", "policy", "persons", "hotlist"),
                    help="publish only this kind (repeatable; default all found)")
+    p.add_argument("--from-ledger", action="store_true",
+                   help="publish the persons bundle from the centre's ledger (balances, years, accumulators and "
+                        "each device's reflected seq, over the persons last published) instead of source files; "
+                        "`centre run` does it by itself every 10 minutes")
     p.set_defaults(func=publish)
 
     p = sub.add_parser("devices", help="list enrolled devices with their high-water marks",
@@ -204,7 +208,8 @@ def enroll_token(args) -> int:
 
 def publish(args) -> int:
     from sync.centre.keys import check_recorded
-    from sync.centre.publish import KINDS, publish as do_publish
+    from sync.centre.errors import SourceError
+    from sync.centre.publish import KINDS, publish as do_publish, publish_persons_from_ledger
     from sync.errors import SyncError
 
     try:
@@ -212,7 +217,15 @@ def publish(args) -> int:
         try:
             key = _key(args)
             check_recorded(store, key)
-            rows = do_publish(store, key, args.source, kinds=tuple(args.kind or KINDS))
+            if args.from_ledger == (args.source is not None):
+                raise SourceError("give either --source DIR (source files) or --from-ledger (persons from the "
+                                  "centre's ledger)")
+            if args.from_ledger:
+                if args.kind and args.kind != ["persons"]:
+                    raise SourceError("--from-ledger publishes the persons bundle only")
+                rows = publish_persons_from_ledger(store, key)
+            else:
+                rows = do_publish(store, key, args.source, kinds=tuple(args.kind or KINDS))
         finally:
             store.close()
     except SyncError as exc:
