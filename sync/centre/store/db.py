@@ -39,6 +39,7 @@ Errors: sqlite3 / psycopg exceptions are mapped to :class:`sync.errors.StoreErro
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sqlite3
 import threading
@@ -173,6 +174,19 @@ class Database:
             except self._driver_errors() as exc:
                 raise self._map(exc) from exc
 
+    def insert_many(self, head: str, types: Sequence[str], rows: Iterable[Sequence[Any]], tail: str = "") -> int:
+        """``head`` (``INSERT INTO t (a, b)``) for many rows, then ``tail`` (``ON CONFLICT ...``).
+        ``types`` are the columns' PostgreSQL types: there the rows go as one array per column in one
+        statement (``SELECT * FROM unnest(...)``: one parse and plan for the batch, not one per row);
+        SQLite runs the statement per row."""
+        rows = [tuple(r) for r in rows]
+        if not rows:
+            return 0
+        if self.backend != "postgres":
+            return self.executemany(f"{head} VALUES ({', '.join('?' * len(types))}) {tail}", rows)
+        arrays = ", ".join(f"?::{t}[]" for t in types)
+        return self.execute(f"{head} SELECT * FROM unnest({arrays}) {tail}", [list(c) for c in zip(*rows)])
+
     def query(self, statement: SQL, params: Sequence[Any] = ()) -> list[dict]:
         # Inside a caller's transaction a read needs no savepoint of its own (SAVEPOINT + RELEASE were
         # two extra round trips per read: most of the reconciler's time on PostgreSQL).
@@ -304,25 +318,82 @@ _PG_MIGRATION_LOCK = 0x63656E7472650001
 _BLOB = re.compile(r"\bBLOB\b")
 
 
+# Connections per pool (per process and per Database: the reconciler's sibling has its own pool).
+POOL_SIZE = int(os.environ.get("CENTRE_PG_POOL", "8"))
+
+
+class _ThreadState(threading.local):
+    depth = 0
+    owner: int | None = None
+    conn: Any = None
+
+
+class _NoLock:
+    """The pool's stand-in for the base class's lock: each thread has its own connection and state."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
 class PostgresDatabase(Database):
+    """PostgreSQL through a psycopg_pool connection pool: each thread's transaction takes a connection
+    from the pool at BEGIN and gives it back at COMMIT/ROLLBACK (a statement outside a transaction is
+    one short transaction), so worker threads serving requests run at once and never wait for each
+    other's transactions; nested transactions are savepoints on the thread's connection."""
+
     backend = "postgres"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pool_size: int | None = None) -> None:
+        self._state = _ThreadState()   # before the base class sets _depth/_owner through it
         super().__init__()
         import psycopg
+        from psycopg_pool import ConnectionPool, PoolTimeout
 
         self._psycopg = psycopg
         self.url = url
-        self._conn = self._connect()
+        self.pool_size = max(1, pool_size or POOL_SIZE)
+        self._lock = _NoLock()  # type: ignore[assignment]
         self._cache: dict[str, str] = {}
-
-    def _connect(self):
+        # autocommit=True: we send BEGIN/COMMIT ourselves, exactly like the SQLite side.
+        self._pool = ConnectionPool(url, min_size=1, max_size=self.pool_size, open=False, name="centre", num_workers=1,
+                                    kwargs={"autocommit": True, "connect_timeout": 10}, timeout=30)
         try:
-            # autocommit=True: we send BEGIN/COMMIT ourselves, exactly like the SQLite side.
-            return self._psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-        except self._psycopg.Error as exc:
-            raise StoreError(f"cannot connect to PostgreSQL at {_redact(self.url)}: {exc}; is the server running "
+            self._pool.open(wait=True, timeout=15)
+        except (PoolTimeout, psycopg.Error) as exc:
+            self._pool.close()
+            raise StoreError(f"cannot connect to PostgreSQL at {_redact(url)}: {exc}; is the server running "
                              "and the URL right?") from exc
+
+    # Per-thread transaction state (the base class keeps one for its single connection).
+    @property  # type: ignore[override]
+    def _depth(self) -> int:
+        return self._state.depth
+
+    @_depth.setter
+    def _depth(self, value: int) -> None:
+        self._state.depth = value
+
+    @property  # type: ignore[override]
+    def _owner(self) -> int | None:
+        return self._state.owner
+
+    @_owner.setter
+    def _owner(self, value: int | None) -> None:
+        self._state.owner = value
+
+    @property
+    def _conn(self):
+        conn = self._state.conn
+        if conn is None:
+            raise StoreError("no PostgreSQL connection outside a transaction (a bug in the store layer)")
+        return conn
+
+    def connections(self) -> int:
+        """Connections the pool holds now (open ones, in use or idle)."""
+        return int(self._pool.get_stats().get("pool_size", 0))
 
     def _translate(self, statement: str) -> str:
         out = self._cache.get(statement)
@@ -333,17 +404,40 @@ class PostgresDatabase(Database):
         return out
 
     def _begin(self) -> None:
-        # A server restart or a dropped connection leaves the old connection broken; the request that
-        # met it failed (retryable StoreError), the next one reconnects here.
-        if self._conn.closed or self._conn.broken:
-            self._conn = self._connect()
-        self._conn.execute("BEGIN")
+        # A server restart or a dropped connection leaves a pooled connection broken: the pool discards
+        # it when it comes back (the request that met it failed, retryable StoreError); the next
+        # transaction gets a working one.
+        try:
+            conn = self._pool.getconn()
+        except Exception as exc:  # PoolTimeout, PoolClosed: no connection to be had
+            raise StoreError(f"no PostgreSQL connection free at {_redact(self.url)} ({exc}); retry") from exc
+        try:
+            conn.execute("BEGIN")
+        except BaseException:
+            self._pool.putconn(conn)
+            raise
+        self._state.conn = conn
+
+    def _release(self) -> None:
+        conn, self._state.conn = self._state.conn, None
+        if conn is not None:
+            self._pool.putconn(conn)
 
     def _commit(self) -> None:
-        self._conn.execute("COMMIT")
+        try:
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.broken or self._conn.closed:
+                self._release()   # the base class's rollback is suppressed; nothing else would give it back
+            raise
+        self._release()
 
     def _rollback(self) -> None:
-        self._conn.execute("ROLLBACK")
+        try:
+            if self._state.conn is not None and not (self._state.conn.broken or self._state.conn.closed):
+                self._conn.execute("ROLLBACK")
+        finally:
+            self._release()
 
     def _raw(self, statement: str) -> None:
         self._conn.execute(statement)
@@ -356,7 +450,9 @@ class PostgresDatabase(Database):
         return bool(self._conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0])
 
     def reopen(self) -> "Database":
-        return PostgresDatabase(self.url)
+        # Background work gets a small pool of its own: a handler never waits for a connection a
+        # reconciliation batch holds, nor a batch for the handlers'.
+        return PostgresDatabase(self.url, pool_size=2)
 
     def _cursor(self):
         return self._conn.cursor()
@@ -370,7 +466,7 @@ class PostgresDatabase(Database):
         return StoreError(f"PostgreSQL error at {_redact(self.url)}: {exc}; check the server, then retry")
 
     def _close(self) -> None:
-        self._conn.close()
+        self._pool.close()
 
 
 def _redact(url: str) -> str:
