@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import trio
 
+from edge.counter.operators import require
 from edge.counter.visit import INTERNAL, caller_req_ok
 from sync import bodies
 from sync.errors import BodyError
@@ -121,7 +122,7 @@ async def quote(ctx: Ctx, data: dict) -> dict:
                          "psn_cash_pay": medfee}}
 
 
-def _claim_body(counter: Any, data: dict, today: Any) -> dict:
+def _claim_body(counter: Any, data: dict, today: Any, operator: Any) -> dict:
     """The claim entry's body (cache reads for the basis: call it in a worker thread)."""
     b = counter._basis(False)    # the bundles in the cache; refuses (NotReady) before the first download
 
@@ -148,8 +149,10 @@ def _claim_body(counter: Any, data: dict, today: Any) -> dict:
         paid={"medfee_sumamt": medfee, "acct_pay": 0, "psn_cash_pay": medfee},
         basis=bodies.Basis(catalogue=catalogue, policy=policy, persons=None, hotlist=ref("hotlist", False)),
         ec_token=data["ec_token"]).build()
+    if operator is not None:    # who took the cash, as on the counter's own claims
+        body["operator"] = {"id": str(operator.id), "name": str(operator.name)}
     try:
-        bodies.Claim.parse(body)     # the contract's own check, before anything is journaled
+        bodies.parse("claim", body)     # the contract's own check, before anything is journaled
     except BodyError as exc:
         raise StateError(f"the claim cannot be journaled: {exc.message}", zh="费用明细超出记账范围，未结算",
                          field=exc.detail.get("field")) from exc
@@ -168,15 +171,11 @@ async def claim(ctx: Ctx, data: dict) -> dict:
         # found as that cancel. Counter.settle/claim refuse them; this path appends directly, so here.
         raise StateError(f"msgid may not start with {INTERNAL!r}", zh=f"报文ID不能以“{INTERNAL}”开头，请使用新的报文ID",
                          field="msgid")
-    op = ctx.operator
-    if op is not None and "settle" not in getattr(op, "roles", ()):
-        raise StateError(f"operator {getattr(op, 'id', '?')} may not settle", zh="您没有结算的权限", field="opter")
+    require(ctx.operator, "settle")    # as Counter.claim: the HIS token holds it, a clerk may not
     now = counter.now()     # the clocks are read on the loop (a test clock may be trio's own)
     async with counter._lock:
         counter._check_journal()
-        body = await ctx.thread(_claim_body, counter, data, now.today)
-        if op is not None:   # who took the cash, as on the counter's own claims
-            body["operator"] = {"id": str(op.id), "name": str(op.name)}
+        body = await ctx.thread(_claim_body, counter, data, now.today, ctx.operator)
         # A msgid journaled before (an answer lost before his.db kept it) gives the entry it made.
         entry = await counter._append_entry("claim", body, receipt=True)
     if entry.kind != "claim" or entry.body.get("ec_token") != token:

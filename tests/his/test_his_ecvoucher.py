@@ -120,6 +120,7 @@ async def _offline_claim(his: His, site, token: str) -> str:
     receipt = (await his.client.get(f"/api/receipt/{head + 1}")).json()
     assert receipt["kind"] == "claim" and receipt["claim_no"] == found.group(1) and receipt["psn_no"] is None
     assert receipt["setlinfo"]["psn_cash_pay"] == receipt["setlinfo"]["medfee_sumamt"] == 3560
+    assert receipt["operator"]["id"] == "HIS"        # the installation token's operator took the cash
     for page in (f"/receipt/{head + 1}", "/api/visits"):     # (the shift close is a clerk's page)
         assert (await his.client.get(page)).status_code == 200, page
     # The HIS retries the same msgid: the same answer, nothing journaled again.
