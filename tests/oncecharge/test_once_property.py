@@ -228,7 +228,10 @@ class OneVisitOneCharge(RuleBasedStateMachine):
     def pay_out_anyway(self, device, pick):
         """A counter that ignores its own rules: pays twice, at the other counter, or after the cancel."""
         owed = self._owed()
-        self._pay(device, owed[pick % len(owed)])
+        p = owed[pick % len(owed)]
+        if self._counter_refuses(device, p) is None:     # what an honest counter would have done as well
+            self.honest.setdefault(p["payout_no"], (device, len(self.journals[device]) + 1))
+        self._pay(device, p)
 
     @rule()
     def replay_payout_entries(self):
