@@ -44,7 +44,7 @@ def _cancel(store, device: str, seq: int, *, reason: str, who: str, now: int) ->
     with store.transaction():
         prior = store.payouts.cancel_of(device, seq)
         if prior is not None:
-            return _answer(prior)
+            return _answer(store, prior)
         row = store.recon.outcome(device, seq)
         if row is None or row["kind"] != "settlement":
             raise _refuse(f"no reconciled settlement {device}/{seq}: wait until the device has uploaded it and "
@@ -64,7 +64,7 @@ def _cancel(store, device: str, seq: int, *, reason: str, who: str, now: int) ->
         # process, PostgreSQL read committed) committed while we waited; answer it, do not reverse twice.
         prior = store.payouts.cancel_of(device, seq)
         if prior is not None:
-            return _answer(prior)
+            return _answer(store, prior)
         # The replay's own cancel rule (the reversal every counter cancel gets), on a synthetic event.
         orig = outcome_from_row(row)
         body = {"cancels": seq, "psn_no": row["psn_no"],
@@ -97,11 +97,16 @@ def _cancel(store, device: str, seq: int, *, reason: str, who: str, now: int) ->
                       + (f"已退入个人账户的 ¥{yuan(taken_back)} 已扣回；" if taken_back else "") + cash}, now=now)
         store.ledger.record_action(who, "cancel_settlement", f"{device}/{seq}",
                                    {"reason": reason.strip(), **reversed_}, now=now)
-        return _answer(store.payouts.cancel_of(device, seq))
+        return _answer(store, store.payouts.cancel_of(device, seq))
 
 
-def _answer(row: Any) -> dict:
+def _answer(store, row: Any) -> dict:
+    # The cash owed back is the X- payout (the accepted cash, plus a credit no longer owed or taken back
+    # from the account), not the reversed cash alone.
+    back = store.payouts.payout(f"X-{row['device']}-{row['seq']}")
+    owed = int(back["amount"]) if back is not None else 0
     return {"device": row["device"], "seq": row["seq"], "psn_no": row["psn_no"], "reason": row["reason"],
             "who": row["who"], "reversed": {k: row["r_" + k] for k in KEYS}, "status": CANCELLED,
+            "payout_no": back["payout_no"] if back is not None else None, "cash_owed": owed,
             "text": f"settlement {row['device']}/{row['seq']} cancelled at the centre: fund ¥{yuan(row['r_fund'])}, "
-                    f"account ¥{yuan(row['r_acct'])} reversed; cash ¥{yuan(row['r_cash'])} owed back to the patient"}
+                    f"account ¥{yuan(row['r_acct'])} reversed; cash ¥{yuan(owed)} owed back to the patient"}

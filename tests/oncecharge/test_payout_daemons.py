@@ -212,7 +212,7 @@ async def test_a_claim_approved_at_the_review_desk_is_paid_out_at_the_counter(st
     assert rep["payouts"]["site"] == {"owed": owed["amount"], "paid": owed["amount"], "outstanding": 0}
 
 
-async def test_a_centre_cancel_takes_the_account_credit_back_and_owes_all_the_cash(stack):
+async def test_a_centre_cancel_takes_the_account_credit_back_and_owes_all_the_cash(stack, capsys):
     """After a credit went to the account, `centre cancel` of that settlement leaves the account as it
     was before the visit and owes the patient every fen they paid in cash (never the credit twice)."""
     from sync.centre import cli
@@ -226,7 +226,10 @@ async def test_a_centre_cancel_takes_the_account_credit_back_and_owes_all_the_ca
     device = stack.counter.journal.device
     args = ["cancel", "--db", str(stack.tmp / "centre" / "centre.db"), "--data-dir", str(stack.tmp / "centre"),
             "--device", device, "--seq", str(s["seq"]), "--reason", "重复收费", "--who", "王审核"]
+    capsys.readouterr()
     assert await trio.to_thread.run_sync(cli.main, args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["cash_owed"] == 3560 and "cash ¥35.60 owed back" in printed["text"]
     assert balance(stack, ZHANGSAN_PSN) == before
     back = stack.store.payouts.payout(f"X-{device}-{s['seq']}")
     assert back["status"] == "owed" and back["amount"] == s["setlinfo"]["psn_cash_pay"] == 3560
