@@ -87,13 +87,13 @@ class CentreSeen:
 
     def centre_now(self, now_mono_ns: int | None, boot_id: str | None) -> int | None:
         """The centre's clock now, by the monotonic clock; None in another boot (or a monotonic clock gone back)."""
-        if boot_id != self.boot_id or now_mono_ns is None or now_mono_ns < self.mono_ns:
+        if not _same_boot(self.boot_id, boot_id) or now_mono_ns is None or now_mono_ns < self.mono_ns:
             return None
         return self.centre_ms + (now_mono_ns - self.mono_ns) // 1_000_000
 
     def floor(self, boot_id: str | None) -> Floor:
         """Time that has surely come: the centre's, less the skew the centre itself accepts."""
-        return Floor(self.centre_ms - MAX_CENTRE_SKEW_MS, self.mono_ns if boot_id == self.boot_id else None)
+        return Floor(self.centre_ms - MAX_CENTRE_SKEW_MS, self.mono_ns if _same_boot(self.boot_id, boot_id) else None)
 
     def to_dict(self) -> dict:
         return {"centre_ms": self.centre_ms, "wall_ms": self.wall_ms, "mono_ns": self.mono_ns,
@@ -102,6 +102,11 @@ class CentreSeen:
     @classmethod
     def from_dict(cls, d: dict) -> "CentreSeen":
         return cls(int(d["centre_ms"]), int(d["wall_ms"]), int(d["mono_ns"]), str(d["boot_id"]), int(d.get("head_seq", 0)))
+
+
+def _same_boot(a: str | None, b: str | None) -> bool:
+    """Monotonic readings compare only within one boot; an unknown boot id (no /proc) matches nothing."""
+    return a is not None and a == b and a != "unknown"
 
 
 def centre_ms_of(date: str | None) -> int | None:

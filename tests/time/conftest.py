@@ -24,7 +24,7 @@ import pytest
 import trio
 
 from counter.conftest import cache, cards, centre, journal  # noqa: F401  (pytest finds fixtures by name)
-from harness.demo import SAMPLE, SITE, seed_prices, wait_for
+from harness.demo import SAMPLE, SITE, seed_clerk, seed_prices, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 HOUR_MS = 3_600_000
@@ -161,6 +161,7 @@ async def start_clock_stack(nursery, tmp: Path, lib: str | None, *, published_ho
     async with httpx.AsyncClient(trust_env=False) as client:
         await enroll(running.url, token, state_dir, client=client)
     seed_prices(state_dir)
+    seed_clerk(state_dir)
     counter = {"port": 0, "online_timeout_s": 2.0, "retry_online_after_s": 2.0}
     if region is not None:
         counter["region"] = region

@@ -13,6 +13,11 @@ the counter stayed 脱机 (its last failure was timed a week ahead) and never as
 
 from __future__ import annotations
 
+import os
+
+import pytest
+import trio
+
 from harness.demo import ITEMS, ZHANGSAN
 from edge.journal import JournalStore
 
@@ -136,3 +141,46 @@ async def test_clock_a_week_ahead_during_an_outage_then_corrected(clock_stack, n
     await s.stop_counter()
     times = [e.time for e in _entries(s) if e.kind in ("settlement", "claim")]
     assert len(times) == 3 and times == sorted(times), [(e.seq, e.kind, e.time) for e in _entries(s)]
+
+
+def _page_banner(url: str) -> dict:
+    """Log in at the counter page in Debian's headless Chromium and read the clock banner."""
+    from playwright.sync_api import sync_playwright
+
+    from harness.demo import CLERK
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                    args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(locale="zh-CN")
+            page.goto(url + "/")
+            page.wait_for_selector("#login", state="visible")
+            page.fill("#loginid", CLERK["operator"])
+            page.fill("#loginpw", CLERK["password"])
+            page.click("#loginbtn")
+            page.wait_for_selector("#login", state="hidden")
+            page.wait_for_selector("#clockbad", state="visible", timeout=15_000)
+            return {"clock": page.inner_text("#clockbad"), "offline_shown": page.is_visible("#offline"),
+                    "net": page.inner_text("#netstate")}
+        finally:
+            browser.close()
+
+
+@pytest.mark.browser
+async def test_the_counter_page_tells_the_clerk_to_fix_the_clock(clock_stack):
+    import support
+
+    support.require("Debian's chromium at /usr/bin/chromium", os.path.exists("/usr/bin/chromium"))
+    s = await clock_stack(region=None)
+    await s.start_counter()
+    async with s.client() as api:
+        await s.until(lambda: _ready(s, api))
+        s.clock.set("-1h")
+
+        async def fault():
+            return (await s.status(api))["clock"] is not None
+        await s.until(fault)
+    seen = await trio.to_thread.run_sync(_page_banner, s.url)
+    assert FIX in seen["clock"] and "电脑时钟" in seen["clock"], seen
+    assert not seen["offline_shown"] and "时钟" in seen["net"], seen
