@@ -327,7 +327,16 @@ class Ledgers:
 
     def save_many(self, ledgers: Iterable[rp.Ledger], *, now: int) -> None:
         """Write many persons' money and review counts in one statement (the reconciler's batch)."""
+        rows = [(led.balc, led.deductible_used, led.fund_paid, led.open_reviews, now, led.year, _accs(led), led.psn_no)
+                for led in ledgers]
+        if self.db.backend == "postgres" and rows:
+            # One statement for the batch: the rows as one array per column.
+            cols = [list(c) for c in zip(*rows)]
+            self.db.execute(
+                "UPDATE recon_persons p SET balc = u.balc, deductible_used = u.dedc, fund_paid = u.fund, "
+                "open_reviews = u.rev, updated_ms = u.at, ytd_year = u.yr, accs = u.accs FROM unnest(?::bigint[], "
+                "?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::integer[], ?::text[], ?::text[]) "
+                "AS u(balc, dedc, fund, rev, at, yr, accs, psn) WHERE p.psn_no = u.psn", cols)
+            return
         self.db.executemany("UPDATE recon_persons SET balc = ?, deductible_used = ?, fund_paid = ?, open_reviews = ?, "
-                            "updated_ms = ?, ytd_year = ?, accs = ? WHERE psn_no = ?",
-                            [(led.balc, led.deductible_used, led.fund_paid, led.open_reviews, now, led.year,
-                              _accs(led), led.psn_no) for led in ledgers])
+                            "updated_ms = ?, ytd_year = ?, accs = ? WHERE psn_no = ?", rows)

@@ -276,9 +276,9 @@ class Store:
                     stored.setdefault(r["seq"], ("rejected", r["code"]))
             p = ingest.plan(checked, high_water=hw, last_hash=last, stored=stored)
             if p.accept:
-                self.db.executemany(
-                    "INSERT INTO entries (device, seq, kind, time, psn_no, req, hash, raw, chain_checked, received_ms) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                self.db.insert_many(
+                    "INSERT INTO entries (device, seq, kind, time, psn_no, req, hash, raw, chain_checked, received_ms)",
+                    ("text", "bigint", "text", "bigint", "text", "text", "bytea", "bytea", "integer", "bigint"),
                     [(device, e.seq, e.kind, e.time, _text(e.body.get("psn_no")), _text(e.body.get("req")),
                       e.hash, e.raw, 1 if ok else 0, now) for e, ok in p.accept])
                 self._enqueue(device, [e for e, _ in p.accept])
@@ -328,6 +328,8 @@ class Store:
         """The time an accepted entry of ``device`` carries (replay checks a chain's times never go back)."""
         if (device, seq) in self._times:
             return self._times[(device, seq)]
+        if seq < 1:
+            return None   # a journal starts at seq 1: the first entry has no predecessor to ask for
         return self.db.scalar("SELECT time FROM entries WHERE device = ? AND seq = ?", (device, seq))
 
     def high_water(self, device: str) -> int:
@@ -425,8 +427,7 @@ class Store:
             if kind not in ("bundle", "outcome", "reimbursement"):
                 raise StoreConflict(f"unknown downlink kind {kind!r}: use bundle, outcome or reimbursement")
         now = now_ms() if now is None else now
-        self.db.executemany("INSERT INTO feed (device, kind, topic, full_bundle, payload, created_ms) "
-                            "VALUES (?, ?, NULL, 0, ?, ?)",
+        self.db.insert_many("INSERT INTO feed (device, kind, payload, created_ms)", ("text", "text", "bytea", "bigint"),
                             [(device, kind, cbor2.dumps(payload), now) for device, kind, payload in messages])
         if not self.db.in_transaction:
             self.publish_feed()
@@ -468,8 +469,12 @@ class Store:
             # Never below the row's own id: a restore lifts the id sequence above every cursor a device
             # may hold (store/restore.py), and this lifts the positions with it.
             base = max(last, ids[0] - 1)
-            self.db.executemany("UPDATE feed SET pos = ? WHERE id = ?", [(base + i + 1, fid) for i, fid in
-                                                                         enumerate(ids)])
+            if self.db.backend == "postgres":   # one statement for the lot
+                self.db.execute("UPDATE feed f SET pos = u.pos FROM unnest(?::bigint[], ?::bigint[]) AS u(id, pos) "
+                                "WHERE f.id = u.id", (ids, list(range(base + 1, base + len(ids) + 1))))
+            else:
+                self.db.executemany("UPDATE feed SET pos = ? WHERE id = ?", [(base + i + 1, fid) for i, fid in
+                                                                             enumerate(ids)])
             self.db.execute("UPDATE feed_clock SET last = ? WHERE name = 'feed'", (base + len(ids),))
             return len(ids)
 
