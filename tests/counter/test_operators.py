@@ -217,3 +217,15 @@ def _today() -> str:
     import datetime as dt
 
     return dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date().isoformat()
+
+
+async def test_a_clerks_session_is_for_the_page_not_for_foreign_sites_or_the_his_routes(site, cards, journal):
+    insert_card(cards)
+    assert (await _login(site)).status_code == 200
+    r = await site.post("/api/settle", json={"req": "OP-X", **VISIT}, headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "not_local"
+    r = await site.post("/fsi/api/rsfComIfsService/callService", json={"infno": "9001", "input": {}})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated"
+    assert journal.count() == 0
+    ok = await site.post("/api/settle", json={"req": "OP-X", **VISIT}, headers={"Origin": str(site.base_url)[:-1]})
+    assert ok.status_code == 200, ok.text
