@@ -23,6 +23,10 @@ Local effects of journaled visits (person state after a settlement, per-card off
 applied from journal entries by :meth:`Cache.apply_entry`, idempotently by ``seq``; at start-up
 :meth:`Cache.catch_up` replays whatever the journal holds beyond the last applied ``seq``. If that
 fails the counters are marked untrustworthy and offline settlement fails closed until it succeeds.
+
+Entries journaled but not yet applied (the writer is busy with a bundle) are passed to the person and
+counter reads as ``pending``: the read folds in those beyond the ``applied_seq`` it sees in the same
+snapshot, so a card's next visit neither waits for the apply nor misses (or counts twice) the last one.
 """
 
 from __future__ import annotations
@@ -211,6 +215,21 @@ class Cache:
         except sqlite3.Error as exc:
             raise CacheUnavailable(f"the cache {self.path} cannot be read: {exc}") from exc
 
+    def _q_snapshot(self, *queries: tuple[str, Iterable]) -> list[list[tuple]]:
+        """Several reads in one read transaction: they all see the same committed state."""
+        if self.path == ":memory:":
+            with self._lock:
+                return [self._read(self._conn, sql, args) for sql, args in queries]
+        try:
+            with self._reader() as conn:
+                conn.execute("BEGIN")
+                try:
+                    return [self._read(conn, sql, args) for sql, args in queries]
+                finally:
+                    conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise CacheUnavailable(f"the cache {self.path} cannot be read: {exc}") from exc
+
     def _read(self, conn: sqlite3.Connection, sql: str, args: Iterable) -> list[tuple]:
         try:
             return conn.execute(sql, tuple(args)).fetchall()
@@ -360,8 +379,9 @@ class Cache:
         return self._q("SELECT count(*) FROM items")[0][0]
 
     # -- persons and hotlist --------------------------------------------------------------------
-    def _person(self, row: tuple | None) -> Person | None:
-        """The centre's snapshot plus this device's entries it does not reflect (its ``reflects_seq``)."""
+    def _person(self, row: tuple | None, pending: Iterable = ()) -> Person | None:
+        """The centre's snapshot plus this device's entries it does not reflect (its ``reflects_seq``),
+        recorded or ``pending`` (journaled, not yet applied: see the module docstring)."""
         if row is None:
             return None
         psn_no, certno, data, balc, dedc, fund = row
@@ -371,12 +391,27 @@ class Cache:
         reflects = snap.get("reflects_seq") if isinstance(snap.get("reflects_seq"), Mapping) else {}
         seen = reflects.get(device, 0) if device is not None else 0
         seen = seen if isinstance(seen, int) and not isinstance(seen, bool) else 0
-        effects = self._q("SELECT acct, dedc, fund, year, accumulator FROM local_effects WHERE psn_no = ? AND seq > ? "
-                          "ORDER BY seq", (psn_no, seen))
-        if effects:
+        mine = [e for e in pending if e.body.get("psn_no") == psn_no and e.seq > seen]
+        query = ("SELECT acct, dedc, fund, year, accumulator, seq FROM local_effects WHERE psn_no = ? AND seq > ? "
+                 "ORDER BY seq", (psn_no, seen))
+        if mine:
+            effects, applied = self._q_snapshot(query, ("SELECT value FROM meta WHERE key = 'applied_seq'", ()))
+            done = int(applied[0][0]) if applied else 0
+        else:
+            effects, done = self._q(*query), 0
+        recorded = {row[5]: row[:5] for row in effects}
+        overlay = [row[:5] for row in effects]
+        for e in mine:
+            if e.seq <= done:
+                continue       # applied already: the snapshot above holds it
+            eff = self._effect_of(e.kind, e.body, recorded)
+            if eff is not None:
+                recorded[e.seq] = eff
+                overlay.append(eff)
+        if overlay:
             policy = self.policy()
             default = policy.default_accumulator if policy is not None else DEFAULT_ACCUMULATOR
-            for acct, d, f, year, acc in effects:
+            for acct, d, f, year, acc in overlay:
                 if year is None:
                     st = st.with_state(balc=st.balc - acct, deductible_used=max(0, st.deductible_used + d),
                                        fund_paid=max(0, st.fund_paid + f))
@@ -386,21 +421,36 @@ class Cache:
                                         used=max(0, used + d), paid=max(0, paid + f), default=default)
         return Person(psn_no, certno, st, snap)
 
-    def person(self, psn_no: str) -> Person | None:
+    def _effect_of(self, kind: str, body: Mapping, recorded: Mapping[int, tuple]) -> tuple | None:
+        """A journaled entry's effect on its person (acct, dedc, fund, year, accumulator), or None."""
+        if not body.get("psn_no"):
+            return None
+        if kind == "settlement":
+            return _settlement_effect(body, self._accumulator_of(body))
+        if kind == "cancel":
+            orig = recorded.get(body.get("cancels"))  # type: ignore[arg-type]
+            if orig is None:
+                rows = self._q("SELECT acct, dedc, fund, year, accumulator FROM local_effects WHERE seq = ?",
+                               (body.get("cancels"),))
+                orig = rows[0] if rows else None
+            return _cancel_effect(orig, body)
+        return None
+
+    def person(self, psn_no: str, pending: Iterable = ()) -> Person | None:
         rows = self._q("SELECT psn_no, certno, data, balc, deductible_used, fund_paid FROM persons WHERE psn_no = ?",
                        (psn_no,))
-        return self._person(rows[0] if rows else None)
+        return self._person(rows[0] if rows else None, pending)
 
-    def person_for_card(self, card_id: str | None, certno: str | None) -> Person | None:
+    def person_for_card(self, card_id: str | None, certno: str | None, pending: Iterable = ()) -> Person | None:
         """The snapshot for a card (by card identification code, then by social security number)."""
         if card_id:
             rows = self._q("SELECT psn_no FROM person_cards WHERE card_id = ?", (card_id,))
             if rows:
-                return self.person(rows[0][0])
+                return self.person(rows[0][0], pending)
         if certno:
             rows = self._q("SELECT psn_no, certno, data, balc, deductible_used, fund_paid FROM persons "
                            "WHERE certno = ? LIMIT 1", (certno,))
-            return self._person(rows[0] if rows else None)
+            return self._person(rows[0] if rows else None, pending)
         return None
 
     def hotlisted(self, card_id: str | None) -> str | None:
@@ -450,17 +500,28 @@ class Cache:
         with self._tx() as c:
             self._set_meta(c, "counters_dirty", 1)
 
-    def offline_use(self, card_id: str, certno: str | None = None) -> tuple[int, int] | None:
+    def offline_use(self, card_id: str, certno: str | None = None, pending: Iterable = ()) -> tuple[int, int] | None:
         """(visits, account fen) used offline by this card's person since their last online settlement.
 
         Counted per person (DOMAIN.md 6): every card of the person, found by card or by ID number
-        (an old card, a new one, another region's card with the same certno). None = unknown."""
+        (an old card, a new one, another region's card with the same certno), plus ``pending`` entries
+        beyond the applied seq seen in the same snapshot. None = unknown."""
         if not self.counters_trusted():
             return None
         person = self.person_for_card(card_id, certno)
         key = _use_key(person.psn_no if person else None, certno, card_id)
-        rows = self._q("SELECT visits, acct_used FROM offline_use WHERE card_id = ?", (key,))
-        return (rows[0][0], rows[0][1]) if rows else (0, 0)
+        rows, applied = self._q_snapshot(("SELECT visits, acct_used FROM offline_use WHERE card_id = ?", (key,)),
+                                         ("SELECT value FROM meta WHERE key = 'applied_seq'", ()))
+        visits, acct = (rows[0][0], rows[0][1]) if rows else (0, 0)
+        done = int(applied[0][0]) if applied else 0
+        for e in pending:
+            if e.kind != "settlement" or e.seq <= done or _use_key_of(e.body) != key:
+                continue
+            if e.body.get("mode") == "online":
+                visits, acct = 0, 0
+            else:
+                visits, acct = visits + 1, acct + int(e.body["amounts"]["acct_pay"])
+        return visits, acct
 
     def apply_entry(self, entry) -> bool:
         """Apply a journaled visit's local effects once (by seq). Returns False if already applied."""
@@ -501,9 +562,8 @@ class Cache:
         psn = body.get("psn_no")
         if psn:
             c.execute("INSERT OR REPLACE INTO local_effects (seq, psn_no, acct, dedc, fund, year, accumulator) "
-                      "VALUES (?,?,?,?,?,?,?)", (seq, psn, a["acct_pay"], a["act_pay_dedc"], a["hifp_pay"], *where))
-        card_id = (body.get("card") or {}).get("card_id")
-        key = _use_key(psn, body.get("certno"), card_id)
+                      "VALUES (?,?,?,?,?,?,?)", (seq, psn, *_settlement_effect(body, where)))
+        key = _use_key_of(body)
         if key is None:
             return
         if body.get("mode") == "online":
@@ -520,13 +580,8 @@ class Cache:
             return
         orig = c.execute("SELECT acct, dedc, fund, year, accumulator FROM local_effects WHERE seq = ?",
                          (body.get("cancels"),)).fetchone()
-        if orig is None:
-            a = body.get("amounts") or {}
-            orig = (abs(int(a.get("acct_pay", 0))), abs(int(a.get("act_pay_dedc", 0))),
-                    abs(int(a.get("hifp_pay", 0))), None, None)
-        acct, dedc, fund, year, acc = orig
         c.execute("INSERT OR REPLACE INTO local_effects (seq, psn_no, acct, dedc, fund, year, accumulator) "
-                  "VALUES (?,?,?,?,?,?,?)", (seq, psn, -acct, -dedc, -fund, year, acc))
+                  "VALUES (?,?,?,?,?,?,?)", (seq, psn, *_cancel_effect(orig, body)))
 
     def catch_up(self, entries: Iterable) -> int:
         """Apply journal entries beyond ``applied_seq`` (given in seq order); clears the dirty mark."""
@@ -547,6 +602,26 @@ class Cache:
         return [{"id": i, "kind": k, "payload": json.loads(p), "received_ms": r}
                 for i, k, p, r in self._q("SELECT id, kind, payload, received_ms FROM notices WHERE psn_no = ? "
                                           "ORDER BY received_ms", (psn_no,))]
+
+
+def _settlement_effect(body: Mapping, where: tuple[int | None, str | None]) -> tuple:
+    """A settlement's effect on its person: (acct, dedc, fund, year, accumulator)."""
+    a = body["amounts"]
+    return (a["acct_pay"], a["act_pay_dedc"], a["hifp_pay"], *where)
+
+
+def _cancel_effect(orig: tuple | None, body: Mapping) -> tuple:
+    """A cancel undoes the effect of the settlement it names (its recorded effect, else its amounts)."""
+    if orig is None:
+        a = body.get("amounts") or {}
+        orig = (abs(int(a.get("acct_pay", 0))), abs(int(a.get("act_pay_dedc", 0))),
+                abs(int(a.get("hifp_pay", 0))), None, None)
+    acct, dedc, fund, year, acc = orig
+    return (-acct, -dedc, -fund, year, acc)
+
+
+def _use_key_of(body: Mapping) -> str | None:
+    return _use_key(body.get("psn_no"), body.get("certno"), (body.get("card") or {}).get("card_id"))
 
 
 def _use_key(psn_no: str | None, certno: str | None, card_id: str | None) -> str | None:

@@ -290,13 +290,13 @@ class Counter:
         except InvalidInput as exc:
             raise BadRequest(exc.message, zh="项目数据不正确", code="invalid_input", field=exc.field) from exc
 
-    def prepare(self, data: Any, *, need_req: bool, now: Now | None = None) -> Prepared:
+    def prepare(self, data: Any, *, need_req: bool, now: Now | None = None, pending: tuple = ()) -> Prepared:
         """Identify and gather the facts of a visit (cache reads: call it in a worker thread, with ``now``
-        read on the loop)."""
+        and ``pending`` (:meth:`pending_entries`) read on the loop)."""
         now = now or self.now()
         r = parse_visit_request(data, need_req=need_req)
         reader, identity = self._identity(r)
-        person = self.cache.person_for_card(identity.card_id, identity.ssn)
+        person = self.cache.person_for_card(identity.card_id, identity.ssn, pending)
         basis = self._basis(person is not None)
         policy = self.cache.policy()
         items = self._items(r)
@@ -308,8 +308,8 @@ class Counter:
         acct = r.acct_used_flag and not identity.keyed_in
         visit = Visit(r.med_type, self.settings.level, today, acct, r.chronic_code)
         # Per person across cards (the ID number finds another region's card of the same person).
-        counters = (self.cache.offline_use(identity.card_id, identity.ssn) if identity.card_id and not self._effects_failed
-                    else None)
+        counters = (self.cache.offline_use(identity.card_id, identity.ssn, pending)
+                    if identity.card_id and not self._effects_failed else None)
         facts = offline.Facts(
             centre_reachable=self.centre is not None and self.link.should_try(
                 now.wall_ms, int(self.settings.retry_online_after * 1000)),
@@ -337,21 +337,18 @@ class Counter:
     async def _prepare_quote(self, data: Any, *, need_req: bool, quote: bool) -> tuple[Prepared, Any]:
         """:meth:`prepare` in a worker thread; with ``quote``, an offline visit's engine result from the same
         hop (the core asks for it next, with the same allowance: one thread hop fewer per visit)."""
+        pending = self.pending_entries()
+
         def work(now: Now) -> tuple[Prepared, Any]:
-            p = self.prepare(data, need_req=need_req, now=now)
+            p = self.prepare(data, need_req=need_req, now=now, pending=pending)
             d = p.decision
             ahead = quote and d.mode == offline.OFFLINE and p.person is not None
             return p, (self._engine(p, d.acct_limit) if ahead else None)
 
-        now = self.now()
-        p, result = await _off_loop(work, now)
-        keys = {p.identity.card_id, p.identity.ssn, p.person.psn_no if p.person else None} - {None}
-        if any(k & keys for _, k, _ in self._effects):
-            # An earlier visit of this card or person is journaled but not yet in the cache (a bundle apply
-            # holds the writer): wait for it, then read the cache again, so offline limits see that visit.
-            await self.effects_applied(keys)
-            p, result = await _off_loop(work, self.now())
-        return p, result
+        # An earlier visit of this card or person may be journaled but not yet in the cache (a bundle apply
+        # holds the writer): the reads fold it in from the pending list, so the visit neither waits for
+        # the apply nor lets offline limits miss that visit.
+        return await _off_loop(work, self.now())
 
     def _engine(self, p: Prepared, acct_limit: int | None):
         """Run the engine on the cached catalogue (reads the cache: call it in a worker thread)."""
@@ -368,7 +365,7 @@ class Counter:
         return d.acct_limit if d.mode == offline.OFFLINE else None
 
     # -- API operations ---------------------------------------------------------------------------
-    def card_status(self, reader: str | None = None, today: dt.date | None = None) -> dict:
+    def card_status(self, reader: str | None = None, today: dt.date | None = None, pending: tuple = ()) -> dict:
         """The card in the reader and what the cache says of it (cache reads: prefer read_card_status)."""
         out: dict[str, Any] = {"readers": self.cards.status(), "simulated": self.cards.simulated}
         try:
@@ -376,7 +373,7 @@ class Counter:
         except CardProblem as exc:
             out.update(present=False, error=exc.to_dict())
             return out
-        person = self.cache.person_for_card(identity.card_id, identity.ssn)
+        person = self.cache.person_for_card(identity.card_id, identity.ssn, pending)
         today = today or self.clock.today()
         out.update(present=True, reader=reader, card=_card_view(identity),
                    hotlisted=self.cache.hotlisted(identity.card_id),
@@ -386,14 +383,9 @@ class Counter:
         return out
 
     async def read_card_status(self, reader: str | None = None) -> dict:
-        """:meth:`card_status` in a worker thread, after the local effects of this card's visits are in."""
-        if self._effects:
-            try:
-                _, identity = self.cards.present(reader)
-                await self.effects_applied({identity.card_id, identity.ssn} - {None})
-            except CardProblem:
-                pass
-        return await _off_loop(self.card_status, reader, self.clock.today())
+        """:meth:`card_status` in a worker thread, with the local effects of this card's visits that are
+        journaled but not yet in the cache folded in (never waiting for a bundle apply)."""
+        return await _off_loop(self.card_status, reader, self.clock.today(), self.pending_entries())
 
     def search(self, q: str, limit: int = 20) -> list[dict]:
         """Catalogue search (a cache read: the API calls it in a worker thread)."""
@@ -878,6 +870,10 @@ class Counter:
             self.cache.mark_counters_dirty()
         except Exception:
             pass    # distrusted in memory already (_effects_failed)
+
+    def pending_entries(self) -> tuple:
+        """Journaled entries whose local effects are not in the cache yet (read on the loop, in seq order)."""
+        return tuple(entry for entry, _, _ in self._effects)
 
     async def effects_applied(self, keys: set | None = None) -> None:
         """Wait until the local effects of every queued entry (or of those touching ``keys``) are in the cache."""

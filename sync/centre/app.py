@@ -205,7 +205,7 @@ def create_app(store, bundle_key, *, clock=now_ms, max_skew_ms: int | None = Non
     ]
     handlers: dict[Any, Any] = {SyncError: _sync_error, UnicodeError: _bad_text}
     gate = gate or Gate(max_concurrent)
-    app = Starlette(routes=routes, exception_handlers=handlers, middleware=[Middleware(Guard, gate=gate)])
+    app = Starlette(routes=routes, exception_handlers=handlers, middleware=[Middleware(Guard, gate=gate, max_body=MAX_BODY)])
     app.state.gate = gate
     app.state.centre_metrics = metrics
     app.state.store = store

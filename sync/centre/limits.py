@@ -15,6 +15,15 @@ body is read, any signature checked or any password hashed.
   (:mod:`.webauth`: five wrong passwords per name or address in 15 minutes) is the line across
   workers for passwords; this one bounds the work any address can ask for. A 429 the desk's own
   throttle answers gets a ``Retry-After`` of its window here.
+* **One address's share**: at most ``Gate.per_client`` of those requests (a quarter by default) come
+  from one client address; one more from it is 503 ``busy`` too. Found by attacking: 70 held-back
+  bodies from one address took every slot of the worker for as long as the sender liked.
+* **Bodies** (every route, not only the sync handlers): a body is refused 413 ``too_large`` as soon as
+  more than ``max_body`` bytes arrived, chunked or not, and 408 ``too_slow`` when it has not fully
+  arrived :data:`BODY_S` seconds after the request began (a slow sender holds a slot and a
+  connection). Found by attacking: the review desk's login read a 300 MB chunked body whole.
+  Either refusal is answered here, in the caller's format, with ``Connection: close`` (the rest of the
+  body is never read, so the connection cannot carry another request).
 * Memory stays bounded: at most :data:`MAX_CLIENTS` addresses are remembered (least recently seen
   forgotten first; a forgotten address starts with a full bucket, which is no more than a new one).
 
@@ -37,6 +46,9 @@ from sync.errors import SyncError
 
 MAX_CONCURRENT = 64
 MAX_CLIENTS = 10_000
+# The whole body must arrive within this: 16 MiB at 300 KB/s. An edge's upload batch is at most
+# 256 KB (sync.protocol.BATCH_MAX_BYTES), under 3 s even at 100 KB/s on a weak 4G line.
+BODY_S = 60.0
 UNBOUNDED = ("/metrics",)
 
 
@@ -71,24 +83,36 @@ class RateLimited(SyncError):
 
 
 class Gate:
-    """The per-worker count of requests inside the app (trio: one thread, so a plain counter)."""
+    """The per-worker count of requests inside the app, in all and per client address (trio: one
+    thread, so plain counters)."""
 
-    def __init__(self, limit: int = MAX_CONCURRENT) -> None:
+    def __init__(self, limit: int = MAX_CONCURRENT, *, per_client: int | None = None) -> None:
         if limit < 1:
             raise ValueError("the concurrency bound must be at least 1")
         self.limit = limit
+        self.per_client = max(1, limit // 4) if per_client is None else per_client
         self.in_flight = 0
         self.refused = 0
+        self._by_client: dict[str, int] = {}   # only addresses with a request inside: bounded by ``limit``
 
-    def enter(self) -> bool:
-        if self.in_flight >= self.limit:
+    def enter(self, client: str = "") -> str | None:
+        """Admit a request: None, or why not (``"full"``, ``"client"``)."""
+        why = ("full" if self.in_flight >= self.limit else
+               "client" if self._by_client.get(client, 0) >= self.per_client else None)
+        if why is not None:
             self.refused += 1
-            return False
+            return why
         self.in_flight += 1
-        return True
+        self._by_client[client] = self._by_client.get(client, 0) + 1
+        return None
 
-    def leave(self) -> None:
+    def leave(self, client: str = "") -> None:
         self.in_flight -= 1
+        n = self._by_client.get(client, 0) - 1
+        if n > 0:
+            self._by_client[client] = n
+        else:
+            self._by_client.pop(client, None)
 
 
 class Buckets:
@@ -143,36 +167,97 @@ async def _refuse(scope, send, exc: SyncError, retry_after: float) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class Guard:
-    """The ASGI middleware (Starlette: ``Middleware(Guard, gate=..., rates=...)``)."""
+class _BodyRefused(Exception):
+    """Raised into the app by :class:`_Body` and caught by :class:`Guard`, which answers (routes catch
+    SyncError and would answer in their own way: a login form would say "wrong password")."""
 
-    def __init__(self, app, *, gate: Gate, rates: dict[str, Rate] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.app, self.gate = app, gate
+    def __init__(self, error: SyncError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class _Body:
+    """The app's ``receive``, counting body bytes against the cap and the deadline until the body is
+    complete; after that (a disconnect watcher) it passes through untouched."""
+
+    def __init__(self, receive, max_body: int, deadline: float) -> None:
+        self.receive, self.max_body, self.deadline = receive, max_body, deadline
+        self.received = 0
+        self.complete = False
+
+    async def __call__(self) -> dict:
+        import trio
+
+        if self.complete:
+            return await self.receive()
+        try:
+            with trio.fail_at(self.deadline):
+                message = await self.receive()
+        except trio.TooSlowError:
+            raise _BodyRefused(SyncError(f"the request body did not arrive within {BODY_S:g} s: send it at once",
+                                         code="too_slow", status=408, zh="请求数据发送过慢，已中止，请重试")) from None
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.max_body:
+                raise _BodyRefused(SyncError(f"request body larger than {self.max_body} bytes: send smaller batches",
+                                             code="too_large", status=413, zh="请求数据过大，已拒收"))
+            self.complete = not message.get("more_body", False)
+        else:
+            self.complete = True
+        return message
+
+
+class Guard:
+    """The ASGI middleware (Starlette: ``Middleware(Guard, gate=..., max_body=...)``)."""
+
+    def __init__(self, app, *, gate: Gate, max_body: int, rates: dict[str, Rate] | None = None,
+                 clock: Callable[[], float] = time.monotonic, body_s: float = BODY_S) -> None:
+        self.app, self.gate, self.max_body, self.body_s = app, gate, max_body, body_s
         self.buckets = {path: Buckets(rate, clock=clock) for path, rate in (RATES if rates is None else rates).items()}
 
     async def __call__(self, scope, receive, send) -> None:
+        import trio
+
         if scope["type"] != "http" or scope["path"] in UNBOUNDED:
             await self.app(scope, receive, send)
             return
-        if not self.gate.enter():
-            await _refuse(scope, send, Busy(f"this centre worker is serving its limit of {self.gate.limit} requests: "
-                                            "try again in a moment"), 1)
+        client = _client(scope)
+        why = self.gate.enter(client)
+        if why is not None:
+            text = (f"this centre worker is serving its limit of {self.gate.limit} requests" if why == "full" else
+                    f"this address already has {self.gate.per_client} requests in this centre worker")
+            await _refuse(scope, send, Busy(text + ": try again in a moment"), 1)
             return
+        started = False
+
+        async def tracked(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if not body.complete:   # answered before the body was read: the connection ends with it
+                    message = {**message, "headers": [*(message.get("headers") or []), (b"connection", b"close")]}
+            await out(message)
+
+        body = _Body(receive, self.max_body, trio.current_time() + self.body_s)
+        out = send
         try:
             buckets = self.buckets.get(scope["path"]) if scope["method"] == "POST" else None
             if buckets is not None:
-                wait = buckets.take(_client(scope))
+                wait = buckets.take(client)
                 if wait > 0:
                     rate = buckets.rate
                     await _refuse(scope, send, RateLimited(
                         f"too many attempts from this address ({rate.burst} allowed at once, then one per "
                         f"{rate.every_s:g} s): try again in {math.ceil(wait)} s", zh=RATE_ZH.get(scope["path"])), wait)
                     return
-                send = _with_retry_after(send)
-            await self.app(scope, receive, send)
+                out = _with_retry_after(send)
+            await self.app(scope, body, tracked)
+        except _BodyRefused as exc:
+            if started:
+                raise
+            await _refuse(scope, send, exc.error, 1)
         finally:
-            self.gate.leave()
+            self.gate.leave(client)
 
 
 def _with_retry_after(send):

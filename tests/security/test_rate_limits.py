@@ -154,7 +154,7 @@ async def test_requests_beyond_the_bound_are_answered_busy_at_once_and_the_rest_
     store = open_store(tmp_path / "centre.db")
     bound = 4
     try:
-        gate = limits.Gate(bound)
+        gate = limits.Gate(bound, per_client=bound)   # all from one address here: its share is the whole bound
         centre = await start_centre(nursery, store, gate=gate)
         tokens = [store.create_enrol_token(SITE) for _ in range(bound)]
         slow = [await SlowRequest.start(centre.url, "/v1/enrol", enrol_frame(t)) for t in tokens]
@@ -173,5 +173,48 @@ async def test_requests_beyond_the_bound_are_answered_busy_at_once_and_the_rest_
         assert len(store.devices()) == bound        # the refused one enrolled nobody
         async with httpx.AsyncClient(base_url=centre.url, trust_env=False) as http:
             assert (await http.get("/health")).status_code == 200   # slots are given back
+    finally:
+        store.close()
+
+
+async def test_one_address_cannot_take_every_slot(nursery, tmp_path):
+    """Finding of the outside attack: 70 held-back bodies from one address took all 64 slots of the
+    worker, for as long as the sender liked; every other caller got 503. One address now gets a share."""
+    store = open_store(tmp_path / "centre.db")
+    try:
+        gate = limits.Gate(8)
+        assert gate.per_client == 2
+        centre = await start_centre(nursery, store, gate=gate)
+        slow = [await SlowRequest.start(centre.url, "/v1/enrol", enrol_frame(store.create_enrol_token(SITE)))
+                for _ in range(gate.per_client)]
+        with trio.fail_after(30):   # a guard against a hang, not a timing assertion
+            while gate.in_flight < gate.per_client:
+                await trio.sleep(0.01)
+        async with client_from("127.0.0.1", centre.url) as same, client_from("127.0.0.2", centre.url) as other:
+            r = await same.get("/health")
+            assert r.status_code == 503 and r.json()["error"]["code"] == "busy", r.text
+            assert "this address" in r.json()["error"]["message"] and int(r.headers["retry-after"]) >= 1
+            assert (await other.get("/health")).status_code == 200
+        assert [status for status, _ in [await s.finish() for s in slow]] == [200] * gate.per_client
+    finally:
+        store.close()
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_refused_and_its_slot_freed(nursery, tmp_path, autojump_clock):
+    """A held-back body is cut off BODY_S after its request began (408 too_slow): a slow sender cannot
+    keep a slot. The clock jumps while everyone waits (pytest-trio's autojump clock), so no real wait."""
+    store = open_store(tmp_path / "centre.db")
+    try:
+        gate = limits.Gate(4)
+        centre = await start_centre(nursery, store, gate=gate)
+        start = trio.current_time()
+        slow = await SlowRequest.start(centre.url, "/v1/enrol", enrol_frame(store.create_enrol_token(SITE)))
+        status, body = await read_response(slow.stream)
+        assert status == 408 and wire.decode(body)["code"] == "too_slow"
+        assert trio.current_time() - start >= limits.BODY_S    # the virtual clock: cut off at the bound, not before
+        with trio.fail_after(30):   # the slot is given back once the answer is out
+            while gate.in_flight:
+                await trio.sleep(0.01)
+        assert store.devices() == []
     finally:
         store.close()
