@@ -603,6 +603,14 @@ class Counter:
                 raise BadRequest("a cancel needs a reason", zh="请填写撤销原因", code="reason_required",
                                  field="reason")
             await self._same_person(entry, data)
+            paid = await self._credit_paid_out(seq)
+            if paid is not None:
+                # The receipt's cash would go back in full on top of the credit already paid: the centre's
+                # cancel owes back only the cash not yet returned.
+                raise CounterError(f"the credit of settlement {seq} was paid out ({paid.body['payout_no']}, journal "
+                                   f"seq {paid.seq}): cancel it at the centre", code="cancel_at_centre", status=409,
+                                   zh=f"此笔结算的多付款已于流水号 {paid.seq} 退还（退款号 {paid.body['payout_no']}），"
+                                      "本机撤销会重复退款，请到医保中心撤销", seq=paid.seq)
             notices = await _off_loop(self.cache.notices_for, entry.body["psn_no"])
             if any(n["payload"].get("ref_seq") == seq and n["payload"].get("outcome") == "cancelled_at_centre"
                    for n in notices if n["kind"] == "outcome"):
@@ -677,6 +685,12 @@ class Counter:
             body = bodies.Payout(req=req, payout_no=payout_no, psn_no=notice["psn_no"], amount=notice["amount"],
                                  method="cash", reason=reason, operator=who).build()
             return await self._receipt_of(await self._append_entry("payout", body))
+
+    async def _credit_paid_out(self, seq: int):
+        """The payout entry that paid settlement ``seq``'s credit in cash at this counter (a credit's
+        payout is named after its entry, so only this counter can pay it), or None."""
+        return await self._read_journal(self.journal.find_by_req,
+                                        core.internal_req("payout", f"P-{self.journal.device}-{seq}"))
 
     async def _payout_notice(self, payout_no: str) -> dict:
         """The centre's notice of ``payout_no`` (its person and amount); 404 when this counter has none."""

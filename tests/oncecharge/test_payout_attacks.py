@@ -126,12 +126,32 @@ async def test_a_centre_cancels_cash_is_not_paid_after_the_counter_cancelled_too
     assert _payouts_journaled(stack, back_no) == 0
 
 
-async def test_a_cancel_after_the_credit_was_paid_out_opens_a_review_at_the_centre(stack):
-    """Paid out, then cancelled at the counter (which hands back all the cash paid): the patient had the
-    credit twice. The counter's cancel does not yet know of its payouts; the centre, reconciling the
-    cancel, opens a review to recover the credit (code cash_refunded_twice)."""
+async def test_a_cancel_after_the_credit_was_paid_out_is_refused_at_the_counter(stack):
+    """Paid out, then cancelled at the counter, which hands back all the cash the receipt shows: the
+    patient would have the credit twice. The counter refuses (its journal holds the payout) and sends
+    the clerk to the centre, whose cancel owes back only the cash not yet returned."""
+    s, payout_no = await _cash_credit(stack, "AT-PAIDREFUSED")
+    await insert(stack.api, ZHANGSAN)
+    paid = await stack.api.post(f"/api/payouts/{payout_no}/pay", json={})
+    assert paid.status_code == 200, paid.text
+    head = stack.counter.journal.head()
+    c = await stack.api.post(f"/api/settlements/{s['seq']}/cancel", json={"reason": "开错药"})
+    err = c.json()["error"]
+    assert c.status_code == 409 and err["code"] == "cancel_at_centre", c.text
+    assert payout_no in err["zh"] and "医保中心" in err["zh"]
+    assert stack.counter.journal.head() == head
+
+
+async def test_a_cancel_after_the_credit_was_paid_out_opens_a_review_at_the_centre(stack, monkeypatch):
+    """Defence in depth for a counter that does not check its payouts (an older release): the centre,
+    reconciling such a cancel, opens a review to recover the credit (code cash_refunded_twice)."""
+    from edge.counter.service import Counter
     from sync.centre import payouts
 
+    async def unchecked(self, seq):
+        return None
+
+    monkeypatch.setattr(Counter, "_credit_paid_out", unchecked)
     s, payout_no = await _cash_credit(stack, "AT-PAIDFIRST")
     await insert(stack.api, ZHANGSAN)
     assert (await stack.api.post(f"/api/payouts/{payout_no}/pay", json={})).status_code == 200
