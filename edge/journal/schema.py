@@ -95,6 +95,14 @@ def _basis(kind: str, basis: Mapping) -> None:
             _fail(kind, f"basis.limits.{name}", "must be a pair [value, limit] of whole numbers")
 
 
+def _operator(kind: str, body: Mapping) -> None:
+    """Who did it (absent on entries written before operators): a map with a text id and name."""
+    if "operator" in body:
+        who = _need(kind, body, "operator", _MAP)
+        _need(kind, who, "id", _TEXT, prefix="operator.")
+        _need(kind, who, "name", _TEXT, prefix="operator.")
+
+
 def _version(kind: str, ref: Mapping, prefix: str) -> None:
     if _need(kind, ref, "version", _INT, prefix=prefix) < 0:
         _fail(kind, prefix + "version", "is negative")
@@ -123,6 +131,7 @@ def _settlement(body: Mapping) -> None:
     _basis(k, basis)
     if body["mode"] == "offline" and basis["persons"] is None:
         _fail(k, "basis.persons", "is null (unknown person) but offline settlement needs a person snapshot")
+    _operator(k, body)
 
 
 def _cancel(body: Mapping) -> None:
@@ -135,6 +144,7 @@ def _cancel(body: Mapping) -> None:
     after = _need(k, body, "state_after", _MAP)
     for key in ("balc", "deductible_used", "fund_paid"):
         _need(k, after, key, _INT, prefix="state_after.")
+    _operator(k, body)
 
 
 def _claim(body: Mapping) -> None:
@@ -157,6 +167,7 @@ def _claim(body: Mapping) -> None:
     if paid["acct_pay"] + paid["psn_cash_pay"] != paid["medfee_sumamt"]:
         _fail(k, "paid", "does not add up (medfee_sumamt must equal acct_pay + psn_cash_pay)")
     _basis(k, _need(k, body, "basis", _MAP))
+    _operator(k, body)
 
 
 def _refusal(body: Mapping) -> None:

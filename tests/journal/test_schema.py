@@ -21,6 +21,11 @@ EXAMPLES = [
     ("cancel", bodies.cancel("R-3", 1)),
     ("claim", bodies.claim("R-4")),
     ("claim", {**bodies.claim("R-5", cause="arrears"), "psn_no": "P-1"}),
+    # An e-voucher read offline: nobody identified yet, the token names the person for the centre.
+    ("claim", {**{k: v for k, v in bodies.claim("R-6").items() if k != "certno"}, "psn_no": None,
+               "ec_token": "330300ecgmztaobqgaydambqgaydamjr4l5b3jrxnm"}),
+    ("settlement", {**bodies.settlement("R-7"), "operator": {"id": "0001", "name": "王芳"}}),
+    ("claim", {**bodies.claim("R-8"), "operator": {"id": "HIS", "name": "HIS"}}),
     ("refusal", {"code": "card_hotlisted", "what": "card on the hotlist"}),
     ("note", bodies.note()),
     ("enrol", {"what": "enrolled", "site": "S330300001"}),
