@@ -42,7 +42,7 @@ import httpx
 import trio
 
 from edge.journal.errors import JournalError
-from edge.transport import answer_of, post_frame
+from edge.transport import answer_of, post_frame, transport_error
 from sync import auth, protocol, wire
 from sync.bundles import BundleBrokenChain, BundleError, BundleStale, envelope
 from sync.errors import CentreRefused, SyncError, TransportError
@@ -110,7 +110,7 @@ class CentreClient:
         try:
             resp = await self.client.get(self.base_url + path, headers=headers, timeout=httpx.Timeout(self.wait_s))
         except httpx.HTTPError as exc:
-            raise TransportError(f"cannot fetch the {kind} bundle: {exc.__class__.__name__}") from exc
+            raise transport_error(self.base_url + path, exc) from exc   # an untrusted certificate keeps its code
         if resp.status_code != 200:
             answer_of(self.base_url + path, resp.status_code, resp.headers.get("content-type", ""), resp.content)
             raise TransportError(f"cannot fetch the {kind} bundle: HTTP {resp.status_code}")
