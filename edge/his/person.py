@@ -49,7 +49,8 @@ async def _by_certno(ctx: Ctx, certno: str, cert_type: str) -> dict:
     if not SSN_RE.fullmatch(certno) or ssn_check_char(certno[:17]) != certno[17]:
         raise FieldError("mdtrt_cert_no is not a valid ID number", zh="身份证号码不正确（校验位不符）",
                          field="mdtrt_cert_no")
-    person = await ctx.thread(ctx.counter.cache.person_for_card, None, certno)
+    # The balance answered includes this counter's visits journaled but not yet in the cache.
+    person = await ctx.thread(ctx.counter.cache.person_for_card, None, certno, ctx.counter.pending_entries())
     if person is None:
         raise StateError("the person is not in the local insured list", zh="本地参保人名单中没有此身份证号码的参保人",
                          field="mdtrt_cert_no")
@@ -62,7 +63,7 @@ async def _by_token(ctx: Ctx, token: str) -> dict:
     psn_no = await resolve(ctx, check_token(token))
     if psn_no is None:
         return unidentified(token)     # offline: the visit goes on, paid in full, the centre identifies it later
-    person = await ctx.thread(ctx.counter.cache.person, psn_no)
+    person = await ctx.thread(ctx.counter.cache.person, psn_no, ctx.counter.pending_entries())
     if person is None or not person.certno:
         raise StateError("the e-voucher's person is not in the local insured list",
                          zh="本地参保人名单中没有该电子凭证的参保人，请等待名单更新", field="mdtrt_cert_no")
@@ -110,7 +111,7 @@ CUM_DEDUCTIBLE, CUM_FUND = "Q001", "J001"
 async def totals(ctx: Ctx) -> Out:
     d = node(ctx.req.input, "data")
     psn_no = text(d, "psn_no", most=30)
-    person = await ctx.thread(ctx.counter.cache.person, psn_no)
+    person = await ctx.thread(ctx.counter.cache.person, psn_no, ctx.counter.pending_entries())
     if person is None:
         raise StateError(f"person {psn_no} is not in the local insured list", zh="本地参保人名单中没有此人员编号",
                          field="psn_no")
