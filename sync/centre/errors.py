@@ -26,7 +26,10 @@
             ├── ReportError                  bad_report_request   a report was asked for with bad arguments
             ├── SourceError                  bad_source           a publish source file is invalid
             ├── KeyFileError                 centre_key_unreadable the bundle-signing key file is unreadable
-            └── BackupError                  bad_backup           a backup not written or verified; restore refused
+            ├── BackupError                  bad_backup           a backup not written or verified; restore refused
+            └── LimitError                   limit_error          one caller asked for more than its share (retryable)
+                ├── Busy                     busy                 (503) the worker's bound, or this address's share
+                └── RateLimited              rate_limited         (429) too many enrolments or logins from this address
 
 Every class takes Problem's one constructor shape ``(message, *, zh=None, hint=None, code=None,
 retryable=None, status=None, **detail)``; only :class:`Refusal` adds structured arguments (the pure
@@ -175,3 +178,23 @@ class KeyFileError(CentreError):
 class BackupError(CentreError):
     code = "bad_backup"
     zh = "备份文件无法校验或恢复条件不满足，未做任何恢复"
+
+
+# ------------------------------------------------------------------------------------ limits ---
+class LimitError(CentreError):
+    """Refused by sync.centre.limits before the route ran: try again later, unchanged."""
+
+    code = "limit_error"
+    retryable = True
+
+
+class Busy(LimitError):
+    code = "busy"
+    zh = "医保中心繁忙，请稍后重试（未上传的记录仍保存在本机）"
+    status = 503
+
+
+class RateLimited(LimitError):
+    code = "rate_limited"
+    zh = "请求过于频繁，请稍后再试"
+    status = 429

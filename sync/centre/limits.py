@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from sync import protocol, wire
+from sync.centre.errors import Busy, RateLimited
 from sync.centre.webauth import WINDOW_MS
 from sync.errors import SyncError
 
@@ -63,23 +64,8 @@ LOGIN = Rate(burst=20, every_s=15.0)     # a reviewer logs in a few times a day
 RATES = {"/v1/enrol": ENROL, "/v1/review/login": LOGIN, "/review/login": LOGIN}
 THROTTLE_RETRY_S = WINDOW_MS // 1000    # the desk's own throttle window
 
-BUSY_ZH = "医保中心繁忙，请稍后重试（未上传的记录仍保存在本机）"
 RATE_ZH = {"/v1/enrol": "注册请求过于频繁，请稍后再试", "/v1/review/login": "登录请求过于频繁，请稍后再试",
            "/review/login": "登录请求过于频繁，请稍后再试"}
-
-
-class Busy(SyncError):
-    code = "busy"
-    zh = BUSY_ZH
-    retryable = True
-    status = 503
-
-
-class RateLimited(SyncError):
-    code = "rate_limited"
-    zh = "请求过于频繁，请稍后再试"
-    retryable = True
-    status = 429
 
 
 class Gate:
