@@ -4,7 +4,8 @@
 none, registers its public key with the centre using the one-time token, and writes ``device.json``::
 
     {"device": "D-S330300001-1", "site": "S330300001", "centre_url": "http://…",
-     "bundle_key": "<base64 Ed25519 public key>", "bundle_key_id": "…", "enrolled_at": "2026-11-24T09:30:00Z"}
+     "bundle_key": "<base64 Ed25519 public key>", "bundle_key_id": "…", "enrolled_at": "2026-11-24T09:30:00Z",
+     "device_key_id": "…"}
 
 ``bundle_key`` is the centre's bundle-signing key, pinned here: bundles signed by any other key are
 refused. ``device_key_id`` is the id of this device's own key (newer enrolments; diagnose compares the

@@ -34,6 +34,7 @@ and retries later), else JSON ``{"error": {...}}``, as every other error of the 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections import OrderedDict
@@ -45,6 +46,7 @@ from sync.centre.errors import Busy, RateLimited
 from sync.centre.webauth import WINDOW_MS
 from sync.errors import SyncError
 
+log = logging.getLogger("sync.centre")
 MAX_CONCURRENT = 64
 MAX_CLIENTS = 10_000
 # The whole body must arrive within this: 16 MiB at 300 KB/s. An edge's upload batch is at most
@@ -140,6 +142,9 @@ def _is_frame(scope) -> bool:
 
 
 async def _refuse(scope, send, exc: SyncError, retry_after: float) -> None:
+    # Reported like every refusal of the centre (app._handler): the operator sees who is being held off.
+    log.warning("centre: %s %s refused for %s: %s (%s)", scope.get("method"), scope.get("path"), _client(scope),
+                exc.code, exc.message)
     if _is_frame(scope):
         body, ctype = wire.encode(protocol.error_message(exc)), wire.CONTENT_TYPE
     else:
