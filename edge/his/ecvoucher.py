@@ -34,17 +34,18 @@ from edge.counter.visit import INTERNAL, caller_req_ok
 from sync import bodies
 from sync.errors import BodyError
 
-from .context import Ctx
 from .errors import FieldError, StateError
 
 PATH = "/v1/ectoken/resolve"
+# ``ctx`` below is an edge.his.context.Ctx, which dispatches a voucher's visit here: typed Any so this
+# module does not import context back (one direction only).
 UNIDENTIFIED_WARN = ("脱机：医保中心暂时无法连接，无法识别该医保电子凭证对应的参保人：本次就诊须全额垫付，"
                      "结算时生成垫付单号；联网后由医保中心识别参保人并审核报销")
 CLAIM_ZH = "医保中心暂时无法连接，电子凭证无法识别参保人"
 PSEUDO = "EC"    # real psn_no are digits: a pseudo number can never be someone's
 
 
-async def resolve(ctx: Ctx, token: str) -> str | None:
+async def resolve(ctx: Any, token: str) -> str | None:
     """The psn_no the centre gives for ``token``; None when the centre cannot be asked (offline);
     :class:`StateError` when the centre says the token is not valid."""
     centre = ctx.counter.centre
@@ -112,7 +113,7 @@ def _lines(data: dict) -> list[dict]:
              "det_item_fee_sumamt": round_fen(mul(Decimal(str(it["cnt"])), it["pric"]))} for it in data["items"]]
 
 
-async def quote(ctx: Ctx, data: dict) -> dict:
+async def quote(ctx: Any, data: dict) -> dict:
     """The counter's pre-settlement answer for an unidentified voucher: full payment, no split."""
     lines = _lines(data)
     medfee = sum(ln["det_item_fee_sumamt"] for ln in lines)
@@ -159,7 +160,7 @@ def _claim_body(counter: Any, data: dict, today: Any, operator: Any) -> dict:
     return body
 
 
-async def claim(ctx: Ctx, data: dict) -> dict:
+async def claim(ctx: Any, data: dict) -> dict:
     """Journal the full-payment claim of an unidentified voucher once (``req`` = the HIS's msgid); the
     claim's receipt, as :meth:`edge.counter.Counter.claim` gives it."""
     counter = ctx.counter
