@@ -190,7 +190,11 @@ class Counter:
         if self._floor is None:
             await _off_loop(self.time_floor)      # once per boot: the chain's last time, before the first append
         now_wall, mono = self.clock.wall_ms(), self.clock.mono_ns()
-        when = max(timefloor.entry_time(now_wall, self._floor, mono), timefloor.entry_time(now_wall, self._chain, mono))
+        # The floor lifts an entry's time at most as far ahead of the wall clock as the centre itself accepts: a
+        # floor far ahead may come from a Date header a proxy forged (or a centre clock that was wrong), and an
+        # entry timed there would hold every later entry of the chain at that time (past 2100: bad_time).
+        lifted = min(timefloor.entry_time(now_wall, self._floor, mono), now_wall + timefloor.MAX_CENTRE_SKEW_MS)
+        when = max(lifted, timefloor.entry_time(now_wall, self._chain, mono))
         return when, now_wall, mono
 
     def journaled_at(self, entry_time: int, now_wall: int, mono: int) -> None:
@@ -654,7 +658,7 @@ class Counter:
                 raise CounterError(f"payout {payout_no} was paid already (journal seq {prior.seq})",
                                    zh=f"退款号 {payout_no} 已于流水号 {prior.seq} 支付，不能重复支付",
                                    code="payout_already_paid", status=409, seq=prior.seq)
-            notice = await self._payout_notice(payout_no)
+            notice = await self._payout_notice(payout_no, data)
             # Cash leaves once per visit: a settlement this counter cancelled had all its cash handed back
             # with the cancel, so neither its credit (P-) nor the centre's cancel cash (X-) is paid again; a
             # credit of a settlement the centre cancelled is in that cancel's X- payout, not paid on its own.
@@ -672,7 +676,8 @@ class Counter:
             # The money goes to the patient it is owed to: their card in the reader (or their certno for a
             # keyed-in visit), as for a cancel.
             try:
-                await self._same_person(source, data)
+                if source.body.get("psn_no") is not None:    # (an e-voucher claim's: checked with its notice)
+                    await self._same_person(source, data)
             except CounterError as exc:
                 if exc.code != "cancel_other_person":
                     raise
@@ -692,7 +697,7 @@ class Counter:
         return await self._read_journal(self.journal.find_by_req,
                                         core.internal_req("payout", f"P-{self.journal.device}-{seq}"))
 
-    async def _payout_notice(self, payout_no: str) -> dict:
+    async def _payout_notice(self, payout_no: str, data: Mapping | None = None) -> dict:
         """The centre's notice of ``payout_no`` (its person and amount); 404 when this counter has none."""
         unknown = BadRequest(f"no notice of payout {payout_no!r} from the centre at this counter",
                              zh=f"本机没有收到医保中心关于退款号 {payout_no} 的通知，不能支付", code="unknown_payout",
@@ -703,6 +708,17 @@ class Counter:
             raise unknown
         source = await self._read_journal(self.journal.get, int(seq))
         psn_no = source.body.get("psn_no") if source is not None else None
+        if psn_no is None and source is not None and source.kind == "claim" and prefix == "C" \
+                and isinstance(source.body.get("ec_token"), str):
+            # An e-voucher claim journaled offline names nobody: the centre identified the person and sent
+            # the notice to them. Only the person present (card in the reader, or certno) can hold it.
+            psn_no = await self._present_psn(data or {})
+            if psn_no is None or not any(n["payload"].get("payout_no") == payout_no
+                                         for n in await _off_loop(self.cache.notices_for, psn_no)):
+                raise CounterError(f"payout {payout_no} of an e-voucher claim: the person the centre named is not "
+                                   "the one present", code="payout_other_person", status=409,
+                                   zh="电子凭证垫付单的报销须由医保中心核定的参保人本人办理：请插入其社保卡（或填写其身份证号）；"
+                                      "读卡器中的卡与该参保人不符，不能支付")
         if not isinstance(psn_no, str):
             raise unknown
         notices = await _off_loop(self.cache.notices_for, psn_no)
@@ -717,6 +733,17 @@ class Counter:
                                 and c["payload"].get("outcome") == "cancelled_at_centre" for c in notices)
                 return {"psn_no": psn_no, "amount": amount, "source": source, "cancelled_at_centre": cancelled}
         raise unknown
+
+    async def _present_psn(self, data: Mapping) -> str | None:
+        """The person at the counter: by the certno given, else by the card in the reader; None if unknown."""
+        certno = data.get("certno")
+        if isinstance(certno, str) and certno:
+            who = await _off_loop(self.cache.person_for_card, None, certno)
+        else:
+            reader = data.get("reader") if isinstance(data.get("reader"), str) else None
+            _, identity = self.cards.present(reader)
+            who = await _off_loop(self.cache.person_for_card, identity.card_id, identity.ssn)
+        return None if who is None else who.psn_no
 
     async def _same_person(self, entry, data: Mapping) -> None:
         """The settlement's person is here: their card in the reader, or (keyed-in visit) their certno."""
