@@ -4,7 +4,8 @@ Loopback binding keeps other machines out, not other programs on the clinic PC (
 So every route answers 401 (the API's coded error body, nothing personal) unless the caller shows:
 
 * **the installation token** - ``api.token`` in the state directory, written once at first start
-  (mode 0640, never overwritten; the clinic gives the HIS's user the file's group, docs/his.md). The
+  (mode 0640, never overwritten; a file others may read, its group may write, or a link is refused at
+  start; the clinic gives the HIS's user the file's group, docs/his.md). The
   HIS sends ``Authorization: Bearer <token>``; a HIS that can only set a URL may append
   ``?access_token=<token>`` on the HIS routes (``/fsi/...``) only: a URL lands in logs and histories,
   so the counter's own access log writes it as ``[secret]``. The token acts as the operator ``HIS``
@@ -21,7 +22,9 @@ So every route answers 401 (the API's coded error body, nothing personal) unless
 Open without a credential: the page shell ``/`` (it holds no data; it shows the login), the login
 itself, ``/openapi.json`` (the API's shape) and ``/metrics`` (counts only, for the local scraper). A
 cookie-carrying request with a foreign ``Origin`` is refused (``not_local``): with SameSite=Strict and
-JSON-only bodies this is a third line against a page elsewhere driving the clerk's browser.
+JSON-only bodies this is a third line against a page elsewhere driving the clerk's browser. "Foreign"
+includes another port of 127.0.0.1 (another program's web page on the PC): the cookie reaches this
+port from there, and a POST without a body needs no preflight.
 
 Tokens and session ids are compared in constant time (``hmac.compare_digest``).
 """
@@ -34,6 +37,7 @@ import logging
 import math
 import os
 import secrets
+import stat
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -103,6 +107,24 @@ def _read_token(path: Path) -> str:
     return text
 
 
+def _check_file(path: Path) -> None:
+    """A token file only the counter's user may write and only its group read (0640 or stricter), and
+    the file itself, not a link: a link points at a file whose permissions and writer are elsewhere (a
+    dangling one would have the token written wherever it points)."""
+    st = path.lstat()
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
+        raise TokenFileError(f"{path} is a link or not a plain file: the token must be the file itself",
+                             zh="本机接口令牌文件不是普通文件（可能被替换为链接），请联系技术人员",
+                             hint=f"mv {path} {path}.bad && systemctl restart counter-edge (then give the HIS the "
+                                  "new token)")
+    if stat.S_IMODE(st.st_mode) & 0o027:
+        raise TokenFileError(f"{path} is mode {stat.S_IMODE(st.st_mode):04o}: others can read it or its group can "
+                             "write it; the token file must be 0640 or stricter",
+                             zh="本机接口令牌文件权限过宽（其他用户可读或可改），请联系技术人员",
+                             hint=f"chmod 0640 {path}; if other users could read it, move it aside and restart to "
+                                  f"issue a new token: mv {path} {path}.old && systemctl restart counter-edge")
+
+
 def read_token(state_dir: str | Path) -> str | None:
     """The installation token, or None when there is none or it cannot be read (diagnose, ``edge status``)."""
     try:
@@ -118,7 +140,8 @@ def ensure_token(state_dir: str | Path) -> str:
     state = Path(state_dir)
     state.mkdir(parents=True, exist_ok=True)
     path = state / TOKEN_FILE
-    if path.exists():
+    if path.is_symlink() or path.exists():
+        _check_file(path)
         return _read_token(path)
     token = secrets.token_urlsafe(32)
     tmp = state / f".{TOKEN_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
@@ -353,7 +376,7 @@ class Guard:
         how, op = found
         if how == "session" and scope.get("method") not in ("GET", "HEAD"):
             origin = request.headers.get("origin")
-            if origin is not None and not _local_origin(origin):
+            if origin is not None and not _local_origin(origin, (scope.get("server") or (None, None))[1]):
                 log.warning("refused a cross-site request", extra={"event": "cross_site_refused"})
                 await JSONResponse({"error": {"code": "not_local", "message": "requests from another site are refused",
                                               "zh": "仅允许本机页面访问"}}, status_code=403)(scope, receive, send)
@@ -385,9 +408,13 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def _local_origin(origin: str) -> bool:
+def _local_origin(origin: str, port: int | None) -> bool:
+    """The counter's own page: a loopback name *and this server's port*. A browser sends a SameSite=Strict
+    cookie to any port of the same host (a site has no port), so another program's page on
+    ``127.0.0.1:<other port>`` is same-site; only the Origin's port tells it from ours."""
     try:
-        host = urlsplit(origin).hostname
+        parts = urlsplit(origin)
+        theirs = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
     except ValueError:
         return False
-    return is_loopback(host)
+    return parts.scheme == "http" and is_loopback(parts.hostname) and port is not None and theirs == port

@@ -37,7 +37,7 @@ from .errors import CounterError
 FILE = "operators.db"
 ROLES = ("settle", "cancel", "payout", "close_shift")
 ROLE_ZH = {"settle": "结算", "cancel": "撤销结算", "payout": "支付退款", "close_shift": "交班/日结"}
-ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,32}")      # the whole id (fullmatch): "^...$" took "op1\n"
 MAX_NAME = 40
 MIN_SECRET = 4                 # a 4-digit PIN at least; the login throttle makes guessing slow
 MAX_SECRET = 256
@@ -123,7 +123,7 @@ def _roles(roles: Iterable[str]) -> frozenset[str]:
 
 
 def _check_new(op_id: str, name: str, secret: str) -> None:
-    if not isinstance(op_id, str) or not ID_RE.match(op_id):
+    if not isinstance(op_id, str) or not ID_RE.fullmatch(op_id):
         raise OperatorError("an operator id is 1 to 32 letters, digits, '_', '.' or '-'",
                             zh="工号应为1至32位字母、数字或 _ . -", field="id")
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or not name.isprintable():

@@ -1,0 +1,184 @@
+"""Attacks from outside on the counter API's caller check (edge/counter/auth.py): HTTP against the real
+server on loopback, the state directory's files, the ``edge operator`` command.
+
+Written first against the counter as it was, three did not hold:
+
+* a page served by another program on the clinic PC (any port of 127.0.0.1, e.g. another user's web
+  server) drove the clerk's session: the cookie is SameSite=Strict, but a site is the host without
+  its port, so the browser sends it; and ``Origin: http://127.0.0.1:<other port>`` passed the
+  "local origin" check. A POST with no body needs no CORS preflight, so ``/api/payouts/<no>/pay``
+  (a journaled cash payout) and ``/api/logout`` ran for that page;
+* a token file others can read (mode 0644), or one that is a symbolic link to a file elsewhere, was
+  used as it was: every program on the PC could read the HIS's credential;
+* ``edge operator add`` took an id ending in a newline (``$`` in the id pattern matches before one).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import stat
+
+import httpx
+import pytest
+
+from counter.conftest import insert_card
+from counter.helpers import ATORVASTATIN
+from edge.counter import build_app, serve
+from edge.counter.auth import COOKIE, TOKEN_FILE, Auth, TokenFileError, ensure_token
+from edge.counter.operators import OperatorError, OperatorStore
+
+VISIT = {"med_type": "11", "acct_used_flag": False, "items": [{"med_list_codg": ATORVASTATIN, "cnt": "3", "pric": 2345}]}
+
+
+@pytest.fixture
+def operators(tmp_path):
+    store = OperatorStore.open(tmp_path / "operators.db")
+    store.add("op1", "张收费", ["settle", "cancel", "payout", "close_shift"], "1234-secret")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+async def site(counter, operators, nursery):
+    auth = Auth(token="t" * 43, operators=operators)
+    urls = await nursery.start(serve, build_app(counter, auth=auth), "127.0.0.1", 0)
+    async with httpx.AsyncClient(base_url=urls[0], trust_env=False) as web:
+        web.port = int(urls[0].rsplit(":", 1)[1].strip("/"))
+        web.token = auth.token
+        yield web
+
+
+async def _login(web) -> None:
+    r = await web.post("/api/login", json={"operator": "op1", "password": "1234-secret"})
+    assert r.status_code == 200, r.text
+
+
+async def test_a_page_on_another_local_port_cannot_drive_the_clerks_session(site, journal):
+    await _login(site)
+    other = f"http://127.0.0.1:{site.port + 1 if site.port < 65535 else site.port - 1}"
+    for origin in (other, other.replace("127.0.0.1", "localhost"), "http://[::1]:1", "http://127.0.0.2",
+                   "null", "file://"):
+        # What a no-cors fetch from that page sends: a POST without a body, the cookie, its Origin.
+        pay = await site.post("/api/payouts/P-D-1-1/pay", headers={"Origin": origin})
+        assert pay.status_code == 403 and pay.json()["error"]["code"] == "not_local", (origin, pay.text)
+        out = await site.post("/api/logout", headers={"Origin": origin})
+        assert out.status_code == 403 and out.json()["error"]["code"] == "not_local", (origin, out.text)
+    assert (await site.get("/api/me")).json()["operator"]["id"] == "op1"      # still logged in
+    # The counter's own page (either loopback name, this port) and a client without Origin still work.
+    for origin in (f"http://127.0.0.1:{site.port}", f"http://localhost:{site.port}", None):
+        headers = {"Origin": origin} if origin else {}
+        r = await site.post("/api/payouts/P-D-1-1/pay", headers=headers)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_payout", (origin, r.text)
+    assert journal.count() == 0
+
+
+async def test_cookie_reuse_after_logout_and_forged_session_ids_are_refused(site, cards, journal):
+    """Held: the server makes every session id; a logged-out id, a made-up one, or a cookie beside a
+    wrong token open nothing."""
+    insert_card(cards)
+    await _login(site)
+    sid = site.cookies.get(COOKIE)
+    assert (await site.post("/api/logout")).status_code == 200
+    site.cookies.set(COOKIE, sid)
+    assert (await site.get("/api/card")).status_code == 401
+    for forged in ("", "x", sid[:-1], sid + "A", "A" * 43):
+        site.cookies.set(COOKIE, forged)
+        assert (await site.get("/api/card")).status_code == 401, forged
+    await _login(site)
+    r = await site.get("/api/card", headers={"Authorization": "Bearer " + "y" * 43})
+    assert r.status_code == 401           # a wrong token is not rescued by a good cookie
+    assert journal.count() == 0
+
+
+async def test_login_id_variants_neither_log_in_nor_escape_the_throttle(site):
+    """Held: ids are exact (no case folding, no trimming, no Unicode look-alikes), so a variant is an
+    unknown id; once op1 is locked, its right password waits whatever the variants did."""
+    for op in ("OP1", "op1 ", " op1", "op1\n", "ｏｐ1", "op\u200b1", "op1\x00", ["op1"], {"id": "op1"}, None):
+        r = await site.post("/api/login", json={"operator": op, "password": "1234-secret"})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "login_failed", (op, r.text)
+    for _ in range(5):
+        await site.post("/api/login", json={"operator": "op1", "password": "guess"})
+    r = await site.post("/api/login", json={"operator": "op1", "password": "1234-secret"})
+    assert r.status_code == 429 and r.json()["error"]["code"] == "login_throttled"
+    assert COOKIE not in r.headers.get("set-cookie", "")
+
+
+async def test_the_query_token_opens_no_route_but_the_his_ones_whatever_the_path_spelling(site, cards):
+    """Held: ``?access_token=`` is read only where the decoded path starts with /fsi/; a dot segment,
+    percent-encoding or a doubled slash reaching an /api/ route is either no route or not the HIS's."""
+    insert_card(cards)
+    for raw in ("/fsi/../api/card", "/fsi/%2e%2e/api/card", "/fsi/%2E%2E/api/card", "//api/card", "/api//card",
+                "/%66si/../api/card", "/fsi/..%2fapi/card", "/api/card/", "/API/card"):
+        url = httpx.URL(str(site.base_url).rstrip("/") + raw, params={"access_token": site.token})
+        for method in ("GET", "HEAD", "OPTIONS"):
+            r = await site.request(method, url)
+            assert r.status_code in (401, 404, 405), (raw, method, r.status_code)
+            assert "张三" not in r.text and "psn_name" not in r.text, (raw, method)
+
+
+def test_a_token_file_others_can_read_or_a_link_is_refused(tmp_path):
+    state = tmp_path / "state"
+    token = ensure_token(state)
+    path = state / TOKEN_FILE
+    for mode in (0o644, 0o604, 0o660, 0o666):
+        os.chmod(path, mode)
+        with pytest.raises(TokenFileError) as err:
+            ensure_token(state)
+        assert "chmod" in err.value.hint and "0640" in err.value.message, err.value.message
+    os.chmod(path, 0o640)
+    assert ensure_token(state) == token
+    os.chmod(path, 0o600)
+    assert ensure_token(state) == token        # stricter than 0640 is fine
+    # A link put where the token file goes (to a file another user wrote, or to a place it will write).
+    elsewhere = tmp_path / "elsewhere.token"
+    elsewhere.write_text("k" * 43 + "\n")
+    os.chmod(elsewhere, 0o600)
+    path.unlink()
+    path.symlink_to(elsewhere)
+    with pytest.raises(TokenFileError):
+        ensure_token(state)
+    path.unlink()
+    path.symlink_to(tmp_path / "not-yet")      # dangling: written through, the token would land elsewhere
+    with pytest.raises(TokenFileError):
+        ensure_token(state)
+    assert not (tmp_path / "not-yet").exists()
+    assert stat.S_ISLNK(path.lstat().st_mode)
+
+
+def test_an_operator_id_with_a_line_break_or_control_characters_is_refused(operators, tmp_path, monkeypatch, capsys):
+    for bad in ("op9\n", "op9\r\n", "\nop9", "op\t9", "op 9"):
+        with pytest.raises(OperatorError):
+            operators.add(bad, "王", ["settle"], "pw-123456")
+    assert [o.id for o in operators.list()] == ["op1"]
+    from edge.cli import main
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("pw-123456\n"))
+    code = main(["operator", "add", "op9\n", "--name", "王", "--roles", "settle", "--password-stdin",
+                 "--state-dir", str(tmp_path)])
+    assert code == 2 and "工号" in capsys.readouterr().err
+    assert [o.id for o in operators.list()] == ["op1"]
+
+
+def test_names_with_control_characters_or_too_long_are_refused_html_is_kept_as_text(operators):
+    """Held for control characters and length; a name with markup is stored as text (the receipt and
+    shift pages escape it: tested below through the API)."""
+    for bad in ("王\n五", "王\x1b[31m", "王\u202e五", "王" * 41, "x" * 10_000, " ", ""):
+        with pytest.raises(OperatorError):
+            operators.add("op7", bad, ["settle"], "pw-123456")
+    op = operators.add("op8", "<script>alert(1)</script>", ["settle", "close_shift"], "pw-123456")
+    assert op.name == "<script>alert(1)</script>"
+
+
+async def test_markup_in_an_operators_name_is_text_on_the_receipt_and_the_shift_page(site, operators, cards, counter,
+                                                                                    journal):
+    """Held: receipt and shift pages are autoescaped templates."""
+    operators.add("op8", "<img src=x onerror=alert(1)>", ["settle", "close_shift"], "pw-123456")
+    r = await site.post("/api/login", json={"operator": "op8", "password": "pw-123456"})
+    assert r.status_code == 200, r.text
+    insert_card(cards)
+    done = await site.post("/api/settle", json={"req": "XSS-1", **VISIT})
+    assert done.status_code == 200, done.text
+    day = dt.datetime.fromtimestamp(journal.get(done.json()["seq"]).time / 1000, counter.clock.tz).date()
+    for page in (f"/receipt/{done.json()['seq']}", f"/visits?date={day}", f"/shift?date={day}"):
+        html = (await site.get(page)).text
+        assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html, page
