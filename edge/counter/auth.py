@@ -184,7 +184,9 @@ class Throttle:
         lock = now + min(FIRST_LOCK_S * 2 ** (n - FREE_TRIES), MAX_LOCK_S) if n >= FREE_TRIES else 0.0
         self._ids[key] = (n, lock)
         while len(self._ids) > 1000:
-            self._ids.pop(next(iter(self._ids)))
+            # The id with the fewest failures goes (the oldest among equals), never simply the oldest:
+            # failing 1000 made-up ids must not wipe a real clerk's lock and give 5 free guesses again.
+            self._ids.pop(min(self._ids, key=lambda k: self._ids[k][0]))
         self._recent.append(now)
 
     def succeeded(self, key: str) -> None:

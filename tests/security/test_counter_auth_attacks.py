@@ -182,3 +182,26 @@ async def test_markup_in_an_operators_name_is_text_on_the_receipt_and_the_shift_
     for page in (f"/receipt/{done.json()['seq']}", f"/visits?date={day}", f"/shift?date={day}"):
         html = (await site.get(page)).text
         assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html, page
+
+
+def test_a_locked_id_is_not_forgotten_by_failing_a_thousand_other_ids():
+    """Written first: the per-id bookkeeping keeps 1000 ids and dropped the oldest; failing 1000 made-up
+    ids (50 a minute pass the overall limit: 20 minutes) pushed op1's lock and failure count out, and op1
+    had 5 free guesses again. Driven on the throttle itself (1000 scrypt checks over HTTP would only be
+    slower, not different)."""
+    from edge.counter.auth import FREE_TRIES, Throttle
+
+    t = [0.0]
+    throttle = Throttle(lambda: t[0])
+    for _ in range(FREE_TRIES + 1):
+        t[0] += throttle.wait_s("op1") + 1
+        throttle.failed("op1")
+    assert throttle.wait_s("op1") > 0
+    for i in range(1000):
+        t[0] += 1.3            # under the overall limit (50 a minute)
+        assert throttle.wait_s(f"made-up-{i}") == 0
+        throttle.failed(f"made-up-{i}")
+    # One more wrong guess for op1 (after whatever wait is left): still locked, not a fresh count.
+    t[0] += throttle.wait_s("op1") + 1
+    throttle.failed("op1")
+    assert throttle.wait_s("op1") > 0, "op1's failures were forgotten: it has free guesses again"
