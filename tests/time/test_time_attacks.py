@@ -1,0 +1,123 @@
+"""Attacks on the counter's time floor from outside: the real centre, `edge run` (under libfaketime where
+the PC clock moves), and a proxy between them that rewrites the centre's ``Date`` header (a lying or
+compromised proxy, or a centre whose clock is wrong). Each test is a finding or an attack that held.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import trio
+
+from edge.journal import JournalStore
+from harness.demo import ITEMS, ZHANGSAN
+
+FIX = "校准电脑时间"
+DAY_MS = 86_400_000
+
+
+class DateLiar:
+    """A TCP proxy to the centre that replaces the ``Date`` header of every answer with ``self.date``
+    (None: passes answers through untouched)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.date: str | None = None
+        self.port = 0
+
+    def _rewrite(self, data: bytes) -> bytes:
+        if self.date is None:
+            return data
+        return re.sub(rb"(?im)^date: [^\r\n]*\r\n", b"date: " + self.date.encode() + b"\r\n", data)
+
+    async def _handle(self, client) -> None:
+        async with client:
+            try:
+                upstream = await trio.open_tcp_stream(*self.target)
+            except OSError:
+                return
+            async with upstream:
+                async def pump(src, dst, rewrite: bool) -> None:
+                    try:
+                        while data := await src.receive_some(65536):
+                            await dst.send_all(self._rewrite(data) if rewrite else data)
+                        await dst.send_eof()
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                        pass
+
+                async with trio.open_nursery() as n:
+                    n.start_soon(pump, client, upstream, False)
+                    n.start_soon(pump, upstream, client, True)
+
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started(self)
+        await trio.serve_listeners(self._handle, listeners)
+
+
+async def _behind_liar(s, nursery) -> DateLiar:
+    """Point the enrolled counter at a :class:`DateLiar` in front of the real centre."""
+    liar = await nursery.start(DateLiar(("127.0.0.1", s.centre_port)).run)
+    path = s.state_dir / "device.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc["centre_url"] = f"http://127.0.0.1:{liar.port}"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return liar
+
+
+def _visit(req: str) -> dict:
+    return {"req": req, "med_type": "11", "items": ITEMS}
+
+
+def _entries(s) -> list:
+    with JournalStore.open(s.state_dir / "journal.db", signing_key=None, device=None) as j:
+        return list(j.entries())
+
+
+async def _ready(s, api) -> bool:
+    st = await s.status(api)
+    return len(st["cache"]["bundles"]) == 4 and st["cache"]["age_s"] is not None and st["online"]
+
+
+async def test_a_proxy_lying_about_the_date_does_not_pin_entry_times_in_the_future(daemon_stack, nursery):
+    """A proxy answers with a Date far in the future: the counter fails closed (full payment, the clerk
+    told to fix the clock). When the proxy tells the truth again the counter recovers, and no journal
+    entry carries the lie: an entry timed at the lie would stay the chain's time for every later entry
+    (entry times never decrease) and the centre refuses times past 2100 (``bad_time``)."""
+    s = await daemon_stack(region=None)
+    liar = await _behind_liar(s, nursery)
+    await s.start_counter()
+    async with s.client() as api:
+        await s.until(lambda: _ready(s, api))
+        await api.post("/api/card/simulate", json=ZHANGSAN)
+        liar.date = "Fri, 01 Jan 2150 00:00:00 GMT"
+
+        async def faulted():
+            st = await s.status(api)
+            return st["clock"] is not None and st["online"] is False
+
+        await s.until(faulted)
+        st = await s.status(api)
+        assert FIX in st["clock"]["zh"], st
+        # The centre itself (its true clock) still settles online: the entry is journaled meanwhile.
+        r = await api.post("/api/settle", json=_visit("LIE-1"))
+        assert r.status_code == 200 and r.json()["mode"] == "online", r.text
+
+        liar.date = None
+
+        async def recovered():
+            st = await s.status(api)
+            return st["clock"] is None and st["online"] is True
+
+        await s.until(recovered)
+        r = await api.post("/api/settle", json=_visit("LIE-3"))
+        assert r.status_code == 200 and r.json()["mode"] == "online", r.text
+    await s.stop_counter()
+    true_now = time.time_ns() // 1_000_000
+    entries = _entries(s)
+    assert [e.kind for e in entries if e.kind in ("settlement", "claim")] == ["settlement", "settlement"]
+    # at most as far ahead as the centre itself accepts a clock (5 min), never at the lie
+    assert all(e.time <= true_now + 360_000 for e in entries), [(e.seq, e.kind, e.time) for e in entries]
