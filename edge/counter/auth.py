@@ -362,7 +362,9 @@ class Guard:
             method, code = scope.get("method", ""), status["code"]
             # Polls (the page asks for the card every second) are DEBUG; changes and refusals INFO.
             level = logging.DEBUG if method in ("GET", "HEAD") and 0 < code < 400 else logging.INFO
-            access_log.log(level, "%s %s %s", method, redacted_target(scope), code,
+            # The token wherever a misconfigured HIS put it (another query key, the path) is [secret] too.
+            target = redacted_target(scope).replace(self.auth.token, "[secret]")
+            access_log.log(level, "%s %s %s", method, target, code,
                            extra={"event": "access", "method": method, "status": code})
 
     async def _guarded(self, scope, receive, send) -> None:

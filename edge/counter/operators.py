@@ -39,6 +39,7 @@ ROLES = ("settle", "cancel", "payout", "close_shift")
 ROLE_ZH = {"settle": "结算", "cancel": "撤销结算", "payout": "支付退款", "close_shift": "交班/日结"}
 ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,32}")      # the whole id (fullmatch): "^...$" took "op1\n"
 MAX_NAME = 40
+RESERVED = frozenset({"HIS"})   # ids no clerk may take (upper-cased): the installation token's operator
 MIN_SECRET = 4                 # a 4-digit PIN at least; the login throttle makes guessing slow
 MAX_SECRET = 256
 SCRYPT = (2**14, 8, 1)
@@ -126,6 +127,11 @@ def _check_new(op_id: str, name: str, secret: str) -> None:
     if not isinstance(op_id, str) or not ID_RE.fullmatch(op_id):
         raise OperatorError("an operator id is 1 to 32 letters, digits, '_', '.' or '-'",
                             zh="工号应为1至32位字母、数字或 _ . -", field="id")
+    if op_id.upper() in RESERVED:
+        # The installation token acts as operator HIS (edge/counter/auth.py): a clerk under that id would
+        # be written on entries and the shift close as the HIS.
+        raise OperatorError(f"operator id {op_id} is reserved for the HIS's installation token",
+                            zh=f"工号 {op_id} 保留给医院信息系统（本机接口令牌），请换一个工号", field="id")
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or not name.isprintable():
         raise OperatorError(f"a name is 1 to {MAX_NAME} printable characters", zh="姓名应为1至40个字符", field="name")
     if not isinstance(secret, str) or not MIN_SECRET <= len(secret) <= MAX_SECRET:

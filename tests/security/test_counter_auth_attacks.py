@@ -205,3 +205,35 @@ def test_a_locked_id_is_not_forgotten_by_failing_a_thousand_other_ids():
     t[0] += throttle.wait_s("op1") + 1
     throttle.failed("op1")
     assert throttle.wait_s("op1") > 0, "op1's failures were forgotten: it has free guesses again"
+
+
+def test_no_clerk_can_take_the_his_operators_id(operators):
+    """Written first: ``edge operator add HIS`` was accepted, so a clerk's settlements and cancels were
+    written as the installation token's operator (id HIS) and the shift close could not tell them apart."""
+    for reserved in ("HIS", "his", "His"):
+        with pytest.raises(OperatorError):
+            operators.add(reserved, "医院信息系统", ["settle", "cancel"], "pw-123456")
+    assert [o.id for o in operators.list()] == ["op1"]
+
+
+async def test_a_misspelt_or_misplaced_token_never_reaches_the_access_log(site, caplog):
+    """Written first: only a query key spelt exactly ``access_token`` was written as [secret]; a HIS
+    configured with ``Access_Token=``, ``token=`` or the token in the path got 401 and the token itself
+    in the counter's access log."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    his = "/fsi/api/rsfComIfsService/callService"
+    for url, params in ((his, {"Access_Token": site.token}), (his, {"token": site.token}),
+                        (his + "/" + site.token, {}), ("/api/status", {"access_token": site.token}),
+                        (his, {"q": f"x{site.token}y"})):
+        r = await site.post(url, params=params, json={"infno": "9001", "input": {}})
+        assert r.status_code == 401, (url, params, r.status_code)
+    # One more request on the same connection: the last one's access line is written once it is answered.
+    assert (await site.get("/openapi.json")).status_code == 200
+    access = [rec for rec in caplog.records if rec.name == "edge.counter.access"]
+    assert len(access) >= 5
+    for rec in caplog.records:
+        if rec.name.startswith(("httpx", "httpcore")):
+            continue            # the test's own client logs its URL; the counter's logs must not
+        assert site.token not in rec.getMessage(), rec.getMessage()
