@@ -7,7 +7,8 @@
 The password or PIN is asked twice on the terminal (never an argument: arguments show in ``ps`` and the
 shell's history), or read from one line of stdin with ``--password-stdin`` (scripts). Run it as the
 counter's user on the state directory the daemon uses; the daemon sees a new operator at once and a
-disabled one within half a minute. Operators are never deleted and ids never reused: entries name them.
+disabled one at once for anything that changes money (within half a minute for reads). Operators are
+never deleted and ids never reused: entries name them.
 
 Exit status: 0 done; 2 refused (the message says why: a bad id, name, role or password, an id that
 exists, no such operator).

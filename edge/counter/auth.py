@@ -14,7 +14,7 @@ So every route answers 401 (the API's coded error body, nothing personal) unless
 * **a clerk's session** - ``POST /api/login`` with an operator id and password (edge/counter/operators.py)
   sets ``counter_session`` (HttpOnly, SameSite=Strict, Path=/, Max-Age = one shift). Sessions live in
   memory (a restart logs clerks out) and look at the operator store again at least every
-  ``RECHECK_S``, so a disabled clerk or a changed role takes effect within that. Wrong passwords are
+  ``RECHECK_S``, and at once for anything but a read: a disabled clerk changes nothing from then on. Wrong passwords are
   throttled per operator id (and overall): after ``FREE_TRIES`` failures each further try waits,
   doubling up to ``MAX_LOCK_S``, whether or not the password is then right; failures are logged
   (``login_failed``).
@@ -249,12 +249,14 @@ class Auth:
                 return ("query", HIS) if len(values) == 1 and self._token_ok(values[0]) else None
         sid = request.cookies.get(COOKIE)
         if sid:
-            op = await self._session(sid)
+            # Anything but a read looks at the operator store now: a clerk disabled a moment ago changes
+            # no money in the recheck window (a primary-key read; reads may lag by RECHECK_S).
+            op = await self._session(sid, recheck=request.method not in ("GET", "HEAD"))
             if op is not None:
                 return ("session", op)
         return None
 
-    async def _session(self, sid: str) -> Operator | None:
+    async def _session(self, sid: str, *, recheck: bool = False) -> Operator | None:
         now = self.clock()
         found = None
         for key, s in list(self._sessions.items()):
@@ -265,7 +267,7 @@ class Auth:
         if found is None:
             return None
         s = self._sessions[found]
-        if now - s.checked >= RECHECK_S:
+        if recheck or now - s.checked >= RECHECK_S:
             fresh = await trio.to_thread.run_sync(self.operators.get, s.operator.id)
             if fresh is None or not fresh.enabled:
                 self._sessions.pop(found, None)

@@ -237,3 +237,23 @@ async def test_a_misspelt_or_misplaced_token_never_reaches_the_access_log(site, 
         if rec.name.startswith(("httpx", "httpcore")):
             continue            # the test's own client logs its URL; the counter's logs must not
         assert site.token not in rec.getMessage(), rec.getMessage()
+
+
+async def test_a_disabled_clerk_can_change_nothing_after_edge_operator_disable(site, operators, cards, journal, tmp_path):
+    """Written first: a session looked at the operator store again only every 30 s, so in that window a
+    clerk just disabled (``edge operator disable``, run by the command on the same file) could still
+    settle, cancel and pay out. Reads may lag by the recheck; anything that changes money may not."""
+    from edge.cli import main
+
+    operators.add("op2", "李收费", ["settle", "cancel", "payout"], "5678-secret")
+    insert_card(cards)
+    r = await site.post("/api/login", json={"operator": "op2", "password": "5678-secret"})
+    assert r.status_code == 200, r.text
+    assert (await site.post("/api/settle", json={"req": "DIS-1", **VISIT})).status_code == 200
+    assert main(["operator", "disable", "op2", "--state-dir", str(tmp_path)]) == 0
+    before = journal.count()
+    for path, body in (("/api/settle", {"req": "DIS-2", **VISIT}), ("/api/claim", {"req": "DIS-3", **VISIT}),
+                       ("/api/settlements/1/cancel", {"reason": "x"}), ("/api/payouts/P-D-1-1/pay", {})):
+        r = await site.post(path, json=body)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated", (path, r.text)
+    assert journal.count() == before
