@@ -17,7 +17,8 @@ So every route answers 401 (the API's coded error body, nothing personal) unless
   ``RECHECK_S``, and at once for anything but a read: a disabled clerk changes nothing from then on. Wrong passwords are
   throttled per operator id (and overall): after ``FREE_TRIES`` failures each further try waits,
   doubling up to ``MAX_LOCK_S``, whether or not the password is then right; failures are logged
-  (``login_failed``).
+  (``login_failed``, with the id only when it is an operator's: text typed into the id field may be a
+  password).
 
 Open without a credential: the page shell ``/`` (it holds no data; it shows the login), the login
 itself, ``/openapi.json`` (the API's shape) and ``/metrics`` (counts only, for the local scraper). A
@@ -283,13 +284,13 @@ class Auth:
             wait = self.throttle.wait_s(key)
             if wait > 0:
                 secs = math.ceil(wait)
-                log.warning("login throttled", extra={"event": "login_throttled", "operator": key})
+                log.warning("login throttled", extra={"event": "login_throttled", "operator": await self._loggable(key)})
                 raise LoginThrottled(f"too many wrong passwords for {key}: try again in {secs} s",
                                      zh=f"登录失败次数过多，请 {secs} 秒后再试", retry_after_s=secs)
             op = await trio.to_thread.run_sync(self.operators.verify, key, secret if isinstance(secret, str) else "")
             if op is None:
                 self.throttle.failed(key)
-                log.warning("login failed", extra={"event": "login_failed", "operator": key})
+                log.warning("login failed", extra={"event": "login_failed", "operator": await self._loggable(key)})
                 raise LoginFailed("wrong operator id or password (or the operator is disabled)")
             self.throttle.succeeded(key)
         sid = secrets.token_urlsafe(32)
@@ -299,6 +300,12 @@ class Auth:
             self._sessions.pop(next(iter(self._sessions)))
         log.info("operator logged in", extra={"event": "login", "operator": op.id})
         return sid, op
+
+    async def _loggable(self, key: str) -> str:
+        """The id tried, as the log may show it: an operator's id, never text that is none (a clerk who
+        typed the password into the id field would have it logged)."""
+        known = await trio.to_thread.run_sync(self.operators.get, key) is not None
+        return key if known else "(unknown id)"
 
     def logout(self, sid: str | None) -> None:
         if sid:

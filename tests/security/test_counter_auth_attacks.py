@@ -257,3 +257,20 @@ async def test_a_disabled_clerk_can_change_nothing_after_edge_operator_disable(s
         r = await site.post(path, json=body)
         assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated", (path, r.text)
     assert journal.count() == before
+
+
+async def test_a_password_typed_into_the_id_field_is_not_logged(site, caplog):
+    """Written first: a failed login logged the id as typed; a clerk who typed the password into the id
+    field (a common slip) had it written to the log. Only an existing operator's id is logged now."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    r = await site.post("/api/login", json={"operator": "1234-secret", "password": "1234-secret"})
+    assert r.status_code == 401
+    r = await site.post("/api/login", json={"operator": "op1", "password": "wrong-one"})
+    assert r.status_code == 401
+    texts = [rec.getMessage() + " " + str(getattr(rec, "operator", "")) for rec in caplog.records
+             if rec.name.startswith("edge.")]
+    assert not any("1234-secret" in t for t in texts), texts
+    assert any(getattr(rec, "operator", None) == "op1" and getattr(rec, "event", "") == "login_failed"
+               for rec in caplog.records)
