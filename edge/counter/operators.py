@@ -7,6 +7,7 @@
     name        TEXT               printed on receipts and the shift close (1..40 characters)
     roles       TEXT               comma list, a subset of ROLES
     secret      TEXT               scrypt$<n>$<r>$<p>$<salt b64>$<hash b64> of the password or PIN
+                                   (the file is 0600 whatever the umask: hashes of 4-digit PINs fall offline)
     enabled     INTEGER            0 once disabled (never deleted: old entries name this id)
 
 Roles: ``settle`` (presettle, settle, claim), ``cancel`` (撤销), ``payout`` (退款支付, cash handed to a
@@ -21,9 +22,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import re
 import secrets
 import sqlite3
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -150,6 +153,7 @@ class OperatorStore:
     def open(cls, path: str | Path) -> "OperatorStore":
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _private(Path(path))
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 5000")
         migrate(conn, _MIGRATIONS)
@@ -201,6 +205,20 @@ class OperatorStore:
         if row is None or not good or not row[3]:
             return None
         return _operator(row[:4])
+
+
+def _private(path: Path) -> None:
+    """The file of password hashes readable by the counter's user only (0600), whoever's umask made it:
+    beside a state directory the HIS's group may traverse, a readable file would let a four-digit PIN be
+    tried offline, where no login throttle applies. A looser file made before is tightened."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        owner = path.parent.stat()
+        if os.geteuid() == 0 and owner.st_uid != 0:    # root ran `edge operator add`: the daemon's user owns it
+            os.chown(path, owner.st_uid, owner.st_gid)
+    except FileExistsError:
+        if stat.S_IMODE(path.stat().st_mode) & 0o077:
+            os.chmod(path, 0o600)
 
 
 def _operator(row) -> Operator:

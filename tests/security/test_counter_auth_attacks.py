@@ -274,3 +274,26 @@ async def test_a_password_typed_into_the_id_field_is_not_logged(site, caplog):
     assert not any("1234-secret" in t for t in texts), texts
     assert any(getattr(rec, "operator", None) == "op1" and getattr(rec, "event", "") == "login_failed"
                for rec in caplog.records)
+
+
+def test_the_operators_password_hashes_are_readable_by_the_counters_user_only(tmp_path, monkeypatch, capsys):
+    """Written first: ``edge operator add`` (run by an administrator's shell, umask 022) or a daemon started
+    outside the packaged unit created ``operators.db`` 0644. Beside a state directory the HIS's group may
+    traverse (docs/his.md: 0710), or a 0755 one, another user read the scrypt hashes and tried the 10,000
+    four-digit PINs offline, where no login throttle applies."""
+    from edge.cli import main
+
+    state = tmp_path / "state"
+    old = os.umask(0o022)
+    try:
+        monkeypatch.setattr("sys.stdin", __import__("io").StringIO("1234\n"))
+        assert main(["operator", "add", "op5", "--name", "王", "--roles", "settle", "--password-stdin",
+                     "--state-dir", str(state)]) == 0
+        db = state / "operators.db"
+        assert stat.S_IMODE(db.stat().st_mode) & 0o077 == 0, oct(db.stat().st_mode)
+        os.chmod(db, 0o644)            # a file made loose before this release is tightened when opened
+        OperatorStore.in_state_dir(state).close()
+        assert stat.S_IMODE(db.stat().st_mode) & 0o077 == 0, oct(db.stat().st_mode)
+    finally:
+        os.umask(old)
+    capsys.readouterr()
