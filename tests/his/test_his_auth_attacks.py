@@ -13,7 +13,10 @@ from __future__ import annotations
 import pytest
 import trio
 
-from his.test_his_ecvoucher import _decided, _login, _offline_claim, _uploaded, desk, his  # noqa: F401  (fixtures)
+from his.hisclient import msgid
+from his.test_his_ecvoucher import (  # noqa: F401  (fixtures)
+    _decided, _login, _offline_claim, _offline_voucher_visit, _uploaded, desk, his,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -68,3 +71,25 @@ async def test_an_offline_voucher_claims_reimbursement_is_paid_to_its_person_at_
     with trio.fail_after(60):
         while (await trio.to_thread.run_sync(store.payouts.payout, payout_no))["status"] != "paid":
             await trio.sleep(0.3)
+
+
+async def test_a_msgid_reused_for_another_voucher_or_a_token_replayed_moves_nothing(his, site):  # noqa: F811
+    """Held: the same msgid for another voucher's visit is refused (his.db keeps a digest of the input),
+    and the second visit's claim under a new msgid is its own, carrying its own token."""
+    first, second = site.ec_token(OUYANG_PSN), site.ec_token("3303000000000001")
+    await site.stop_centre()
+    psn_a, visit_a, _ = await _offline_voucher_visit(his, first)
+    mid = msgid()
+    out = await his.refused("2207", his.setl_data(visit_a, psn_a, "35.60", acct="0", pin=None, cert=("01", first)),
+                            mid=mid)
+    assert "垫付单号" in out["err_msg"]
+    head = await his.head()
+    psn_b, visit_b, _ = await _offline_voucher_visit(his, second)
+    reused = await his.refused("2207", his.setl_data(visit_b, psn_b, "35.60", acct="0", pin=None, cert=("01", second)),
+                               mid=mid)
+    assert "报文ID" in reused["err_msg"] and "垫付单号" not in reused["err_msg"], reused
+    assert await his.head() == head
+    # The first visit's lines, under a new msgid and the other voucher's person: not that visit's person.
+    other = await his.refused("2207", his.setl_data(visit_a, psn_b, "35.60", acct="0", pin=None, cert=("01", second)))
+    assert "垫付单号" not in other["err_msg"], other
+    assert await his.head() == head
