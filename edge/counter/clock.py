@@ -132,6 +132,13 @@ def after_centre_seen(floor: Floor | None, seen: CentreSeen, now_wall_ms: int, n
     return raise_floor(floor, mine.wall_ms, mine.mono_ns)
 
 
+def refresh_floor(wall_ms: int, mono_ns: int, refresh_boot: str, boot_id: str | None) -> Floor:
+    """The floor from the cache's last refresh: a sync round ends only with a request the centre accepted as
+    signed within :data:`MAX_CENTRE_SKEW_MS` of its clock, so the wall clock then, less that skew, has surely
+    come. It counts even when the saved centre time was deleted or never saved (saving it is best effort)."""
+    return Floor(wall_ms - MAX_CENTRE_SKEW_MS, mono_ns if _same_boot(refresh_boot, boot_id) else None)
+
+
 def floor_of(*times: int | None, mono_ns: int | None = None) -> Floor | None:
     """The floor from the times the counter trusts (None ones are ignored); None when none is known."""
     known = [t for t in times if t is not None]
@@ -186,4 +193,4 @@ def entry_time(now_wall_ms: int, floor: Floor | None, now_mono_ns: int | None = 
 
 
 __all__ = ["Floor", "ClockFault", "CentreSeen", "floor_of", "raise_floor", "fault", "entry_time", "after_centre_seen",
-           "centre_ms_of", "MAX_CENTRE_SKEW_MS"]
+           "centre_ms_of", "refresh_floor", "MAX_CENTRE_SKEW_MS"]

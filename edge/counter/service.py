@@ -161,6 +161,10 @@ class Counter:
             outranked = saved is not None and saved.agreed and last is not None and last.seq <= saved.head_seq
             floor = timefloor.floor_of(None if outranked or last is None else last.time,
                                        *[c for c in created if isinstance(c, int) and not isinstance(c, bool)])
+            refreshed = self.cache.refreshed()
+            if refreshed is not None:     # the floor without the saved centre time (deleted, or never saved)
+                mine = timefloor.refresh_floor(refreshed.wall_ms, refreshed.mono_ns, refreshed.boot_id, boot)
+                floor = timefloor.raise_floor(floor, mine.wall_ms, mine.mono_ns)
             if saved is not None:
                 mine = saved.floor(boot)
                 floor = timefloor.raise_floor(floor, mine.wall_ms, mine.mono_ns)

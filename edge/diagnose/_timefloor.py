@@ -35,6 +35,9 @@ def _floor_of(journal, cache):
     floor = clock.floor_of(None if outranked or last is None else last.time,
                            *[c for c in created if isinstance(c, int) and not isinstance(c, bool)],
                            None if seen is None else seen.centre_ms - clock.MAX_CENTRE_SKEW_MS)
+    refreshed = cache.refreshed()
+    if refreshed is not None:
+        floor = clock.raise_floor(floor, clock.refresh_floor(refreshed.wall_ms, 0, refreshed.boot_id, None).wall_ms, None)
     return floor, seen
 
 

@@ -121,3 +121,69 @@ async def test_a_proxy_lying_about_the_date_does_not_pin_entry_times_in_the_futu
     assert [e.kind for e in entries if e.kind in ("settlement", "claim")] == ["settlement", "settlement"]
     # at most as far ahead as the centre itself accepts a clock (5 min), never at the lie
     assert all(e.time <= true_now + 360_000 for e in entries), [(e.seq, e.kind, e.time) for e in entries]
+
+
+async def test_deleting_the_saved_centre_time_does_not_hide_a_clock_set_back(clock_stack):
+    """The centre's time seen is kept in the cache (``centre_seen``); an operator who deletes it while the
+    counter is stopped (or a save that failed: it is best effort) must not leave a clock set back a day
+    looking right. The cache's last refresh was timed by a clock the centre accepted, so it is a floor
+    too: the clerk is told to fix the clock (not a bare full payment for "the cache age cannot be
+    established")."""
+    import sqlite3
+
+    s = await clock_stack(region=None)
+    await s.start_counter()
+    async with s.client() as api:
+        await s.until(lambda: _ready(s, api))
+    await s.stop_counter()
+    s.stop_centre()
+    with sqlite3.connect(s.state_dir / "cache.db") as db:
+        assert db.execute("DELETE FROM meta WHERE key = 'centre_seen'").rowcount == 1
+    s.clock.set("-1d")
+    await s.start_counter()
+    async with s.client() as api:
+        await api.post("/api/card/simulate", json=ZHANGSAN)
+        st = await s.status(api)
+        assert st["clock"] is not None and FIX in st["clock"]["zh"], st
+        r = await api.post("/api/settle", json=_visit("DEL-1"))
+        assert r.status_code == 409 and FIX in r.json()["error"]["zh"], r.text
+    await s.stop_counter()
+    diag = s.run_edge("diagnose", "--state-dir", str(s.state_dir), "--config", str(s.config),
+                      "--only", "time_floor", "--json")
+    assert "behind_floor" in diag.stdout, diag.stdout + diag.stderr
+
+
+async def test_a_date_far_in_the_past_or_garbage_from_a_proxy(daemon_stack, nursery):
+    """Held: a Date that is not a date (or none) is ignored (the counter stays online, no fault); a Date
+    far in the past is a clock fault the clerk is told about (the PC clock reads as ahead), and the
+    counter recovers at the next true answer."""
+    s = await daemon_stack(region=None)
+    liar = await _behind_liar(s, nursery)
+    await s.start_counter()
+    async with s.client() as api:
+        await s.until(lambda: _ready(s, api))
+        liar.date = "not a date"
+        await api.post("/api/card/simulate", json=ZHANGSAN)
+        r = await api.post("/api/settle", json=_visit("PAST-1"))
+        assert r.status_code == 200 and r.json()["mode"] == "online", r.text
+        assert (await s.status(api))["clock"] is None
+
+        liar.date = "Mon, 01 Jan 2001 00:00:00 GMT"
+
+        async def faulted():
+            return (await s.status(api))["clock"] is not None
+
+        await s.until(faulted)
+        st = await s.status(api)
+        assert st["online"] is False and st["clock"]["code"] == "off_from_centre" and "快" in st["clock"]["zh"], st
+
+        liar.date = None
+
+        async def recovered():
+            st = await s.status(api)
+            return st["clock"] is None and st["online"] is True
+
+        await s.until(recovered)
+    await s.stop_counter()
+    true_now = time.time_ns() // 1_000_000
+    assert all(abs(e.time - true_now) < DAY_MS for e in _entries(s))
