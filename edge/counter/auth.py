@@ -70,6 +70,7 @@ GLOBAL_FAILS = 50               # wrong passwords per minute over all ids before
 OPEN_PATHS = frozenset({"/", "/openapi.json", "/metrics", "/api/login", "/favicon.ico"})
 HIS_PREFIX = "/fsi/"
 HIS = Operator("HIS", "医院信息系统", frozenset({"settle", "cancel", "payout"}))
+NO_FRAMES = ((b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'"))
 CREDENTIAL = "counter.credential"   # scope keys: how the caller proved itself, and as whom
 OPERATOR = "counter.operator"
 
@@ -363,6 +364,9 @@ class Guard:
         async def sending(message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                # Never in a frame: a page on another port of 127.0.0.1 is the same site, so a frame of
+                # the counter there would carry the clerk's session and its buttons (clickjacking).
+                message = {**message, "headers": [*message.get("headers", []), *NO_FRAMES]}
             await send(message)
 
         try:

@@ -297,3 +297,21 @@ def test_the_operators_password_hashes_are_readable_by_the_counters_user_only(tm
     finally:
         os.umask(old)
     capsys.readouterr()
+
+
+async def test_no_page_of_the_counter_can_be_framed_by_another_local_page(site, cards):
+    """Written first: no answer said it may not be framed. A page on another port of 127.0.0.1 is the same
+    site, so a frame of the counter page there carries the clerk's session, and its own buttons (结算,
+    撤销, 支付) post with the counter's Origin: a page laid over it could have the clerk click them."""
+    await _login(site)
+    insert_card(cards)
+    done = await site.post("/api/settle", json={"req": "FRAME-1", **VISIT})
+    assert done.status_code == 200, done.text
+    for path in ("/", f"/receipt/{done.json()['seq']}", "/shift", "/visits", "/api/status", "/openapi.json",
+                 "/receipt/999"):
+        r = await site.get(path)
+        assert r.headers.get("x-frame-options") == "DENY", (path, dict(r.headers))
+        assert "frame-ancestors 'none'" in r.headers.get("content-security-policy", ""), path
+    site.cookies.clear()
+    r = await site.get("/shift")
+    assert r.status_code == 401 and r.headers.get("x-frame-options") == "DENY"
