@@ -372,15 +372,25 @@ class Person:
     insutype: str
     psn_type: str
     status: str
-    chronic: tuple[str, ...]
+    chronic: tuple[Any, ...]        # disease codes, or filings {code, begndate?, enddate?, items?}
     balc: int
     deductible_used: int
     fund_paid: int
+    # The policy year the flat totals belong to and the totals per (year, accumulator), as the engine read
+    # them (journal.cddl person-state): without them the centre's replay of the edge's own inputs would
+    # count last year's totals in a new year. None: absent, as in every entry before policy years.
+    year: int | None = None
+    accumulators: Mapping[str, Any] | None = None
 
     def build(self) -> dict[str, Any]:
-        return {"insutype": self.insutype, "psn_type": self.psn_type, "status": self.status,
-                "chronic": list(self.chronic), "balc": self.balc, "deductible_used": self.deductible_used,
-                "fund_paid": self.fund_paid}
+        out = {"insutype": self.insutype, "psn_type": self.psn_type, "status": self.status,
+               "chronic": [c if isinstance(c, str) else dict(c) for c in self.chronic], "balc": self.balc,
+               "deductible_used": self.deductible_used, "fund_paid": self.fund_paid}
+        if self.year is not None:
+            out["year"] = self.year
+        if self.accumulators:
+            out["accumulators"] = {y: {a: dict(t) for a, t in accs.items()} for y, accs in self.accumulators.items()}
+        return out
 
     @classmethod
     def parse(cls, value: Any, path: str = "person") -> "Person":
@@ -389,10 +399,39 @@ class Person:
         return cls(insutype=_id(_get(m, "insutype", path + "."), path + ".insutype"),
                    psn_type=_id(_get(m, "psn_type", path + "."), path + ".psn_type"),
                    status=_id(_get(m, "status", path + "."), path + ".status"),
-                   chronic=tuple(_id(c, f"{path}.chronic[{i}]") for i, c in enumerate(chronic)),
+                   chronic=tuple(_filing(c, f"{path}.chronic[{i}]") for i, c in enumerate(chronic)),
                    balc=_fen(_get(m, "balc", path + "."), path + ".balc", negative=True),
                    deductible_used=_fen(_get(m, "deductible_used", path + "."), path + ".deductible_used"),
-                   fund_paid=_fen(_get(m, "fund_paid", path + "."), path + ".fund_paid"))
+                   fund_paid=_fen(_get(m, "fund_paid", path + "."), path + ".fund_paid"),
+                   year=None if m.get("year") is None else _int(m["year"], path + ".year", 2000, 2200),
+                   accumulators=_accumulators(m.get("accumulators"), path + ".accumulators"))
+
+
+def _filing(value: Any, path: str) -> Any:
+    """A chronic filing as the engine reads it: its disease code, or ``{"code", "begndate"?, "enddate"?,
+    "items"?}`` when it has dates or covers only some items (the centre replays the entry with the scope)."""
+    if isinstance(value, str):
+        return _id(value, path)
+    m = _map(value, path)
+    out: dict[str, Any] = {"code": _id(_get(m, "code", path + "."), path + ".code")}
+    for key in ("begndate", "enddate"):
+        if m.get(key) is not None:
+            out[key] = _id(m[key], f"{path}.{key}")
+    if m.get("items") is not None:
+        out["items"] = [_id(c, f"{path}.items[{i}]") for i, c in enumerate(_list(m["items"], path + ".items", MAX_LINES))]
+    return out
+
+
+def _accumulators(value: Any, path: str) -> Mapping[str, Any] | None:
+    """``{"2027": {"outpatient": {"deductible_used": fen, "fund_paid": fen}}}`` (journal.cddl person-state)."""
+    if value is None:
+        return None
+    out: dict[str, Any] = {}
+    for year, accs in _map(value, path).items():
+        at = f"{path}.{_id(year, path)}"
+        out[year] = {_id(name, at): _fens(totals, ("deductible_used", "fund_paid"), f"{at}.{name}")
+                     for name, totals in _map(accs, at).items()}
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -529,8 +529,9 @@ def settlement_body(p: Prepared, mode: str, result: dict, sha: bytes, d: offline
     if person is None:
         s = p.person.state
         person = bodies.Person(insutype=s.insutype, psn_type=s.psn_type, status=s.status,
-                               chronic=tuple(f.code for f in s.chronic), balc=s.balc,
-                               deductible_used=s.deductible_used, fund_paid=s.fund_paid)
+                               chronic=tuple(_filing(f) for f in s.chronic), balc=s.balc,
+                               deductible_used=s.deductible_used, fund_paid=s.fund_paid,
+                               year=s.year, accumulators=s.accumulators_json() or None)
     return bodies.Settlement(
         req=p.req.req or "", mode=mode, psn_no=psn_no or p.person.psn_no, card=_card(p),
         visit=_visit(p.visit, p.req), items=_items(p.items), person=person,
@@ -547,12 +548,27 @@ def online_settlement_body(p: Prepared, answer: dict) -> dict:
     before = result["state_before"]
     state = bodies.Person(insutype=person.get("insutype") or result["basis"]["insutype"],
                           psn_type=person.get("psn_type") or result["basis"]["psn_type"],
-                          status=person.get("status", "active"), chronic=tuple(person.get("chronic", [])),
+                          status=person.get("status", "active"), chronic=tuple(person.get("chronic") or ()),
                           balc=int(before["balc"]), deductible_used=int(before["deductible_used"]),
                           fund_paid=int(before["fund_paid"]))
     d = offline.Decision(offline.ONLINE, detail="settled by the centre", zh="联网结算")
     return settlement_body(p, "online", result, result_sha(canonical_json(result)), d, psn_no=psn_no,
                            person=state, centre=answer.get("basis"))
+
+
+def _filing(f: Any) -> Any:
+    """A chronic filing as the engine read it: the code alone, or with its dates and item scope (the
+    centre replays the entry with them: a scope dropped here would give the chronic ratio on every item)."""
+    if f.begndate is None and f.enddate is None and f.items is None:
+        return f.code
+    out: dict[str, Any] = {"code": f.code}
+    if f.begndate is not None:
+        out["begndate"] = f.begndate.isoformat()
+    if f.enddate is not None:
+        out["enddate"] = f.enddate.isoformat()
+    if f.items is not None:
+        out["items"] = sorted(f.items)
+    return out
 
 
 def claim_body(p: Prepared, d: offline.Decision) -> dict:

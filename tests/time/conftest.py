@@ -233,3 +233,136 @@ def _stop_all(made: list[ClockStack]) -> None:
             s.proc.kill()
             s.proc.wait()
             s.proc.stdout.close()
+
+
+# -- year_stack: the centre a child process under the counter's shifted clock (tests/time/test_year_daemons.py)
+@dataclass
+class YearStack(ClockStack):
+    """:class:`ClockStack` whose centre is a child process under the same shifted clock as the counter."""
+
+    centre_dir: Path = Path()
+
+    def stop_centre(self) -> None:
+        proc, self.centre = self.centre, None
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+
+    async def restart_centre(self, nursery=None, *, background: bool = False) -> None:
+        await self.start_centre(background=background)
+
+    async def start_centre(self, *, background: bool = False) -> str:
+        """The centre on ``centre_port`` (0 at first: any free port); without background reconciliation
+        by default (the tests reconcile when the scenario says)."""
+        log = self.tmp / f"centre-{len(self.logs) + 1}.log"
+        self.logs.append(log)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.clock.env(self.lib)}
+        args = [sys.executable, "-m", "sync.centre", "run", "--data-dir", str(self.centre_dir),
+                "--port", str(self.centre_port), *([] if background else ["--no-background"])]
+        with open(log, "w") as err:
+            self.centre = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+        line = await trio.to_thread.run_sync(self.centre.stdout.readline)
+        assert line.startswith("centre: listening on "), line + log.read_text()
+        url = line.split("listening on ", 1)[1].split()[0]
+        self.centre_port = int(url.rsplit(":", 1)[1])
+        return url
+
+    def entries(self) -> list:
+        from edge.journal import JournalStore
+
+        with JournalStore.open(self.state_dir / "journal.db", signing_key=None, device=None) as j:
+            return list(j.entries())
+
+    def entry(self, seq: int):
+        [e] = [e for e in self.entries() if e.seq == seq]
+        return e
+
+    def faked_ms(self) -> int:
+        """What both daemons read on their wall clock now."""
+        spec = self.clock.path.read_text().strip()
+        return time.time_ns() // 1_000_000 + int(spec) * 1000
+
+    def set_time(self, when) -> int:
+        """Both clocks to ``when`` (from now on they run on); returns the jump in seconds."""
+        before = self.faked_ms()
+        offset = int(when.timestamp() - time.time())
+        self.clock.set(f"{offset:+d}")
+        return (self.faked_ms() - before) // 1000
+
+
+async def start_year_stack(tmp: Path, lib: str, *, at=None, persons: list[dict] = (),
+                           policy=None, region: str | None = "330300") -> YearStack:
+    """Sample bundles (``policy`` edits the sample policy; ``persons`` added) published 30 hours before the
+    true time and the ledger seeded, both clocks set to ``at`` (default: the true time), the centre
+    started, a counter enrolled and configured. The counter is not started."""
+    from edge.enrol import enroll
+    from sync.centre.keys import load_or_create
+    from sync.centre.publish import publish
+    from sync.centre.store import open_store
+
+    centre_dir, state_dir = tmp / "centre", tmp / "edge"
+    centre_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(centre_dir / "centre.db")
+    key = load_or_create(centre_dir)
+    sample = tmp / "sample"
+    shutil.copytree(SAMPLE, sample)
+    doc = json.loads((sample / "persons.json").read_text(encoding="utf-8"))
+    doc["persons"].extend(persons)
+    (sample / "persons.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    if policy is not None:
+        pol = json.loads((sample / "policy.json").read_text(encoding="utf-8"))
+        (sample / "policy.json").write_text(json.dumps(policy(pol), ensure_ascii=False), encoding="utf-8")
+    then = time.time_ns() // 1_000_000 - 30 * HOUR_MS
+    await trio.to_thread.run_sync(lambda: publish(store, key, sample, now=then))
+    await trio.to_thread.run_sync(lambda: store.ledger.seed_from_persons(doc["persons"]))
+    # The centre checks the token's expiry on its own (shifted) clock.
+    token = store.create_enrol_token(SITE, ttl_ms=400 * 24 * HOUR_MS)
+    clock = ShiftedClock(tmp / "faketime.rc")
+    s = YearStack(tmp, store, key, None, 0, state_dir, tmp / "edge.toml", clock, lib, centre_dir=centre_dir)
+    if at is not None:
+        s.set_time(at)
+    url = await s.start_centre()
+    async with httpx.AsyncClient(trust_env=False) as client:
+        await enroll(url, token, state_dir, client=client)
+    seed_prices(state_dir)
+    seed_clerk(state_dir)
+    # A generous online timeout: on a loaded test machine an online visit must not fall back offline.
+    counter = {"port": 0, "online_timeout_s": 15.0, "retry_online_after_s": 2.0}
+    if region is not None:
+        counter["region"] = region
+    s.config.write_text(_toml({"state_dir": str(state_dir), "counter": counter,
+                               "card": {"simulated": True, "enabled": True},
+                               "sync": {"idle_s": 0.3, "probe_interval_s": 0.5},
+                               "log": {"level": "INFO", "json": True}}))
+    return s
+
+
+@pytest.fixture
+def year_stack(tmp_path):
+    """``await year_stack(at=..., persons=..., policy=...)``: a :class:`YearStack`, the counter not yet
+    started; both daemons are stopped at the end."""
+    import support
+
+    lib = libfaketime()
+    support.require("faketime (Debian package: libfaketime)", lib is not None)
+    made: list[YearStack] = []
+
+    async def make(**options) -> YearStack:
+        s = await start_year_stack(tmp_path, lib, **options)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        for proc in (s.proc, s.centre):
+            if proc is not None:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                proc.stdout.close()
+        s.store.close()
