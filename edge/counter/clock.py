@@ -7,7 +7,8 @@ The PC's wall clock is the only clock that survives a reboot, and anyone can set
 makes an old cache look young and lets entries go back in time. The floor is the latest time the
 counter knows has already happened:
 
-    floor = max(last journal entry's time, last centre time seen, newest bundle's issue time)
+    floor = max(last journal entry's time, last centre time seen, newest bundle's issue time,
+                the cache's last refresh − MAX_CENTRE_SKEW_MS)
 
 and within one boot it moves on with the monotonic clock (which nobody can set): a floor taken at
 monotonic reading m0 is worth ``floor + (now_mono - m0)`` later. A wall clock below the floor, or

@@ -194,12 +194,26 @@ class Counter:
         if self._floor is None:
             await _off_loop(self.time_floor)      # once per boot: the chain's last time, before the first append
         now_wall, mono = self.clock.wall_ms(), self.clock.mono_ns()
+        now_wall = self.trusted_wall(now_wall, mono)
         # The floor lifts an entry's time at most as far ahead of the wall clock as the centre itself accepts: a
         # floor far ahead may come from a Date header a proxy forged (or a centre clock that was wrong), and an
         # entry timed there would hold every later entry of the chain at that time (past 2100: bad_time).
         lifted = min(timefloor.entry_time(now_wall, self._floor, mono), now_wall + timefloor.MAX_CENTRE_SKEW_MS)
         when = max(lifted, timefloor.entry_time(now_wall, self._chain, mono))
         return when, now_wall, mono
+
+    def trusted_wall(self, now_wall: int, mono: int | None) -> int:
+        """The wall clock, or the earlier of it and the centre's clock now when they disagree (the centre was seen
+        in this boot: the monotonic clock carries its time). An entry's time and a visit's date come from it.
+        Neither clock is trusted alone (the PC's can be set, a proxy can forge the centre's Date header), so
+        the earlier one is taken: a PC clock a year ahead neither dates a full payment next year (next year's
+        totals) nor times the entry there (every later entry of the chain would keep that time), and a forged
+        Date far ahead does neither either. Entry times still never go below the chain."""
+        seen = self._centre
+        centre = seen.centre_now(mono, self.clock.boot_id) if seen is not None else None
+        if centre is not None and abs(centre - now_wall) > timefloor.MAX_CENTRE_SKEW_MS:
+            return min(centre, now_wall)
+        return now_wall
 
     def journaled_at(self, entry_time: int, now_wall: int, mono: int) -> None:
         """An entry was journaled at ``entry_time``: the chain moves to it (and stays: it only keeps times from
@@ -309,6 +323,9 @@ class Counter:
         policy = self.cache.policy()
         items = self._items(r)
         today = now.today
+        trusted = self.trusted_wall(now.wall_ms, now.mono_ns)
+        if trusted != now.wall_ms:      # the PC clock is off from the centre's: the visit is dated by the centre's
+            today = dt.datetime.fromtimestamp(trusted / 1000, getattr(self.clock, "tz", None) or Clock().tz).date()
         if r.med_type not in policy.med_types:
             raise BadRequest(f"med_type {r.med_type} is unknown; use one of {', '.join(sorted(policy.med_types))}",
                              zh="就诊类型不正确", code="invalid_input", field="med_type")

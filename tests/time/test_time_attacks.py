@@ -187,3 +187,38 @@ async def test_a_date_far_in_the_past_or_garbage_from_a_proxy(daemon_stack, nurs
     await s.stop_counter()
     true_now = time.time_ns() // 1_000_000
     assert all(abs(e.time - true_now) < DAY_MS for e in _entries(s))
+
+
+async def test_a_clock_a_year_ahead_while_the_centre_answers(clock_stack):
+    """The PC clock moved a year ahead while the centre answers: nothing settles offline, and the full
+    payment journaled meanwhile is timed and dated by the centre's clock, not the wrong one (a claim dated
+    next year is reimbursed against next year's totals, and its time would hold every later entry of the
+    chain a year ahead). Set right again, the counter settles online at once."""
+    import datetime as dt
+
+    s = await clock_stack(region=None)
+    await s.start_counter()
+    async with s.client() as api:
+        await s.until(lambda: _ready(s, api))
+        await api.post("/api/card/simulate", json=ZHANGSAN)
+        s.clock.set("+365d")
+        r = await api.post("/api/settle", json=_visit("YEAR-1"))
+        assert r.status_code == 409 and FIX in r.json()["error"]["zh"], r.text
+        claim = await api.post("/api/claim", json=_visit("YEAR-1"))
+        assert claim.status_code == 200 and claim.json()["mode"] == "full_payment", claim.text
+        s.clock.set("+0")
+
+        async def back():
+            st = await s.status(api)
+            return st["clock"] is None and st["online"] is True
+
+        await s.until(back)
+        r = await api.post("/api/settle", json=_visit("YEAR-2"))
+        assert r.status_code == 200 and r.json()["mode"] == "online", r.text
+    await s.stop_counter()
+    true_now = time.time_ns() // 1_000_000
+    today = dt.date.today().isoformat()
+    entries = [e for e in _entries(s) if e.kind in ("claim", "settlement")]
+    assert [e.kind for e in entries] == ["claim", "settlement"]
+    assert all(abs(e.time - true_now) < DAY_MS for e in entries), [(e.seq, e.kind, e.time) for e in entries]
+    assert entries[0].body["visit"]["date"] == today, entries[0].body
