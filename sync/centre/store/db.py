@@ -174,19 +174,6 @@ class Database:
             except self._driver_errors() as exc:
                 raise self._map(exc) from exc
 
-    def insert_many(self, head: str, types: Sequence[str], rows: Iterable[Sequence[Any]], tail: str = "") -> int:
-        """``head`` (``INSERT INTO t (a, b)``) for many rows, then ``tail`` (``ON CONFLICT ...``).
-        ``types`` are the columns' PostgreSQL types: there the rows go as one array per column in one
-        statement (``SELECT * FROM unnest(...)``: one parse and plan for the batch, not one per row);
-        SQLite runs the statement per row."""
-        rows = [tuple(r) for r in rows]
-        if not rows:
-            return 0
-        if self.backend != "postgres":
-            return self.executemany(f"{head} VALUES ({', '.join('?' * len(types))}) {tail}", rows)
-        arrays = ", ".join(f"?::{t}[]" for t in types)
-        return self.execute(f"{head} SELECT * FROM unnest({arrays}) {tail}", [list(c) for c in zip(*rows)])
-
     def query(self, statement: SQL, params: Sequence[Any] = ()) -> list[dict]:
         # Inside a caller's transaction a read needs no savepoint of its own (SAVEPOINT + RELEASE were
         # two extra round trips per read: most of the reconciler's time on PostgreSQL).

@@ -37,12 +37,11 @@ def mark_recheck(db: Database, psn_nos: Iterable[str | None], now: int) -> None:
                    f"WHERE status = 'pending' AND psn_no IN ({marks})", (now, *chunk))
 
 
-_OUTCOME_HEAD = (
+_OUTCOME_INSERT = (
     "INSERT INTO recon_outcomes (device, seq, entry_id, site, psn_no, kind, mode, date, time, outcome, codes, "
     "reason, differs, j_medfee, j_fund, j_acct, j_cash, j_dedc, a_medfee, a_fund, a_acct, a_cash, a_dedc, "
-    "credit, variance, debt, decided_ms)")
-_OUTCOME_TYPES = ("text", "bigint", "bigint", "text", "text", "text", "text", "text", "bigint", "text", "text",
-                  "text", "text", *["bigint"] * 14)
+    "credit, variance, debt, decided_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+    "?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
 
 
 def _chunks(seq: Sequence, n: int = 500):
@@ -174,7 +173,7 @@ class Recon:
         return latest
 
     def add_outcomes(self, rows: Iterable[Sequence[Any]]) -> None:
-        self.db.insert_many(_OUTCOME_HEAD, _OUTCOME_TYPES, rows, "ON CONFLICT DO NOTHING")
+        self.db.executemany(_OUTCOME_INSERT, rows)   # pipelined: as fast as one INSERT from arrays (measured)
 
     def outcome(self, device: str, seq: int) -> dict | None:
         return self.db.query_one("SELECT * FROM recon_outcomes WHERE device = ? AND seq = ?", (device, seq))
