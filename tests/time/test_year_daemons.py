@@ -8,6 +8,13 @@ here too (``reconcile.run_pending``) so that it happens exactly when a scenario 
 
 Each test asserts money in integer fen (medfee = fund + account + cash) on the counter's answer, on the
 journaled entry and, where the centre is involved, on its outcome and ledger.
+
+Written against the daemons as they were: the counter already settled each visit right, but the centre
+sent the 1 January offline visit and the offline chronic visit to review (``agent_miscomputed``: the
+entry's person lacked its policy year and the filing's item scope, so the replay counted December's
+totals and the chronic ratio on amoxicillin), and the online chronic visit was refused by the entry
+contract after the centre had settled it (``person.chronic[0] must be text``). Class C, the December
+upload, the persons bundle and the three cards passed as first written.
 """
 
 from __future__ import annotations
