@@ -185,7 +185,15 @@ class Counter:
 
     def clock_fault(self, now: Now) -> timefloor.ClockFault | None:
         floor = self.time_floor()
-        return timefloor.fault(now.wall_ms, floor, now.mono_ns, centre=self._centre, boot_id=self.clock.boot_id)
+        fault = timefloor.fault(now.wall_ms, floor, now.mono_ns, centre=self._centre, boot_id=self.clock.boot_id)
+        refused = getattr(self.centre, "skew_refused", None)
+        if fault is None and isinstance(refused, tuple):
+            # The centre's own check outranks a Date header that agreed, until the wall clock is moved (set
+            # right: it jumped against the monotonic clock) or the centre accepts a signed request again.
+            moved = (now.wall_ms - refused[0]) - (now.mono_ns - refused[1]) // 1_000_000
+            if abs(moved) <= 60_000:
+                return timefloor.refused_by_centre()
+        return fault
 
     async def entry_clock(self) -> tuple[int, int, int]:
         """(the time to journal an entry at, the wall clock now, the monotonic clock now). Entry times never
@@ -526,6 +534,10 @@ class Counter:
             return core.CentreFailed(str(exc))
         except CentreRefusal as exc:
             self.link.ok(self.clock.wall_ms())
+            if exc.code == "req_abandoned":
+                # An earlier lookup of this req was told "not settled" (sync.centre.online): it can never
+                # settle online now, so the visit goes the offline way, as it did then.
+                return core.CentreFailed("req given up online earlier", sent=False)
             return core.CentreRefused(exc.code, exc.message, exc.detail)
         if answer is None:
             self.link.failed(self.clock.wall_ms(), "timeout")

@@ -25,7 +25,9 @@ is refused (409 ``req_conflict`` with both totals) instead of answering with the
 
 ``POST /v1/online/lookup`` (device-signed, same request body): did this req settle here, and with
 what? 200 ``{"settled": true, <the stored answer>}`` or ``{"settled": false}``; 409 ``req_conflict``
-as above. The counter asks it after an online attempt failed, before it falls back offline.
+as above. The counter asks it after an online attempt failed, before it falls back offline. A "no" fences
+the req: the same request reaching the centre later (a slow link) is refused ``req_abandoned``, and
+the counter then decides the visit offline as it did the first time.
 """
 
 from __future__ import annotations
@@ -127,12 +129,23 @@ def _psn_no(store, data: Mapping[str, Any]) -> str | None:
     return store.ledger.psn_by_certno(certno) if isinstance(certno, str) else None
 
 
-def lookup_online(store, device: str, data: Mapping[str, Any]) -> dict:
-    """Did (device, req) settle online here, and with what? Read only. Blocking (worker thread)."""
+def lookup_online(store, device: str, data: Mapping[str, Any], *, now: int) -> dict:
+    """Did (device, req) settle online here, and with what? Blocking (worker thread).
+
+    A "no" is final: the req is fenced, so the same request reaching the centre later (a slow link: the
+    counter gave up on it, then settled offline or took a full payment) is refused ``req_abandoned``
+    instead of moving money no entry of the counter records. The person's row lock orders the lookup
+    with a settle of the same req running at once on another worker (it takes that lock too)."""
     req = data.get("req")
     if not isinstance(req, str) or not req:
         raise _refuse("invalid_input", "req is a required text field")
-    found = _settled(store, device, req, _psn_no(store, data) or "", data)
+    psn_no = _psn_no(store, data)
+    with store.transaction():
+        if psn_no:
+            store.ledger.load(psn_no, lock=True)
+        found = _settled(store, device, req, psn_no or "", data)
+        if found is None:
+            store.recon.fence_online(device, req, now)
     return {"settled": False} if found is None else {"settled": True, **found}
 
 
@@ -194,6 +207,11 @@ def settle_online(store, device: str, data: Mapping[str, Any], *, now: int) -> d
         done = _settled(store, device, req, psn_no, data)
         if done is not None:
             return done
+        if store.recon.online_fenced(device, req):
+            raise OnlineRefused(f"req {req} was given up by this device (its lookup answered: not settled): it is "
+                                "not settled online now; the visit was settled offline or paid in full",
+                                code="req_abandoned",
+                                zh="此业务流水号的联网结算已由本机放弃（已脱机结算或全额垫付），不再联网结算")
         card_id = data.get("card_id")
         hot = _hotlist(store).get(card_id) if isinstance(card_id, str) else None
         if hot is not None:
@@ -240,7 +258,7 @@ async def online_settle(request: Request) -> JSONResponse:
 
 
 async def online_lookup(request: Request) -> JSONResponse:
-    return await _signed_call(request, lambda store, device, data, now: lookup_online(store, device, data))
+    return await _signed_call(request, lambda store, device, data, now: lookup_online(store, device, data, now=now))
 
 
 async def _signed_call(request: Request, fn) -> JSONResponse:

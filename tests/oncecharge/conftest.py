@@ -23,11 +23,14 @@ async def until(check, what: str, within: float = 60.0):
 
 class HoldingProxy:
     """Forwards TCP to the centre. While ``hold`` names a path, an answer to a request for that path
-    reaches the counter only after ``hold_s`` (the request itself passes at once, so the centre commits)."""
+    reaches the counter only after ``hold_s`` (the request itself passes at once, so the centre commits).
+    While ``delay`` names a path, the request itself reaches the centre only after ``hold_s`` (a slow
+    link: the centre sees it after the counter gave up on it)."""
 
     def __init__(self, target: tuple[str, int], hold_s: float = 4.0) -> None:
         self.target, self.hold_s = target, hold_s
         self.hold: set[bytes] = set()
+        self.delay: set[bytes] = set()
         self.held = 0
         self.port: int | None = None
 
@@ -45,6 +48,8 @@ class HoldingProxy:
                             head = data.split(b"\r\n", 1)[0]
                             if head.startswith((b"POST ", b"GET ")):
                                 last["path"] = head.split(b" ")[1]
+                            if last["path"] in self.delay:
+                                await trio.sleep(self.hold_s)
                             await upstream.send_all(data)
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         pass

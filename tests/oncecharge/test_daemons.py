@@ -55,6 +55,32 @@ async def test_late_online_answer_and_silent_lookup_offline_entry_is_not_applied
     assert balance(stack, ZHANGSAN_PSN) == before - online["a_acct"]
 
 
+async def test_a_settle_arriving_after_the_lookup_said_no_never_settles(stack):
+    """The request itself is slow (it reaches the centre after online_timeout_s): the counter asks whether
+    the req settled (no) and, for a keyed-in card that cannot settle offline, asks for a full payment. The
+    late request must not settle at the centre afterwards (money moved that no entry of the counter
+    records, while the patient pays in full): the lookup fences the req."""
+    keyed = {**VISIT, "acct_used_flag": False,
+             "keyed_in": {"card_no": "A12345678", "certno": ZHANGSAN["certno"]}}
+    before = balance(stack, ZHANGSAN_PSN)
+    stack.proxy.delay = {SETTLE}
+    r = await stack.api.post("/api/settle", json={"req": "LATE-3", **keyed})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "full_payment_required", r.text
+    await trio.sleep(stack.proxy.hold_s + 1)      # the slow request has reached the centre by now
+    device = stack.daemon.counter.journal.device
+    assert stack.store.recon.online(device, "LATE-3") is None
+    assert balance(stack, ZHANGSAN_PSN) == before
+    stack.proxy.delay = set()
+    again = await stack.api.post("/api/settle", json={"req": "LATE-3", **keyed})   # retried on a fast link
+    assert again.status_code == 409 and again.json()["error"]["code"] == "full_payment_required", again.text
+    assert stack.store.recon.online(device, "LATE-3") is None
+    c = await stack.api.post("/api/claim", json={"req": "LATE-3", **keyed})     # the clerk takes the full payment
+    assert c.status_code == 200, c.text
+    await sent_and_reconciled(stack)
+    assert balance(stack, ZHANGSAN_PSN) == before
+    assert stack.store.recon.online(device, "LATE-3") is None
+
+
 async def test_busy_journal_then_retry_with_another_cart_is_a_conflict(stack):
     """The centre applied cart A, the journal was busy (503); the same req with cart B is refused (409
     req_conflict, both totals shown, nothing journaled); the same req with cart A settles as A."""

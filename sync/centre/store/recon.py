@@ -216,6 +216,15 @@ class Recon:
                         (device, req, psn_no, response, accepted["medfee"], accepted["fund"], accepted["acct"],
                          accepted["cash"], accepted["dedc"], now))
 
+    def fence_online(self, device: str, req: str, now: int) -> None:
+        """(device, req) may no longer settle online: the counter was told it had not settled."""
+        self.db.execute("INSERT INTO recon_online_fence (device, req, at_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                        (device, req, now))
+
+    def online_fenced(self, device: str, req: str) -> bool:
+        return self.db.query_one("SELECT 1 AS x FROM recon_online_fence WHERE device = ? AND req = ?",
+                                 (device, req)) is not None
+
     # -- the daily report --------------------------------------------------------------------------
     def site_devices(self, site: str) -> list[str]:
         return [r["device"] for r in self.db.query("SELECT device FROM devices WHERE site = ? ORDER BY device",

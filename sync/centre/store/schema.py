@@ -356,6 +356,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             marked_ms BIGINT NOT NULL)""",
         "INSERT INTO recon_recheck (psn_no, marked_ms) VALUES ('*', 0)",
     )),
+    # A req the counter asked about (online lookup) and was told had not settled: the counter then goes
+    # offline or takes a full payment, so the same req arriving late (a slow link) never settles online.
+    Migration("oncecharge-003-online-fence", (
+        """CREATE TABLE recon_online_fence (
+            device TEXT NOT NULL,
+            req TEXT NOT NULL,
+            at_ms BIGINT NOT NULL,
+            PRIMARY KEY (device, req))""",
+    )),
 )
 
 
