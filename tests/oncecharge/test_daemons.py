@@ -180,6 +180,36 @@ async def test_cancel_after_reconciliation_is_a_reversing_adjustment(stack):
     assert dict(stack.store.recon.outcome(device, s["seq"])) == settled          # never an edit
 
 
+async def test_cancel_after_a_persons_bundle_reflecting_the_visit(stack):
+    """Finding 4's last case: after a persons bundle, the counter's cancel refused with "请到医保中心办理"
+    (its person state was the bundle's alone). Reconciled, then persons published from the ledger (the
+    snapshot reflects the visit): the counter cancels it, once, and the centre's balance comes back."""
+    import subprocess
+    import sys
+
+    from oncecharge.conftest import until
+
+    await insert(stack.api, LISI)
+    s = (await stack.api.post("/api/settle", json={"req": "RB-1", **VISIT})).json()
+    assert s["setlinfo"]["acct_pay"] > 0
+    await sent_and_reconciled(stack)
+    version = (await stack.api.get("/api/status")).json()["cache"]["bundles"]["persons"]["version"]
+    done = await trio.to_thread.run_sync(lambda: subprocess.run(
+        [sys.executable, "-m", "sync.centre", "publish", "--db", str(stack.tmp / "centre" / "centre.db"),
+         "--data-dir", str(stack.tmp / "centre"), "--from-ledger"], capture_output=True, text=True, timeout=120))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    async def applied():
+        return (await stack.api.get("/api/status")).json()["cache"]["bundles"]["persons"]["version"] > version
+    await until(applied, "the persons bundle from the ledger")
+    await insert(stack.api, LISI)
+    c = await stack.api.post(f"/api/settlements/{s['seq']}/cancel", json={"reason": "退费"})
+    assert c.status_code == 200, c.text
+    await sent_and_reconciled(stack)
+    assert balance(stack, LISI_PSN) == 52500
+    assert "cancel_applied" in _codes(stack, c.json()["seq"])
+
+
 async def test_centre_cancel_reverses_once_and_tells_the_counter(stack, capsys):
     """What the counter cannot cancel has a centre path: `centre cancel` reverses the reconciled
     settlement, the counter shows it when the card is read, and refuses its own cancel afterwards."""
