@@ -1,0 +1,69 @@
+"""Attacks on the centre's limits (sync.centre.limits) from outside, each found holding or not.
+
+The rate limits count attempts per client *address*. An IPv6 caller is handed a whole /64 by its
+provider and may send from any of its 2^64 addresses; a dual-stack socket shows an IPv4 caller as
+``::ffff:a.b.c.d``. Both must count as the one caller they are, else the bound on enrolment tokens
+and passwords guessed is no bound (and the table of remembered addresses is flushed by rotation).
+"""
+
+from __future__ import annotations
+
+import json
+
+
+from sync.centre import limits
+
+
+async def _ok_app(scope, receive, send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
+async def _post(guard: limits.Guard, address: str, path: str = "/v1/enrol") -> tuple[int, dict]:
+    """One POST through the guard as the ASGI server would hand it over from ``address``."""
+    scope = {"type": "http", "method": "POST", "path": path, "headers": [(b"content-type", b"application/json")],
+             "client": (address, 40000)}
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await guard(scope, receive, send)
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], json.loads(body)
+
+
+def _guard() -> limits.Guard:
+    return limits.Guard(_ok_app, gate=limits.Gate(), max_body=1024, clock=lambda: 0.0)
+
+
+async def test_enrolments_rotating_through_one_ipv6_64_are_one_client():
+    guard = _guard()
+    statuses = [(await _post(guard, f"2001:db8:1:2::{i + 1:x}"))[0] for i in range(limits.ENROL.burst + 5)]
+    assert statuses[:limits.ENROL.burst] == [200] * limits.ENROL.burst
+    assert statuses[limits.ENROL.burst:] == [429] * 5
+    # Another /64 is another caller.
+    assert (await _post(guard, "2001:db8:1:3::1"))[0] == 200
+
+
+async def test_logins_from_an_ipv4_address_and_its_mapped_form_are_one_client():
+    guard = _guard()
+    statuses = []
+    for i in range(limits.LOGIN.burst + 2):
+        address = "127.0.0.9" if i % 2 else "::ffff:127.0.0.9"
+        statuses.append((await _post(guard, address, "/v1/review/login"))[0])
+    assert statuses[limits.LOGIN.burst:] == [429, 429]
+
+
+def test_ipv6_rotation_cannot_flush_a_guessers_bucket():
+    buckets = limits.Buckets(limits.ENROL, max_clients=100, clock=lambda: 0.0)
+    for _ in range(limits.ENROL.burst):
+        assert buckets.take(limits.client_key("198.51.100.7")) == 0
+    for i in range(200):   # 200 addresses of one /64 would push the guesser out of a 100-address table
+        buckets.take(limits.client_key(f"2001:db8:9:9::{i + 1:x}"))
+    assert buckets.take(limits.client_key("198.51.100.7")) > 0
+
+
