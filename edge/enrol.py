@@ -140,6 +140,12 @@ async def enroll(url: str, token: str, state_dir: str | os.PathLike, *, client=N
         raise AlreadyEnrolled(f"this state directory is already enrolled as {cfg.device} with {cfg.centre_url}; "
                               "re-enrolment is refused (it would cut the journal off from the centre)")
     if ca_file is not None:
+        # A CA pinned for a centre reached in clear protects nothing: the token and every settlement
+        # would cross the network readable and alterable. Found by attacking (a mistyped http://).
+        if not url.lower().startswith("https://"):
+            raise EnrolError(f"--ca pins the CA of the centre's TLS certificate, but {url} is not https://: "
+                             "use the centre's https:// address", code="ca_needs_https",
+                             zh="已指定中心根证书（--ca），但中心地址不是 https:// 开头：请改用中心的 https:// 地址")
         install_ca(state_dir, ca_file)
     key = device_key(state_dir)
     pub = bytes(key.verify_key)

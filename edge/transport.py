@@ -64,7 +64,9 @@ def tls_context(state_dir: str | os.PathLike) -> ssl.SSLContext:
     """The TLS settings for the centre: its pinned CA (``centre-ca.pem``) when the state directory has
     one, else the system's CAs. A damaged CA file raises :class:`TransportError` ``bad_ca_file``."""
     path = Path(state_dir) / CA_FILE
-    if not path.exists():
+    # lexists: a link to a missing file is a damaged pin, not "no pin" (which would trust every public
+    # CA for the centre's name). Found by attacking.
+    if not os.path.lexists(path):
         return ssl.create_default_context()
     return load_ca(path)
 
