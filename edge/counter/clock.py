@@ -87,8 +87,10 @@ class CentreSeen:
         return abs(self.centre_ms - self.wall_ms) <= MAX_CENTRE_SKEW_MS
 
     def centre_now(self, now_mono_ns: int | None, boot_id: str | None) -> int | None:
-        """The centre's clock now, by the monotonic clock; None in another boot (or a monotonic clock gone back)."""
-        if not _same_boot(self.boot_id, boot_id) or now_mono_ns is None or now_mono_ns < self.mono_ns:
+        """The centre's clock now, by the monotonic clock; None in another boot. A reading taken before this
+        observation (a visit's clocks read on the loop, the centre's answer arriving while it is prepared)
+        counts back from it: None there let a clock a year ahead pass unseen and date the visit next year."""
+        if not _same_boot(self.boot_id, boot_id) or now_mono_ns is None:
             return None
         return self.centre_ms + (now_mono_ns - self.mono_ns) // 1_000_000
 
@@ -180,6 +182,14 @@ def fault(now_wall_ms: int, floor: Floor | None, now_mono_ns: int | None = None,
     return None
 
 
+def refused_by_centre() -> ClockFault:
+    """The centre refused this PC's last signed request for its time: the clock is off, by however much."""
+    return ClockFault("off_from_centre", "the centre refused the last request's signing time: the wall clock is "
+                      f"more than {MAX_CENTRE_SKEW_MS // 60_000} min off the centre's clock",
+                      f"医保中心拒绝了本机的请求时间（电脑时钟与医保中心相差超过 {MAX_CENTRE_SKEW_MS // 60_000} 分钟）："
+                      "请校准电脑时间（北京时间）后再结算；在此之前不能脱机结算")
+
+
 def _off_from_centre(offset_ms: int) -> ClockFault:
     minutes = abs(offset_ms) // 60_000
     way, ahead = ("慢", "behind") if offset_ms > 0 else ("快", "ahead of")
@@ -194,4 +204,5 @@ def entry_time(now_wall_ms: int, floor: Floor | None, now_mono_ns: int | None = 
 
 
 __all__ = ["Floor", "ClockFault", "CentreSeen", "floor_of", "raise_floor", "fault", "entry_time", "after_centre_seen",
-           "centre_ms_of", "refresh_floor", "MAX_CENTRE_SKEW_MS"]
+           "centre_ms_of", "refresh_floor", "refused_by_centre",
+           "MAX_CENTRE_SKEW_MS"]

@@ -9,6 +9,7 @@ back to the offline decision when it gives up. httpx errors never leave this mod
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -75,6 +76,11 @@ class CentreClient:
         # Told the centre's clock (its Date header) on every answer that is the centre's own (JSON): the
         # counter's time floor and clock check (edge.counter.clock).
         self.on_time = on_time
+        # The centre's own word that this PC's clock is off: its last signed request was refused for its time
+        # (401 stale_request), whatever the Date header said (a proxy can forge that), with the wall and
+        # monotonic clocks then. Cleared by the next signed request the centre answers on its merits. The
+        # counter reads it as a clock fault until then or until the wall clock is moved (set right).
+        self.skew_refused: tuple[int, int] | None = None
 
     def _saw(self, resp: httpx.Response) -> None:
         if self.on_time is None or "json" not in resp.headers.get("content-type", ""):
@@ -112,6 +118,7 @@ class CentreClient:
             raise CentreUnreachable(f"{type(exc).__name__}: {exc}") from exc
         self._saw(resp)
         if resp.status_code == 401 and _error_code(resp) == "stale_request":
+            self.skew_refused = (time.time_ns() // 1_000_000, time.monotonic_ns())
             # The centre refused the signing time: the PC clock is off. Not "unreachable" (that would try
             # offline, where the same wrong clock measures the limits): a refusal the visit turns into a
             # full payment, telling the clerk to fix the clock (edge.offline.after_centre).
@@ -125,6 +132,7 @@ class CentreClient:
             data = resp.json()
         except ValueError as exc:
             raise CentreUnreachable("centre answer is not JSON") from exc
+        self.skew_refused = None        # the centre accepted the request's time (answered 200 or on its merits)
         if resp.status_code != 200:
             err = (data or {}).get("error") or {}
             detail = {k: v for k, v in err.items() if k not in ("code", "message")} if isinstance(err, dict) else {}

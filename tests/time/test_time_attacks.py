@@ -222,3 +222,43 @@ async def test_a_clock_a_year_ahead_while_the_centre_answers(clock_stack):
     assert [e.kind for e in entries] == ["claim", "settlement"]
     assert all(abs(e.time - true_now) < DAY_MS for e in entries), [(e.seq, e.kind, e.time) for e in entries]
     assert entries[0].body["visit"]["date"] == today, entries[0].body
+
+
+async def test_a_clock_set_back_with_a_proxy_that_agrees(clock_stack, nursery):
+    """The PC clock set back a day and a proxy that forges the centre's Date to agree with it (so the floor
+    from the journal and the centre's earlier answers is dropped as "a clock that was ahead"). The centre
+    itself refuses the skewed signatures and nothing settles offline; entry times do not go back (held).
+    Found: /api/status said online with no clock fault while every visit became a full payment; the
+    centre's own refusal (401 stale_request) is now a clock fault until it accepts a request again."""
+    import email.utils
+
+    s = await clock_stack(region=None)
+    liar = await _behind_liar(s, nursery)
+    await s.start_counter()
+    async with s.client() as api:
+        await s.until(lambda: _ready(s, api))
+        await api.post("/api/card/simulate", json=ZHANGSAN)
+        r = await api.post("/api/settle", json=_visit("AGREE-1"))
+        assert r.status_code == 200 and r.json()["mode"] == "online", r.text
+        liar.date = email.utils.formatdate(time.time() - 86_400, usegmt=True)
+        s.clock.set("-1d")
+        for n in range(2, 5):
+            r = await api.post("/api/settle", json=_visit(f"AGREE-{n}"))
+            assert r.status_code == 409 and r.json()["error"]["cause"] == "offline_limit", r.text
+            assert FIX in r.json()["error"]["zh"], r.text
+            assert (await api.post("/api/claim", json=_visit(f"AGREE-{n}"))).status_code == 200
+        # The page and status agree with the receipts: not 联网, and the clerk is told to fix the clock.
+        st = await s.status(api)
+        assert st["online"] is False and st["clock"] is not None and FIX in st["clock"]["zh"], st
+        # Set right (and the proxy honest): the next visit settles online and the fault is gone.
+        s.clock.set("+0")
+        liar.date = None
+        r = await api.post("/api/settle", json=_visit("AGREE-5"))
+        assert r.status_code == 200 and r.json()["mode"] == "online", r.text
+        assert (await s.status(api))["clock"] is None
+    await s.stop_counter()
+    entries = [e for e in _entries(s) if e.kind in ("settlement", "claim")]
+    assert [e.kind for e in entries] == ["settlement", "claim", "claim", "claim", "settlement"]
+    assert not any(e.body.get("mode") == "offline" for e in entries)
+    times = [e.time for e in entries]
+    assert times == sorted(times), times
