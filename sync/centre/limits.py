@@ -175,6 +175,22 @@ async def _refuse(scope, send, exc: SyncError, retry_after: float) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _too_large(max_body: int) -> SyncError:
+    return SyncError(f"request body larger than {max_body} bytes: send smaller batches", code="too_large", status=413,
+                     zh="请求数据过大，已拒收")
+
+
+def _declared(scope) -> int:
+    """The Content-Length the request states (0 when none; h11 has refused one that is not a number)."""
+    for name, value in scope.get("headers") or ():
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
 class _BodyRefused(Exception):
     """Raised into the app by :class:`_Body` and caught by :class:`Guard`, which answers (routes catch
     SyncError and would answer in their own way: a login form would say "wrong password")."""
@@ -207,8 +223,7 @@ class _Body:
         if message["type"] == "http.request":
             self.received += len(message.get("body", b""))
             if self.received > self.max_body:
-                raise _BodyRefused(SyncError(f"request body larger than {self.max_body} bytes: send smaller batches",
-                                             code="too_large", status=413, zh="请求数据过大，已拒收"))
+                raise _BodyRefused(_too_large(self.max_body))
             self.complete = not message.get("more_body", False)
         else:
             self.complete = True
@@ -228,6 +243,11 @@ class Guard:
 
         if scope["type"] != "http" or scope["path"] in UNBOUNDED:
             await self.app(scope, receive, send)
+            return
+        if _declared(scope) > self.max_body:
+            # Refused before any body is asked for: a sender that declared 10 GB (after hypercorn's own
+            # "100 Continue") would else hold a slot until the cap or the deadline. Found by attacking.
+            await _refuse(scope, send, _too_large(self.max_body), 1)
             return
         client = client_key(_client(scope))
         why = self.gate.enter(client)

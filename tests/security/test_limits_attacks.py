@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import trio
 
 from sync.centre import limits
+from sync.centre.server import start_centre
+from sync.centre.store import open_store
 
 
 async def _ok_app(scope, receive, send) -> None:
@@ -67,3 +71,46 @@ def test_ipv6_rotation_cannot_flush_a_guessers_bucket():
     assert buckets.take(limits.client_key("198.51.100.7")) > 0
 
 
+
+
+async def _raw_answer(port: int, head: bytes) -> bytes:
+    """Send only ``head`` (request line and headers, no body) and read the centre's final answer (an
+    interim ``100 Continue`` skipped: hypercorn sends it by itself before the app sees the request)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    data = b""
+    try:
+        await stream.send_all(head)
+        with trio.fail_after(10):
+            while True:
+                while data.startswith(b"HTTP/1.1 100") and b"\r\n\r\n" in data:
+                    data = data.partition(b"\r\n\r\n")[2]
+                if data and not data.startswith(b"HTTP/1.1 100") and b"\r\n\r\n" in data:
+                    head_part, _, rest = data.partition(b"\r\n\r\n")
+                    length = int(next((line.split(b":", 1)[1] for line in head_part.split(b"\r\n")
+                                       if line.lower().startswith(b"content-length:")), b"0"))
+                    if len(rest) >= length:
+                        return data
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    return data
+                data += chunk
+    finally:
+        await stream.aclose()
+
+
+@pytest.mark.parametrize("path", ["/v1/review/login", "/review/login", "/v1/enrol"])
+async def test_a_declared_body_past_the_cap_is_refused_before_inviting_it(nursery, tmp_path, path):
+    # Expect: 100-continue with Content-Length 10 GB and no body sent: the centre must answer 413 at
+    # once, not wait for the body (up to the cap, or until the 60 s deadline) in a slot of the worker.
+    store = open_store(tmp_path / "centre.db")
+    try:
+        centre = await start_centre(nursery, store)
+        port = int(centre.url.rsplit(":", 1)[1])
+        answer = await _raw_answer(port, (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                          f"Expect: 100-continue\r\nContent-Length: {10**10}\r\n\r\n").encode())
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert b"connection: close" in head.lower()
+        assert json.loads(body)["error"]["code"] == "too_large"
+    finally:
+        store.close()
