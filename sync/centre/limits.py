@@ -42,6 +42,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from starlette.requests import ClientDisconnect
+
 from sync import protocol, wire
 from sync.centre.errors import Busy, RateLimited
 from sync.centre.webauth import WINDOW_MS
@@ -284,6 +286,11 @@ class Guard:
             if started:
                 raise
             await _refuse(scope, send, exc.error, 1)
+        except ClientDisconnect:
+            # The sender hung up before its body was complete: nobody to answer. Anyone can do this at
+            # will, so it is an info line, not "Error in ASGI Framework" and a traceback (found by attacking).
+            log.info("centre: %s %s: the sender at %s hung up before its body was complete", scope.get("method"),
+                     scope.get("path"), _client(scope))
         finally:
             self.gate.leave(client)
 

@@ -9,6 +9,7 @@ and passwords guessed is no bound (and the table of remembered addresses is flus
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import trio
@@ -112,5 +113,28 @@ async def test_a_declared_body_past_the_cap_is_refused_before_inviting_it(nurser
         head, _, body = answer.partition(b"\r\n\r\n")
         assert b"connection: close" in head.lower()
         assert json.loads(body)["error"]["code"] == "too_large"
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("path", ["/v1/review/login", "/v1/enrol"])
+async def test_a_sender_hanging_up_mid_body_is_not_an_error_with_a_traceback(nursery, tmp_path, caplog, path):
+    # Anyone can open a connection, send half a body and hang up, as often as they like: each time the
+    # error log got "Error in ASGI Framework" and a 30-line traceback, burying real errors.
+    caplog.set_level(logging.INFO, logger="sync.centre")
+    store = open_store(tmp_path / "centre.db")
+    try:
+        centre = await start_centre(nursery, store)
+        port = int(centre.url.rsplit(":", 1)[1])
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all((f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                               "Content-Length: 1000\r\n\r\n{\"name\":").encode())
+        await trio.sleep(0.2)   # let the route start reading the body
+        await stream.aclose()
+        with trio.fail_after(10):
+            while not any("hung up before" in r.getMessage() or r.levelno >= logging.ERROR for r in caplog.records):
+                await trio.sleep(0.05)
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert errors == []
     finally:
         store.close()
