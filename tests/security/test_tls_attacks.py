@@ -94,3 +94,23 @@ async def test_enrolment_pinning_a_ca_over_plain_http_is_refused_before_sending_
         assert store.devices() == [] and not (tmp_path / "edge" / "device.json").exists()
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("case", ["garbage", "missing", "key_of_another_cert"])
+def test_centre_run_with_an_unusable_certificate_or_key_says_which_file_without_a_traceback(tmp_path, city_ca, case):
+    import subprocess
+    import sys
+
+    cert = city_ca[0].issue_cert("127.0.0.1")
+    certfile, keyfile = tmp_path / "centre.crt", tmp_path / "centre.key"
+    certfile.write_bytes(cert.cert_chain_pems[0].bytes())
+    if case == "garbage":
+        keyfile.write_text("not a key\n")
+    elif case == "key_of_another_cert":
+        city_ca[0].issue_cert("127.0.0.1").private_key_pem.write_to_path(str(keyfile))
+    run = subprocess.run([sys.executable, "-m", "sync.centre", "run", "--data-dir", str(tmp_path / "centre"),
+                          "--port", "0", "--no-background", "--certfile", str(certfile), "--keyfile", str(keyfile)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    assert "Traceback" not in run.stderr and "[bad_tls_file]" in run.stderr, run.stderr[-600:]
+    assert str(keyfile) in run.stderr or str(certfile) in run.stderr

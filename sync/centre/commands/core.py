@@ -173,6 +173,18 @@ def run(args) -> int:
         store.close()
         print("centre: TLS needs both --certfile and --keyfile [tls_incomplete]", file=sys.stderr)
         return 2
+    if args.certfile:
+        # Checked before serving: hypercorn loads them inside its worker, where a missing or damaged
+        # file ended the centre with a traceback that named neither file (found by attacking).
+        import ssl
+
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(args.certfile, args.keyfile)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            store.close()
+            print(f"centre: cannot serve TLS with --certfile {args.certfile} and --keyfile {args.keyfile} ({exc}): "
+                  "they must be the PEM certificate chain and its own private key [bad_tls_file]", file=sys.stderr)
+            return 2
 
     async def main():
         async with trio.open_nursery() as nursery:
