@@ -238,7 +238,11 @@ class Guard:
     def __init__(self, app, *, gate: Gate, max_body: int, rates: dict[str, Rate] | None = None,
                  clock: Callable[[], float] = time.monotonic, body_s: float = BODY_S) -> None:
         self.app, self.gate, self.max_body, self.body_s = app, gate, max_body, body_s
-        self.buckets = {path: Buckets(rate, clock=clock) for path, rate in (RATES if rates is None else rates).items()}
+        # Paths given the same Rate object share its buckets: the desk's page login and its API login check
+        # the same passwords, and each had its own burst (found by attacking).
+        shared: dict[int, Buckets] = {}
+        self.buckets = {path: shared.setdefault(id(rate), Buckets(rate, clock=clock))
+                        for path, rate in (RATES if rates is None else rates).items()}
 
     async def __call__(self, scope, receive, send) -> None:
         import trio

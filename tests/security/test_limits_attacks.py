@@ -138,3 +138,11 @@ async def test_a_sender_hanging_up_mid_body_is_not_an_error_with_a_traceback(nur
         assert errors == []
     finally:
         store.close()
+
+
+async def test_the_desk_page_login_and_the_api_login_share_one_bound():
+    # Both check the same passwords: spending the burst on one must not leave a fresh burst on the other.
+    guard = _guard()
+    for _ in range(limits.LOGIN.burst):
+        assert (await _post(guard, "127.0.0.11", "/v1/review/login"))[0] == 200
+    assert (await _post(guard, "127.0.0.11", "/review/login"))[0] == 429
