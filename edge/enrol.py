@@ -64,12 +64,24 @@ def load_device(state_dir: str | os.PathLike) -> DeviceConfig:
     path = Path(state_dir) / DEVICE_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return DeviceConfig(**{k: data[k] for k in DeviceConfig.__dataclass_fields__ if k in data or k not in OPTIONAL})
+        cfg = DeviceConfig(**{k: data[k] for k in DeviceConfig.__dataclass_fields__ if k in data or k not in OPTIONAL})
     except FileNotFoundError:
         raise NotEnrolled(f"this device is not enrolled ({path} is missing): run `edge enroll URL TOKEN` with a "
                           "token from the centre") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise EnrolError(f"{path} is damaged ({exc}): restore it from the support bundle or re-enrol") from exc
+    _pin_needs_https(Path(state_dir), cfg.centre_url)
+    return cfg
+
+
+def _pin_needs_https(state_dir: Path, url: str) -> None:
+    """With the centre's CA pinned, the centre is reached over https only: an http:// address (typed at
+    enrolment, or edited into device.json later) would send the token and every settlement in clear and
+    unverified. Found by attacking."""
+    if os.path.lexists(state_dir / CA_FILE) and not str(url).lower().startswith("https://"):
+        raise EnrolError(f"{CA_FILE} pins the CA of the centre's TLS certificate, but the centre address {url} is "
+                         "not https://: use the centre's https:// address", code="ca_needs_https",
+                         zh=f"已指定中心根证书（{CA_FILE}），但中心地址不是 https:// 开头：请改用中心的 https:// 地址")
 
 
 def save_device(state_dir: str | os.PathLike, cfg: DeviceConfig) -> Path:
@@ -147,6 +159,8 @@ async def enroll(url: str, token: str, state_dir: str | os.PathLike, *, client=N
                              "use the centre's https:// address", code="ca_needs_https",
                              zh="已指定中心根证书（--ca），但中心地址不是 https:// 开头：请改用中心的 https:// 地址")
         install_ca(state_dir, ca_file)
+    else:
+        _pin_needs_https(state_dir, url)
     key = device_key(state_dir)
     pub = bytes(key.verify_key)
     msg = protocol.Enrol(token, pub, key.sign(protocol.Enrol.signed_bytes(token, pub)).signature).to_msg()

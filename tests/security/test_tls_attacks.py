@@ -114,3 +114,20 @@ def test_centre_run_with_an_unusable_certificate_or_key_says_which_file_without_
     assert run.returncode != 0
     assert "Traceback" not in run.stderr and "[bad_tls_file]" in run.stderr, run.stderr[-600:]
     assert str(keyfile) in run.stderr or str(certfile) in run.stderr
+
+
+def test_an_enrolment_edited_to_plain_http_beside_a_pinned_ca_is_refused(tmp_path, city_ca):
+    # device.json is a file an operator (or an intruder) can edit: with the CA pinned, an http:// centre
+    # address would send every settlement in clear and unverified.
+    from edge.enrol import DeviceConfig, load_device, save_device
+
+    state = tmp_path / "edge"
+    save_device(state, DeviceConfig("D-S330300001-1", SITE, "https://127.0.0.1:8700", "AAAA", "bk",
+                                    "2026-11-24T09:30:00Z"))
+    (state / CA_FILE).write_bytes(city_ca[1].read_bytes())
+    assert load_device(state).centre_url.startswith("https://")
+    save_device(state, DeviceConfig("D-S330300001-1", SITE, "http://127.0.0.1:8700", "AAAA", "bk",
+                                    "2026-11-24T09:30:00Z"))
+    with pytest.raises(EnrolError) as exc:
+        load_device(state)
+    assert exc.value.code == "ca_needs_https" and CA_FILE in exc.value.message
