@@ -286,6 +286,24 @@ class Cache:
             self._policy = None
         return {"kind": bundle.kind, "version": bundle.version, "base": bundle.base}
 
+    def apply_bundle_isolated(self, raw: bytes, verify_key, *, now_ms: int) -> dict:
+        """:meth:`apply_bundle` in a child process at a lower CPU priority (:mod:`edge.cache.isolated`).
+
+        The daemon's way: the counter's process keeps its interpreter and the CPU while a large bundle
+        applies. This cache's writer lock is held meanwhile, so its own writers queue as they would
+        behind an in-process apply. Same result, same errors.
+        """
+        if self.path == ":memory:" or verify_key is None:
+            return self.apply_bundle(raw, verify_key, now_ms=now_ms)
+        from .isolated import apply_in_child   # not at import time: the child runs that module as __main__
+
+        with self._lock:
+            if self._closed:
+                raise CacheUnavailable(f"the cache {self.path} is closed")
+            info = apply_in_child(self.path, raw, verify_key, now_ms=now_ms)
+        self._policy = None
+        return info
+
     def _apply_catalogue(self, c: sqlite3.Connection, payload: Mapping, delta: bool) -> None:
         if not delta:
             c.execute("DELETE FROM items")

@@ -77,7 +77,8 @@ async def _sync(args) -> int:
     async def on_downlink(m):
         if m["kind"] != "bundle" or cache is None:
             raise DownlinkDeferred()
-        await trio.to_thread.run_sync(lambda: cache.apply_bundle(m["payload"], cfg.bundle_verify_key, now_ms=wall_ms()))
+        await trio.to_thread.run_sync(lambda: cache.apply_bundle_isolated(m["payload"], cfg.bundle_verify_key,
+                                                                         now_ms=wall_ms()))
 
     try:
         async with centre_client(state) as client:

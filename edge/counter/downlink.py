@@ -64,7 +64,7 @@ async def handle(counter, verify_key, message: dict) -> None:
             log.warning("bundle message without bytes ignored", extra={"event": "downlink_unknown", "kind": "bundle"})
             return
         info = await trio.to_thread.run_sync(
-            lambda: counter.cache.apply_bundle(bytes(payload), verify_key, now_ms=now))
+            lambda: counter.cache.apply_bundle_isolated(bytes(payload), verify_key, now_ms=now))
         log.info("bundle applied", extra={"event": "bundle_applied", **info})
         return
     if kind not in ("outcome", "reimbursement") or not isinstance(payload, dict):

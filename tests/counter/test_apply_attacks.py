@@ -142,7 +142,8 @@ async def test_a_balance_change_between_presettle_and_settle(api, cards, cache, 
     assert (await api.get("/api/card")).json()["person"]["balc"] == 0
 
 
-async def test_the_same_card_after_a_settle_answers_while_the_apply_is_held(api, cards, cache, centre, monkeypatch):
+async def test_the_same_card_after_a_settle_answers_while_the_apply_is_held(api, counter, cards, cache, centre,
+                                                                            monkeypatch):
     """The first visit's effects wait for the cache writer the apply holds; the card's next read and visit
     fold them in from the pending entries instead of waiting, and count them exactly once."""
     insert_card(cards)
@@ -168,7 +169,9 @@ async def test_the_same_card_after_a_settle_answers_while_the_apply_is_held(api,
             held_use = cache.offline_use(CARD_ID, PERSONS[0]["certno"])
     after = (await api.get("/api/card")).json()["person"]["balc"]
     assert after == before - first["acct_pay"] - second["acct_pay"]
-    # Once applied, the counters hold both visits once (the pending fold counted none twice).
+    # Once applied, the counters hold both visits once (the pending fold counted none twice). The effects
+    # go to the cache from a background drainer once the apply lets go of the writer: wait for it.
+    await counter.effects_applied()
     use = cache.offline_use(CARD_ID, PERSONS[0]["certno"])
     assert use == (held_use[0] + 2, held_use[1] + first["acct_pay"] + second["acct_pay"])
 
