@@ -33,6 +33,8 @@ def round_fen(value: Decimal) -> int:
 
 def yuan(fen: int) -> str:
     """12345 -> '123.45' for people; never parsed back."""
+    if type(fen) is int:   # the common case, several times per reason text: one formatting step
+        return "%d.%02d" % divmod(fen, 100) if fen >= 0 else "-%d.%02d" % divmod(-fen, 100)
     sign = "-" if fen < 0 else ""
     q, r = divmod(abs(fen), 100)
     return f"{sign}{q}.{r:02d}"

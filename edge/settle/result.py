@@ -9,10 +9,30 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from decimal import Decimal
+from json.encoder import encode_basestring as _jstr   # the string encoder of json.dumps(ensure_ascii=False)
 from typing import Any
 
 from .inputs import Rule
 from .reasons import render
+
+# Rendered reasons, memoised: a reason's text depends only on its code and numbers, and the same few
+# (an item's amount line, its class, a visit's ratio) recur in nearly every settlement. Key: the code and
+# each number with its type (and a Decimal by its text: 0.5 and 0.50 are equal but print differently);
+# value: (English, Chinese, the reason's canonical JSON). Cleared whole when full, so it stays bounded.
+_RENDERED: dict[tuple, tuple[str, str, str]] = {}
+_RENDERED_MAX = 50_000
+
+
+def _pinned(v: Any) -> Any:
+    """``v`` as a cache key part that is equal only for values that render the same text, or raise TypeError."""
+    t = type(v)
+    if t is int or t is str or v is None:
+        return v
+    if t is Decimal:
+        return (Decimal, str(v))
+    if t is bool:
+        return (bool, v)
+    raise TypeError("not a value the reason cache keys")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,17 +45,41 @@ class Reason:
 
     @property
     def text(self) -> str:
-        return render(self.code, self._all_params())[0]
+        return self._rendered()[0]
 
     @property
     def zh(self) -> str:
-        return render(self.code, self._all_params())[1]
+        return self._rendered()[1]
 
     def _all_params(self) -> dict:
         return {**(self.params or {}), "amount": self.amount}
 
-    def to_dict(self) -> dict:
+    def _rendered(self) -> tuple[str, str, str]:
+        """(English, Chinese, canonical JSON of :meth:`to_dict`), rendered once per distinct reason."""
+        params = self.params
+        key: tuple | None
+        try:
+            key = (self.code, _pinned(self.amount), *[(k, _pinned(v)) for k, v in params.items()]) if params \
+                else (self.code, _pinned(self.amount))
+        except TypeError:
+            key = None   # a number of another type (or an unhashable one): render it, uncached
+        if key is not None:
+            got = _RENDERED.get(key)
+            if got is not None:
+                return got
         en, zh = render(self.code, self._all_params())
+        out: dict[str, Any] = {"code": self.code, "text": en, "zh": zh}
+        if self.amount is not None:
+            out["amount"] = self.amount
+        got = (en, zh, canonical_json(out))
+        if key is not None:
+            if len(_RENDERED) >= _RENDERED_MAX:
+                _RENDERED.clear()
+            _RENDERED[key] = got
+        return got
+
+    def to_dict(self) -> dict:
+        en, zh, _ = self._rendered()
         out: dict[str, Any] = {"code": self.code, "text": en, "zh": zh}
         if self.amount is not None:
             out["amount"] = self.amount
@@ -63,6 +107,15 @@ class Line:
             "overlmt_amt": self.overlmt_amt, "preselfpay_amt": self.preselfpay_amt,
             "inscp_scp_amt": self.inscp_scp_amt, "reasons": [r.to_dict() for r in self.reasons],
         }
+
+    def _json(self) -> str:
+        """``canonical_json(self.to_dict())``, assembled from the memoised reasons."""
+        return (f'{{"code":{_jv(self.code)},"name":{_jv(self.name)},"chrgitm_lv":{_jv(self.cls)},'
+                f'"cnt":{_jstr(str(self.cnt))},"pric":{_jv(self.pric)},'
+                f'"det_item_fee_sumamt":{_jv(self.det_item_fee_sumamt)},'
+                f'"fulamt_ownpay_amt":{_jv(self.fulamt_ownpay_amt)},"overlmt_amt":{_jv(self.overlmt_amt)},'
+                f'"preselfpay_amt":{_jv(self.preselfpay_amt)},"inscp_scp_amt":{_jv(self.inscp_scp_amt)},'
+                f'"reasons":[{",".join([r._rendered()[2] for r in self.reasons])}]}}')
 
 
 MONEY_FIELDS = ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt", "inscp_scp_amt",
@@ -124,7 +177,21 @@ class Settlement:
         return out
 
     def to_json(self) -> str:
-        return canonical_json(self.to_dict())
+        """``canonical_json(self.to_dict())``, byte for byte, without building the dict (the centre hashes
+        every replayed settlement): the same keys in the same order, each value encoded as json.dumps does."""
+        r = self.rule
+        money = ",".join([f'"{k}":{_jv(getattr(self, k))}' for k in MONEY_FIELDS])
+        return (f'{{{money},"balc":{_jv(self.balc)},"state_before":{_jv(self.state_before)},'
+                f'"state_after":{_jv(self.state_after)},'
+                f'"lines":[{",".join([line._json() for line in self.lines])}],'
+                f'"reasons":[{",".join([x._rendered()[2] for x in self.reasons])}],'
+                f'"basis":{{"engine":{_jv(self.engine)},"policy_version":{_jv(self.policy_version)},'
+                f'"psn_no":{_jv(self.psn_no)},"insutype":{_jv(self.insutype)},"psn_type":{_jv(self.psn_type)},'
+                f'"med_type":{_jv(self.med_type)},"level":{_jv(self.level)},"date":{_jv(self.date)},'
+                f'"rule":{{"deductible":{_jv(r.deductible)},"ratio":{_jstr(str(r.ratio))},'
+                f'"annual_cap":{_jv(r.annual_cap)},"visit_cap":{_jv(r.visit_cap)},'
+                f'"acct_allowed":{_jv(r.acct_allowed)}}},'
+                f'"year":{_jv(self.year)},"accumulator":{_jv(self.accumulator)}}}}}')
 
     def explain(self) -> str:
         """Readable text for the clerk, an auditor or ``settle-case --explain``."""
@@ -164,3 +231,20 @@ class Cancellation:
 
 def canonical_json(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _jv(v: Any) -> str:
+    """One value as :func:`canonical_json` writes it inside a larger document (plain types directly; a dict
+    of plain values key by key; anything else through json.dumps itself, which also raises as it would)."""
+    t = type(v)
+    if t is str:
+        return _jstr(v)
+    if t is int:
+        return int.__repr__(v)
+    if v is None:
+        return "null"
+    if t is bool:
+        return "true" if v else "false"
+    if t is dict and all(type(k) is str for k in v):
+        return "{" + ",".join([f"{_jstr(k)}:{_jv(x)}" for k, x in v.items()]) + "}"
+    return canonical_json(v)
