@@ -23,6 +23,8 @@ by calling :func:`settle` with the same inputs and compares :meth:`Settlement.to
 
 from __future__ import annotations
 
+import datetime as _dt
+from decimal import Decimal
 from typing import Any, Mapping
 
 from .errors import CannotCancel, NoChronicFiling, NoPolicyRule
@@ -36,7 +38,34 @@ from .result import Cancellation, Line, Reason, Settlement
 ENGINE_VERSION = "1"
 
 
+# Lines already split, by their inputs: the same item (code, count, price) on the same day under the same
+# catalogue entry and chronic scope always splits the same way, and the centre replays thousands of such
+# visits. The catalogue entry is keyed by identity and kept alive in the value (so its id cannot be
+# reused while the entry is here); the item by its values, the count by its text (1 and 1.0 are equal
+# but are written differently). Cleared whole when full, so it stays bounded. Lines are immutable values.
+_LINES: dict[tuple, tuple[CatalogueItem | None, Line]] = {}
+_LINES_MAX = 50_000
+
+
 def _line(item: Item, cat: CatalogueItem | None, visit: Visit, scope: frozenset[str] | None = None) -> Line:
+    if type(item.cnt) is not Decimal or type(item.pric) is not int or type(visit.date) is not _dt.date:
+        return _split_line(item, cat, visit, scope)
+    try:
+        key = (item.code, item.name, str(item.cnt), item.pric, id(cat), visit.date, scope,
+               visit.chronic_code if scope is not None else None)
+        got = _LINES.get(key)
+    except TypeError:   # an unhashable field of a hand-built input: split it uncached
+        return _split_line(item, cat, visit, scope)
+    if got is not None and got[0] is cat:
+        return got[1]
+    line = _split_line(item, cat, visit, scope)
+    if len(_LINES) >= _LINES_MAX:
+        _LINES.clear()
+    _LINES[key] = (cat, line)
+    return line
+
+
+def _split_line(item: Item, cat: CatalogueItem | None, visit: Visit, scope: frozenset[str] | None = None) -> Line:
     amount = round_fen(mul(item.cnt, item.pric))
     name = cat.name if cat is not None else (item.name or item.code)
     cls = cat.cls if cat is not None else None

@@ -109,7 +109,18 @@ class Line:
         }
 
     def _json(self) -> str:
-        """``canonical_json(self.to_dict())``, assembled from the memoised reasons."""
+        """``canonical_json(self.to_dict())``, assembled from the memoised reasons, once per Line object
+        (the engine hands out the same Line for the same inputs)."""
+        got = _LINE_JSON.get(id(self))
+        if got is not None and got[0] is self:
+            return got[1]
+        text = self._assemble()
+        if len(_LINE_JSON) >= _RENDERED_MAX:
+            _LINE_JSON.clear()
+        _LINE_JSON[id(self)] = (self, text)
+        return text
+
+    def _assemble(self) -> str:
         return (f'{{"code":{_jv(self.code)},"name":{_jv(self.name)},"chrgitm_lv":{_jv(self.cls)},'
                 f'"cnt":{_jstr(str(self.cnt))},"pric":{_jv(self.pric)},'
                 f'"det_item_fee_sumamt":{_jv(self.det_item_fee_sumamt)},'
@@ -117,6 +128,9 @@ class Line:
                 f'"preselfpay_amt":{_jv(self.preselfpay_amt)},"inscp_scp_amt":{_jv(self.inscp_scp_amt)},'
                 f'"reasons":[{",".join([r._rendered()[2] for r in self.reasons])}]}}')
 
+
+# Lines' JSON by identity; each value holds its Line, so an id is not reused while its entry is here.
+_LINE_JSON: dict[int, tuple[Line, str]] = {}
 
 MONEY_FIELDS = ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt", "inscp_scp_amt",
                 "act_pay_dedc", "hifp_pay", "fund_pay_sumamt", "psn_part_amt", "acct_pay", "psn_cash_pay")
@@ -179,18 +193,20 @@ class Settlement:
     def to_json(self) -> str:
         """``canonical_json(self.to_dict())``, byte for byte, without building the dict (the centre hashes
         every replayed settlement): the same keys in the same order, each value encoded as json.dumps does."""
-        r = self.rule
-        money = ",".join([f'"{k}":{_jv(getattr(self, k))}' for k in MONEY_FIELDS])
-        return (f'{{{money},"balc":{_jv(self.balc)},"state_before":{_jv(self.state_before)},'
-                f'"state_after":{_jv(self.state_after)},'
+        money = (self.medfee_sumamt, self.fulamt_ownpay_amt, self.overlmt_selfpay, self.preselfpay_amt,
+                 self.inscp_scp_amt, self.act_pay_dedc, self.hifp_pay, self.fund_pay_sumamt, self.psn_part_amt,
+                 self.acct_pay, self.psn_cash_pay, self.balc)
+        if _INTS.issuperset(map(type, money)):
+            head = _MONEY_JSON % money
+        else:
+            head = ",".join([f'"{k}":{_jv(v)}' for k, v in zip((*MONEY_FIELDS, "balc"), money)])
+        texts = (self.engine, self.policy_version, self.psn_no, self.insutype, self.psn_type, self.med_type,
+                 self.level, self.date)
+        return (f'{{{head},"state_before":{_state_json(self.state_before)},'
+                f'"state_after":{_state_json(self.state_after)},'
                 f'"lines":[{",".join([line._json() for line in self.lines])}],'
                 f'"reasons":[{",".join([x._rendered()[2] for x in self.reasons])}],'
-                f'"basis":{{"engine":{_jv(self.engine)},"policy_version":{_jv(self.policy_version)},'
-                f'"psn_no":{_jv(self.psn_no)},"insutype":{_jv(self.insutype)},"psn_type":{_jv(self.psn_type)},'
-                f'"med_type":{_jv(self.med_type)},"level":{_jv(self.level)},"date":{_jv(self.date)},'
-                f'"rule":{{"deductible":{_jv(r.deductible)},"ratio":{_jstr(str(r.ratio))},'
-                f'"annual_cap":{_jv(r.annual_cap)},"visit_cap":{_jv(r.visit_cap)},'
-                f'"acct_allowed":{_jv(r.acct_allowed)}}},'
+                f'"basis":{{{_BASIS_JSON % tuple(map(_jv, texts))},"rule":{_rule_json(self.rule)},'
                 f'"year":{_jv(self.year)},"accumulator":{_jv(self.accumulator)}}}}}')
 
     def explain(self) -> str:
@@ -227,6 +243,35 @@ class Cancellation:
             "psn_cash_pay": -self.psn_cash_pay, "balc": self.state_after["balc"],
             "state_before": dict(self.state_before), "state_after": dict(self.state_after),
         }
+
+
+# Pieces of Settlement.to_json: the figures when all are exact ints ("%d" writes one as json.dumps does).
+_INTS = frozenset({int})
+_MONEY_JSON = ",".join(f'"{k}":%d' for k in (*MONEY_FIELDS, "balc"))
+_STATE_KEYS = ("balc", "deductible_used", "fund_paid")
+_STATE_JSON = "{" + ",".join(f'"{k}":%d' for k in _STATE_KEYS) + "}"
+_BASIS_JSON = ",".join(f'"{k}":%s' for k in ("engine", "policy_version", "psn_no", "insutype", "psn_type", "med_type",
+                                               "level", "date"))
+# Rules' JSON by identity (a policy's few rules serve every settlement); each value holds its Rule.
+_RULE_JSON: dict[int, tuple[Rule, str]] = {}
+
+
+def _state_json(state: Any) -> str:
+    if type(state) is dict and tuple(state) == _STATE_KEYS and _INTS.issuperset(map(type, state.values())):
+        return _STATE_JSON % tuple(state.values())
+    return _jv(state)
+
+
+def _rule_json(r: Rule) -> str:
+    got = _RULE_JSON.get(id(r))
+    if got is not None and got[0] is r:
+        return got[1]
+    text = (f'{{"deductible":{_jv(r.deductible)},"ratio":{_jstr(str(r.ratio))},"annual_cap":{_jv(r.annual_cap)},'
+            f'"visit_cap":{_jv(r.visit_cap)},"acct_allowed":{_jv(r.acct_allowed)}}}')
+    if len(_RULE_JSON) >= _RENDERED_MAX:
+        _RULE_JSON.clear()
+    _RULE_JSON[id(r)] = (r, text)
+    return text
 
 
 def canonical_json(data: Any) -> str:
