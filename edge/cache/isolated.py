@@ -14,14 +14,18 @@ Rules:
 * The child opens the same cache file and calls :meth:`Cache.apply_bundle`: one code path verifies and
   applies, whichever process runs it. Nothing is written unless the whole bundle verifies and applies.
 * Protocol: the bundle on the child's stdin; arguments: the cache path, the pinned key (hex) and the
-  time; one JSON line on stdout, ``{"ok": info}`` or ``{"error": {"code", "message"}}``. A refusal of the
-  bundle tree (:class:`sync.bundles.BundleError`) or of the cache is raised again in the parent as the
-  same class; anything else (the child crashed, was killed, printed nothing) is
-  :class:`~edge.cache.errors.CacheUnavailable`, and the cache is as it was (the transaction did not
-  commit).
+  time; one ASCII JSON line on stdout (written as bytes: no locale or ``PYTHONIOENCODING`` can break it),
+  ``{"ok": info}`` with exit 0 or ``{"error": {"code", "message", "zh"}}`` with exit 1; any other pairing
+  is not believed. A refusal of the bundle tree (:class:`sync.bundles.BundleError`) or of the cache is
+  raised again in the parent as the same class; anything else (the child crashed, was killed, printed
+  nothing) is :class:`~edge.cache.errors.CacheUnavailable` (retryable, with a Chinese text saying nothing
+  changed), and the cache is as it was (the transaction did not commit).
+* The child imports only what the parent runs: ``-P`` keeps the working directory off its ``sys.path``;
+  the directory holding this code is added to ``PYTHONPATH``. It never creates a cache file: a cache
+  deleted under the counter is ``CacheUnavailable``, not a fresh empty cache that "applied" the bundle.
 * ``:memory:`` caches (tests) have no second connection: they apply in the calling thread.
 
-Run as ``python -m edge.cache.isolated PATH KEYHEX NOW_MS < bundle`` (by :func:`apply_in_child` only).
+Run as ``python -Pm edge.cache.isolated PATH KEYHEX NOW_MS < bundle`` (by :func:`apply_in_child` only).
 """
 
 from __future__ import annotations
@@ -30,41 +34,69 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from sync.bundles import BundleBadSignature, BundleBrokenChain, BundleError, BundleMalformed, BundleStale
+from sync.problem import Problem
 
 from .errors import CacheError, CacheUnavailable
 
 NICE = 10
 TIMEOUT_S = 900          # a 100k-item catalogue applies in ~10 s on a counter PC; a hung child is killed
+# What the clerk reads when the child did not finish (killed, crashed, could not start): the local data is
+# as it was, and the uplink applies the bundle again.
+INTERRUPTED_ZH = "医保数据包未能更新（更新过程中断），本地数据未改变，稍后自动重试；多次出现请联系技术人员"
 
 # The classes a child's refusal may name, by code (anything else becomes CacheUnavailable).
-_ERRORS: dict[str, type[Exception]] = {cls.code: cls for cls in (
+_ERRORS: dict[str, type[Problem]] = {cls.code: cls for cls in (
     BundleError, BundleMalformed, BundleBadSignature, BundleBrokenChain, BundleStale, CacheError, CacheUnavailable)}
+
+
+def _child_env() -> dict[str, str]:
+    """The child's environment: the parent's, with the directory that holds this very code at the end of
+    ``PYTHONPATH`` (the child imports the ``edge`` and ``sync`` the parent runs, installed or not).
+
+    The child is started with ``-P``: nothing from the working directory is importable in it (a counter
+    is started from wherever; a ``cbor2.py`` in that directory would otherwise verify our bundles).
+    """
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH", ""), root) if p)
+    return env
 
 
 def apply_in_child(path: str, raw: bytes, verify_key, *, now_ms: int) -> dict:
     """Apply one bundle to the cache file at ``path`` in a child process; returns its info or raises."""
     try:
-        done = subprocess.run([sys.executable, "-m", "edge.cache.isolated", path, bytes(verify_key).hex(), str(now_ms)],
-                              input=raw, capture_output=True, timeout=TIMEOUT_S, check=False)
+        done = subprocess.run([sys.executable, "-Pm", "edge.cache.isolated", path, bytes(verify_key).hex(), str(now_ms)],
+                              input=raw, capture_output=True, timeout=TIMEOUT_S, check=False, env=_child_env())
     except (OSError, subprocess.SubprocessError) as exc:
-        raise CacheUnavailable(f"the bundle apply could not run: {exc}") from exc
-    lines = done.stdout.decode("utf-8", "replace").strip().splitlines()
+        raise CacheUnavailable(f"the bundle apply could not run: {exc}", zh=INTERRUPTED_ZH, retryable=True) from exc
+    # The answer is the child's last line, ASCII JSON; a success counts only from a child that exited 0.
+    lines = done.stdout.decode("ascii", "replace").strip().split("\n")
     try:
         answer = json.loads(lines[-1]) if lines else {}
     except ValueError:
         answer = {}
     if not isinstance(answer, dict):
         answer = {}
-    if isinstance(answer.get("ok"), dict):
+    if done.returncode == 0 and isinstance(answer.get("ok"), dict):
         return answer["ok"]
-    err = answer["error"] if isinstance(answer.get("error"), dict) else {}
+    err = answer["error"] if done.returncode == 1 and isinstance(answer.get("error"), dict) else {}
     cls = _ERRORS.get(str(err.get("code")))
     if cls is not None:
-        raise cls(str(err.get("message") or "bundle refused"))
+        zh = err.get("zh")
+        raise cls(str(err.get("message") or "bundle refused"), zh=zh if isinstance(zh, str) and zh else None)
     tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
-    raise CacheUnavailable(f"the bundle apply failed (exit {done.returncode}): {tail[0]}")
+    raise CacheUnavailable(f"the bundle apply failed (exit {done.returncode}): {tail[0]}", zh=INTERRUPTED_ZH,
+                           retryable=True)
+
+
+def _say(answer: dict) -> None:
+    # ASCII JSON on the byte stream: whatever the locale or PYTHONIOENCODING, the line is written whole,
+    # and no character in a message can split it into lines.
+    sys.stdout.buffer.write(json.dumps(answer, ensure_ascii=True).encode("ascii") + b"\n")
+    sys.stdout.buffer.flush()
 
 
 def _child(argv: list[str]) -> int:
@@ -75,15 +107,24 @@ def _child(argv: list[str]) -> int:
     os.nice(NICE)
     path, key_hex, now_ms = argv
     raw = sys.stdin.buffer.read()
-    cache = Cache.open(path)
+    if path != ":memory:" and not Path(path).is_file():
+        # Cache.open would create an empty cache there: the bundle would "apply" to a file the counter
+        # does not use (its own was deleted or moved under it).
+        _say({"error": {"code": CacheUnavailable.code, "message": f"the cache {path} does not exist"}})
+        return 1
+    try:
+        cache = Cache.open(path)
+    except CacheError as exc:
+        _say({"error": {"code": exc.code, "message": exc.message, "zh": exc.zh}})
+        return 1
     try:
         info = cache.apply_bundle(raw, VerifyKey(bytes.fromhex(key_hex)), now_ms=int(now_ms))
     except (BundleError, CacheError) as exc:
-        print(json.dumps({"error": {"code": exc.code, "message": exc.message}}, ensure_ascii=False), flush=True)
+        _say({"error": {"code": exc.code, "message": exc.message, "zh": exc.zh}})
         return 1
     finally:
         cache.close()
-    print(json.dumps({"ok": info}, ensure_ascii=False), flush=True)
+    _say({"ok": info})
     return 0
 
 

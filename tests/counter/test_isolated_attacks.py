@@ -1,0 +1,119 @@
+"""Attacks on the child-process bundle apply (edge.cache.isolated), each from outside, with real processes.
+
+Every case here was a finding: the child imported modules from the counter's working directory (a
+``cbor2.py`` there turned a forged bundle into a reported success); a refusal naming non-ASCII text died
+on an ASCII stdout and became a transient failure, retried forever; a missing cache file was created
+afresh and the bundle "applied" to a file the counter does not use; a success line was believed from a
+child that failed; a child that died told the clerk the local data could not be read or written.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import cbor2
+import pytest
+
+from counter.helpers import Centre
+from edge.cache import Cache, CacheUnavailable
+from edge.cache import isolated
+from sync.bundles import BundleBadSignature, BundleMalformed
+
+FAKE_OK = '{"ok": {"kind": "hotlist", "version": 99, "base": null}}'
+
+
+def _script(path, text: str) -> str:
+    path.write_text(text)
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_modules_in_the_working_directory_are_not_imported_by_the_child(cache, centre, tmp_path, monkeypatch):
+    """The daemon runs from whatever directory it was started in; a ``cbor2.py`` (or ``edge/``) lying there
+    must not run inside the child that verifies and writes bundles."""
+    evil = tmp_path / "downloads"
+    evil.mkdir()
+    (evil / "cbor2.py").write_text(f"import os\nprint({FAKE_OK!r}, flush=True)\nos._exit(0)\n")
+    monkeypatch.chdir(evil)
+    before = cache.versions()
+    forged = Centre().bundle("hotlist", {"cards": []}, version=5)   # signed by another key
+    with pytest.raises(BundleBadSignature):
+        cache.apply_bundle_isolated(forged, centre.verify_key, now_ms=9)
+    assert cache.versions() == before
+    good = centre.bundle("hotlist", {"cards": []})          # and the genuine next bundle still applies
+    assert cache.apply_bundle_isolated(good, centre.verify_key, now_ms=9)["version"] == 2
+
+
+@pytest.mark.parametrize("env", [{"PYTHONIOENCODING": "ascii"},
+                                 {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}])
+def test_a_refusal_with_non_ascii_text_is_still_a_refusal_on_an_ascii_stdout(cache, centre, env, monkeypatch):
+    """An unsigned envelope naming a Chinese kind is refused (skipped by the uplink), not a crash of the
+    child (a transient failure the uplink would retry forever, holding up every message behind it)."""
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    hostile = cbor2.dumps({"signed": cbor2.dumps({"kind": "目录\u2028{}"}), "sig": b""})
+    before = cache.versions()
+    with pytest.raises(BundleMalformed) as info:
+        cache.apply_bundle_isolated(hostile, centre.verify_key, now_ms=9)
+    assert "目录" in info.value.message
+    assert cache.versions() == before
+
+
+def test_a_missing_cache_file_is_not_created_afresh_by_the_child(cache, centre, tmp_path):
+    """The cache file was deleted under the running counter: the child must not create a new, empty
+    cache there and report the bundle applied (the counter keeps using the file it has open)."""
+    for name in ("cache.db", "cache.db-wal", "cache.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    raw = centre.bundle("hotlist", {"cards": []})
+    with pytest.raises(CacheUnavailable):
+        cache.apply_bundle_isolated(raw, centre.verify_key, now_ms=9)
+    assert not (tmp_path / "cache.db").exists()
+
+
+def test_a_success_line_from_a_child_that_failed_is_not_believed(cache, centre, tmp_path, monkeypatch):
+    fake = _script(tmp_path / "python", f"#!/bin/sh\necho '{FAKE_OK}'\nexit 1\n")
+    monkeypatch.setattr(isolated.sys, "executable", fake)
+    before = cache.versions()
+    with pytest.raises(CacheUnavailable, match="exit 1"):
+        cache.apply_bundle_isolated(centre.bundle("hotlist", {"cards": []}), centre.verify_key, now_ms=9)
+    assert cache.versions() == before
+
+
+def test_a_child_killed_mid_apply_changes_nothing_and_the_next_bundle_applies(cache, centre, tmp_path, monkeypatch):
+    """The child SIGKILLs itself inside the write transaction, after the catalogue's rows are written
+    (kill -9 mid-apply, at a chosen point rather than after a chosen time)."""
+    wrapper = _script(tmp_path / "python", "#!/bin/sh\nshift 2\n"
+                      f"exec {sys.executable} -c 'import os, runpy, signal, sys\n"
+                      "from edge.cache.store import Cache\n"
+                      "real = Cache._apply_catalogue\n"
+                      "def dying(self, c, payload, delta):\n"
+                      "    real(self, c, payload, delta)\n"
+                      "    os.kill(os.getpid(), signal.SIGKILL)\n"
+                      "Cache._apply_catalogue = dying\n"
+                      "sys.argv = [\"isolated\"] + sys.argv[1:]\n"
+                      "runpy.run_module(\"edge.cache.isolated\", run_name=\"__main__\")' \"$@\"\n")
+    items = [{"code": f"K{i:04d}", "name": f"测试{i}", "class": "A"} for i in range(50)]
+    raw = centre.bundle("catalogue", {"items": items})
+    before, count, python = cache.versions(), cache.item_count(), sys.executable
+    monkeypatch.setattr(isolated.sys, "executable", wrapper)
+    with pytest.raises(CacheUnavailable) as info:
+        cache.apply_bundle_isolated(raw, centre.verify_key, now_ms=9)
+    assert "-9" in info.value.message
+    # The clerk is told the truth, in Chinese: nothing changed, it is retried (not "cannot read or write").
+    assert info.value.retryable and "未改变" in info.value.zh and "无法读取" not in info.value.zh
+    assert cache.versions() == before and cache.item_count() == count
+    cache.add_notice("n-1", "outcome", {"zh": "x"}, psn_no="P0001", now_ms=10)   # the parent still writes
+    monkeypatch.setattr(isolated.sys, "executable", python)
+    assert cache.apply_bundle_isolated(raw, centre.verify_key, now_ms=11)["version"] == 2
+    assert cache.item_count() == 50
+
+
+def test_a_state_dir_with_spaces_and_chinese_applies(centre, tmp_path):
+    where = tmp_path / "state dir 柜台 -x" / "cache.db"
+    c = Cache.open(where)
+    try:
+        for raw in centre.sample():
+            c.apply_bundle_isolated(raw, centre.verify_key, now_ms=1)
+        assert c.versions()["hotlist"]["version"] == 1 and c.policy() is not None
+    finally:
+        c.close()
