@@ -62,11 +62,13 @@ returns the ledger unchanged and no outcomes.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from edge.settle import (
-    CatalogueItem, PersonState, Policy, Settlement, SettlementError, parse_items, parse_person, parse_visit, settle,
+    CatalogueItem, Item, PersonState, Policy, Settlement, SettlementError, parse_items, parse_person, parse_visit, settle,
     yuan,
 )
 from edge.settle.inputs import DEFAULT_ACCUMULATOR
@@ -127,6 +129,10 @@ class Ledger:
     def progress(self, year: int, accumulator: str, dedc: int, fund: int,
                  default: str = DEFAULT_ACCUMULATOR) -> "Ledger":
         """This ledger with ``dedc`` / ``fund`` added to one (year, accumulator) total (negative: a reversal)."""
+        return self._progressed(year, accumulator, dedc, fund, default, self.balc)
+
+    def _progressed(self, year: int, accumulator: str, dedc: int, fund: int, default: str, balc: int) -> "Ledger":
+        """:meth:`progress` with the balance set to ``balc``, built in one step (replayed for every entry)."""
         accs = self.accumulators()
         stamped = self.year is not None
         flat_year = self.year if self.year is not None else year
@@ -142,16 +148,16 @@ class Ledger:
         else:
             used, paid = accs.get((year, accumulator), (0, 0))
             accs[(year, accumulator)] = (max(0, used + dedc), max(0, paid + fund))
-        rows = tuple(sorted((y, a, u, p) for (y, a), (u, p) in accs.items()))
-        return replace(self, deductible_used=flat[0], fund_paid=flat[1], year=flat_year if stamped else None,
-                       accs=rows)
+        rows = tuple(sorted((y, a, u, p) for (y, a), (u, p) in accs.items())) if accs else ()
+        return Ledger(self.psn_no, self.insutype, self.psn_type, balc, flat[0], flat[1], self.chronic, self.arrears,
+                      self.open_reviews, flat_year if stamped else None, rows)
 
     def apply(self, s: Settlement, policy: Policy, *, acct: int | None = None, dedc: int | None = None,
               fund: int | None = None) -> "Ledger":
         """The ledger after a settlement (by default its own amounts; the accepted ones when given)."""
-        moved = self.progress(s.year, s.accumulator, s.act_pay_dedc if dedc is None else dedc,
-                              s.hifp_pay if fund is None else fund, policy.default_accumulator)
-        return replace(moved, balc=self.balc - (s.acct_pay if acct is None else acct))
+        return self._progressed(s.year, s.accumulator, s.act_pay_dedc if dedc is None else dedc,
+                                s.hifp_pay if fund is None else fund, policy.default_accumulator,
+                                self.balc - (s.acct_pay if acct is None else acct))
 
     def suspended_on(self, day: _dt.date) -> bool:
         return any(a.covers(day) and not a.cleared for a in self.arrears)
@@ -165,7 +171,7 @@ class Ledger:
     def _state(self, day: _dt.date, status: str = "active") -> PersonState:
         return PersonState(
             psn_no=self.psn_no, insutype=self.insutype, psn_type=self.psn_type, status=status,
-            chronic=parse_chronic(list(self.chronic), "ledger.chronic"),
+            chronic=parse_chronic(list(self.chronic), "ledger.chronic") if self.chronic else (),
             balc=self.balc, deductible_used=self.deductible_used, fund_paid=self.fund_paid,
             pending_review=self.open_reviews > 0, year=self.year, accumulators=self.accumulators())
 
@@ -310,6 +316,8 @@ RULES: dict[str, tuple[str, bool]] = {
 
 
 # ------------------------------------------------------------------------------------- helpers ---
+_INTS = frozenset({int})
+_amounts_of = attrgetter(*AMOUNT_KEYS)   # a settlement's figures, in AMOUNT_KEYS order
 def _get(body: Mapping, key: str, kind: type | tuple, where: str = "body"):
     if kind is Mapping:
         kind = dict  # decoded CBOR and JSON are dicts; the ABC check is several times slower
@@ -346,7 +354,43 @@ def _split(medfee: int, fund: int, acct: int, dedc: int) -> dict:
     return {"medfee": medfee, "fund": fund, "acct": acct, "cash": medfee - fund - acct, "dedc": dedc}
 
 
+# Parsed fee lines by their raw values: the same prescriptions recur across a batch. Only lists of plain
+# dicts whose code, count and price are exact str, str and int are keyed (the parse depends on nothing
+# else: a name that is not a str is dropped); anything else is parsed each time. Bounded, cleared whole.
+_ITEMS: dict[tuple, tuple[Item, ...]] = {}
+_ITEMS_MAX = 20_000
+
+
+def _parse_items(raw: list) -> list[Item]:
+    key: list = []
+    for it in raw:
+        if type(it) is not dict:
+            return parse_items(list(raw))
+        code, cnt, pric, name = it.get("code"), it.get("cnt"), it.get("pric"), it.get("name")
+        if type(code) is not str or type(cnt) is not str or type(pric) is not int or \
+                (name is not None and type(name) is not str):
+            return parse_items(list(raw))
+        key.append((code, cnt, pric, name))
+    k = tuple(key)
+    got = _ITEMS.get(k)
+    if got is None:
+        got = tuple(parse_items(list(raw)))
+        if len(_ITEMS) >= _ITEMS_MAX:
+            _ITEMS.clear()
+        _ITEMS[k] = got
+    return list(got)
+
+
 def basis_of(body: Mapping) -> tuple[tuple[int, str], tuple[int, str]]:
+    # The common case read directly (each part a dict, each version an int and hash a str); anything else
+    # through _get, which names the part at fault.
+    basis = body.get("basis") if type(body) is dict else None
+    if type(basis) is dict:
+        cat, pol = basis.get("catalogue"), basis.get("policy")
+        if type(cat) is dict and type(pol) is dict:
+            cv, ch, pv, ph = cat.get("version"), cat.get("hash"), pol.get("version"), pol.get("hash")
+            if type(cv) is int and type(ch) is str and type(pv) is int and type(ph) is str:
+                return (cv, ch), (pv, ph)
     basis = _get(body, "basis", Mapping)
     cat = _get(basis, "catalogue", Mapping, "basis")
     pol = _get(basis, "policy", Mapping, "basis")
@@ -441,7 +485,8 @@ def _settlement(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome
     try:
         psn_no = _get(b, "psn_no", str)
         amounts = _get(b, "amounts", Mapping)
-        if any(not isinstance(amounts.get(k), int) or isinstance(amounts.get(k), bool) for k in AMOUNT_KEYS):
+        vals = tuple([amounts.get(k) for k in AMOUNT_KEYS])
+        if not _INTS.issuperset(map(type, vals)) and any(not isinstance(v, int) or isinstance(v, bool) for v in vals):
             raise Refusal("rejected", "invalid_entry", "body.amounts lacks some of " + ", ".join(AMOUNT_KEYS))
         journaled = _journaled(amounts)
         visit_raw = _get(b, "visit", Mapping)
@@ -458,7 +503,7 @@ def _settlement(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome
         policy, catalogue = _bundles(b, world)
         try:
             visit = parse_visit(visit_raw, policy)
-            items = parse_items(list(b["items"]))
+            items = _parse_items(b["items"])
             edge_person = parse_person({**person_raw, "psn_no": psn_no})
         except SettlementError as exc:
             raise Refusal("rejected", "invalid_visit", f"the entry's own inputs are invalid ({exc.code}: {exc.message})")
@@ -474,9 +519,10 @@ def _settlement(ev: Event, ledger: Ledger | None, world: World) -> tuple[Outcome
         except SettlementError as exc:
             raise Refusal("rejected", "invalid_visit", f"the engine refuses the entry's own inputs "
                           f"({exc.code}: {exc.message})")
-        mine_amounts = {k: getattr(mine, k) for k in AMOUNT_KEYS}
+        mine_vals = _amounts_of(mine)
         mine_sha = result_sha256(mine)
-        if mine_amounts != {k: amounts[k] for k in AMOUNT_KEYS} or (isinstance(sha, bytes) and sha != mine_sha):
+        if mine_vals != vals or (isinstance(sha, bytes) and sha != mine_sha):
+            mine_amounts = dict(zip(AMOUNT_KEYS, mine_vals))
             diff = {f"amounts.{k}": [amounts[k], mine_amounts[k]] for k in AMOUNT_KEYS if amounts[k] != mine_amounts[k]}
             if not diff:
                 diff = {"result_sha256": [sha.hex() if isinstance(sha, bytes) else sha, mine_sha.hex()]}
@@ -695,7 +741,6 @@ def _went_back(ev: Event, ledger: Ledger | None, prev: int) -> tuple[Outcome, Le
 
 
 def result_sha256(settlement) -> bytes:
-    import hashlib
     return hashlib.sha256(settlement.to_json().encode("utf-8")).digest()[:16]
 
 
@@ -735,6 +780,11 @@ class _Chain:
     def __init__(self, world: World) -> None:
         self.world = world
         self.outcomes: dict = {}
+        # The world's look-ups bound once (each entry asks several; __getattr__ is the slow path).
+        for name in ("policy", "catalogue", "hot", "online"):
+            got = getattr(world, name, None)
+            if got is not None:
+                setattr(self, name, got)
 
     def outcome_of(self, device, seq):
         return self.outcomes.get((device, seq)) or self.world.outcome_of(device, seq)
