@@ -23,6 +23,8 @@ Rules:
 * The child imports only what the parent runs: ``-P`` keeps the working directory off its ``sys.path``;
   the directory holding this code is added to ``PYTHONPATH``. It never creates a cache file: a cache
   deleted under the counter is ``CacheUnavailable``, not a fresh empty cache that "applied" the bundle.
+* One child applies to a cache file at a time, across processes (``PATH.apply-lock``, an OS lock the
+  kernel drops with the child): the version check and the commit are not one transaction.
 * ``:memory:`` caches (tests) have no second connection: they apply in the calling thread.
 
 Run as ``python -Pm edge.cache.isolated PATH KEYHEX NOW_MS < bundle`` (by :func:`apply_in_child` only).
@@ -34,7 +36,9 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from sync.bundles import BundleBadSignature, BundleBrokenChain, BundleError, BundleMalformed, BundleStale
 from sync.problem import Problem
@@ -99,26 +103,58 @@ def _say(answer: dict) -> None:
     sys.stdout.buffer.flush()
 
 
+@contextmanager
+def _one_apply_at_a_time(path: str) -> Iterator[None]:
+    """One apply per cache file at a time, across processes (the daemon's child and ``edge sync``'s, or a
+    child orphaned by a killed daemon and the restarted daemon's): :meth:`Cache.apply_bundle` compares
+    with the cached version before its write transaction, so two at once could both pass as newer and the
+    older commit last. Held from before the cache is opened until after it is closed; released by the OS
+    if the child dies."""
+    with open(f"{path}.apply-lock", "a+b") as f:
+        if sys.platform == "win32":
+            import msvcrt
+            f.seek(0)
+            while True:
+                try:
+                    msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:        # LK_LOCK gives up after 10 s: keep waiting (the parent bounds the child)
+                    continue
+        else:
+            import fcntl
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        yield
+
+
 def _child(argv: list[str]) -> int:
-    from nacl.signing import VerifyKey
-
-    from .store import Cache
-
     os.nice(NICE)
     path, key_hex, now_ms = argv
     raw = sys.stdin.buffer.read()
-    if path != ":memory:" and not Path(path).is_file():
+    if not Path(path).is_file():
         # Cache.open would create an empty cache there: the bundle would "apply" to a file the counter
         # does not use (its own was deleted or moved under it).
         _say({"error": {"code": CacheUnavailable.code, "message": f"the cache {path} does not exist"}})
         return 1
+    try:
+        with _one_apply_at_a_time(path):
+            return _apply(path, raw, key_hex, int(now_ms))
+    except OSError as exc:
+        _say({"error": {"code": CacheUnavailable.code, "message": f"the cache {path} cannot be locked: {exc}"}})
+        return 1
+
+
+def _apply(path: str, raw: bytes, key_hex: str, now_ms: int) -> int:
+    from nacl.signing import VerifyKey
+
+    from .store import Cache
+
     try:
         cache = Cache.open(path)
     except CacheError as exc:
         _say({"error": {"code": exc.code, "message": exc.message, "zh": exc.zh}})
         return 1
     try:
-        info = cache.apply_bundle(raw, VerifyKey(bytes.fromhex(key_hex)), now_ms=int(now_ms))
+        info = cache.apply_bundle(raw, VerifyKey(bytes.fromhex(key_hex)), now_ms=now_ms)
     except (BundleError, CacheError) as exc:
         _say({"error": {"code": exc.code, "message": exc.message, "zh": exc.zh}})
         return 1

@@ -10,6 +10,7 @@ child that failed; a child that died told the clerk the local data could not be 
 from __future__ import annotations
 
 import sys
+import threading
 
 import cbor2
 import pytest
@@ -17,7 +18,7 @@ import pytest
 from counter.helpers import Centre
 from edge.cache import Cache, CacheUnavailable
 from edge.cache import isolated
-from sync.bundles import BundleBadSignature, BundleMalformed
+from sync.bundles import BundleBadSignature, BundleMalformed, BundleStale
 
 FAKE_OK = '{"ok": {"kind": "hotlist", "version": 99, "base": null}}'
 
@@ -117,3 +118,89 @@ def test_a_state_dir_with_spaces_and_chinese_applies(centre, tmp_path):
         assert c.versions()["hotlist"]["version"] == 1 and c.policy() is not None
     finally:
         c.close()
+
+
+ROLES = '''
+import os, pathlib, runpy, sys, time
+from edge.cache.store import Cache
+here = pathlib.Path(__file__).parent
+
+
+def wait_for(name):
+    for _ in range(6000):                  # an event the test sets; bounded, never a timing
+        if (here / name).exists():
+            return
+        time.sleep(0.005)
+    raise SystemExit("never released")
+
+
+if sys.argv[-1] == "1001":                 # A: holds its write transaction until released
+    real = Cache._apply_catalogue
+
+    def held(self, c, payload, delta):
+        real(self, c, payload, delta)
+        (here / "a-in-tx").touch()
+        wait_for("go")
+    Cache._apply_catalogue = held
+else:                                      # B: says when it reads the versions or waits for its turn
+    import fcntl
+    real_flock, real_versions = fcntl.flock, Cache.versions
+
+    def flock(fd, op):
+        (here / "b-waits").touch()
+        return real_flock(fd, op)
+
+    def versions(self):
+        got = real_versions(self)
+        (here / "b-waits").touch()
+        return got
+    fcntl.flock, Cache.versions = flock, versions
+sys.argv = ["isolated"] + sys.argv[1:]
+runpy.run_module("edge.cache.isolated", run_name="__main__")
+'''
+
+
+def _wait_for(path) -> None:
+    for _ in range(6000):
+        if path.exists():
+            return
+        threading.Event().wait(0.005)
+    raise AssertionError(f"{path.name} never happened")
+
+
+def test_two_processes_applying_at_once_never_take_the_version_backwards(cache, centre, tmp_path, monkeypatch):
+    """The daemon and ``edge sync`` (or a child orphaned by a killed daemon and the restarted daemon's)
+    apply to one cache file at once: full v3 is inside its transaction when full v2 arrives. v2 read the
+    versions before v3 committed, so it passed as newer and then overwrote v3 with older content."""
+    roles = tmp_path / "roles"
+    roles.mkdir()
+    (roles / "child.py").write_text(ROLES)
+    wrapper = _script(roles / "python", f"#!/bin/sh\nshift 2\nexec {sys.executable} {roles / 'child.py'} \"$@\"\n")
+    v3 = centre.bundle("catalogue", {"items": [{"code": f"N{i}", "name": "新", "class": "A"} for i in range(30)]},
+                       version=3)
+    v2 = centre.bundle("catalogue", {"items": [{"code": "OLD", "name": "旧", "class": "A"}]}, version=2)
+    other = Cache.open(tmp_path / "cache.db")             # the second process's cache object
+    monkeypatch.setattr(isolated.sys, "executable", wrapper)
+    out: dict[str, object] = {}
+
+    def apply(name, c, raw, now):
+        try:
+            out[name] = c.apply_bundle_isolated(raw, centre.verify_key, now_ms=now)
+        except Exception as exc:   # noqa: BLE001 - the test looks at whatever came back
+            out[name] = exc
+
+    a = threading.Thread(target=apply, args=("v3", cache, v3, 1001))
+    a.start()
+    try:
+        _wait_for(roles / "a-in-tx")
+        b = threading.Thread(target=apply, args=("v2", other, v2, 2002))
+        b.start()
+        _wait_for(roles / "b-waits")
+    finally:
+        (roles / "go").touch()
+    a.join(60)
+    b.join(60)
+    other.close()
+    assert out["v3"] == {"kind": "catalogue", "version": 3, "base": None}
+    assert isinstance(out["v2"], BundleStale), out["v2"]
+    assert cache.versions()["catalogue"]["version"] == 3 and cache.item_count() == 30
