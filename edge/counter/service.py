@@ -121,6 +121,7 @@ class Counter:
         self._full_payments: dict[str, offline.Decision] = {}
         self._effects: list[tuple[Any, set, trio.Event]] = []   # journaled, local effects not yet applied
         self._draining = False
+        self._effects_stuck = False     # the drainer's last try found the cache busy (another writer holds it)
         self._receipts: dict[int, dict] = {}   # receipts built in the append's hop, by seq (a few)
         self._effects_failed = False    # an entry's effects could not be applied: offline counters unknown
         self._floor: timefloor.Floor | None = None   # trusted time floor (edge.counter.clock), loaded at first use
@@ -300,7 +301,8 @@ class Counter:
                               zh="读卡器中的卡已更换，请重新读卡", code="card_changed")
         return reader, identity
 
-    def _items(self, r: VisitRequest) -> list[Item]:
+    def _items(self, r: VisitRequest) -> tuple[list[Item], dict]:
+        """The visit's items, and the catalogue entries of their codes (the engine's, read once per visit)."""
         cat = self.cache.catalogue_for(it["code"] for it in r.items)
         out = []
         for i, it in enumerate(r.items):
@@ -316,7 +318,7 @@ class Counter:
                                      zh="请填写单价", code="invalid_input", field=f"items[{i}].pric")
             out.append({"code": it["code"], "cnt": it["cnt"], "pric": pric, "name": cat[it["code"]].name})
         try:
-            return parse_items(out)
+            return parse_items(out), cat
         except InvalidInput as exc:
             raise BadRequest(exc.message, zh="项目数据不正确", code="invalid_input", field=exc.field) from exc
 
@@ -329,7 +331,7 @@ class Counter:
         person = self.cache.person_for_card(identity.card_id, identity.ssn, pending)
         basis = self._basis(person is not None)
         policy = self.cache.policy()
-        items = self._items(r)
+        items, catalogue = self._items(r)
         today = now.today
         trusted = self.trusted_wall(now.wall_ms, now.mono_ns)
         if trusted != now.wall_ms:      # the PC clock is off from the centre's: the visit is dated by the centre's
@@ -362,32 +364,57 @@ class Counter:
         fault = self.clock_fault(now)
         if fault is not None:
             facts = dataclasses.replace(facts, clock_fault=fault.code, clock_zh=fault.zh)
-        return Prepared(r, reader, identity, person, items, visit, facts, offline.decide(facts), basis, policy)
+        return Prepared(r, reader, identity, person, items, visit, facts, offline.decide(facts), basis, policy,
+                        catalogue)
 
     async def _prepare(self, data: Any, *, need_req: bool) -> Prepared:
         return (await self._prepare_quote(data, need_req=need_req, quote=False))[0]
 
-    async def _prepare_quote(self, data: Any, *, need_req: bool, quote: bool) -> tuple[Prepared, Any]:
-        """:meth:`prepare` in a worker thread; with ``quote``, an offline visit's engine result from the same
+    def _prepared(self, data: Any, need_req: bool, quote: bool, now: Now, pending: tuple) -> tuple[Prepared, Any]:
+        """:meth:`prepare` (in a worker thread); with ``quote``, an offline visit's engine result from the same
         hop (the core asks for it next, with the same allowance: one thread hop fewer per visit)."""
-        pending = self.pending_entries()
+        p = self.prepare(data, need_req=need_req, now=now, pending=pending)
+        d = p.decision
+        ahead = quote and d.mode == offline.OFFLINE and p.person is not None
+        return p, (self._engine(p, d.acct_limit) if ahead else None)
 
-        def work(now: Now) -> tuple[Prepared, Any]:
-            p = self.prepare(data, need_req=need_req, now=now, pending=pending)
-            d = p.decision
-            ahead = quote and d.mode == offline.OFFLINE and p.person is not None
-            return p, (self._engine(p, d.acct_limit) if ahead else None)
-
+    async def _prepare_quote(self, data: Any, *, need_req: bool, quote: bool) -> tuple[Prepared, Any]:
+        """:meth:`_prepared` in a worker thread, with ``now`` and the pending entries read on the loop."""
         # An earlier visit of this card or person may be journaled but not yet in the cache (a bundle apply
         # holds the writer): the reads fold it in from the pending list, so the visit neither waits for
         # the apply nor lets offline limits miss that visit.
-        return await _off_loop(work, self.now())
+        return await _off_loop(self._prepared, data, need_req, quote, self.now(), self.pending_entries())
+
+    async def _existing_or_prepare(self, data: Any, *, quote: bool) -> tuple[dict | None, Prepared | None, Any]:
+        """(the answer for the entry journaled before with this ``req``, None, None) or (None, prepared, quote):
+        the journal lookup of ``req`` and :meth:`_prepare_quote` in one worker-thread hop. The journal is asked
+        first: a repeated submit answers with its entry whatever the card and cache say now."""
+        req = _caller_req(data)
+        from edge.journal import JournalError
+
+        def work(now: Now, pending: tuple):
+            if req is not None:
+                try:
+                    entry = self.journal.find_by_req(req)
+                except JournalError as exc:
+                    return exc, None, None
+                if entry is not None:
+                    return entry, None, None
+            return (None, *self._prepared(data, True, quote, now, pending))
+
+        found, p, q = await _off_loop(work, self.now(), self.pending_entries())
+        if isinstance(found, JournalError):
+            raise self._unreadable(found) from found
+        if found is not None:
+            assert req is not None
+            return await self._existing_entry(data, req, found), None, None
+        return None, p, q
 
     def _engine(self, p: Prepared, acct_limit: int | None):
         """Run the engine on the cached catalogue (reads the cache: call it in a worker thread)."""
         if p.person is None:
             return None
-        cat = self.cache.catalogue_for(it.code for it in p.items)
+        cat = p.catalogue if p.catalogue is not None else self.cache.catalogue_for(it.code for it in p.items)
         try:
             return settle(p.policy, cat, p.person.state, p.visit, p.items, acct_limit=acct_limit)
         except SettlementError as exc:
@@ -460,10 +487,10 @@ class Counter:
         require_role(operator, "settle")
         async with self._lock:
             self._check_journal()
-            done = await self._existing(data)
+            done, p, quote = await self._existing_or_prepare(data, quote=True)
             if done is not None:
                 return done
-            p, quote = await self._prepare_quote(data, need_req=True, quote=True)
+            assert p is not None
             visit = core.VisitCore()
             action = visit.handle(core.Identified(p))
             card_error: CardProblem | None = None
@@ -580,10 +607,10 @@ class Counter:
         require_role(operator, "settle")
         async with self._lock:
             self._check_journal()
-            done = await self._existing(data)
+            done, p, _ = await self._existing_or_prepare(data, quote=False)
             if done is not None:
                 return done
-            p = await self._prepare(data, need_req=True)
+            assert p is not None
             d = self._full_payments.get(p.req.req or "") or p.decision
             if d.mode == offline.REFUSED:
                 await self._journal_refusal(core.refusal_body(p, d))
@@ -810,9 +837,13 @@ class Counter:
         try:
             return await trio.to_thread.run_sync(fn, *args)
         except JournalError as exc:
-            self.journal_fault = exc.to_dict()
-            raise JournalUnavailable(f"the journal cannot be read: {exc.message} ({exc.hint})",
-                                     zh=_journal_zh(exc, "读取，已停止结算"), code=exc.code) from exc
+            raise self._unreadable(exc) from exc
+
+    def _unreadable(self, exc) -> JournalUnavailable:
+        """A journal read failed (``exc``, a JournalError): settling stops with its reason."""
+        self.journal_fault = exc.to_dict()
+        return JournalUnavailable(f"the journal cannot be read: {exc.message} ({exc.hint})",
+                                  zh=_journal_zh(exc, "读取，已停止结算"), code=exc.code)
 
     def _check_journal(self) -> None:
         if self.journal_fault is not None and not self.journal_fault.get("retryable"):
@@ -820,17 +851,9 @@ class Counter:
             raise JournalUnavailable(f"settlement is stopped: {f['message']} ({f['hint']})",
                                      zh=_journal_zh(f, "写入，已停止结算"), code=f["code"])
 
-    async def _existing(self, data: Any) -> dict | None:
-        req = data.get("req") if isinstance(data, Mapping) else None
-        if not core.caller_req_ok(req):
-            raise BadRequest(f"req may not start with {core.INTERNAL!r}: that key space is the counter's own",
-                             zh=f"业务流水号不能以“{core.INTERNAL}”开头", code="invalid_input", field="req")
-        if not isinstance(req, str) or not req.strip():
-            return None
-        req = req.strip()
-        entry = await self._read_journal(self.journal.find_by_req, req)
-        if entry is None:
-            return None
+    async def _existing_entry(self, data: Any, req: str, entry) -> dict:
+        """The answer to a request whose ``req`` was journaled before as ``entry``: its receipt, or the
+        conflict or refusal it was."""
         conflict = core.content_conflict(dict(data), entry.kind, entry.body)
         if conflict is not None:
             raise _req_conflict(req, conflict)
@@ -898,8 +921,10 @@ class Counter:
         if not self._draining:
             self._draining = True
             trio.lowlevel.spawn_system_task(self._drain_effects, name="counter local effects")
-        with trio.move_on_after(self.settings.effects_wait):
-            await done.wait()
+        if not self._effects_stuck:
+            # (A drainer waiting for a cache another writer holds cannot apply them within the wait.)
+            with trio.move_on_after(self.settings.effects_wait):
+                await done.wait()
         if self.on_journaled is not None:
             self.on_journaled()
         return entry
@@ -915,6 +940,7 @@ class Counter:
                 entry, _, done = self._effects[0]
                 deadline = trio.current_time() + EFFECTS_RETRY_S
                 while not await trio.to_thread.run_sync(self._apply_effects, entry):
+                    self._effects_stuck = True
                     if trio.current_time() >= deadline:
                         self._effects_failed = True
                         log.error("local effects of an entry not applied; offline counters distrusted",
@@ -922,6 +948,7 @@ class Counter:
                         await trio.to_thread.run_sync(self._mark_dirty)
                         break
                     await trio.sleep(0.2)
+                self._effects_stuck = False
                 self._effects.pop(0)
                 done.set()
         except BaseException:
@@ -929,6 +956,7 @@ class Counter:
             raise
         finally:
             self._draining = False
+            self._effects_stuck = False
 
     def _apply_effects(self, entry) -> bool:
         try:
@@ -1000,6 +1028,17 @@ class Counter:
             "simulated_card": self.cards.simulated,
             "level": self.settings.level,
         }
+
+
+def _caller_req(data: Any) -> str | None:
+    """The caller's ``req`` (stripped), None when there is none; one in the counter's own key space is refused."""
+    req = data.get("req") if isinstance(data, Mapping) else None
+    if not core.caller_req_ok(req):
+        raise BadRequest(f"req may not start with {core.INTERNAL!r}: that key space is the counter's own",
+                         zh=f"业务流水号不能以“{core.INTERNAL}”开头", code="invalid_input", field="req")
+    if not isinstance(req, str) or not req.strip():
+        return None
+    return req.strip()
 
 
 def _req_conflict(req: Any, detail: Mapping) -> CounterError:

@@ -127,6 +127,7 @@ class Prepared:
     decision: offline.Decision
     basis: dict
     policy: Any
+    catalogue: Any = None         # the catalogue entries of the items' codes, as read with them (for the engine)
 
 
 # -- events ----------------------------------------------------------------------------------------
