@@ -3,8 +3,9 @@
     card watcher      edge.card.watch_cards -> bounded channel -> CardDesk (which card is where)
     counter API       Starlette on hypercorn's trio worker, 127.0.0.1 only (edge.counter.api)
     uplink            edge.uplink.Uplink: journal up, bundles/outcomes down (edge.counter.downlink)
-    refresher         watches the centre: reachability for the banner, and the cache's refresh time
-                      after each good sync round (cache age for the offline limits)
+    refresher         watches the centre: reachability for the banner (and the uplink woken when the
+                      centre answers again), and the cache's refresh time after each good sync round
+                      (cache age for the offline limits)
 
 Each starts with ``await nursery.start(...)`` and reports ready with ``task_status.started()``, so
 :func:`run` hands back a :class:`Running` only when the page can be opened. Cancelling the nursery
@@ -94,7 +95,18 @@ async def refresher(counter, uplink, probe_interval: float, *, task_status=trio.
             if was != counter.link.online:
                 log.info("centre %s", "reachable" if ok else "unreachable",
                          extra={"event": "online" if ok else "offline"})
+                if ok and uplink is not None:
+                    uplink.wake()     # entries journaled while it was away go now, not at the end of a backoff
         await trio.sleep(min(0.5, probe_interval))
+
+
+def wake_uplink(counter, uplink) -> None:
+    """An entry was journaled: send it at once, unless the uplink's last round failed and the centre is
+    unreachable now (the refresher's probe or the visit itself found so). A round then could only fail
+    again, and it would take its CPU from the next visits; the uplink retries on its own backoff, and the
+    refresher wakes it as soon as the centre answers again."""
+    if uplink.status.failures == 0 or counter.link.online:
+        uplink.wake()
 
 
 def _open_stores(cfg: Config):
@@ -162,7 +174,7 @@ async def run(cfg: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
                                 state_dir=cfg.state_dir, on_downlink=partial(handle, counter, device.bundle_verify_key),
                                 idle_s=cfg.sync.idle_s)
                 await nursery.start(uplink.run)
-                counter.on_journaled = uplink.wake
+                counter.on_journaled = partial(wake_uplink, counter, uplink)
             await nursery.start(refresher, counter, uplink, cfg.sync.probe_interval_s)
             log.info("counter daemon ready", extra={"event": "ready", "url": urls[0], "device": device.device})
             task_status.started(Running(urls[0], counter, uplink, nursery.cancel_scope, callers.token))
