@@ -1,6 +1,10 @@
 """Reconciliation's repository: outcomes, the reconciler's cursor, online settlements, claim rows as
 reconciliation writes them, and the per-site daily figures the report reads.
 
+Sets of keys go to PostgreSQL as one array parameter (``= ANY(?)``, ``unnest``): the statement text is
+then the same whatever the count, so the driver converts it once instead of re-parsing a statement
+with hundreds of placeholders for every batch. SQLite, which has no arrays, gets chunked ``IN`` lists.
+
 The centre reaches it as ``store.recon``. Statements only; the rules live in
 :mod:`sync.centre.replay` (pure) and the driver in :mod:`sync.centre.reconcile`.
 """
@@ -31,6 +35,10 @@ def mark_recheck(db: Database, psn_nos: Iterable[str | None], now: int) -> None:
     """Mark the given persons that have pending claims for the next auto-approval re-check (in the
     caller's transaction: the mark commits with the change that may clear a claim's cause)."""
     psns = sorted({p for p in psn_nos if p})
+    if db.backend == "postgres" and psns:   # one array parameter: the same statement text for any count
+        db.execute("INSERT INTO recon_recheck (psn_no, marked_ms) SELECT DISTINCT psn_no, ? FROM recon_claims "
+                   "WHERE status = 'pending' AND psn_no = ANY(?::text[])", (now, psns))
+        return
     for chunk in _chunks(psns):
         marks = ", ".join("?" * len(chunk))
         db.execute("INSERT INTO recon_recheck (psn_no, marked_ms) SELECT DISTINCT psn_no, ? FROM recon_claims "
@@ -118,6 +126,10 @@ class Recon:
             f"AND p.seq = e.seq - 1 WHERE q.bucket IN ({marks}) ORDER BY q.entry_id LIMIT ?", (*buckets, limit))
 
     def dequeue(self, entry_ids: Sequence[int]) -> None:
+        if self.db.backend == "postgres":
+            if entry_ids:
+                self.db.execute("DELETE FROM recon_queue WHERE entry_id = ANY(?::bigint[])", (list(entry_ids),))
+            return
         for chunk in _chunks(list(entry_ids)):
             marks = ", ".join("?" * len(chunk))
             self.db.execute(f"DELETE FROM recon_queue WHERE entry_id IN ({marks})", chunk)
@@ -151,6 +163,11 @@ class Recon:
     def decided_ids(self, entry_ids: Sequence[int]) -> set[tuple[str, int]]:
         """(device, seq) of the given entries that already have an outcome."""
         out: set[tuple[str, int]] = set()
+        if self.db.backend == "postgres":
+            if entry_ids:
+                out = {(r["device"], r["seq"]) for r in self.db.query(
+                    "SELECT device, seq FROM recon_outcomes WHERE entry_id = ANY(?::bigint[])", (list(entry_ids),))}
+            return out
         for chunk in _chunks(list(entry_ids)):
             marks = ", ".join("?" * len(chunk))
             out |= {(r["device"], r["seq"]) for r in self.db.query(
@@ -165,6 +182,12 @@ class Recon:
     def latest_times(self, psn_nos: list[str]) -> dict[str, int]:
         """Per person, the time of the latest visit already reconciled."""
         latest: dict[str, int] = {}
+        if self.db.backend == "postgres":
+            if psn_nos:
+                for r in self.db.query("SELECT psn_no, max(time) AS t FROM recon_outcomes WHERE psn_no = ANY(?::text[]) "
+                                       "GROUP BY psn_no", (list(psn_nos),)):
+                    latest[r["psn_no"]] = r["t"]
+            return latest
         for chunk in _chunks(psn_nos):
             marks = ", ".join("?" * len(chunk))
             for r in self.db.query(f"SELECT psn_no, max(time) AS t FROM recon_outcomes WHERE psn_no IN ({marks}) "
@@ -201,8 +224,16 @@ class Recon:
         """The online settlements answered for these (device, req) pairs, keyed by the pair (one query
         per device and 500 reqs: the reconciler asks for a whole batch at once)."""
         out: dict[tuple[str, str], dict] = {}
+        wanted = sorted(set(pairs))
+        if self.db.backend == "postgres":
+            if wanted:
+                for r in self.db.query("SELECT * FROM recon_online WHERE (device, req) IN "
+                                       "(SELECT u.device, u.req FROM unnest(?::text[], ?::text[]) AS u(device, req))",
+                                       ([d for d, _ in wanted], [q for _, q in wanted])):
+                    out[(r["device"], r["req"])] = r
+            return out
         # Row values, one query per 500 pairs whatever the devices (a batch spans dozens of devices).
-        for chunk in _chunks(sorted(set(pairs))):
+        for chunk in _chunks(wanted):
             marks = ", ".join(["(?, ?)"] * len(chunk))
             for r in self.db.query(f"SELECT * FROM recon_online WHERE (device, req) IN ({marks})",
                                    [v for pair in chunk for v in pair]):
