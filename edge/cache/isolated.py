@@ -25,6 +25,8 @@ Rules:
   deleted under the counter is ``CacheUnavailable``, not a fresh empty cache that "applied" the bundle.
 * One child applies to a cache file at a time, across processes (``PATH.apply-lock``, an OS lock the
   kernel drops with the child): the version check and the commit are not one transaction.
+* A cancelled caller (the daemon stopping on SIGTERM) kills the child at once and sees ``trio.Cancelled``;
+  a child that outlives ``TIMEOUT_S`` is killed too.
 * ``:memory:`` caches (tests) have no second connection: they apply in the calling thread.
 
 Run as ``python -Pm edge.cache.isolated PATH KEYHEX NOW_MS < bundle`` (by :func:`apply_in_child` only).
@@ -36,9 +38,13 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+import trio
 
 from sync.bundles import BundleBadSignature, BundleBrokenChain, BundleError, BundleMalformed, BundleStale
 from sync.problem import Problem
@@ -49,6 +55,7 @@ NICE = 10
 TIMEOUT_S = 900          # a 100k-item catalogue applies in ~10 s on a counter PC; a hung child is killed
 # What the clerk reads when the child did not finish (killed, crashed, could not start): the local data is
 # as it was, and the uplink applies the bundle again.
+POLL_S = 0.05            # how soon a cancelled caller (shutdown) stops the child
 INTERRUPTED_ZH = "医保数据包未能更新（更新过程中断），本地数据未改变，稍后自动重试；多次出现请联系技术人员"
 
 # The classes a child's refusal may name, by code (anything else becomes CacheUnavailable).
@@ -69,11 +76,65 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+def _cancelled() -> None:
+    """Raise ``trio.Cancelled`` if the task that sent this thread (``trio.to_thread.run_sync``) was cancelled."""
+    try:
+        trio.from_thread.check_cancelled()
+    except RuntimeError:        # not a trio worker thread: nothing can cancel it
+        pass
+
+
+def _run(argv: list[str], raw: bytes) -> subprocess.CompletedProcess:
+    """:func:`subprocess.run` with ``TIMEOUT_S``, except that a cancelled caller (the daemon shutting down)
+    kills the child at once instead of waiting for it: the apply is one transaction, so a killed child
+    changed nothing, and the feed cursor has not moved past the bundle (it comes again).
+
+    The pipes are served by threads of their own (``communicate`` cannot be retried after a timeout with
+    input still unwritten), and the wait polls the caller's cancellation every ``POLL_S``."""
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=_child_env()) as proc:
+        out, err = bytearray(), bytearray()
+
+        def feed() -> None:
+            assert proc.stdin is not None
+            try:
+                proc.stdin.write(raw)
+                proc.stdin.close()
+            except OSError:              # the child died before reading it all: its exit code says so
+                pass
+
+        def drain(stream, into: bytearray) -> None:
+            into.extend(stream.read())
+
+        pipes = [threading.Thread(target=feed, daemon=True),
+                 threading.Thread(target=drain, args=(proc.stdout, out), daemon=True),
+                 threading.Thread(target=drain, args=(proc.stderr, err), daemon=True)]
+        for t in pipes:
+            t.start()
+        deadline = time.monotonic() + TIMEOUT_S
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=POLL_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() >= deadline:
+                        raise
+                    _cancelled()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            for t in pipes:
+                t.join()
+        return subprocess.CompletedProcess(argv, proc.returncode, bytes(out), bytes(err))
+
+
 def apply_in_child(path: str, raw: bytes, verify_key, *, now_ms: int) -> dict:
     """Apply one bundle to the cache file at ``path`` in a child process; returns its info or raises."""
     try:
-        done = subprocess.run([sys.executable, "-Pm", "edge.cache.isolated", path, bytes(verify_key).hex(), str(now_ms)],
-                              input=raw, capture_output=True, timeout=TIMEOUT_S, check=False, env=_child_env())
+        done = _run([sys.executable, "-Pm", "edge.cache.isolated", path, bytes(verify_key).hex(), str(now_ms)], raw)
     except (OSError, subprocess.SubprocessError) as exc:
         raise CacheUnavailable(f"the bundle apply could not run: {exc}", zh=INTERRUPTED_ZH, retryable=True) from exc
     # The answer is the child's last line, ASCII JSON; a success counts only from a child that exited 0.

@@ -9,6 +9,7 @@ child that failed; a child that died told the clerk the local data could not be 
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 
@@ -204,3 +205,56 @@ def test_two_processes_applying_at_once_never_take_the_version_backwards(cache, 
     assert out["v3"] == {"kind": "catalogue", "version": 3, "base": None}
     assert isinstance(out["v2"], BundleStale), out["v2"]
     assert cache.versions()["catalogue"]["version"] == 3 and cache.item_count() == 30
+
+
+HELD = '''
+import os, pathlib, runpy, sys, time
+from edge.cache.store import Cache
+here = pathlib.Path(__file__).parent
+real = Cache._apply_catalogue
+
+
+def held(self, c, payload, delta):
+    real(self, c, payload, delta)
+    (here / "pid").write_text(str(os.getpid()))
+    (here / "in-tx").touch()
+    for _ in range(2000):                  # until released (never, here); bounded
+        if (here / "go").exists():
+            break
+        time.sleep(0.005)
+    (here / "finished").touch()
+Cache._apply_catalogue = held
+sys.argv = ["isolated"] + sys.argv[1:]
+runpy.run_module("edge.cache.isolated", run_name="__main__")
+'''
+
+
+async def test_a_shutdown_during_an_apply_stops_the_child_at_once_and_changes_nothing(cache, centre, tmp_path,
+                                                                                        monkeypatch):
+    """SIGTERM cancels the daemon's tasks; the apply's thread must not keep the daemon up until the child
+    finishes (a child that hangs would hold it for the whole TIMEOUT_S): the child is killed, nothing is
+    committed, and the bundle comes again after the restart (the feed cursor did not move)."""
+    import trio
+
+    roles = tmp_path / "held"
+    roles.mkdir()
+    (roles / "child.py").write_text(HELD)
+    wrapper = _script(roles / "python", f"#!/bin/sh\nshift 2\nexec {sys.executable} {roles / 'child.py'} \"$@\"\n")
+    raw = centre.bundle("catalogue", {"items": [{"code": "NEW-1", "name": "新药", "class": "A"}]})
+    before, count, python = cache.versions(), cache.item_count(), sys.executable
+    monkeypatch.setattr(isolated.sys, "executable", wrapper)
+    with trio.CancelScope() as shutdown:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: trio.to_thread.run_sync(
+                lambda: cache.apply_bundle_isolated(raw, centre.verify_key, now_ms=9)))
+            for _ in range(6000):
+                if (roles / "in-tx").exists():
+                    break
+                await trio.sleep(0.005)
+            shutdown.cancel()
+    assert shutdown.cancelled_caught
+    assert not (roles / "finished").exists(), "the child ran on after the shutdown"
+    assert not os.path.exists(f"/proc/{(roles / 'pid').read_text()}")
+    assert cache.versions() == before and cache.item_count() == count
+    monkeypatch.setattr(isolated.sys, "executable", python)
+    assert cache.apply_bundle_isolated(raw, centre.verify_key, now_ms=10)["version"] == 2
