@@ -884,8 +884,9 @@ class Counter:
 
         The entry's local effects (person state, offline counters) go to the cache in order by one
         background drainer (:meth:`_drain_effects`): the answer waits for them at most
-        ``Settings.effects_wait`` seconds, so a bundle apply holding the cache's writer never holds up a
-        visit. A later visit of the same card or person waits for them (:meth:`_prepare`)."""
+        ``Settings.effects_wait`` seconds, and not at all while the drainer is held up by another writer, so a
+        bundle apply holding the cache's writer never holds up a visit. A later visit of the same card or person
+        folds them in from the pending entries (:meth:`pending_entries`)."""
         from edge.journal import DuplicateRequest, EntryFormatError, JournalError
 
         wall, now_wall, mono = await self.entry_clock()
@@ -921,8 +922,10 @@ class Counter:
         if not self._draining:
             self._draining = True
             trio.lowlevel.spawn_system_task(self._drain_effects, name="counter local effects")
-        if not self._effects_stuck:
-            # (A drainer waiting for a cache another writer holds cannot apply them within the wait.)
+        if not self._effects_stuck and self._effects[0][2] is done:
+            # Only when the drainer is free for them: one waiting for a cache another writer holds (its last
+            # try failed, or an earlier entry is still not applied after a whole visit) cannot apply them within
+            # the wait.
             with trio.move_on_after(self.settings.effects_wait):
                 await done.wait()
         if self.on_journaled is not None:
