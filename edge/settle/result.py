@@ -59,8 +59,9 @@ class Reason:
         params = self.params
         key: tuple | None
         try:
-            key = (self.code, _pinned(self.amount), *[(k, _pinned(v)) for k, v in params.items()]) if params \
-                else (self.code, _pinned(self.amount))
+            amount = self.amount if type(self.amount) is int else _pinned(self.amount)
+            key = (self.code, amount, *[(k, v if type(v) is int else _pinned(v)) for k, v in params.items()]) \
+                if params else (self.code, amount)
         except TypeError:
             key = None   # a number of another type (or an unhashable one): render it, uncached
         if key is not None:

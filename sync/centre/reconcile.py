@@ -124,10 +124,27 @@ def recheck_claims(store, *, now: int | None = None) -> int:
     return n
 
 
+# The codes column of the few code combinations outcomes carry, encoded once each (bounded: cleared when full).
+_CODES_JSON: dict[tuple, str] = {}
+
+
+def _codes_json(codes: tuple) -> str:
+    if type(codes) is not tuple or not all(type(c) is str for c in codes):
+        return json.dumps(list(codes))
+    got = _CODES_JSON.get(codes)
+    if got is None:
+        if len(_CODES_JSON) >= 1000:
+            _CODES_JSON.clear()
+        got = _CODES_JSON[codes] = json.dumps(list(codes))
+    return got
+
+
 def _outcome_row(o: rp.Outcome, entry_id: int, site: str, now: int) -> tuple:
     j, a = o.journaled, o.accepted
+    differs = o.differs
     return (o.device, o.seq, entry_id, site, o.psn_no, o.kind, o.mode, o.date, o.time, o.outcome,
-            json.dumps(list(o.codes)), o.reason, json.dumps(o.differs, ensure_ascii=False, default=str),
+            _codes_json(o.codes), o.reason,
+            "{}" if type(differs) is dict and not differs else json.dumps(differs, ensure_ascii=False, default=str),
             j["medfee"], j["fund"], j["acct"], j["cash"], j["dedc"], a["medfee"], a["fund"], a["acct"], a["cash"],
             a["dedc"], o.credit, o.variance, o.debt, now)
 

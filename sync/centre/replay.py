@@ -322,6 +322,8 @@ def _get(body: Mapping, key: str, kind: type | tuple, where: str = "body"):
     if kind is Mapping:
         kind = dict  # decoded CBOR and JSON are dicts; the ABC check is several times slower
     v = body.get(key) if isinstance(body, dict) else None
+    if type(v) is kind:   # the common case: exactly the type asked for (bool only when bool is asked for)
+        return v
     if not isinstance(v, kind) or isinstance(v, bool) and kind is not bool:
         raise Refusal("rejected", "invalid_entry", f"{where}.{key} is missing or not a {getattr(kind, '__name__', kind)}: "
                       "the entry does not follow docs/entries.md; fix the counter software")
