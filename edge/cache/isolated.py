@@ -91,8 +91,11 @@ def _run(argv: list[str], raw: bytes) -> subprocess.CompletedProcess:
 
     The pipes are served by threads of their own (``communicate`` cannot be retried after a timeout with
     input still unwritten), and the wait polls the caller's cancellation every ``POLL_S``."""
+    flags = 0
+    if sys.platform == "win32":
+        flags = subprocess.BELOW_NORMAL_PRIORITY_CLASS      # what os.nice does in the child elsewhere
     with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          env=_child_env()) as proc:
+                          env=_child_env(), creationflags=flags) as proc:
         out, err = bytearray(), bytearray()
 
         def feed() -> None:
@@ -188,7 +191,8 @@ def _one_apply_at_a_time(path: str) -> Iterator[None]:
 
 
 def _child(argv: list[str]) -> int:
-    os.nice(NICE)
+    if hasattr(os, "nice"):     # Windows has none: there the parent starts the child below normal priority
+        os.nice(NICE)
     path, key_hex, now_ms = argv
     raw = sys.stdin.buffer.read()
     if not Path(path).is_file():

@@ -258,3 +258,16 @@ async def test_a_shutdown_during_an_apply_stops_the_child_at_once_and_changes_no
     assert cache.versions() == before and cache.item_count() == count
     monkeypatch.setattr(isolated.sys, "executable", python)
     assert cache.apply_bundle_isolated(raw, centre.verify_key, now_ms=10)["version"] == 2
+
+
+def test_the_child_applies_where_the_os_has_no_nice(cache, centre, tmp_path, monkeypatch):
+    """Windows counters (docs/operations.md section 5) have no ``os.nice``: the child must still apply
+    (there the priority is set when the parent starts it), not fail every bundle forever."""
+    wrapper = _script(tmp_path / "python", "#!/bin/sh\nshift 2\n"
+                      f"exec {sys.executable} -c 'import os, runpy, sys\n"
+                      "del os.nice\n"
+                      "sys.argv = [\"isolated\"] + sys.argv[1:]\n"
+                      "runpy.run_module(\"edge.cache.isolated\", run_name=\"__main__\")' \"$@\"\n")
+    monkeypatch.setattr(isolated.sys, "executable", wrapper)
+    assert cache.apply_bundle_isolated(centre.bundle("hotlist", {"cards": []}), centre.verify_key,
+                                       now_ms=9)["version"] == 2
