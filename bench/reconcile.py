@@ -1,6 +1,7 @@
 """Reconciliation outcomes per second: the pure core, and the whole pass on the centre's store.
 
     .venv/bin/python bench/reconcile.py [--entries 100000] [--persons 10000] [--runs 3] [--store sqlite|postgres|none]
+    .venv/bin/python bench/reconcile.py --digest     # results' digest: must not change with a speed change
 
 Entries are offline settlements (2-line village visits) built with the real engine, spread over
 ``--persons`` persons and 50 devices, in the shape of docs/entries.md; a tenth of the persons have
@@ -118,6 +119,25 @@ def bench_core(bodies, n_persons: int, runs: int) -> list[float]:
     return rates
 
 
+def digest(bodies, n_persons: int) -> str:
+    """SHA-256 over what the benchmark's inputs make the engine and the replay produce: every entry as
+    built (amounts and ``result_sha256`` from ``Settlement.to_json``) and every outcome and ledger after
+    replay. A speed change must leave it as it was (run it before and after)."""
+    h = hashlib.sha256()
+    for dev, t, body in bodies:
+        h.update(repr((dev, t, sorted(body.items()))).encode())
+    groups: dict[str, list] = {}
+    seqs = [0] * DEVICES
+    for dev, t, body in bodies:
+        seqs[dev] += 1
+        groups.setdefault(body["psn_no"], []).append(rp.Event(f"D-B-{dev}", seqs[dev], "settlement", t, body))
+    w, start_ledgers = world(), ledgers(n_persons)
+    for psn, events in groups.items():
+        after, outs = rp.replay_person(start_ledgers[psn], events, w)
+        h.update(repr((after, outs)).encode())
+    return h.hexdigest()
+
+
 def bench_store(bodies, n_persons: int, runs: int, backend: str) -> list[float]:
     from nacl.signing import SigningKey
 
@@ -181,6 +201,7 @@ def main() -> None:
     ap.add_argument("--persons", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--store", default="sqlite", choices=("sqlite", "postgres", "none"))
+    ap.add_argument("--digest", action="store_true", help="print the digest of the results (see digest()) and stop")
     a = ap.parse_args()
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     print(f"python {platform.python_version()}, {cpu}, nproc {os.cpu_count()}; {a.entries:,} entries over "
@@ -188,6 +209,9 @@ def main() -> None:
     t0 = time.perf_counter()
     bodies = build(a.entries, a.persons)
     print(f"  built {len(bodies):,} entries with the engine in {time.perf_counter() - t0:.1f} s")
+    if a.digest:
+        print(f"digest {digest(bodies, a.persons)}")
+        return
     # The inputs built here (millions of small objects) are not what a centre holds in memory; freeze
     # them so the cyclic collector does not rescan them during the timed parts.
     gc.collect()
