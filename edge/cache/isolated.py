@@ -174,9 +174,10 @@ def _one_apply_at_a_time(path: str) -> Iterator[None]:
     with the cached version before its write transaction, so two at once could both pass as newer and the
     older commit last. Held from before the cache is opened until after it is closed; released by the OS
     if the child dies."""
-    with open(f"{path}.apply-lock", "a+b") as f:
-        if sys.platform == "win32":
-            import msvcrt
+    lock = f"{path}.apply-lock"
+    if sys.platform == "win32":
+        import msvcrt
+        with open(lock, "a+b") as f:
             f.seek(0)
             while True:
                 try:
@@ -184,10 +185,17 @@ def _one_apply_at_a_time(path: str) -> Iterator[None]:
                     break
                 except OSError:        # LK_LOCK gives up after 10 s: keep waiting (the parent bounds the child)
                     continue
-        else:
-            import fcntl
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        yield
+            yield
+    else:
+        import fcntl
+        # Read-only: flock needs no write access, so a lock file left by another account (an operator's
+        # `edge sync` as root) does not stop the daemon's applies.
+        fd = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
 
 def _child(argv: list[str]) -> int:
