@@ -53,9 +53,9 @@ from .errors import CacheError, CacheUnavailable
 
 NICE = 10
 TIMEOUT_S = 900          # a 100k-item catalogue applies in ~10 s on a counter PC; a hung child is killed
+POLL_S = 0.05            # how soon a cancelled caller (shutdown) stops the child
 # What the clerk reads when the child did not finish (killed, crashed, could not start): the local data is
 # as it was, and the uplink applies the bundle again.
-POLL_S = 0.05            # how soon a cancelled caller (shutdown) stops the child
 INTERRUPTED_ZH = "医保数据包未能更新（更新过程中断），本地数据未改变，稍后自动重试；多次出现请联系技术人员"
 
 # The classes a child's refusal may name, by code (anything else becomes CacheUnavailable).
