@@ -255,12 +255,18 @@ class Cache:
         except Exception:
             raise BundleMalformed("not a bundle: the download is corrupt; fetch it again") from None
         if kind not in KINDS:
-            raise BundleMalformed(f"unknown bundle kind {kind!r}: this agent may be too old; report it")
+            shown = repr(kind) if len(repr(kind)) <= 40 else repr(kind)[:37] + "..."   # an envelope is untrusted
+            raise BundleMalformed(f"unknown bundle kind {shown}: this agent may be too old; report it")
         cur = self.versions().get(kind, {}).get("version")
         bundle = open_bundle(raw, verify_key, current_version=cur)
         payload = bundle.payload
         try:
             with self._lock, self._durable(), self._tx() as c:
+                # The version chain again, under the write lock: another writer (edge sync, a second
+                # process) may have applied a newer bundle since the check above; never go backwards.
+                row = c.execute("SELECT version FROM bundles WHERE kind = ?", (kind,)).fetchone()
+                if (row[0] if row else None) != cur:
+                    open_bundle(raw, verify_key, current_version=row[0] if row else None)
                 if bundle.kind == "catalogue":
                     self._apply_catalogue(c, payload, bundle.is_delta)
                     stored = None

@@ -203,3 +203,28 @@ def test_read_connections_are_pooled_not_one_per_thread(cache):
         t.start()
         t.join()
     assert len(cache._idle) == 1
+
+
+def test_an_older_bundle_checked_before_another_writer_committed_a_newer_one_is_refused(tmp_path, centre, monkeypatch):
+    """Two writers on one cache file (the daemon and `edge sync`): the version chain is checked again under
+    the write lock, so a full v2 that passed its first check against v1 cannot overwrite the v3 another
+    writer committed meanwhile."""
+    from sync.bundles import BundleStale
+
+    first, other = Cache.open(tmp_path / "c.db"), Cache.open(tmp_path / "c.db")
+    try:
+        for raw in centre.sample():
+            first.apply_bundle(raw, centre.verify_key, now_ms=1)
+        v2 = centre.bundle("hotlist", {"cards": [{"card_id": "OLD", "reason": "lost"}]}, version=2)
+        v3 = centre.bundle("hotlist", {"cards": [{"card_id": "NEW", "reason": "lost"}]}, version=3)
+        stale_view = first.versions()                  # what `first` saw before `other` committed v3
+        other.apply_bundle(v3, centre.verify_key, now_ms=2)
+        monkeypatch.setattr(first, "versions", lambda: stale_view)
+        with pytest.raises(BundleStale):
+            first.apply_bundle(v2, centre.verify_key, now_ms=3)
+        monkeypatch.undo()
+        assert first.versions()["hotlist"]["version"] == 3
+        assert first.hotlisted("NEW") and not first.hotlisted("OLD")
+    finally:
+        first.close()
+        other.close()
