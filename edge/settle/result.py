@@ -69,10 +69,8 @@ class Reason:
             if got is not None:
                 return got
         en, zh = render(self.code, self._all_params())
-        out: dict[str, Any] = {"code": self.code, "text": en, "zh": zh}
-        if self.amount is not None:
-            out["amount"] = self.amount
-        got = (en, zh, canonical_json(out))
+        amount = "" if self.amount is None else f',"amount":{_jv(self.amount)}'
+        got = (en, zh, f'{{"code":{_jv(self.code)},"text":{_jv(en)},"zh":{_jv(zh)}{amount}}}')
         if key is not None:
             if len(_RENDERED) >= _RENDERED_MAX:
                 _RENDERED.clear()
