@@ -149,3 +149,18 @@ def test_catalogue_validity_dates_are_inclusive():
         s, _, _ = run(case)
         assert (s.hifp_pay == 100) is covered, (begn, end, day)
         assert dt.date.fromisoformat(s.date) == dt.date.fromisoformat(day)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases(), st.sampled_from(["C0", "阿莫西林胶囊", 'quote " and \\ back', "tab\there", "\u2028sep", "emoji 💊"]))
+def test_the_fast_json_is_the_canonical_json_of_the_dict(drawn, name):
+    """``to_json`` is assembled by hand (the centre hashes every replayed settlement) and its reasons are
+    memoised: byte for byte it must stay ``canonical_json(to_dict())`` (what ``result_sha256`` hashes),
+    for any name, any amounts, and whether the reasons were rendered before or not."""
+    from edge.settle.result import canonical_json
+
+    case, acct_limit = drawn
+    case = {**case, "catalogue": [{**c, "name": f"{name} {c['code']}"} for c in case["catalogue"]]}
+    for _ in range(2):   # first rendering, then from the memo
+        s, _, _ = run(case, acct_limit)
+        assert s.to_json() == canonical_json(s.to_dict())
