@@ -115,15 +115,16 @@ def _run(argv: list[str], raw: bytes) -> subprocess.CompletedProcess:
         for t in pipes:
             t.start()
         deadline = time.monotonic() + TIMEOUT_S
+        # The poll interval is a wait on an Event that is never set, not time.sleep or Popen.wait(timeout):
+        # those use clock_nanosleep, which fails with EINVAL under a shifted wall clock (libfaketime, as a
+        # counter PC whose clock a clerk moved is tested), and then every bundle failed and was retried.
+        tick = threading.Event()
         try:
-            while True:
-                try:
-                    proc.wait(timeout=POLL_S)
-                    break
-                except subprocess.TimeoutExpired:
-                    if time.monotonic() >= deadline:
-                        raise
-                    _cancelled()
+            while proc.poll() is None:
+                if time.monotonic() >= deadline:
+                    raise subprocess.TimeoutExpired(argv, TIMEOUT_S)
+                _cancelled()
+                tick.wait(POLL_S)
         except BaseException:
             proc.kill()
             proc.wait()

@@ -271,3 +271,35 @@ def test_the_child_applies_where_the_os_has_no_nice(cache, centre, tmp_path, mon
     monkeypatch.setattr(isolated.sys, "executable", wrapper)
     assert cache.apply_bundle_isolated(centre.bundle("hotlist", {"cards": []}), centre.verify_key,
                                        now_ms=9)["version"] == 2
+
+
+def test_an_apply_under_a_shifted_wall_clock_goes_through(tmp_path):
+    """A counter PC whose clock a clerk set back (the daemon under libfaketime, as tests/time runs it): the
+    parent's wait for the child must not use clock_nanosleep (``time.sleep``, ``Popen.wait(timeout)``),
+    which fails there with EINVAL; every bundle failed and was retried for ever."""
+    import glob
+    import shutil
+    import subprocess
+
+    from support import require
+
+    libs = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1") + glob.glob("/usr/lib/faketime/libfaketime.so.1"))
+    require("libfaketime (Debian package faketime)", bool(shutil.which("faketime") and libs))
+    rc = tmp_path / "faketime.rc"
+    rc.write_text("-1d\n")
+    script = tmp_path / "apply.py"
+    script.write_text(f"""
+import sys
+sys.path.insert(0, {str(os.path.dirname(os.path.dirname(__file__)))!r})
+from counter.helpers import Centre
+from edge.cache import Cache
+centre = Centre()
+cache = Cache.open({str(tmp_path / "cache.db")!r})
+raws = centre.sample()
+cache.apply_bundle(raws[0], centre.verify_key, now_ms=1)
+print(cache.apply_bundle_isolated(raws[1], centre.verify_key, now_ms=2)["kind"])
+""")
+    env = {**os.environ, "LD_PRELOAD": libs[0], "FAKETIME_TIMESTAMP_FILE": str(rc), "FAKETIME_NO_CACHE": "1",
+           "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "policy", done.stdout + done.stderr
