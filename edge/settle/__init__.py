@@ -15,5 +15,15 @@ __all__ = [
     "CatalogueItem", "ChronicFiling", "Item", "OfflineLimits", "PersonState", "Policy", "Rule", "Visit",
     "parse_catalogue", "parse_items", "parse_offline_limits", "parse_person", "parse_policy", "parse_visit",
     "MAX_FEN", "round_fen", "yuan",
-    "Cancellation", "Line", "Reason", "Settlement", "canonical_json",
+    "Cancellation", "Line", "Reason", "Settlement", "canonical_json", "set_memo_size",
 ]
+
+
+def set_memo_size(entries: int) -> None:
+    """How many split lines and rendered reasons (and their JSON) the engine remembers, per memo; each is
+    cleared whole when full. Small by default: a counter settles visits that rarely repeat and must keep
+    its memory (the daemon stays under 80 MB with 100k items); the centre's replay re-settles a city's
+    repeated prescriptions and raises it. Results are the same bytes either way."""
+    from . import engine, result
+
+    engine._LINES_MAX = result._RENDERED_MAX = max(0, int(entries))

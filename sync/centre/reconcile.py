@@ -40,6 +40,7 @@ from typing import Any, Callable
 
 import trio
 
+from edge.settle import set_memo_size
 from sync.centre import ectoken, payouts
 from sync.centre import replay as rp
 from sync.centre import review
@@ -60,6 +61,9 @@ BUCKETS_PER_BATCH = 16
 ELECT_AUTO_APPROVE = 0x63656E7472650002
 # Reviewers read the reason: Chinese. The code is what tests and reports match on.
 QUARANTINE_CODE = "replay_failed"
+# The engine's memo of split lines and rendered reasons, per memo: a city's backlog repeats the same
+# prescriptions day after day (a counter keeps the engine's small default).
+ENGINE_MEMO = 50_000
 _CN = _dt.timezone(_dt.timedelta(hours=8))
 # Called with ("enter" | "exit", psn_no or key) around each person's replay: tests watch overlap.
 PROBE: Callable[[str, Any], None] | None = None
@@ -75,6 +79,7 @@ def run_pending(store, *, now: int | None = None, batch: int = 2000, max_batches
     published after the commit. ``max_batches`` stops early (``counts["more"]`` says whether work was
     left); pending claims are re-checked (``recheck``) by one elected worker once nothing is left.
     """
+    set_memo_size(ENGINE_MEMO)
     now = now_ms() if now is None else now
     counts = {o: 0 for o in rp.OUTCOMES}
     world = StoreWorld(store)

@@ -164,3 +164,34 @@ def test_the_fast_json_is_the_canonical_json_of_the_dict(drawn, name):
     for _ in range(2):   # first rendering, then from the memo
         s, _, _ = run(case, acct_limit)
         assert s.to_json() == canonical_json(s.to_dict())
+
+
+def test_the_engine_memo_is_small_by_default_and_results_do_not_depend_on_it():
+    """A counter settles visits that rarely repeat: the engine's memos stay at their small default however
+    many visits it settles (the daemon's memory stays bounded); the centre raises the size; the bytes of
+    every result are the same with no memo at all."""
+    from edge.settle import engine, result, set_memo_size
+
+    policy = parse_policy({"version": "p", "rules": [{"insutype": "310", "psn_type": "working", "med_type": "11",
+                                                      "level": "village", "deductible": 500, "ratio": "0.7",
+                                                      "annual_cap": 10**7, "visit_cap": None, "acct_allowed": True}]})
+    catalogue = parse_catalogue([{"code": f"C{i}", "name": f"药{i}", "class": "A", "begndate": "2026-01-01"}
+                                 for i in range(3)])
+    visit = parse_visit({"med_type": "11", "level": "village", "date": DAY, "acct_used_flag": True}, policy)
+
+    def one(i: int) -> str:
+        person = parse_person({"psn_no": f"P{i}", "insutype": "310", "psn_type": "working", "status": "active",
+                               "chronic": [], "balc": 10**6, "deductible_used": i % 700, "fund_paid": 0})
+        items = parse_items([{"code": f"C{i % 3}", "cnt": str(1 + i % 4), "pric": 100 + i}])
+        return settle(policy, catalogue, person, visit, items).to_json()
+
+    default = engine._LINES_MAX
+    try:
+        with_memo = [one(i) for i in range(3 * default)]
+        assert len(engine._LINES) <= default and len(result._RENDERED) <= default
+        set_memo_size(0)
+        assert [one(i) for i in range(0, 3 * default, 7)] == with_memo[::7]
+        set_memo_size(50_000)
+        assert engine._LINES_MAX == result._RENDERED_MAX == 50_000
+    finally:
+        set_memo_size(default)
