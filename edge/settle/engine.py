@@ -44,7 +44,7 @@ ENGINE_VERSION = "1"
 # reused while the entry is here); the item by its values, the count by its text (1 and 1.0 are equal
 # but are written differently). Cleared whole when full, so it stays bounded. Lines are immutable values.
 _LINES: dict[tuple, tuple[CatalogueItem | None, Line]] = {}
-_LINES_MAX = 2_048       # each memo's size; the centre's replay raises it (edge.settle.set_memo_size)
+_LINES_MAX = 256         # each memo's size; the centre's replay raises it (edge.settle.set_memo_size)
 
 
 def _line(item: Item, cat: CatalogueItem | None, visit: Visit, scope: frozenset[str] | None = None) -> Line:

@@ -20,7 +20,7 @@ from .reasons import render
 # each number with its type (and a Decimal by its text: 0.5 and 0.50 are equal but print differently);
 # value: (English, Chinese, the reason's canonical JSON). Cleared whole when full, so it stays bounded.
 _RENDERED: dict[tuple, tuple[str, str, str]] = {}
-_RENDERED_MAX = 2_048    # see edge.settle.set_memo_size
+_RENDERED_MAX = 256      # see edge.settle.set_memo_size
 
 
 def _pinned(v: Any) -> Any:
