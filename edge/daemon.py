@@ -70,10 +70,14 @@ async def refresher(counter, uplink, probe_interval: float, *, task_status=trio.
 
     Every half second it looks at the uplink's last good round (a good round means the cache is as
     fresh as the centre's feed); every ``probe_interval`` it asks the centre's /health, bounded by the
-    online timeout, for the banner.
+    online timeout, for the banner. A probe answered after one that was not (or the first one) wakes the
+    uplink: entries journaled meanwhile go now, not at the end of its backoff.
+    The refresher's own previous probe decides, not the link state, which a visit may already have
+    turned online (a visit the centre rejected then journals nothing, so nothing else wakes the uplink).
     """
     task_status.started()
     seen = None
+    probed_ok: bool | None = None     # what the previous probe found (None: no probe yet)
     next_probe = trio.current_time()
     while True:
         if uplink is not None:
@@ -95,8 +99,9 @@ async def refresher(counter, uplink, probe_interval: float, *, task_status=trio.
             if was != counter.link.online:
                 log.info("centre %s", "reachable" if ok else "unreachable",
                          extra={"event": "online" if ok else "offline"})
-                if ok and uplink is not None:
-                    uplink.wake()     # entries journaled while it was away go now, not at the end of a backoff
+            if ok and probed_ok is not True and uplink is not None:
+                uplink.wake()
+            probed_ok = ok
         await trio.sleep(min(0.5, probe_interval))
 
 

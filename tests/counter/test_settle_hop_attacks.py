@@ -242,10 +242,6 @@ async def test_the_refresher_wakes_the_uplink_when_its_probe_finds_the_centre_ba
         n.cancel_scope.cancel()
 
 
-@pytest.mark.xfail(strict=True, reason="the uplink is never woken when a visit (not the refresher's probe) finds "
-                                       "the centre back: a visit the centre rejects or sends to full payment marks "
-                                       "the link online and journals nothing, so the refresher sees no change and "
-                                       "entries journaled offline wait for the uplink's backoff (up to 300 s)")
 async def test_entries_journaled_offline_go_up_when_a_visit_finds_the_centre_back_first(autojump_clock):
     centre, up = _Centre(), _Uplink(failures=3)
     counter = _counter(centre)
@@ -341,9 +337,6 @@ class _RefusingCentre:
         return self.back
 
 
-@pytest.mark.xfail(strict=True, reason="a visit that finds the centre back marks the link online without journaling "
-                                       "(the centre rejected it): the refresher's probe then sees no change and "
-                                       "never wakes the uplink, so entries journaled offline wait for its backoff")
 async def test_an_offline_entry_goes_up_when_a_rejected_visit_finds_the_centre_back(cache, journal, cards):
     from functools import partial
 
