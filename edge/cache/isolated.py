@@ -29,7 +29,8 @@ Rules:
   a child that outlives ``TIMEOUT_S`` is killed too.
 * ``:memory:`` caches (tests) have no second connection: they apply in the calling thread.
 
-Run as ``python -Pm edge.cache.isolated PATH KEYHEX NOW_MS < bundle`` (by :func:`apply_in_child` only).
+The child is :mod:`edge.cache.child`, run as ``python -Pm edge.cache.child PATH KEYHEX NOW_MS < bundle``
+(by :func:`apply_in_child` only).
 """
 
 from __future__ import annotations
@@ -40,9 +41,7 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import trio
 
@@ -138,7 +137,7 @@ def _run(argv: list[str], raw: bytes) -> subprocess.CompletedProcess:
 def apply_in_child(path: str, raw: bytes, verify_key, *, now_ms: int) -> dict:
     """Apply one bundle to the cache file at ``path`` in a child process; returns its info or raises."""
     try:
-        done = _run([sys.executable, "-Pm", "edge.cache.isolated", path, bytes(verify_key).hex(), str(now_ms)], raw)
+        done = _run([sys.executable, "-Pm", "edge.cache.child", path, bytes(verify_key).hex(), str(now_ms)], raw)
     except (OSError, subprocess.SubprocessError) as exc:
         raise CacheUnavailable(f"the bundle apply could not run: {exc}", zh=INTERRUPTED_ZH, retryable=True) from exc
     # The answer is the child's last line, ASCII JSON; a success counts only from a child that exited 0.
@@ -159,84 +158,3 @@ def apply_in_child(path: str, raw: bytes, verify_key, *, now_ms: int) -> dict:
     tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
     raise CacheUnavailable(f"the bundle apply failed (exit {done.returncode}): {tail[0]}", zh=INTERRUPTED_ZH,
                            retryable=True)
-
-
-def _say(answer: dict) -> None:
-    # ASCII JSON on the byte stream: whatever the locale or PYTHONIOENCODING, the line is written whole,
-    # and no character in a message can split it into lines.
-    sys.stdout.buffer.write(json.dumps(answer, ensure_ascii=True).encode("ascii") + b"\n")
-    sys.stdout.buffer.flush()
-
-
-@contextmanager
-def _one_apply_at_a_time(path: str) -> Iterator[None]:
-    """One apply per cache file at a time, across processes (the daemon's child and ``edge sync``'s, or a
-    child orphaned by a killed daemon and the restarted daemon's): :meth:`Cache.apply_bundle` compares
-    with the cached version before its write transaction, so two at once could both pass as newer and the
-    older commit last. Held from before the cache is opened until after it is closed; released by the OS
-    if the child dies."""
-    lock = f"{path}.apply-lock"
-    if sys.platform == "win32":
-        import msvcrt
-        with open(lock, "a+b") as f:
-            f.seek(0)
-            while True:
-                try:
-                    msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)
-                    break
-                except OSError:        # LK_LOCK gives up after 10 s: keep waiting (the parent bounds the child)
-                    continue
-            yield
-    else:
-        import fcntl
-        # Read-only: flock needs no write access, so a lock file left by another account (an operator's
-        # `edge sync` as root) does not stop the daemon's applies.
-        fd = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
-
-def _child(argv: list[str]) -> int:
-    if hasattr(os, "nice"):     # Windows has none: there the parent starts the child below normal priority
-        os.nice(NICE)
-    path, key_hex, now_ms = argv
-    raw = sys.stdin.buffer.read()
-    if not Path(path).is_file():
-        # Cache.open would create an empty cache there: the bundle would "apply" to a file the counter
-        # does not use (its own was deleted or moved under it).
-        _say({"error": {"code": CacheUnavailable.code, "message": f"the cache {path} does not exist"}})
-        return 1
-    try:
-        with _one_apply_at_a_time(path):
-            return _apply(path, raw, key_hex, int(now_ms))
-    except OSError as exc:
-        _say({"error": {"code": CacheUnavailable.code, "message": f"the cache {path} cannot be locked: {exc}"}})
-        return 1
-
-
-def _apply(path: str, raw: bytes, key_hex: str, now_ms: int) -> int:
-    from nacl.signing import VerifyKey
-
-    from .store import Cache
-
-    try:
-        cache = Cache.open(path)
-    except CacheError as exc:
-        _say({"error": {"code": exc.code, "message": exc.message, "zh": exc.zh}})
-        return 1
-    try:
-        info = cache.apply_bundle(raw, VerifyKey(bytes.fromhex(key_hex)), now_ms=now_ms)
-    except (BundleError, CacheError) as exc:
-        _say({"error": {"code": exc.code, "message": exc.message, "zh": exc.zh}})
-        return 1
-    finally:
-        cache.close()
-    _say({"ok": info})
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_child(sys.argv[1:]))

@@ -114,11 +114,11 @@ def test_the_child_runs_at_a_lower_cpu_priority(tmp_path, centre, monkeypatch):
     """The child lowers its own priority before it reads the bundle (os.nice, seen through a wrapper)."""
     seen = tmp_path / "nice"
     wrapper = tmp_path / "python"
-    wrapper.write_text("#!/bin/sh\nshift 2\n"    # drop "-m edge.cache.isolated": run it through runpy below
+    wrapper.write_text("#!/bin/sh\nshift 2\n"    # drop "-m edge.cache.child": run it through runpy below
                        f"exec {sys.executable} -c 'import os, runpy, sys; "
                        f"orig = os.nice; os.nice = lambda n: open(\"{seen}\", \"w\").write(str(orig(n))) and 0; "
                        f"sys.argv = [\"isolated\"] + sys.argv[1:]; "
-                       f"runpy.run_module(\"edge.cache.isolated\", run_name=\"__main__\")' \"$@\"\n")
+                       f"runpy.run_module(\"edge.cache.child\", run_name=\"__main__\")' \"$@\"\n")
     wrapper.chmod(0o755)
     c = Cache.open(tmp_path / "c.db")
     try:

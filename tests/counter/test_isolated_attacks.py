@@ -93,7 +93,7 @@ def test_a_child_killed_mid_apply_changes_nothing_and_the_next_bundle_applies(ca
                       "    os.kill(os.getpid(), signal.SIGKILL)\n"
                       "Cache._apply_catalogue = dying\n"
                       "sys.argv = [\"isolated\"] + sys.argv[1:]\n"
-                      "runpy.run_module(\"edge.cache.isolated\", run_name=\"__main__\")' \"$@\"\n")
+                      "runpy.run_module(\"edge.cache.child\", run_name=\"__main__\")' \"$@\"\n")
     items = [{"code": f"K{i:04d}", "name": f"测试{i}", "class": "A"} for i in range(50)]
     raw = centre.bundle("catalogue", {"items": items})
     before, count, python = cache.versions(), cache.item_count(), sys.executable
@@ -157,7 +157,7 @@ else:                                      # B: says when it reads the versions 
         return got
     fcntl.flock, Cache.versions = flock, versions
 sys.argv = ["isolated"] + sys.argv[1:]
-runpy.run_module("edge.cache.isolated", run_name="__main__")
+runpy.run_module("edge.cache.child", run_name="__main__")
 '''
 
 
@@ -225,7 +225,7 @@ def held(self, c, payload, delta):
     (here / "finished").touch()
 Cache._apply_catalogue = held
 sys.argv = ["isolated"] + sys.argv[1:]
-runpy.run_module("edge.cache.isolated", run_name="__main__")
+runpy.run_module("edge.cache.child", run_name="__main__")
 '''
 
 
@@ -267,7 +267,7 @@ def test_the_child_applies_where_the_os_has_no_nice(cache, centre, tmp_path, mon
                       f"exec {sys.executable} -c 'import os, runpy, sys\n"
                       "del os.nice\n"
                       "sys.argv = [\"isolated\"] + sys.argv[1:]\n"
-                      "runpy.run_module(\"edge.cache.isolated\", run_name=\"__main__\")' \"$@\"\n")
+                      "runpy.run_module(\"edge.cache.child\", run_name=\"__main__\")' \"$@\"\n")
     monkeypatch.setattr(isolated.sys, "executable", wrapper)
     assert cache.apply_bundle_isolated(centre.bundle("hotlist", {"cards": []}), centre.verify_key,
                                        now_ms=9)["version"] == 2
