@@ -244,6 +244,8 @@ async def scripted_day(nursery, stack: Stack, api: httpx.AsyncClient) -> dict:
         await wait_for(lambda: _online(api))
     with trio.fail_after(30):  # the first download of the sample bundles
         await wait_for(lambda: _bundles(api))
+    with trio.fail_after(60):  # a completed sync round: the offline limits need the cache's age (bundles
+        await wait_for(lambda: _fresh(api))   # apply in a low-priority child, slower on a busy machine)
     await card(ZHANGSAN)
     with trio.fail_after(30):  # the card
         await wait_for(lambda: _card_present(api))
@@ -350,6 +352,10 @@ async def _offline(api):
 
 async def _bundles(api):
     return {"policy", "catalogue", "persons", "hotlist"} <= set((await api.get("/api/status")).json()["cache"]["bundles"])
+
+
+async def _fresh(api):
+    return (await api.get("/api/status")).json()["cache"]["age_s"] is not None
 
 
 async def _card_present(api):
