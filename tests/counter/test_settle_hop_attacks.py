@@ -229,30 +229,20 @@ async def _probe_once(centre) -> None:
     await trio.testing.wait_all_tasks_blocked()
 
 
-async def test_the_refresher_wakes_the_uplink_when_its_probe_finds_the_centre_back(autojump_clock):
-    centre, up = _Centre(), _Uplink(failures=3)
-    counter = _counter(centre)
-    async with trio.open_nursery() as n:
-        await n.start(refresher, counter, up, 5.0)
-        await _probe_once(centre)
-        assert not up.woken.is_set()
-        centre.up = True
-        with trio.fail_after(60):
-            await up.woken.wait()
-        n.cancel_scope.cancel()
-
-
-async def test_entries_journaled_offline_go_up_when_a_visit_finds_the_centre_back_first(autojump_clock):
+@pytest.mark.parametrize("visit_first", [False, True])
+async def test_the_uplink_is_woken_when_the_centre_answers_again(autojump_clock, visit_first):
+    """Found back by the refresher's own probe, or first by a visit the centre then refused (link.ok, and a
+    rejected or full-payment visit journals nothing, so on_journaled never runs): either way the entries
+    journaled while the centre was away go up now, not at the end of the uplink's backoff."""
     centre, up = _Centre(), _Uplink(failures=3)
     counter = _counter(centre)
     async with trio.open_nursery() as n:
         await n.start(refresher, counter, up, 5.0)
         await _probe_once(centre)
         assert not up.woken.is_set() and not counter.link.online
-        # The centre answers again; a visit asks it first and is refused there (CentreRefusal: link.ok, and
-        # a rejected or full-payment visit journals nothing, so on_journaled never runs).
         centre.up = True
-        counter.link.ok(3_000)
+        if visit_first:
+            counter.link.ok(3_000)
         with trio.move_on_after(60):     # twelve probes on the mock clock
             await up.woken.wait()
         n.cancel_scope.cancel()
