@@ -44,11 +44,12 @@ ENGINE_VERSION = "1"
 # reused while the entry is here); the item by its values, the count by its text (1 and 1.0 are equal
 # but are written differently). Cleared whole when full, so it stays bounded. Lines are immutable values.
 _LINES: dict[tuple, tuple[CatalogueItem | None, Line]] = {}
-_LINES_MAX = 256         # each memo's size; the centre's replay raises it (edge.settle.set_memo_size)
+_LINES_MAX = 0           # each memo's size, 0: none; the centre's replay sets it (edge.settle.set_memo_size)
 
 
 def _line(item: Item, cat: CatalogueItem | None, visit: Visit, scope: frozenset[str] | None = None) -> Line:
-    if type(item.cnt) is not Decimal or type(item.pric) is not int or type(visit.date) is not _dt.date:
+    if not _LINES_MAX or type(item.cnt) is not Decimal or type(item.pric) is not int or \
+            type(visit.date) is not _dt.date:
         return _split_line(item, cat, visit, scope)
     try:
         key = (item.code, item.name, str(item.cnt), item.pric, id(cat), visit.date, scope,

@@ -20,7 +20,7 @@ from .reasons import render
 # each number with its type (and a Decimal by its text: 0.5 and 0.50 are equal but print differently);
 # value: (English, Chinese, the reason's canonical JSON). Cleared whole when full, so it stays bounded.
 _RENDERED: dict[tuple, tuple[str, str, str]] = {}
-_RENDERED_MAX = 256      # see edge.settle.set_memo_size
+_RENDERED_MAX = 0        # 0: no memo; see edge.settle.set_memo_size
 
 
 def _pinned(v: Any) -> Any:
@@ -54,16 +54,19 @@ class Reason:
     def _all_params(self) -> dict:
         return {**(self.params or {}), "amount": self.amount}
 
-    def _rendered(self) -> tuple[str, str, str]:
-        """(English, Chinese, canonical JSON of :meth:`to_dict`), rendered once per distinct reason."""
+    def _key(self) -> tuple | None:
+        """The memo key: the code and each number with its type; None for a value the memo does not key."""
         params = self.params
-        key: tuple | None
         try:
             amount = self.amount if type(self.amount) is int else _pinned(self.amount)
-            key = (self.code, amount, *[(k, v if type(v) is int else _pinned(v)) for k, v in params.items()]) \
+            return (self.code, amount, *[(k, v if type(v) is int else _pinned(v)) for k, v in params.items()]) \
                 if params else (self.code, amount)
         except TypeError:
-            key = None   # a number of another type (or an unhashable one): render it, uncached
+            return None   # a number of another type (or an unhashable one): render it, uncached
+
+    def _rendered(self) -> tuple[str, str, str]:
+        """(English, Chinese, canonical JSON of :meth:`to_dict`), rendered once per distinct reason."""
+        key = self._key() if _RENDERED_MAX else None    # no memo (a counter's default): no key built
         if key is not None:
             got = _RENDERED.get(key)
             if got is not None:
@@ -110,6 +113,8 @@ class Line:
     def _json(self) -> str:
         """``canonical_json(self.to_dict())``, assembled from the memoised reasons, once per Line object
         (the engine hands out the same Line for the same inputs)."""
+        if not _RENDERED_MAX:
+            return self._assemble()
         got = _LINE_JSON.get(id(self))
         if got is not None and got[0] is self:
             return got[1]
@@ -262,14 +267,15 @@ def _state_json(state: Any) -> str:
 
 
 def _rule_json(r: Rule) -> str:
-    got = _RULE_JSON.get(id(r))
+    got = _RULE_JSON.get(id(r)) if _RENDERED_MAX else None
     if got is not None and got[0] is r:
         return got[1]
     text = (f'{{"deductible":{_jv(r.deductible)},"ratio":{_jstr(str(r.ratio))},"annual_cap":{_jv(r.annual_cap)},'
             f'"visit_cap":{_jv(r.visit_cap)},"acct_allowed":{_jv(r.acct_allowed)}}}')
-    if len(_RULE_JSON) >= _RENDERED_MAX:
-        _RULE_JSON.clear()
-    _RULE_JSON[id(r)] = (r, text)
+    if _RENDERED_MAX:
+        if len(_RULE_JSON) >= _RENDERED_MAX:
+            _RULE_JSON.clear()
+        _RULE_JSON[id(r)] = (r, text)
     return text
 
 

@@ -161,15 +161,23 @@ def test_the_fast_json_is_the_canonical_json_of_the_dict(drawn, name):
 
     case, acct_limit = drawn
     case = {**case, "catalogue": [{**c, "name": f"{name} {c['code']}"} for c in case["catalogue"]]}
-    for _ in range(2):   # first rendering, then from the memo
-        s, _, _ = run(case, acct_limit)
-        assert s.to_json() == canonical_json(s.to_dict())
+    from edge.settle import engine, set_memo_size
+
+    default = engine._LINES_MAX
+    try:
+        for size in (0, 1_000):          # no memo (a counter), then a memo (the centre)
+            set_memo_size(size)
+            for _ in range(2):           # first rendering, then from the memo
+                s, _, _ = run(case, acct_limit)
+                assert s.to_json() == canonical_json(s.to_dict())
+    finally:
+        set_memo_size(default)
 
 
 def test_the_engine_memo_is_small_by_default_and_results_do_not_depend_on_it():
-    """A counter settles visits that rarely repeat: the engine's memos stay at their small default however
-    many visits it settles (the daemon's memory stays bounded); the centre raises the size; the bytes of
-    every result are the same with no memo at all."""
+    """A counter settles visits that rarely repeat: by default the engine keeps no memo (no memory, and no
+    key built on a miss); the centre sets a size, within which the memos stay; the bytes of every result
+    are the same with or without them."""
     from edge.settle import engine, result, set_memo_size
 
     policy = parse_policy({"version": "p", "rules": [{"insutype": "310", "psn_type": "working", "med_type": "11",
@@ -187,10 +195,14 @@ def test_the_engine_memo_is_small_by_default_and_results_do_not_depend_on_it():
 
     default = engine._LINES_MAX
     try:
-        with_memo = [one(i) for i in range(3 * default)]
-        assert len(engine._LINES) <= default and len(result._RENDERED) <= default
-        set_memo_size(0)
-        assert [one(i) for i in range(0, 3 * default, 7)] == with_memo[::7]
+        engine._LINES.clear()
+        result._RENDERED.clear()
+        without = [one(i) for i in range(1_000)]
+        assert default == 0 and not engine._LINES and not result._RENDERED   # a counter keeps nothing
+        set_memo_size(100)
+        assert [one(i) for i in range(1_000)] == without                     # bounded memo, same bytes
+        assert 0 < len(engine._LINES) <= 100 and 0 < len(result._RENDERED) <= 100
+        assert [one(i) for i in range(1_000)] == without                     # from the memo, same bytes
         set_memo_size(50_000)
         assert engine._LINES_MAX == result._RENDERED_MAX == 50_000
     finally:
